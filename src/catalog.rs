@@ -1,0 +1,126 @@
+//! The item catalog: ids and titles. Items are identified by id (a string, as in the source
+//! data); titles are untrusted display text, kept byte-exact and never used as identifiers.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Dense index of an item inside a [`Catalog`] (0..len).
+pub type ItemIndex = u32;
+
+/// One catalog entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Identifier from the source data (unique within the catalog).
+    pub id: String,
+    /// Display title (may repeat across items, may contain any Unicode).
+    pub title: String,
+}
+
+/// An ordered set of items with id lookup.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    items: Vec<Item>,
+    by_id: HashMap<String, ItemIndex>,
+}
+
+impl Catalog {
+    /// Builds a catalog; `source` names where the items came from for error messages.
+    /// Rejects duplicate ids and titles containing line breaks.
+    pub fn new(items: Vec<Item>, source: &str) -> Result<Self> {
+        if items.len() > ItemIndex::MAX as usize {
+            return Err(Error::mismatch(
+                format!("{source}: item count"),
+                format!("at most {}", ItemIndex::MAX),
+                items.len(),
+            ));
+        }
+        let mut by_id = HashMap::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            check_title(&item.title).map_err(|message| {
+                Error::parse(source, index as u64 + 1, "title", message)
+            })?;
+            if by_id.insert(item.id.clone(), index as ItemIndex).is_some() {
+                return Err(Error::parse(
+                    source,
+                    index as u64 + 1,
+                    "id",
+                    format!("duplicate item id `{}`", item.id),
+                ));
+            }
+        }
+        Ok(Catalog { items, by_id })
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when the catalog has no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// All items in index order.
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// The item at `index`.
+    pub fn item(&self, index: ItemIndex) -> &Item {
+        &self.items[index as usize]
+    }
+
+    /// The title of the item at `index`.
+    pub fn title(&self, index: ItemIndex) -> &str {
+        &self.items[index as usize].title
+    }
+
+    /// Index of the item with this id, if any.
+    pub fn index_of(&self, id: &str) -> Option<ItemIndex> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Index of `id`, or an error naming `what` looked it up.
+    pub fn require(&self, id: &str, what: &str) -> Result<ItemIndex> {
+        self.index_of(id).ok_or_else(|| Error::UnknownItem {
+            what: what.to_string(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Indices of every item whose title is exactly `title` (titles may repeat).
+    pub fn indices_with_title(&self, title: &str) -> Vec<ItemIndex> {
+        (0..self.items.len() as ItemIndex)
+            .filter(|&i| self.title(i) == title)
+            .collect()
+    }
+
+    /// Resolves a user-given history entry: an item id first, else an exact title
+    /// (the first item with that title). `None` when neither matches.
+    pub fn resolve(&self, id_or_title: &str) -> Option<ItemIndex> {
+        self.index_of(id_or_title).or_else(|| {
+            self.items
+                .iter()
+                .position(|item| item.title == id_or_title)
+                .map(|i| i as ItemIndex)
+        })
+    }
+}
+
+/// The one rule for acceptable titles: non-empty and single-line.
+pub fn check_title(title: &str) -> std::result::Result<(), String> {
+    if title.trim().is_empty() {
+        return Err("empty title".into());
+    }
+    if title.contains(['\n', '\r']) {
+        return Err(format!(
+            "title contains a line break: {:?}",
+            title.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(())
+}

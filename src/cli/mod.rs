@@ -1,0 +1,170 @@
+//! Argument parsing and dispatch for the `l2d` binary.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use l2d::dataset::{self, Dataset, RawLogSpec};
+use l2d::prompt::Template;
+
+#[derive(Parser)]
+#[command(name = "l2d", version, about = "Light Latent-space Decoding: LLM recommendation decoded in latent space", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a dataset (raw interaction log or D3-format directory) into a prepared directory
+    /// (catalog + train/valid/test as JSON lines) and print its counts.
+    Prepare(PrepareArgs),
+    /// Train a byte-level BPE tokenizer on a prepared dataset's titles and the template text;
+    /// writes tokenizer.json and l2d.json (the template) into the model directory.
+    Tokenizer(TokenizerArgs),
+}
+
+#[derive(clap::Args)]
+struct PrepareArgs {
+    /// Directory in MovieLens layout (ratings.csv + movies.csv); shorthand for
+    /// --interactions DIR/ratings.csv --items DIR/movies.csv.
+    #[arg(long, conflicts_with_all = ["d3", "interactions"])]
+    movielens: Option<PathBuf>,
+    /// D3-format directory (info/*.txt, {train,valid,test}/*.csv; absent splits are reported).
+    #[arg(long, conflicts_with = "interactions")]
+    d3: Option<PathBuf>,
+    /// Raw interactions CSV (one row per interaction).
+    #[arg(long, requires = "items")]
+    interactions: Option<PathBuf>,
+    /// Items CSV with an id and a title column.
+    #[arg(long)]
+    items: Option<PathBuf>,
+    /// User column of the interactions CSV.
+    #[arg(long, default_value = "userId")]
+    user_column: String,
+    /// Item column of the interactions CSV.
+    #[arg(long, default_value = "movieId")]
+    item_column: String,
+    /// Timestamp column of the interactions CSV (integer).
+    #[arg(long, default_value = "timestamp")]
+    time_column: String,
+    /// Id column of the items CSV.
+    #[arg(long, default_value = "movieId")]
+    item_id_column: String,
+    /// Title column of the items CSV.
+    #[arg(long, default_value = "title")]
+    title_column: String,
+    /// Dataset name (default: the source directory's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Output directory (default: target/data/NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct TokenizerArgs {
+    /// Prepared dataset directory (from `l2d prepare`).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// Model directory to write tokenizer.json and l2d.json into.
+    #[arg(long, default_value = "models/default")]
+    out: PathBuf,
+    /// Vocabulary size (including special tokens).
+    #[arg(long, default_value_t = 4000)]
+    vocab_size: usize,
+    /// Prompt template: `compact` (small from-scratch models) or `d3` (instruction layout).
+    #[arg(long, default_value = "compact")]
+    template: String,
+    /// Item category noun for the d3 template.
+    #[arg(long, default_value = "movie")]
+    category: String,
+}
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Prepare(args) => prepare(args),
+        Command::Tokenizer(args) => tokenizer(args),
+    }
+}
+
+fn dir_stem(path: &Path) -> String {
+    path.file_name().map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned())
+}
+
+fn prepare(args: PrepareArgs) -> Result<()> {
+    let (dataset, source) = if let Some(dir) = &args.d3 {
+        let mut dataset = dataset::load_d3_dir(dir).with_context(|| format!("loading D3 directory {}", dir.display()))?;
+        if let Some(name) = &args.name {
+            dataset.name = name.clone();
+        }
+        (dataset, dir.clone())
+    } else {
+        let (spec, source) = match (&args.movielens, &args.interactions, &args.items) {
+            (Some(dir), _, _) => (RawLogSpec::movielens(dir), dir.clone()),
+            (None, Some(interactions), Some(items)) => (
+                RawLogSpec {
+                    interactions: interactions.clone(),
+                    items: items.clone(),
+                    user_column: args.user_column.clone(),
+                    item_column: args.item_column.clone(),
+                    time_column: args.time_column.clone(),
+                    item_id_column: args.item_id_column.clone(),
+                    title_column: args.title_column.clone(),
+                },
+                interactions.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
+            _ => anyhow::bail!("give --movielens DIR, --d3 DIR, or --interactions FILE --items FILE"),
+        };
+        let name = args.name.clone().unwrap_or_else(|| dir_stem(&source));
+        let (dataset, report) = dataset::import_raw_log(&spec, &name)
+            .with_context(|| format!("importing {} and {}", spec.interactions.display(), spec.items.display()))?;
+        println!("{report}");
+        (dataset, source)
+    };
+    println!("{}", dataset.summary());
+    let out = args.out.unwrap_or_else(|| PathBuf::from("target/data").join(&dataset.name));
+    dataset.write_dir(&out).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {} (from {})", out.display(), source.display());
+    Ok(())
+}
+
+fn parse_template(name: &str, category: &str) -> Result<Template> {
+    match name {
+        "compact" => Ok(Template::Compact),
+        "d3" => Ok(Template::D3 {
+            category: category.to_string(),
+            end_marker: l2d::prompt::EOS.to_string(),
+        }),
+        other => anyhow::bail!("unknown template `{other}` (expected compact or d3)"),
+    }
+}
+
+fn tokenizer(args: TokenizerArgs) -> Result<()> {
+    let dataset = Dataset::read_dir(&args.dataset).with_context(|| format!("reading {}", args.dataset.display()))?;
+    let template = parse_template(&args.template, &args.category)?;
+    let tokenizer = l2d::tokenizer::train_bpe(
+        dataset.catalog.items().iter().map(|i| i.title.as_str()),
+        &template,
+        args.vocab_size,
+    )?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let path = args.out.join("tokenizer.json");
+    tokenizer.save(&path)?;
+    l2d::model::ModelMeta::new(template).write(&args.out)?;
+    let tokens: usize = dataset
+        .catalog
+        .items()
+        .iter()
+        .map(|i| tokenizer.encode(&i.title).map(|ids| ids.len()))
+        .sum::<l2d::Result<usize>>()?;
+    println!(
+        "wrote {} (vocab {}); catalog titles average {:.2} tokens",
+        path.display(),
+        tokenizer.vocab_size(),
+        tokens as f64 / dataset.catalog.len() as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,749 @@
+//! Datasets in the D3 protocol: import from raw interaction logs (5-core, per-user time order,
+//! prefix samples with at most 10 history items, global 80/10/10 split by target time), load
+//! D3-format CSV directories, and read/write l2d's prepared dataset directory (JSON lines).
+//!
+//! Prepared directory layout (see ARCHITECTURE.md):
+//! - `dataset.json`: name, source, item and sample counts, which splits are present;
+//! - `catalog.jsonl`: one `{"id": .., "title": ..}` per line, in index order;
+//! - `train.jsonl`, `valid.jsonl`, `test.jsonl`: one sample per line,
+//!   `{"user": .., "history": [item ids, oldest first], "target": item id, "timestamp": int|null}`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Item, ItemIndex};
+use crate::error::{Error, Result};
+use crate::pyliteral::{parse_list, PyValue};
+
+/// Most history items a sample keeps (D3 protocol).
+pub const MAX_HISTORY: usize = 10;
+/// Iterative k-core threshold of the D3 protocol.
+pub const MIN_INTERACTIONS: usize = 5;
+
+/// One of the three splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Valid,
+    Test,
+}
+
+impl Split {
+    /// All splits, in time order.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
+
+    /// Lower-case name, as used in file and directory names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Split::ALL
+            .into_iter()
+            .find(|split| split.name() == s)
+            .ok_or_else(|| Error::invalid("split", format!("`{s}` (expected train, valid or test)")))
+    }
+}
+
+/// One recommendation sample: the user's previous items and the item they chose next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// User identifier from the source data.
+    pub user: String,
+    /// Previous items, oldest first, at most [`MAX_HISTORY`] for imported data.
+    pub history: Vec<ItemIndex>,
+    /// The item the user interacted with next.
+    pub target: ItemIndex,
+    /// Time of the target interaction, when the source has one.
+    pub timestamp: Option<i64>,
+}
+
+/// A catalog plus its splits; a split the source does not provide is `None`.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Human-readable name (directory or file stem).
+    pub name: String,
+    /// The items.
+    pub catalog: Catalog,
+    /// Training samples, if present.
+    pub train: Option<Vec<Sample>>,
+    /// Validation samples, if present.
+    pub valid: Option<Vec<Sample>>,
+    /// Test samples, if present.
+    pub test: Option<Vec<Sample>>,
+}
+
+impl Dataset {
+    /// The samples of `split`, or an error saying the split is absent.
+    pub fn split(&self, split: Split) -> Result<&[Sample]> {
+        let samples = match split {
+            Split::Train => &self.train,
+            Split::Valid => &self.valid,
+            Split::Test => &self.test,
+        };
+        samples.as_deref().ok_or_else(|| Error::MissingSplit {
+            dataset: self.name.clone(),
+            split: split.name().into(),
+            detail: "the source data does not provide it".into(),
+        })
+    }
+
+    /// Sample count per split (`None` = absent).
+    pub fn counts(&self) -> [(Split, Option<usize>); 3] {
+        Split::ALL.map(|s| (s, self.split(s).ok().map(<[Sample]>::len)))
+    }
+
+    /// A one-paragraph summary with every count, as printed by `l2d prepare`.
+    pub fn summary(&self) -> String {
+        let mut out = format!("dataset {}: {} items", self.name, self.catalog.len());
+        for (split, count) in self.counts() {
+            match count {
+                Some(n) => out += &format!(", {split} {n}"),
+                None => out += &format!(", {split} absent"),
+            }
+        }
+        out
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Raw interaction logs → D3 protocol
+// ------------------------------------------------------------------------------------------
+
+/// Where a raw log is and which columns to read (MovieLens names by default).
+#[derive(Debug, Clone)]
+pub struct RawLogSpec {
+    /// Interactions CSV (one row per interaction).
+    pub interactions: PathBuf,
+    /// Items CSV (id and title per row).
+    pub items: PathBuf,
+    /// User column in the interactions CSV.
+    pub user_column: String,
+    /// Item column in the interactions CSV.
+    pub item_column: String,
+    /// Timestamp column (integer seconds) in the interactions CSV.
+    pub time_column: String,
+    /// Id column in the items CSV.
+    pub item_id_column: String,
+    /// Title column in the items CSV.
+    pub title_column: String,
+}
+
+impl RawLogSpec {
+    /// MovieLens layout: `ratings.csv` (userId, movieId, timestamp), `movies.csv` (movieId, title).
+    pub fn movielens(dir: &Path) -> Self {
+        RawLogSpec {
+            interactions: dir.join("ratings.csv"),
+            items: dir.join("movies.csv"),
+            user_column: "userId".into(),
+            item_column: "movieId".into(),
+            time_column: "timestamp".into(),
+            item_id_column: "movieId".into(),
+            title_column: "title".into(),
+        }
+    }
+}
+
+/// What the import kept and dropped, beyond the dataset itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Rows in the interactions file.
+    pub raw_interactions: usize,
+    /// Interactions dropped because their item has no row in the items file.
+    pub without_title: usize,
+    /// Interactions left after the iterative 5-core filter.
+    pub interactions: usize,
+    /// Users left after the filter.
+    pub users: usize,
+    /// Items left after the filter.
+    pub items: usize,
+}
+
+impl fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} raw interactions ({} without an item title, dropped); after {}-core: {} interactions, {} users, {} items",
+            self.raw_interactions,
+            self.without_title,
+            MIN_INTERACTIONS,
+            self.interactions,
+            self.users,
+            self.items
+        )
+    }
+}
+
+struct CsvTable {
+    file: String,
+    reader: csv::Reader<fs::File>,
+    header: Vec<String>,
+}
+
+impl CsvTable {
+    fn open(path: &Path) -> Result<Self> {
+        let file = path.display().to_string();
+        let handle = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(handle);
+        let header = reader
+            .headers()
+            .map_err(|e| csv_error(&file, "header", e))?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        Ok(CsvTable {
+            file,
+            reader,
+            header,
+        })
+    }
+
+    fn column(&self, name: &str) -> Result<usize> {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::MissingColumn {
+                file: self.file.clone(),
+                column: name.into(),
+                found: self.header.join(", "),
+            })
+    }
+
+    fn optional_column(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
+    }
+
+    /// Calls `row` with each record and its 1-based line number.
+    fn for_each(&mut self, mut row: impl FnMut(&csv::StringRecord, u64) -> Result<()>) -> Result<()> {
+        let mut record = csv::StringRecord::new();
+        loop {
+            match self.reader.read_record(&mut record) {
+                Ok(false) => return Ok(()),
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    row(&record, line)?;
+                }
+                Err(e) => return Err(csv_error(&self.file, "record", e)),
+            }
+        }
+    }
+}
+
+fn csv_error(file: &str, field: &str, e: csv::Error) -> Error {
+    let line = e.position().map_or(0, |p| p.line());
+    Error::parse(file, line, field, e.to_string())
+}
+
+fn parse_timestamp(text: &str) -> Option<i64> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .or_else(|| text.trim().parse::<f64>().ok().filter(|t| t.is_finite()).map(|t| t as i64))
+}
+
+/// Reads an items CSV into a catalog (file order), rejecting bad titles with file:line:field.
+fn read_item_table(spec: &RawLogSpec) -> Result<Catalog> {
+    let mut table = CsvTable::open(&spec.items)?;
+    let id_col = table.column(&spec.item_id_column)?;
+    let title_col = table.column(&spec.title_column)?;
+    let file = table.file.clone();
+    let mut items = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    table.for_each(|record, line| {
+        let id = record[id_col].trim().to_string();
+        let title = record[title_col].to_string();
+        if id.is_empty() {
+            return Err(Error::parse(&file, line, &spec.item_id_column, "empty item id"));
+        }
+        crate::catalog::check_title(&title)
+            .map_err(|m| Error::parse(&file, line, &spec.title_column, m))?;
+        if let Some(first) = seen.insert(id.clone(), line) {
+            return Err(Error::parse(
+                &file,
+                line,
+                &spec.item_id_column,
+                format!("duplicate item id `{id}` (first on line {first})"),
+            ));
+        }
+        items.push(Item { id, title });
+        Ok(())
+    })?;
+    if items.is_empty() {
+        return Err(Error::Empty {
+            what: format!("item catalog {file}"),
+            detail: " (no rows after the header)".into(),
+        });
+    }
+    Catalog::new(items, &file)
+}
+
+/// Imports a raw log under the D3 protocol (REFERENCE.md): iterative 5-core, stable per-user
+/// time sort, one sample per position ≥ 1 with the previous ≤ 10 items, samples sorted stably by
+/// target time and split 80/10/10.
+pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportReport)> {
+    let all_items = read_item_table(spec)?;
+    let mut table = CsvTable::open(&spec.interactions)?;
+    let user_col = table.column(&spec.user_column)?;
+    let item_col = table.column(&spec.item_column)?;
+    let time_col = table.column(&spec.time_column)?;
+    let file = table.file.clone();
+
+    // (user number, item index in all_items, timestamp), in file order.
+    let mut user_numbers: HashMap<String, u32> = HashMap::new();
+    let mut user_names: Vec<String> = Vec::new();
+    let mut interactions: Vec<(u32, ItemIndex, i64)> = Vec::new();
+    let mut raw = 0usize;
+    let mut without_title = 0usize;
+    table.for_each(|record, line| {
+        raw += 1;
+        let user = record[user_col].trim();
+        if user.is_empty() {
+            return Err(Error::parse(&file, line, &spec.user_column, "empty user id"));
+        }
+        let time = parse_timestamp(&record[time_col]).ok_or_else(|| {
+            Error::parse(
+                &file,
+                line,
+                &spec.time_column,
+                format!("expected an integer timestamp, found {:?}", &record[time_col]),
+            )
+        })?;
+        let Some(item) = all_items.index_of(record[item_col].trim()) else {
+            without_title += 1;
+            return Ok(());
+        };
+        let next = user_names.len() as u32;
+        let user = *user_numbers.entry(user.to_string()).or_insert_with(|| {
+            user_names.push(user.to_string());
+            next
+        });
+        interactions.push((user, item, time));
+        Ok(())
+    })?;
+    if interactions.is_empty() {
+        return Err(Error::Empty {
+            what: format!("interaction log {file}"),
+            detail: " (no interaction with a known item)".into(),
+        });
+    }
+
+    // Iterative 5-core.
+    loop {
+        let mut user_count = vec![0usize; user_names.len()];
+        let mut item_count = vec![0usize; all_items.len()];
+        for &(u, i, _) in &interactions {
+            user_count[u as usize] += 1;
+            item_count[i as usize] += 1;
+        }
+        let before = interactions.len();
+        interactions.retain(|&(u, i, _)| {
+            user_count[u as usize] >= MIN_INTERACTIONS && item_count[i as usize] >= MIN_INTERACTIONS
+        });
+        if interactions.len() == before {
+            break;
+        }
+    }
+    if interactions.is_empty() {
+        return Err(Error::Empty {
+            what: format!("{name} after the {MIN_INTERACTIONS}-core filter"),
+            detail: String::new(),
+        });
+    }
+
+    // Catalog of surviving items, in items-file order.
+    let mut kept = vec![false; all_items.len()];
+    for &(_, i, _) in &interactions {
+        kept[i as usize] = true;
+    }
+    let mut remap = vec![ItemIndex::MAX; all_items.len()];
+    let mut items = Vec::new();
+    for (old, item) in all_items.items().iter().enumerate() {
+        if kept[old] {
+            remap[old] = items.len() as ItemIndex;
+            items.push(item.clone());
+        }
+    }
+    let catalog = Catalog::new(items, &spec.items.display().to_string())?;
+
+    // Per-user timelines in order of first appearance; stable sort by time.
+    let mut user_order: Vec<u32> = Vec::new();
+    let mut timelines: HashMap<u32, Vec<(i64, ItemIndex)>> = HashMap::new();
+    for &(u, i, t) in &interactions {
+        let timeline = timelines.entry(u).or_insert_with(|| {
+            user_order.push(u);
+            Vec::new()
+        });
+        timeline.push((t, remap[i as usize]));
+    }
+    let mut samples = Vec::new();
+    for u in &user_order {
+        let timeline = timelines.get_mut(u).expect("every ordered user has a timeline");
+        timeline.sort_by_key(|&(t, _)| t);
+        for pos in 1..timeline.len() {
+            let start = pos.saturating_sub(MAX_HISTORY);
+            samples.push(Sample {
+                user: user_names[*u as usize].clone(),
+                history: timeline[start..pos].iter().map(|&(_, i)| i).collect(),
+                target: timeline[pos].1,
+                timestamp: Some(timeline[pos].0),
+            });
+        }
+    }
+    samples.sort_by_key(|s| s.timestamp);
+    let n = samples.len();
+    let (train_end, valid_end) = (n * 8 / 10, n * 9 / 10);
+    let test = samples.split_off(valid_end);
+    let valid = samples.split_off(train_end);
+    let report = ImportReport {
+        raw_interactions: raw,
+        without_title,
+        interactions: interactions.len(),
+        users: user_order.len(),
+        items: catalog.len(),
+    };
+    Ok((
+        Dataset {
+            name: name.to_string(),
+            catalog,
+            train: Some(samples),
+            valid: Some(valid),
+            test: Some(test),
+        },
+        report,
+    ))
+}
+
+// ------------------------------------------------------------------------------------------
+// D3-format directories (info/*.txt + {train,valid,test}/*.csv)
+// ------------------------------------------------------------------------------------------
+
+fn single_file(dir: &Path, extension: &str) -> Result<Option<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .collect();
+    found.sort();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        n => Err(Error::mismatch(
+            format!("{}: *.{extension} files", dir.display()),
+            "exactly one",
+            n,
+        )),
+    }
+}
+
+/// Reads a D3 `info/*.txt` catalog: `title<TAB>id` or `semantic-id<TAB>title<TAB>id` per line.
+fn read_d3_info(path: &Path) -> Result<Catalog> {
+    let file = path.display().to_string();
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut items = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line_no = n as u64 + 1;
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let (title, id) = match fields.as_slice() {
+            [title, id] => (title.to_string(), id.trim()),
+            [sid, title, id] if sid.starts_with('<') => (title.to_string(), id.trim()),
+            [rest @ .., id] if rest.len() >= 2 => (rest.join("\t"), id.trim()),
+            _ => {
+                return Err(Error::parse(
+                    &file,
+                    line_no,
+                    "line",
+                    "expected `title<TAB>id` or `semantic-id<TAB>title<TAB>id`",
+                ))
+            }
+        };
+        if id.is_empty() {
+            return Err(Error::parse(&file, line_no, "id", "empty item id"));
+        }
+        items.push(Item {
+            id: id.to_string(),
+            title,
+        });
+    }
+    if items.is_empty() {
+        return Err(Error::Empty {
+            what: format!("item catalog {file}"),
+            detail: String::new(),
+        });
+    }
+    Catalog::new(items, &file)
+}
+
+fn py_list_cell(record: &csv::StringRecord, col: usize, file: &str, line: u64, field: &str) -> Result<Vec<PyValue>> {
+    parse_list(&record[col]).map_err(|m| Error::parse(file, line, field, format!("malformed list literal: {m}")))
+}
+
+/// Reads one D3 split CSV (either column layout) against `catalog`.
+fn read_d3_split(path: &Path, catalog: &Catalog) -> Result<Vec<Sample>> {
+    let mut table = CsvTable::open(path)?;
+    let file = table.file.clone();
+    let history_col = table.column("history_item_id")?;
+    let target_col = table.column("item_id")?;
+    let history_title_col = table.column("history_item_title")?;
+    let title_col = table.column("item_title")?;
+    let user_col = table.optional_column("user_id");
+    let time_col = table.optional_column("timestamp");
+    let mut samples = Vec::new();
+    table.for_each(|record, line| {
+        let ids = py_list_cell(record, history_col, &file, line, "history_item_id")?;
+        let titles = py_list_cell(record, history_title_col, &file, line, "history_item_title")?;
+        if titles.len() != ids.len() {
+            return Err(Error::parse(
+                &file,
+                line,
+                "history_item_title",
+                format!("{} titles for {} history item ids", titles.len(), ids.len()),
+            ));
+        }
+        crate::catalog::check_title(&record[title_col])
+            .map_err(|m| Error::parse(&file, line, "item_title", m))?;
+        let history = ids
+            .iter()
+            .map(|v| {
+                let id = v.as_id().ok_or_else(|| {
+                    Error::parse(&file, line, "history_item_id", format!("expected an id, found {v:?}"))
+                })?;
+                catalog.index_of(&id).ok_or_else(|| {
+                    Error::parse(&file, line, "history_item_id", format!("item id `{id}` is not in the catalog"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let target_id = record[target_col].trim();
+        let target = catalog.index_of(target_id).ok_or_else(|| {
+            Error::parse(&file, line, "item_id", format!("item id `{target_id}` is not in the catalog"))
+        })?;
+        let timestamp = match time_col {
+            Some(c) => Some(parse_timestamp(&record[c]).ok_or_else(|| {
+                Error::parse(&file, line, "timestamp", format!("expected an integer, found {:?}", &record[c]))
+            })?),
+            None => None,
+        };
+        samples.push(Sample {
+            user: user_col.map(|c| record[c].to_string()).unwrap_or_default(),
+            history,
+            target,
+            timestamp,
+        });
+        Ok(())
+    })?;
+    Ok(samples)
+}
+
+/// Loads a D3-format directory: `info/*.txt` and whichever of `train/`, `valid/`, `test/`
+/// hold a CSV. Absent splits stay `None` (and [`Dataset::split`] reports them).
+pub fn load_d3_dir(dir: &Path) -> Result<Dataset> {
+    let info = single_file(&dir.join("info"), "txt")?.ok_or_else(|| Error::Empty {
+        what: format!("{}", dir.join("info").display()),
+        detail: " (no info/*.txt catalog: is this a D3-format directory?)".into(),
+    })?;
+    let catalog = read_d3_info(&info)?;
+    let mut splits: [Option<Vec<Sample>>; 3] = [None, None, None];
+    for (slot, split) in splits.iter_mut().zip(Split::ALL) {
+        if let Some(csv) = single_file(&dir.join(split.name()), "csv")? {
+            *slot = Some(read_d3_split(&csv, &catalog)?);
+        }
+    }
+    if splits.iter().all(Option::is_none) {
+        return Err(Error::Empty {
+            what: dir.display().to_string(),
+            detail: " (no train/, valid/ or test/ CSV found)".into(),
+        });
+    }
+    let [train, valid, test] = splits;
+    Ok(Dataset {
+        name: dir_name(dir),
+        catalog,
+        train,
+        valid,
+        test,
+    })
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+// ------------------------------------------------------------------------------------------
+// Prepared dataset directory (JSON lines)
+// ------------------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct SampleRecord {
+    user: String,
+    history: Vec<String>,
+    target: String,
+    timestamp: Option<i64>,
+}
+
+/// `dataset.json` of a prepared directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetMeta {
+    /// Dataset name.
+    pub name: String,
+    /// Number of catalog items.
+    pub items: usize,
+    /// Samples per split; absent splits are `null`.
+    pub train: Option<usize>,
+    /// Validation samples.
+    pub valid: Option<usize>,
+    /// Test samples.
+    pub test: Option<usize>,
+}
+
+fn write_jsonl<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> Result<()> {
+    let file = fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut out = BufWriter::new(file);
+    for row in rows {
+        serde_json::to_writer(&mut out, &row).map_err(|e| Error::Json {
+            file: path.display().to_string(),
+            source: e,
+        })?;
+        out.write_all(b"\n").map_err(|e| Error::io(path, e))?;
+    }
+    out.flush().map_err(|e| Error::io(path, e))
+}
+
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, mut row: impl FnMut(T, u64) -> Result<()>) -> Result<()> {
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str(&line)
+            .map_err(|e| Error::parse(path.display().to_string(), n as u64 + 1, "json", e.to_string()))?;
+        row(value, n as u64 + 1)?;
+    }
+    Ok(())
+}
+
+impl Dataset {
+    /// Writes the prepared directory (creating it), replacing any earlier content.
+    pub fn write_dir(&self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let catalog = &self.catalog;
+        write_jsonl(&dir.join("catalog.jsonl"), catalog.items().iter())?;
+        for split in Split::ALL {
+            let path = dir.join(format!("{split}.jsonl"));
+            match self.split(split) {
+                Ok(samples) => write_jsonl(
+                    &path,
+                    samples.iter().map(|s| SampleRecord {
+                        user: s.user.clone(),
+                        history: s.history.iter().map(|&i| catalog.item(i).id.clone()).collect(),
+                        target: catalog.item(s.target).id.clone(),
+                        timestamp: s.timestamp,
+                    }),
+                )?,
+                Err(_) if path.exists() => fs::remove_file(&path).map_err(|e| Error::io(&path, e))?,
+                Err(_) => {}
+            }
+        }
+        let meta = DatasetMeta {
+            name: self.name.clone(),
+            items: catalog.len(),
+            train: self.train.as_ref().map(Vec::len),
+            valid: self.valid.as_ref().map(Vec::len),
+            test: self.test.as_ref().map(Vec::len),
+        };
+        let path = dir.join("dataset.json");
+        let text = serde_json::to_string_pretty(&meta).expect("metadata serializes");
+        fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+    }
+
+    /// Reads a prepared directory written by [`Dataset::write_dir`].
+    pub fn read_dir(dir: &Path) -> Result<Self> {
+        let meta_path = dir.join("dataset.json");
+        let meta_text = fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let meta: DatasetMeta = serde_json::from_str(&meta_text).map_err(|e| Error::Json {
+            file: meta_path.display().to_string(),
+            source: e,
+        })?;
+        let catalog_path = dir.join("catalog.jsonl");
+        let mut items = Vec::new();
+        read_jsonl(&catalog_path, |item: Item, _| {
+            items.push(item);
+            Ok(())
+        })?;
+        if items.is_empty() {
+            return Err(Error::Empty {
+                what: catalog_path.display().to_string(),
+                detail: String::new(),
+            });
+        }
+        let catalog = Catalog::new(items, &catalog_path.display().to_string())?;
+        let mut splits: [Option<Vec<Sample>>; 3] = [None, None, None];
+        for (slot, split) in splits.iter_mut().zip(Split::ALL) {
+            let path = dir.join(format!("{split}.jsonl"));
+            if !path.exists() {
+                continue;
+            }
+            let file = path.display().to_string();
+            let mut samples = Vec::new();
+            read_jsonl(&path, |r: SampleRecord, line| {
+                let lookup = |id: &str, field: &str| {
+                    catalog.index_of(id).ok_or_else(|| {
+                        Error::parse(&file, line, field, format!("item id `{id}` is not in the catalog"))
+                    })
+                };
+                samples.push(Sample {
+                    history: r.history.iter().map(|id| lookup(id, "history")).collect::<Result<_>>()?,
+                    target: lookup(&r.target, "target")?,
+                    user: r.user,
+                    timestamp: r.timestamp,
+                });
+                Ok(())
+            })?;
+            *slot = Some(samples);
+        }
+        let [train, valid, test] = splits;
+        let dataset = Dataset {
+            name: meta.name.clone(),
+            catalog,
+            train,
+            valid,
+            test,
+        };
+        let found = dataset.counts().map(|(_, c)| c);
+        let expected = [meta.train, meta.valid, meta.test];
+        if found != expected || meta.items != dataset.catalog.len() {
+            return Err(Error::mismatch(
+                format!("{}: counts (items; train, valid, test)", meta_path.display()),
+                format!("{}; {expected:?}", meta.items),
+                format!("{}; {found:?} in the .jsonl files", dataset.catalog.len()),
+            ));
+        }
+        Ok(dataset)
+    }
+}

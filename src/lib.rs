@@ -1,0 +1,12 @@
+//! l2d — Light Latent-space Decoding for LLM-based recommendation (EMNLP 2025), natively and
+//! in the browser. See ARCHITECTURE.md for the code map.
+
+pub mod catalog;
+pub mod dataset;
+pub mod error;
+pub mod model;
+pub mod prompt;
+pub mod pyliteral;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

@@ -1,0 +1,598 @@
+//! The language model: a Qwen2-architecture causal LM (Hugging Face weight names and config),
+//! its tokenizer and prompt template. Two operations matter for L2D:
+//! - [`Model::last_hidden_batch`]: the final-norm hidden state at the last prompt token, one
+//!   forward pass per prompt — the user representation;
+//! - [`Qwen2::forward`] with a [`KvCache`] + [`Qwen2::logits`]: next-token logits for the
+//!   autoregressive baseline.
+//!
+//! One implementation serves training and inference: `Pass::Train` uses differentiable
+//! composite ops (candle's fused RMSNorm/RoPE/softmax have no backward), `Pass::Infer` the fused
+//! kernels. A test proves the network equals `candle_transformers::models::qwen2::Model`.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::prompt::Template;
+use crate::tokenizer::Tokenizer;
+
+/// Hugging Face `config.json` of a Qwen2 model (the fields l2d reads and writes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Always `["Qwen2ForCausalLM"]` for models l2d writes.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// `"qwen2"`.
+    #[serde(default)]
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_rms_norm_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    #[serde(default)]
+    pub max_window_layers: Option<usize>,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+    #[serde(default)]
+    pub torch_dtype: Option<String>,
+}
+
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+impl ModelConfig {
+    /// A config for a small from-scratch model.
+    pub fn small(vocab_size: usize, hidden: usize, layers: usize, heads: usize, intermediate: usize) -> Self {
+        ModelConfig {
+            architectures: vec!["Qwen2ForCausalLM".into()],
+            model_type: "qwen2".into(),
+            vocab_size,
+            hidden_size: hidden,
+            intermediate_size: intermediate,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            num_key_value_heads: heads,
+            max_position_embeddings: 1024,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: true,
+            hidden_act: "silu".into(),
+            use_sliding_window: false,
+            sliding_window: Some(1024),
+            max_window_layers: Some(layers),
+            bos_token_id: None,
+            eos_token_id: None,
+            torch_dtype: Some("float32".into()),
+        }
+    }
+
+    /// Parses and validates `config.json` text.
+    pub fn from_json(text: &[u8], source: &str) -> Result<Self> {
+        let cfg: ModelConfig = serde_json::from_slice(text).map_err(|e| Error::Json {
+            file: source.into(),
+            source: e,
+        })?;
+        cfg.validate(source)?;
+        Ok(cfg)
+    }
+
+    /// Checks the invariants the network relies on.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let bad = |field: &str, expected: String, found: String| {
+            Err(Error::mismatch(format!("{source}: {field}"), expected, found))
+        };
+        if !self.architectures.is_empty() && !self.architectures.iter().any(|a| a == "Qwen2ForCausalLM") {
+            return bad("architectures", "[\"Qwen2ForCausalLM\"]".into(), format!("{:?}", self.architectures));
+        }
+        if self.hidden_act != "silu" {
+            return bad("hidden_act", "\"silu\"".into(), format!("{:?}", self.hidden_act));
+        }
+        let limits = [
+            ("vocab_size", self.vocab_size, 1 << 20),
+            ("hidden_size", self.hidden_size, 1 << 15),
+            ("intermediate_size", self.intermediate_size, 1 << 17),
+            ("num_hidden_layers", self.num_hidden_layers, 512),
+            ("num_attention_heads", self.num_attention_heads, 1024),
+            ("num_key_value_heads", self.num_key_value_heads, 1024),
+            ("max_position_embeddings", self.max_position_embeddings, 1 << 20),
+        ];
+        for (field, value, max) in limits {
+            if value == 0 || value > max {
+                return bad(field, format!("1..={max}"), value.to_string());
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 || (self.hidden_size / self.num_attention_heads) % 2 != 0 {
+            return bad(
+                "hidden_size / num_attention_heads",
+                "an even whole head dimension".into(),
+                format!("{} / {}", self.hidden_size, self.num_attention_heads),
+            );
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return bad(
+                "num_key_value_heads",
+                format!("a divisor of num_attention_heads ({})", self.num_attention_heads),
+                self.num_key_value_heads.to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+/// `l2d.json` next to the model files: which prompt template the model was trained with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Prompt template; every consumer renders prompts with it.
+    pub template: Template,
+}
+
+impl ModelMeta {
+    /// Metadata for a model trained with `template`.
+    pub fn new(template: Template) -> Self {
+        ModelMeta { template }
+    }
+
+    /// Parses `l2d.json` text.
+    pub fn from_json(text: &[u8], source: &str) -> Result<Self> {
+        serde_json::from_slice(text).map_err(|e| Error::Json {
+            file: source.into(),
+            source: e,
+        })
+    }
+
+    /// Writes `dir/l2d.json`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(META_FILE);
+        let text = serde_json::to_string_pretty(self).expect("meta serializes") + "\n";
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// File names of a model directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// Weights, safetensors.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Hugging Face tokenizer.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// l2d's own metadata (template).
+pub const META_FILE: &str = "l2d.json";
+/// The files that define a model, in fingerprint order.
+pub const MODEL_FILES: [&str; 4] = [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, META_FILE];
+
+/// sha256 of one file's bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The model fingerprint: sha256 over the four model files' sha256 values in [`MODEL_FILES`]
+/// order. A blob records it so it is never used with another model.
+pub fn model_fingerprint(files: &ModelFiles) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for bytes in files.in_order() {
+        hasher.update(Sha256::digest(bytes));
+    }
+    hasher.finalize().into()
+}
+
+/// The raw bytes of a model directory's files (how the browser hands them over).
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub config: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub tokenizer: Vec<u8>,
+    pub meta: Vec<u8>,
+}
+
+impl ModelFiles {
+    /// Reads the four files of `dir`.
+    pub fn read_dir(dir: &Path) -> Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        };
+        Ok(ModelFiles {
+            config: read(CONFIG_FILE)?,
+            weights: read(WEIGHTS_FILE)?,
+            tokenizer: read(TOKENIZER_FILE)?,
+            meta: read(META_FILE)?,
+        })
+    }
+
+    fn in_order(&self) -> [&[u8]; 4] {
+        [&self.config, &self.weights, &self.tokenizer, &self.meta]
+    }
+}
+
+/// Which ops a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Differentiable composite ops (training).
+    Train,
+    /// Fused kernels (inference).
+    Infer,
+}
+
+/// Per-layer key/value cache for incremental decoding; rows can be reordered (beam search).
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// An empty cache for `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        KvCache {
+            layers: vec![None; layers],
+        }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps (and reorders, duplicates) batch rows: row `i` of the new cache is row `rows[i]`.
+    pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let index = Tensor::new(rows, k.device())?;
+            *k = k.index_select(&index, 0)?;
+            *v = v.index_select(&index, 0)?;
+        }
+        Ok(())
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+struct Layer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: Tensor,
+    post_attention_layernorm: Tensor,
+}
+
+/// The Qwen2 network (Hugging Face tensor names: `model.embed_tokens.weight`,
+/// `model.layers.N.self_attn.{q,k,v,o}_proj`, `…mlp.{gate,up,down}_proj`, `…input_layernorm`,
+/// `…post_attention_layernorm`, `model.norm.weight`, `lm_head.weight` unless tied).
+pub struct Qwen2 {
+    cfg: ModelConfig,
+    embed_tokens: Tensor,
+    lm_head: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    eps: f64,
+}
+
+fn linear(vb: &VarBuilder, name: &str, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+    let vb = vb.pp(name);
+    let weight = vb.get((out, inp), "weight")?;
+    let bias = if bias { Some(vb.get(out, "bias")?) } else { None };
+    Ok(Linear::new(weight, bias))
+}
+
+impl Qwen2 {
+    /// Builds the network from a var builder (safetensors, or a VarMap when training).
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate("config.json")?;
+        let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
+        let kv = cfg.num_key_value_heads * cfg.head_dim();
+        let vbm = vb.pp("model");
+        let embed_tokens = vbm.pp("embed_tokens").get((cfg.vocab_size, h), "weight")?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let vl = vbm.pp("layers").pp(i);
+            let va = vl.pp("self_attn");
+            let vm = vl.pp("mlp");
+            layers.push(Layer {
+                self_attn: Attention {
+                    q_proj: linear(&va, "q_proj", h, h, true)?,
+                    k_proj: linear(&va, "k_proj", h, kv, true)?,
+                    v_proj: linear(&va, "v_proj", h, kv, true)?,
+                    o_proj: linear(&va, "o_proj", h, h, false)?,
+                    heads: cfg.num_attention_heads,
+                    kv_heads: cfg.num_key_value_heads,
+                    head_dim: cfg.head_dim(),
+                },
+                mlp: Mlp {
+                    gate_proj: linear(&vm, "gate_proj", h, inter, false)?,
+                    up_proj: linear(&vm, "up_proj", h, inter, false)?,
+                    down_proj: linear(&vm, "down_proj", inter, h, false)?,
+                },
+                input_layernorm: vl.pp("input_layernorm").get(h, "weight")?,
+                post_attention_layernorm: vl.pp("post_attention_layernorm").get(h, "weight")?,
+            });
+        }
+        let norm = vbm.pp("norm").get(h, "weight")?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            vb.pp("lm_head").get((cfg.vocab_size, h), "weight")?
+        };
+        let (cos, sin) = rope_tables(cfg, vb.device())?;
+        Ok(Qwen2 {
+            cfg: cfg.clone(),
+            embed_tokens,
+            lm_head,
+            layers,
+            norm,
+            cos,
+            sin,
+            eps: cfg.rms_norm_eps,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// A fresh cache for this network.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Final-norm hidden states `(batch, seq, hidden)` for token ids `(batch, seq)` that follow
+    /// the `cache`'s positions (appending to it), or start at position 0 without a cache.
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>, pass: Pass) -> Result<Tensor> {
+        let (_, seq) = ids.dims2()?;
+        let mut cache = cache;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        if offset + seq > self.cfg.max_position_embeddings {
+            return Err(Error::mismatch(
+                "sequence length",
+                format!("at most {} positions", self.cfg.max_position_embeddings),
+                offset + seq,
+            ));
+        }
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        let mask = if seq > 1 { Some(causal_mask(seq, offset, ids.device())?) } else { None };
+        let mut xs = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, seq, ()))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_mut().map(|c| &mut c.layers[i]);
+            let normed = rms_norm(&xs, &layer.input_layernorm, self.eps, pass)?;
+            let attn = layer.self_attn.forward(&normed, &cos, &sin, mask.as_ref(), slot, pass)?;
+            xs = (xs + attn)?;
+            let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
+            let mlp = &layer.mlp;
+            let gated = (candle_nn::ops::silu(&mlp.gate_proj.forward(&normed)?)? * mlp.up_proj.forward(&normed)?)?;
+            xs = (xs + mlp.down_proj.forward(&gated)?)?;
+        }
+        rms_norm(&xs, &self.norm, self.eps, pass)
+    }
+
+    /// Next-token logits for hidden states of shape `(.., hidden)`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let dims = hidden.dims().to_vec();
+        let flat = hidden.reshape(((), self.cfg.hidden_size))?;
+        let logits = flat.matmul(&self.lm_head.t()?)?;
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("hidden has a last dim") = self.cfg.vocab_size;
+        Ok(logits.reshape(out_dims)?)
+    }
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        let (b, seq, hidden) = xs.dims3()?;
+        let split = |t: Tensor, heads: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, seq, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = split(self.q_proj.forward(xs)?, self.heads)?;
+        let k = split(self.k_proj.forward(xs)?, self.kv_heads)?;
+        let v = split(self.v_proj.forward(xs)?, self.kv_heads)?;
+        let (q, k) = match pass {
+            Pass::Train => (
+                candle_nn::rotary_emb::rope_slow(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope_slow(&k, cos, sin)?,
+            ),
+            Pass::Infer => (
+                candle_nn::rotary_emb::rope(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope(&k, cos, sin)?,
+            ),
+        };
+        let (k, v) = match cache {
+            None => (k, v),
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    None => (k, v),
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+        };
+        let groups = self.heads / self.kv_heads;
+        let k = candle_transformers::utils::repeat_kv(k, groups)?.contiguous()?;
+        let v = candle_transformers::utils::repeat_kv(v, groups)?.contiguous()?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let weights = match pass {
+            Pass::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            Pass::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
+        };
+        let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, seq, hidden))?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}
+
+fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f64, pass: Pass) -> Result<Tensor> {
+    Ok(match pass {
+        Pass::Train => {
+            let mean_sq = xs.sqr()?.mean_keepdim(D::Minus1)?;
+            xs.broadcast_div(&(mean_sq + eps)?.sqrt()?)?.broadcast_mul(weight)?
+        }
+        Pass::Infer => candle_nn::ops::rms_norm(&xs.contiguous()?, weight, eps as f32)?,
+    })
+}
+
+fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let dim = cfg.head_dim();
+    let inv_freq: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| 1f32 / cfg.rope_theta.powf(i as f64 / dim as f64) as f32)
+        .collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, dim / 2), device)?;
+    let positions = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((cfg.max_position_embeddings, 1))?;
+    let freqs = positions.matmul(&inv_freq)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let total = seq + offset;
+    let values: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..total).map(move |j| if j > i + offset { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(values, (seq, total), device)?)
+}
+
+/// A loaded model: network, tokenizer, template, and its fingerprint.
+pub struct Model {
+    /// The network.
+    pub net: Qwen2,
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The prompt template the model was trained with.
+    pub template: Template,
+    /// [`model_fingerprint`] of the files it was loaded from.
+    pub fingerprint: [u8; 32],
+}
+
+impl Model {
+    /// Loads a model from its files' bytes (natively read from disk, in the browser fetched).
+    pub fn from_files(files: &ModelFiles) -> Result<Self> {
+        let cfg = ModelConfig::from_json(&files.config, CONFIG_FILE)?;
+        let meta = ModelMeta::from_json(&files.meta, META_FILE)?;
+        let tokenizer = Tokenizer::from_bytes(&files.tokenizer, TOKENIZER_FILE)?;
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(Error::mismatch(
+                "tokenizer.json vocabulary",
+                format!("at most config.json vocab_size = {}", cfg.vocab_size),
+                tokenizer.vocab_size(),
+            ));
+        }
+        let vb = VarBuilder::from_buffered_safetensors(files.weights.clone(), DType::F32, &Device::Cpu)?;
+        let net = Qwen2::new(&cfg, vb)?;
+        Ok(Model {
+            net,
+            tokenizer,
+            template: meta.template,
+            fingerprint: model_fingerprint(files),
+        })
+    }
+
+    /// Loads the model in directory `dir`.
+    pub fn load_dir(dir: &Path) -> Result<Self> {
+        Self::from_files(&ModelFiles::read_dir(dir)?)
+    }
+
+    /// Token ids of the prompt for `history` (titles, oldest first, already truncated).
+    pub fn prompt_ids<S: AsRef<str>>(&self, history: &[S]) -> Result<Vec<u32>> {
+        self.tokenizer.encode(&self.template.prompt(history))
+    }
+
+    /// Hidden size (dimension of L2D representations).
+    pub fn hidden_size(&self) -> usize {
+        self.net.cfg.hidden_size
+    }
+
+    /// Last-token final-norm hidden state of each prompt, in one batched forward pass.
+    /// Prompts are right-padded: causal attention keeps real positions unaffected.
+    pub fn last_hidden_batch(&self, prompts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(Error::invalid("prompt", "empty token sequence"));
+        }
+        let mut ids = Vec::with_capacity(prompts.len() * longest);
+        for p in prompts {
+            ids.extend_from_slice(p);
+            ids.extend(std::iter::repeat_n(0u32, longest - p.len()));
+        }
+        let ids = Tensor::from_vec(ids, (prompts.len(), longest), &Device::Cpu)?;
+        let hidden = self.net.forward(&ids, None, Pass::Infer)?;
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(row, p)| Ok(hidden.i((row, p.len() - 1))?.to_vec1::<f32>()?))
+            .collect()
+    }
+
+    /// The L2D representation of one history of titles.
+    pub fn last_hidden<S: AsRef<str>>(&self, history: &[S]) -> Result<Vec<f32>> {
+        let ids = self.prompt_ids(history)?;
+        Ok(self.last_hidden_batch(&[ids])?.remove(0))
+    }
+}
