@@ -8,5 +8,7 @@ pub mod model;
 pub mod prompt;
 pub mod pyliteral;
 pub mod tokenizer;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 
 pub use error::{Error, Result};

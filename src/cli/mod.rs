@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use l2d::dataset::{self, Dataset, RawLogSpec};
 use l2d::prompt::Template;
+use l2d::train::{TrainConfig, TrainState};
 
 #[derive(Parser)]
 #[command(name = "l2d", version, about = "Light Latent-space Decoding: LLM recommendation decoded in latent space", long_about = None)]
@@ -23,6 +24,9 @@ enum Command {
     /// Train a byte-level BPE tokenizer on a prepared dataset's titles and the template text;
     /// writes tokenizer.json and l2d.json (the template) into the model directory.
     Tokenizer(TokenizerArgs),
+    /// Train the Qwen2-style model on the train split (valid loss selects the exported
+    /// weights); checkpoints regularly, `--resume` continues an interrupted run.
+    Train(TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -82,11 +86,58 @@ struct TokenizerArgs {
     category: String,
 }
 
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Prepared dataset directory.
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// Model directory holding tokenizer.json and l2d.json; weights are written here.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Continue from MODEL/checkpoint (same options required).
+    #[arg(long)]
+    resume: bool,
+    /// Hidden size.
+    #[arg(long, default_value_t = TrainConfig::default().hidden_size)]
+    hidden: usize,
+    /// Decoder layers.
+    #[arg(long, default_value_t = TrainConfig::default().layers)]
+    layers: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = TrainConfig::default().heads)]
+    heads: usize,
+    /// MLP intermediate size.
+    #[arg(long, default_value_t = TrainConfig::default().intermediate_size)]
+    intermediate: usize,
+    /// Passes over the train split.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// Padded tokens per batch.
+    #[arg(long, default_value_t = TrainConfig::default().batch_tokens)]
+    batch_tokens: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    lr: f64,
+    /// Warmup steps.
+    #[arg(long, default_value_t = TrainConfig::default().warmup_steps)]
+    warmup: usize,
+    /// Random seed (initialisation, batch order, window cuts).
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// Evaluate valid loss every N steps.
+    #[arg(long, default_value_t = TrainConfig::default().eval_every)]
+    eval_every: usize,
+    /// Stop after this many steps in this invocation (resume later); for throughput checks.
+    #[arg(long)]
+    max_steps: Option<usize>,
+}
+
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Prepare(args) => prepare(args),
         Command::Tokenizer(args) => tokenizer(args),
+        Command::Train(args) => train(args),
     }
 }
 
@@ -165,6 +216,73 @@ fn tokenizer(args: TokenizerArgs) -> Result<()> {
         path.display(),
         tokenizer.vocab_size(),
         tokens as f64 / dataset.catalog.len() as f64
+    );
+    Ok(())
+}
+
+struct TrainBar {
+    bar: indicatif::ProgressBar,
+    stop_after: Option<usize>,
+    steps: usize,
+}
+
+impl l2d::train::Progress for TrainBar {
+    fn step(&mut self, state: &TrainState, loss: f64, tokens_per_second: f64) {
+        self.bar.set_length(state.total_steps as u64);
+        self.bar.set_position(state.step as u64);
+        self.bar.set_message(format!("loss {loss:.3} | {tokens_per_second:.0} tok/s"));
+        self.steps += 1;
+        if self.stop_after.is_some_and(|max| self.steps >= max) {
+            self.message(&format!(
+                "stopping after {} steps as asked ({tokens_per_second:.0} target tok/s); resume with --resume",
+                self.steps
+            ));
+            std::process::exit(0);
+        }
+    }
+
+    fn message(&mut self, line: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let dataset = Dataset::read_dir(&args.dataset).with_context(|| format!("reading {}", args.dataset.display()))?;
+    let cfg = TrainConfig {
+        hidden_size: args.hidden,
+        layers: args.layers,
+        heads: args.heads,
+        intermediate_size: args.intermediate,
+        epochs: args.epochs,
+        batch_tokens: args.batch_tokens,
+        learning_rate: args.lr,
+        warmup_steps: args.warmup,
+        seed: args.seed,
+        eval_every: args.eval_every,
+        ..TrainConfig::default()
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut progress = TrainBar { bar, stop_after: args.max_steps, steps: 0 };
+    let state = l2d::train::train(&dataset, &args.model, &cfg, args.resume, &mut progress)
+        .with_context(|| format!("training {}", args.model.display()))?;
+    progress.bar.finish();
+    println!(
+        "done: {} steps, {} target tokens in {:.0} s; best valid loss {:.4} at step {} (unigram baseline {:.4})",
+        state.step,
+        state.tokens,
+        state.seconds,
+        state.best_valid_loss.unwrap_or(f64::NAN),
+        state.best_step.unwrap_or(0),
+        state.unigram_valid_loss
     );
     Ok(())
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Reproduces the shipped default model (models/default) from data/ml-latest-small.
+# Resumable: rerun after an interruption and training continues from models/default/checkpoint.
+# Afterwards it builds the memory and blobs and writes the manifest (scripts/build-default-assets.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${MODEL:-models/default}
+# glibc allocator settings: fewer page faults per step (~20% faster here, see TOOLCHAIN.md).
+export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
+cargo build --release --bin l2d
+L2D=target/release/l2d
+$L2D prepare --movielens data/ml-latest-small --out target/data/ml-latest-small
+if [ ! -f "$MODEL/tokenizer.json" ]; then
+  $L2D tokenizer --dataset target/data/ml-latest-small --out "$MODEL" --vocab-size 4000 --template compact
+fi
+$L2D train --dataset target/data/ml-latest-small --model "$MODEL" --resume \
+  --hidden 192 --layers 4 --heads 4 --intermediate 768 --epochs 12 --batch-tokens 2048 \
+  --lr 0.002 --warmup 200 --seed 42 --eval-every 400
