@@ -65,6 +65,9 @@ pub enum Error {
     /// The tokenizer could not be built, loaded or run.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The item-representation blob is malformed or belongs to another model.
+    #[error("blob: {0}")]
+    Blob(#[from] crate::blob::BlobError),
     /// Invalid configuration or option.
     #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },

@@ -1,12 +1,19 @@
 //! l2d — Light Latent-space Decoding for LLM-based recommendation (EMNLP 2025), natively and
 //! in the browser. See ARCHITECTURE.md for the code map.
 
+pub mod aggregate;
+pub mod blob;
 pub mod catalog;
 pub mod dataset;
+pub mod decode;
 pub mod error;
+pub mod eval;
+pub mod memory;
 pub mod model;
 pub mod prompt;
 pub mod pyliteral;
+pub mod recommend;
+pub mod score;
 pub mod tokenizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;

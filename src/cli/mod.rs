@@ -1,5 +1,7 @@
 //! Argument parsing and dispatch for the `l2d` binary.
 
+mod commands;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -27,6 +29,25 @@ enum Command {
     /// Train the Qwen2-style model on the train split (valid loss selects the exported
     /// weights); checkpoints regularly, `--resume` continues an interrupted run.
     Train(TrainArgs),
+    /// Print, as JSON, the exact prompt, its token ids and the last-token hidden state for a
+    /// history (item ids or exact titles) — to check the forward pass against another
+    /// implementation.
+    Hidden(HiddenArgs),
+    /// Greedy, unconstrained continuation of the prompt for a history: the title the model
+    /// writes on its own, and whether it is a catalog title.
+    Generate(HiddenArgs),
+    /// Build the L2D memory: one forward pass per train sample (or a seeded random fraction),
+    /// storing (hidden state, target item).
+    Memory(MemoryArgs),
+    /// Write the item-representation blob the browser fetches (global vectors or memory).
+    Blob(BlobArgs),
+    /// Evaluate popularity, L2D-G, L2D-L and beam search: Recall/NDCG@{5,10,20,50,100}.
+    Eval(EvalArgs),
+    /// Per-query latency of history → top-20 for L2D-G, L2D-L and beam 1/5/10, plus scoring
+    /// throughput, in one run on the same model and queries.
+    Bench(BenchArgs),
+    /// Recommend for a history (item ids or exact titles) with a model and a blob.
+    Recommend(RecommendArgs),
 }
 
 #[derive(clap::Args)]
@@ -132,12 +153,167 @@ struct TrainArgs {
     max_steps: Option<usize>,
 }
 
+#[derive(clap::Args)]
+struct HiddenArgs {
+    /// Model directory.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Prepared dataset (resolves item ids to titles).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// History items, oldest first: item ids or exact titles.
+    history: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct MemoryArgs {
+    /// Model directory.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Prepared dataset (its train split is used).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// Fraction of train samples to keep (seeded random subsample).
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    /// Subsampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Prompts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Output file (safetensors).
+    #[arg(long, default_value = "target/l2d/memory.safetensors")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct BlobArgs {
+    /// Model directory (its fingerprint is recorded in the blob).
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Prepared dataset (the catalog).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// Memory file from `l2d memory`.
+    #[arg(long, default_value = "target/l2d/memory.safetensors")]
+    memory: PathBuf,
+    /// `global` (one vector per item) or `memory` (states grouped by item, for L2D-L).
+    #[arg(long, default_value = "global")]
+    kind: String,
+    /// `f32`, `f16` or `i8`.
+    #[arg(long, default_value = "f16")]
+    dtype: String,
+    /// Keep a seeded random fraction of the memory (memory blobs).
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    /// Subsampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Leave titles out (ids only).
+    #[arg(long)]
+    no_titles: bool,
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Model directory.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Prepared dataset.
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// Memory file from `l2d memory` (built on the full train split).
+    #[arg(long, default_value = "target/l2d/memory.safetensors")]
+    memory: PathBuf,
+    /// Split to evaluate: valid or test.
+    #[arg(long, default_value = "valid")]
+    split: String,
+    /// Methods, comma-separated: popularity, global, local, beam.
+    #[arg(long, value_delimiter = ',', default_value = "popularity,global,local")]
+    methods: Vec<String>,
+    /// M values for L2D-L.
+    #[arg(long, value_delimiter = ',', default_value = "20")]
+    m: Vec<usize>,
+    /// Beam widths for the beam baseline.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    beam: Vec<usize>,
+    /// Memory fractions (seeded subsamples of the memory).
+    #[arg(long, value_delimiter = ',', default_value = "1.0")]
+    fractions: Vec<f64>,
+    /// Latent-space treatments to add, comma-separated: center, cosine, center+cosine.
+    #[arg(long, value_delimiter = ',')]
+    treatments: Vec<String>,
+    /// Evaluate a seeded random subset of this many samples (all when absent).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Samples for beam search (slow), a seeded subset of the evaluated ones.
+    #[arg(long, default_value_t = 1000)]
+    beam_limit: usize,
+    /// Write the reports as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Model directory.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Prepared dataset (test histories are the queries).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// Memory file from `l2d memory`.
+    #[arg(long, default_value = "target/l2d/memory.safetensors")]
+    memory: PathBuf,
+    /// Number of queries.
+    #[arg(long, default_value_t = 50)]
+    queries: usize,
+    /// M for L2D-L.
+    #[arg(long, default_value_t = 20)]
+    m: usize,
+}
+
+#[derive(clap::Args)]
+struct RecommendArgs {
+    /// Model directory.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Blob file (its catalog resolves ids and titles).
+    #[arg(long, default_value = "models/default/items.blob")]
+    blob: PathBuf,
+    /// Number of recommendations.
+    #[arg(long, short, default_value_t = 10)]
+    k: usize,
+    /// `global` or `local` (local needs a memory blob).
+    #[arg(long, default_value = "global")]
+    mode: String,
+    /// M for local mode.
+    #[arg(long, default_value_t = 20)]
+    m: usize,
+    /// Keep history items in the list.
+    #[arg(long)]
+    include_history: bool,
+    /// History items, oldest first: item ids or exact titles.
+    history: Vec<String>,
+}
+
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Prepare(args) => prepare(args),
         Command::Tokenizer(args) => tokenizer(args),
         Command::Train(args) => train(args),
+        Command::Hidden(args) => commands::hidden(args),
+        Command::Generate(args) => commands::generate(args),
+        Command::Memory(args) => commands::memory(args),
+        Command::Blob(args) => commands::blob(args),
+        Command::Eval(args) => commands::eval(args),
+        Command::Bench(args) => commands::bench(args),
+        Command::Recommend(args) => commands::recommend(args),
     }
 }
 

@@ -1,0 +1,214 @@
+//! Item representations from the memory.
+//! - L2D-G ([`global_item_vectors`]): each item's vector is the mean of its memory states.
+//! - L2D-L ([`LocalIndex`]): per query, each item's vector is the mean of its M states nearest
+//!   to the query (all of them when it has ≤ M); items are ranked by distance to those.
+//!
+//! Items without any memory state (cold start) are never dropped silently: they are counted
+//! and rank last (+∞).
+//! [`Geometry`] holds the optional latent-space treatments measured against the paper's plain L2.
+
+use std::collections::BinaryHeap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::memory::Memory;
+use crate::score::{dot, ItemMatrix};
+
+/// Optional transforms applied to memory states and queries alike before aggregation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Geometry {
+    /// Subtract this mean (of the memory states) from every vector.
+    pub center: Option<Vec<f32>>,
+    /// Scale every vector to unit length (ranking by cosine instead of L2).
+    pub normalize: bool,
+}
+
+impl Geometry {
+    /// The plain L2 geometry of the paper.
+    pub fn plain() -> Self {
+        Geometry::default()
+    }
+
+    /// A geometry fitted on `memory`: optional centering on its mean, optional normalization.
+    pub fn fit(memory: &Memory, center: bool, normalize: bool) -> Self {
+        let center = center.then(|| {
+            let mut mean = vec![0f32; memory.dim];
+            for i in 0..memory.len() {
+                for (m, v) in mean.iter_mut().zip(memory.state(i)) {
+                    *m += v;
+                }
+            }
+            mean.iter_mut().for_each(|m| *m /= memory.len().max(1) as f32);
+            mean
+        });
+        Geometry { center, normalize }
+    }
+
+    /// Whether this is the identity transform.
+    pub fn is_plain(&self) -> bool {
+        self.center.is_none() && !self.normalize
+    }
+
+    /// Applies the transform to one vector in place.
+    pub fn apply(&self, v: &mut [f32]) {
+        if let Some(mean) = &self.center {
+            v.iter_mut().zip(mean).for_each(|(x, m)| *x -= m);
+        }
+        if self.normalize {
+            let norm = dot(v, v).sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+        }
+    }
+
+    /// The transformed memory (a copy; the identity returns an unchanged clone).
+    pub fn apply_memory(&self, memory: &Memory) -> Memory {
+        let mut out = memory.clone();
+        if !self.is_plain() {
+            for row in out.states.chunks_mut(memory.dim) {
+                self.apply(row);
+            }
+        }
+        out
+    }
+}
+
+/// Number of memory states of each of `n_items` items.
+pub fn state_counts(memory: &Memory, n_items: usize) -> Result<Vec<u32>> {
+    let mut counts = vec![0u32; n_items];
+    for &item in &memory.items {
+        *counts.get_mut(item as usize).ok_or_else(|| Error::mismatch("memory item index", format!("< {n_items}"), item))? += 1;
+    }
+    Ok(counts)
+}
+
+/// L2D-G: per-item mean of its memory states; items without a state are invalid rows.
+pub fn global_item_vectors(memory: &Memory, n_items: usize) -> Result<ItemMatrix> {
+    let counts = state_counts(memory, n_items)?;
+    let dim = memory.dim;
+    let mut sums = vec![0f64; n_items * dim];
+    for (i, &item) in memory.items.iter().enumerate() {
+        let row = &mut sums[item as usize * dim..(item as usize + 1) * dim];
+        for (s, &v) in row.iter_mut().zip(memory.state(i)) {
+            *s += v as f64;
+        }
+    }
+    let values = sums
+        .chunks(dim)
+        .zip(&counts)
+        .flat_map(|(row, &c)| row.iter().map(move |&s| if c > 0 { (s / c as f64) as f32 } else { 0.0 }))
+        .collect();
+    ItemMatrix::from_f32(values, dim, counts.iter().map(|&c| c > 0).collect())
+}
+
+/// Memory states grouped by item, for per-query local aggregation without copying memory.
+#[derive(Debug, Clone)]
+pub struct LocalIndex {
+    /// States sorted by item.
+    states: ItemMatrix,
+    /// `offsets[i]..offsets[i+1]` are item i's rows.
+    offsets: Vec<usize>,
+}
+
+#[derive(PartialEq)]
+struct Near(f32, usize);
+impl Eq for Near {}
+impl PartialOrd for Near {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Near {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl LocalIndex {
+    /// Groups `memory` by item (`n_items` catalog items).
+    pub fn new(memory: &Memory, n_items: usize) -> Result<Self> {
+        let counts = state_counts(memory, n_items)?;
+        let mut offsets = Vec::with_capacity(n_items + 1);
+        offsets.push(0);
+        for c in &counts {
+            offsets.push(offsets.last().expect("non-empty") + *c as usize);
+        }
+        let mut order: Vec<usize> = (0..memory.len()).collect();
+        order.sort_by_key(|&i| memory.items[i]);
+        let grouped = memory.select(&order);
+        let states = ItemMatrix::from_f32(grouped.states, memory.dim, vec![true; memory.len()])?;
+        Ok(LocalIndex { states, offsets })
+    }
+
+    /// Builds from states already grouped by item (e.g. a memory blob) and per-item counts.
+    pub fn from_grouped(states: ItemMatrix, counts: &[u32]) -> Result<Self> {
+        let mut offsets = vec![0usize];
+        for c in counts {
+            offsets.push(offsets.last().expect("non-empty") + *c as usize);
+        }
+        if *offsets.last().expect("non-empty") != states.rows() {
+            return Err(Error::mismatch("memory rows (sum of item counts)", offsets.last().expect("non-empty"), states.rows()));
+        }
+        Ok(LocalIndex { states, offsets })
+    }
+
+    /// Number of items.
+    pub fn n_items(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The grouped states (rows sorted by item).
+    pub fn states(&self) -> &ItemMatrix {
+        &self.states
+    }
+
+    /// Per-item state counts.
+    pub fn counts(&self) -> Vec<u32> {
+        self.offsets.windows(2).map(|w| (w[1] - w[0]) as u32).collect()
+    }
+
+    /// L2D-L: squared distance from `query` to each item's mean of its `m` nearest states
+    /// (+∞ for items without states). One pass over memory, a bounded heap per item.
+    pub fn distances(&self, query: &[f32], m: usize) -> Result<Vec<f32>> {
+        if m == 0 {
+            return Err(Error::invalid("m", "0 (L2D-L needs at least one neighbour per item)"));
+        }
+        let to_states = self.states.distances(query)?;
+        let dim = self.states.dim();
+        let mut scratch = vec![0f32; dim];
+        let mut mean = vec![0f32; dim];
+        let mut heap: BinaryHeap<Near> = BinaryHeap::with_capacity(m + 1);
+        let mut out = Vec::with_capacity(self.n_items());
+        for w in self.offsets.windows(2) {
+            let (start, end) = (w[0], w[1]);
+            if start == end {
+                out.push(f32::INFINITY);
+                continue;
+            }
+            heap.clear();
+            for (r, &d) in to_states.iter().enumerate().take(end).skip(start) {
+                if heap.len() < m {
+                    heap.push(Near(d, r));
+                } else if heap.peek().is_some_and(|top| Near(d, r) < *top) {
+                    heap.pop();
+                    heap.push(Near(d, r));
+                }
+            }
+            mean.iter_mut().for_each(|x| *x = 0.0);
+            let n = heap.len() as f32;
+            for Near(_, r) in heap.iter() {
+                let row = self.states.row_into(*r, &mut scratch);
+                mean.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+            }
+            let mut dist = 0f32;
+            for (a, q) in mean.iter().zip(query) {
+                let diff = q - a / n;
+                dist += diff * diff;
+            }
+            out.push(dist);
+        }
+        Ok(out)
+    }
+}

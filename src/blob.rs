@@ -1,0 +1,355 @@
+//! The item-representation blob: the file the browser fetches next to the model.
+//!
+//! Layout (little-endian; spec also in ARCHITECTURE.md):
+//! ```text
+//! header (96 bytes)
+//!   0  magic            8 bytes  "L2DBLOB\0"
+//!   8  version          u32      1
+//!  12  kind             u8       0 = global item vectors, 1 = memory (states grouped by item)
+//!  13  dtype            u8       0 = f32, 1 = f16, 2 = int8 with one f32 scale per row
+//!  14  flags            u16      bit 0: titles present
+//!  16  items            u32      catalog size
+//!  20  rows             u32      matrix rows (= items for global, = states for memory)
+//!  24  dim              u32      vector dimension (= the model's hidden size)
+//!  28  payload length   u32      bytes after the header
+//!  32  model            32 bytes model fingerprint (sha256, see model::model_fingerprint)
+//!  64  payload sha256   32 bytes over everything after the header
+//! payload
+//!   per item: u32 id length + UTF-8 id; if titles: u32 title length + UTF-8 title
+//!   per item: u32 memory-state count (0 = no representation; memory rows are grouped by
+//!             item in catalog order, so counts give each item's row range)
+//!   int8 only: rows × f32 scale
+//!   rows × dim values of dtype
+//! ```
+//! Reading checks every length against the bytes actually present before allocating.
+
+use half::f16;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, Item};
+use crate::score::{DType, ItemMatrix, RowData};
+
+/// Magic bytes at offset 0.
+pub const MAGIC: &[u8; 8] = b"L2DBLOB\0";
+/// Current format version.
+pub const VERSION: u32 = 1;
+const HEADER_LEN: usize = 96;
+/// Largest accepted vector dimension.
+pub const MAX_DIM: usize = 1 << 16;
+/// Largest accepted id or title length in bytes.
+pub const MAX_TEXT: usize = 1 << 16;
+
+/// What a blob's rows are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    /// One L2D-G vector per item.
+    Global,
+    /// Every memory state, grouped by item (for L2D-L in the browser).
+    Memory,
+}
+
+/// Why a blob was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobError {
+    #[error("bad magic: not an l2d blob (first bytes {found:02x?})")]
+    BadMagic { found: Vec<u8> },
+    #[error("unsupported format version {found} (this build reads {VERSION})")]
+    UnsupportedVersion { found: u32 },
+    #[error("unknown {field} code {found}")]
+    UnknownCode { field: &'static str, found: u8 },
+    #[error("truncated: {what} needs {needed} bytes at offset {offset}, only {available} remain")]
+    Truncated { what: String, offset: usize, needed: u64, available: usize },
+    #[error("{extra} unexpected bytes after the payload")]
+    TrailingBytes { extra: usize },
+    #[error("{field} = {found} is out of range (expected {expected})")]
+    OutOfRange { field: &'static str, found: u64, expected: String },
+    #[error("payload checksum mismatch: header says {expected}, payload hashes to {found}")]
+    ChecksumMismatch { expected: String, found: String },
+    #[error("built for another model: blob has model fingerprint {found}, the loaded model is {expected}")]
+    ModelMismatch { expected: String, found: String },
+    #[error("dimension mismatch: blob vectors have {found} dimensions, the model's hidden size is {expected}")]
+    DimensionMismatch { expected: usize, found: usize },
+    #[error("{field} #{index} is not valid UTF-8")]
+    BadUtf8 { field: &'static str, index: usize },
+    #[error("memory counts sum to {found} but the blob has {expected} rows")]
+    CountMismatch { expected: u64, found: u64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A parsed blob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blob {
+    /// Global vectors or memory states.
+    pub kind: BlobKind,
+    /// Fingerprint of the model files the representations came from.
+    pub model_fingerprint: [u8; 32],
+    /// The catalog (titles empty strings when the blob carries none).
+    pub items: Vec<Item>,
+    /// Whether titles were stored.
+    pub has_titles: bool,
+    /// Memory states per item (train-target frequency in the memory).
+    pub counts: Vec<u32>,
+    /// The rows: one per item (global) or one per state, grouped by item (memory).
+    pub matrix: ItemMatrix,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Blob {
+    /// Assembles a blob; `matrix` rows must follow `kind` (see the module docs).
+    pub fn new(kind: BlobKind, model_fingerprint: [u8; 32], catalog: &Catalog, with_titles: bool, counts: Vec<u32>, matrix: ItemMatrix) -> Result<Self, BlobError> {
+        let blob = Blob {
+            kind,
+            model_fingerprint,
+            items: catalog
+                .items()
+                .iter()
+                .map(|i| Item {
+                    id: i.id.clone(),
+                    title: if with_titles { i.title.clone() } else { String::new() },
+                })
+                .collect(),
+            has_titles: with_titles,
+            counts,
+            matrix,
+        };
+        blob.check_shape()?;
+        Ok(blob)
+    }
+
+    fn check_shape(&self) -> Result<(), BlobError> {
+        if self.counts.len() != self.items.len() {
+            return Err(BlobError::Invalid(format!("{} counts for {} items", self.counts.len(), self.items.len())));
+        }
+        let expected_rows = match self.kind {
+            BlobKind::Global => self.items.len() as u64,
+            BlobKind::Memory => self.counts.iter().map(|&c| c as u64).sum(),
+        };
+        if expected_rows != self.matrix.rows() as u64 {
+            return Err(BlobError::CountMismatch {
+                expected: self.matrix.rows() as u64,
+                found: expected_rows,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that the blob belongs to a model with this fingerprint and hidden size.
+    pub fn check_model(&self, fingerprint: &[u8; 32], hidden_size: usize) -> Result<(), BlobError> {
+        if &self.model_fingerprint != fingerprint {
+            return Err(BlobError::ModelMismatch {
+                expected: hex(fingerprint),
+                found: hex(&self.model_fingerprint),
+            });
+        }
+        if self.matrix.dim() != hidden_size {
+            return Err(BlobError::DimensionMismatch {
+                expected: hidden_size,
+                found: self.matrix.dim(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Serializes to the documented layout.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for item in &self.items {
+            put_text(&mut payload, &item.id);
+            if self.has_titles {
+                put_text(&mut payload, &item.title);
+            }
+        }
+        for c in &self.counts {
+            payload.extend_from_slice(&c.to_le_bytes());
+        }
+        match self.matrix.data() {
+            RowData::F32(v) => v.iter().for_each(|x| payload.extend_from_slice(&x.to_le_bytes())),
+            RowData::F16(v) => v.iter().for_each(|x| payload.extend_from_slice(&x.to_bits().to_le_bytes())),
+            RowData::I8 { values, scales } => {
+                scales.iter().for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
+                payload.extend(values.iter().map(|&q| q as u8));
+            }
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.push(match self.kind {
+            BlobKind::Global => 0,
+            BlobKind::Memory => 1,
+        });
+        out.push(match self.matrix.dtype() {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::I8 => 2,
+        });
+        out.extend_from_slice(&(self.has_titles as u16).to_le_bytes());
+        out.extend_from_slice(&(self.items.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.matrix.rows() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.matrix.dim() as u32).to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.model_fingerprint);
+        out.extend_from_slice(&Sha256::digest(&payload));
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Parses and validates a blob from bytes (a file, or a buffer the browser fetched).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BlobError> {
+        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+            return Err(BlobError::BadMagic {
+                found: bytes[..bytes.len().min(8)].to_vec(),
+            });
+        }
+        let mut r = Reader { bytes, pos: 8 };
+        let version = r.u32("version")?;
+        if version != VERSION {
+            return Err(BlobError::UnsupportedVersion { found: version });
+        }
+        let kind = match r.u8("kind")? {
+            0 => BlobKind::Global,
+            1 => BlobKind::Memory,
+            found => return Err(BlobError::UnknownCode { field: "kind", found }),
+        };
+        let dtype = match r.u8("dtype")? {
+            0 => DType::F32,
+            1 => DType::F16,
+            2 => DType::I8,
+            found => return Err(BlobError::UnknownCode { field: "dtype", found }),
+        };
+        let flags = r.u16("flags")?;
+        if flags > 1 {
+            return Err(BlobError::OutOfRange { field: "flags", found: flags as u64, expected: "0 or 1".into() });
+        }
+        let has_titles = flags & 1 == 1;
+        let n_items = r.u32("items")? as usize;
+        let rows = r.u32("rows")? as usize;
+        let dim = r.u32("dim")? as usize;
+        let payload_len = r.u32("payload length")? as usize;
+        if dim == 0 || dim > MAX_DIM {
+            return Err(BlobError::OutOfRange { field: "dim", found: dim as u64, expected: format!("1..={MAX_DIM}") });
+        }
+        let model_fingerprint: [u8; 32] = r.take(32, "model fingerprint")?.try_into().expect("32 bytes");
+        let checksum: [u8; 32] = r.take(32, "payload checksum")?.try_into().expect("32 bytes");
+        let payload = &bytes[HEADER_LEN..];
+        if payload.len() < payload_len {
+            return Err(BlobError::Truncated {
+                what: "payload".into(),
+                offset: HEADER_LEN,
+                needed: payload_len as u64,
+                available: payload.len(),
+            });
+        }
+        if payload.len() > payload_len {
+            return Err(BlobError::TrailingBytes { extra: payload.len() - payload_len });
+        }
+        // Bounds before allocation: every item needs ≥ 8 bytes (id length + count), every row
+        // dim × element bytes.
+        let element = match dtype {
+            DType::F32 => 4u64,
+            DType::F16 => 2,
+            DType::I8 => 1,
+        };
+        let minimum = n_items as u64 * 8 + rows as u64 * (dim as u64 * element + if dtype == DType::I8 { 4 } else { 0 });
+        if minimum > payload.len() as u64 {
+            return Err(BlobError::Truncated {
+                what: format!("{n_items} items and {rows} rows × {dim}"),
+                offset: HEADER_LEN,
+                needed: minimum,
+                available: payload.len(),
+            });
+        }
+        let found = Sha256::digest(payload);
+        if found.as_slice() != checksum {
+            return Err(BlobError::ChecksumMismatch {
+                expected: hex(&checksum),
+                found: hex(&found),
+            });
+        }
+        let mut items = Vec::with_capacity(n_items);
+        for index in 0..n_items {
+            let id = r.text("item id", index)?;
+            let title = if has_titles { r.text("item title", index)? } else { String::new() };
+            items.push(Item { id, title });
+        }
+        let mut counts = Vec::with_capacity(n_items);
+        for _ in 0..n_items {
+            counts.push(r.u32("count")?);
+        }
+        let values = rows * dim;
+        let data = match dtype {
+            DType::F32 => RowData::F32(r.take(values * 4, "f32 rows")?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
+            DType::F16 => RowData::F16(r.take(values * 2, "f16 rows")?.chunks_exact(2).map(|c| f16::from_bits(u16::from_le_bytes(c.try_into().expect("2")))).collect()),
+            DType::I8 => {
+                let scales = r.take(rows * 4, "int8 scales")?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
+                let values = r.take(values, "int8 rows")?.iter().map(|&b| b as i8).collect();
+                RowData::I8 { values, scales }
+            }
+        };
+        if r.pos != bytes.len() {
+            return Err(BlobError::TrailingBytes { extra: bytes.len() - r.pos });
+        }
+        let valid = match kind {
+            BlobKind::Global => counts.iter().map(|&c| c > 0).collect(),
+            BlobKind::Memory => vec![true; rows],
+        };
+        let matrix = ItemMatrix::from_data(data, dim, valid).map_err(|e| BlobError::Invalid(e.to_string()))?;
+        let blob = Blob {
+            kind,
+            model_fingerprint,
+            items,
+            has_titles,
+            counts,
+            matrix,
+        };
+        blob.check_shape()?;
+        Ok(blob)
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], BlobError> {
+        let available = self.bytes.len() - self.pos;
+        if n > available {
+            return Err(BlobError::Truncated {
+                what: what.to_string(),
+                offset: self.pos,
+                needed: n as u64,
+                available,
+            });
+        }
+        let out = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, BlobError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, BlobError> {
+        Ok(u16::from_le_bytes(self.take(2, what)?.try_into().expect("2")))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, BlobError> {
+        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4")))
+    }
+    fn text(&mut self, field: &'static str, index: usize) -> Result<String, BlobError> {
+        let len = self.u32(field)? as usize;
+        if len > MAX_TEXT {
+            return Err(BlobError::OutOfRange { field, found: len as u64, expected: format!("at most {MAX_TEXT} bytes") });
+        }
+        let raw = self.take(len, field)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| BlobError::BadUtf8 { field, index })
+    }
+}

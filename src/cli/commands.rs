@@ -1,0 +1,414 @@
+//! The L2D subcommands: hidden, memory, blob, eval, bench, recommend. Each parses its inputs,
+//! calls the library and prints; the algorithms live in the library modules.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+
+use l2d::aggregate::{global_item_vectors, Geometry, LocalIndex};
+use l2d::blob::{Blob, BlobKind};
+use l2d::catalog::{Catalog, ItemIndex};
+use l2d::dataset::{Dataset, Sample, Split};
+use l2d::decode::{beam_search, ranking, TitleTrie};
+use l2d::eval::{evaluate, markdown_table, popularity_ranking, Report, BUCKETS};
+use l2d::memory::{subset, Memory};
+use l2d::model::{model_fingerprint, Model, ModelFiles};
+use l2d::recommend::{query_state, rank, truncate_history, Mode, Representations};
+use l2d::score::{top_k, DType};
+
+use super::{BenchArgs, BlobArgs, EvalArgs, HiddenArgs, MemoryArgs, RecommendArgs};
+
+/// Longest title, in tokens, beam search will generate.
+const MAX_TITLE_TOKENS: usize = 64;
+/// Ranking depth for evaluation (the largest K).
+const EVAL_DEPTH: usize = 100;
+
+fn load_dataset(path: &Path) -> Result<Dataset> {
+    Dataset::read_dir(path).with_context(|| format!("reading prepared dataset {} (run `l2d prepare` first)", path.display()))
+}
+
+fn load_model(path: &Path) -> Result<Model> {
+    Model::load_dir(path).with_context(|| format!("loading model {}", path.display()))
+}
+
+fn load_memory(path: &Path) -> Result<Memory> {
+    Memory::load(path).with_context(|| format!("loading memory {} (run `l2d memory` first)", path.display()))
+}
+
+/// Resolves history entries (ids first, then exact titles); unknown entries are an error
+/// naming them.
+fn resolve_history(catalog: &Catalog, entries: &[String]) -> Result<Vec<ItemIndex>> {
+    let mut unknown = Vec::new();
+    let items: Vec<ItemIndex> = entries
+        .iter()
+        .filter_map(|e| {
+            let found = catalog.resolve(e);
+            if found.is_none() {
+                unknown.push(e.as_str());
+            }
+            found
+        })
+        .collect();
+    if !unknown.is_empty() {
+        bail!("history entries that are neither an item id nor an exact title: {unknown:?}");
+    }
+    Ok(items)
+}
+
+fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!("{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"))
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Hidden states of `samples`' histories, with a progress bar.
+fn encode_samples(model: &Model, catalog: &Catalog, samples: &[&Sample], what: &str) -> Result<(Memory, f64)> {
+    let bar = progress_bar(samples.len(), what);
+    let start = Instant::now();
+    let states = Memory::build(model, catalog, samples, 64, &mut |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let rate = samples.len() as f64 / start.elapsed().as_secs_f64();
+    Ok((states, rate))
+}
+
+pub fn hidden(args: HiddenArgs) -> Result<()> {
+    let dataset = load_dataset(&args.dataset)?;
+    let model = load_model(&args.model)?;
+    let history = resolve_history(&dataset.catalog, &args.history)?;
+    let titles: Vec<&str> = truncate_history(&history).iter().map(|&i| dataset.catalog.title(i)).collect();
+    let prompt = model.template.prompt(&titles);
+    let ids = model.tokenizer.encode(&prompt)?;
+    let hidden = model.last_hidden_batch(std::slice::from_ref(&ids))?.remove(0);
+    let out = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "history": truncate_history(&history).iter().map(|&i| &dataset.catalog.item(i).id).collect::<Vec<_>>(),
+        "prompt": prompt,
+        "token_ids": ids,
+        "hidden": hidden,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+pub fn generate(args: HiddenArgs) -> Result<()> {
+    let dataset = load_dataset(&args.dataset)?;
+    let model = load_model(&args.model)?;
+    let history = resolve_history(&dataset.catalog, &args.history)?;
+    let titles: Vec<&str> = truncate_history(&history).iter().map(|&i| dataset.catalog.title(i)).collect();
+    let text = l2d::decode::greedy(&model, &model.prompt_ids(&titles)?, MAX_TITLE_TOKENS)?;
+    let matches = dataset.catalog.indices_with_title(&text);
+    println!("history: {titles:?}");
+    println!("greedy:  {text:?}");
+    match matches.first() {
+        Some(&i) => println!("a catalog title (item id {})", dataset.catalog.item(i).id),
+        None => println!("not a catalog title"),
+    }
+    Ok(())
+}
+
+pub fn memory(args: MemoryArgs) -> Result<()> {
+    let dataset = load_dataset(&args.dataset)?;
+    let model = load_model(&args.model)?;
+    let train = dataset.split(Split::Train)?;
+    let keep = subset(train.len(), args.fraction, args.seed)?;
+    let samples: Vec<&Sample> = keep.iter().map(|&i| &train[i]).collect();
+    let (memory, rate) = encode_samples(&model, &dataset.catalog, &samples, "samples")?;
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    memory.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    let counts = l2d::aggregate::state_counts(&memory, dataset.catalog.len())?;
+    let cold = counts.iter().filter(|&&c| c == 0).count();
+    println!(
+        "wrote {}: {} states × {} ({:.0} samples/s); {} of {} items have no state (ranked last)",
+        args.out.display(),
+        memory.len(),
+        memory.dim,
+        rate,
+        cold,
+        dataset.catalog.len()
+    );
+    Ok(())
+}
+
+fn parse_dtype(name: &str) -> Result<DType> {
+    Ok(match name {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        "i8" | "int8" => DType::I8,
+        other => bail!("unknown dtype `{other}` (expected f32, f16 or i8)"),
+    })
+}
+
+pub fn blob(args: BlobArgs) -> Result<()> {
+    let dataset = load_dataset(&args.dataset)?;
+    let files = ModelFiles::read_dir(&args.model)?;
+    let memory = load_memory(&args.memory)?;
+    let memory = memory.select(&subset(memory.len(), args.fraction, args.seed)?);
+    let n = dataset.catalog.len();
+    let dtype = parse_dtype(&args.dtype)?;
+    let (kind, matrix, counts) = match args.kind.as_str() {
+        "global" => (BlobKind::Global, global_item_vectors(&memory, n)?, l2d::aggregate::state_counts(&memory, n)?),
+        "memory" => {
+            let local = LocalIndex::new(&memory, n)?;
+            (BlobKind::Memory, local.states().clone(), local.counts())
+        }
+        other => bail!("unknown blob kind `{other}` (expected global or memory)"),
+    };
+    let blob = Blob::new(kind, model_fingerprint(&files), &dataset.catalog, !args.no_titles, counts, matrix.to_dtype(dtype))?;
+    let bytes = blob.to_bytes();
+    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {}: {:?} blob, {} rows × {} {:?}, {} items ({} without a state), {:.2} MB",
+        args.out.display(),
+        kind,
+        blob.matrix.rows(),
+        blob.matrix.dim(),
+        dtype,
+        blob.items.len(),
+        blob.counts.iter().filter(|&&c| c == 0).count(),
+        bytes.len() as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn geometry_for(treatment: &str, memory: &Memory) -> Result<Geometry> {
+    Ok(match treatment {
+        "plain" => Geometry::plain(),
+        "center" => Geometry::fit(memory, true, false),
+        "cosine" => Geometry::fit(memory, false, true),
+        "center+cosine" => Geometry::fit(memory, true, true),
+        other => bail!("unknown treatment `{other}` (expected center, cosine or center+cosine)"),
+    })
+}
+
+fn rank_all(reps: &Representations, queries: &Memory, mode: Mode) -> Result<Vec<Vec<ItemIndex>>> {
+    (0..queries.len())
+        .into_par_iter()
+        .map(|q| Ok(rank(reps, queries.state(q), mode, EVAL_DEPTH, &[])?.into_iter().map(|(i, _)| i).collect()))
+        .collect()
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let dataset = load_dataset(&args.dataset)?;
+    let split: Split = args.split.parse()?;
+    let model = load_model(&args.model)?;
+    let memory = load_memory(&args.memory)?;
+    let catalog = &dataset.catalog;
+    let n_items = catalog.len();
+    let train_counts = l2d::aggregate::state_counts(
+        &Memory {
+            dim: 0,
+            states: Vec::new(),
+            items: dataset.split(Split::Train)?.iter().map(|s| s.target).collect(),
+        },
+        n_items,
+    )?;
+    let all = dataset.split(split)?;
+    let keep = match args.limit {
+        Some(limit) if limit < all.len() => subset(all.len(), limit as f64 / all.len() as f64, 7)?,
+        _ => (0..all.len()).collect(),
+    };
+    let samples: Vec<&Sample> = keep.iter().map(|&i| &all[i]).collect();
+    let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
+    println!("{} {split} samples ({} of {}), memory of {} states", samples.len(), samples.len(), all.len(), memory.len());
+    let mut reports: Vec<Report> = Vec::new();
+    let needs_states = args.methods.iter().any(|m| m == "global" || m == "local");
+    let queries = if needs_states { Some(encode_samples(&model, catalog, &samples, "queries")?.0) } else { None };
+    for method in &args.methods {
+        match method.as_str() {
+            "popularity" => {
+                let ranking = popularity_ranking(&train_counts, EVAL_DEPTH);
+                reports.push(evaluate("popularity", &vec![ranking; samples.len()], &targets, &train_counts));
+            }
+            "global" | "local" => {
+                let queries = queries.as_ref().expect("states computed for latent methods");
+                for &fraction in &args.fractions {
+                    let mem = memory.select(&subset(memory.len(), fraction, 0)?);
+                    let treatments = std::iter::once("plain").chain(args.treatments.iter().map(String::as_str));
+                    for treatment in treatments {
+                        let reps = Representations::from_memory(&mem, n_items, geometry_for(treatment, &mem)?)?;
+                        let mut suffix = String::new();
+                        if fraction < 1.0 {
+                            suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
+                        }
+                        if treatment != "plain" {
+                            suffix += &format!(" [{treatment}]");
+                        }
+                        let modes: Vec<(String, Mode)> = if method == "global" {
+                            vec![(format!("L2D-G{suffix}"), Mode::Global)]
+                        } else {
+                            args.m.iter().map(|&m| (format!("L2D-L (M={m}){suffix}"), Mode::Local { m })).collect()
+                        };
+                        for (label, mode) in modes {
+                            let start = Instant::now();
+                            let rankings = rank_all(&reps, queries, mode)?;
+                            let report = evaluate(&label, &rankings, &targets, &train_counts);
+                            eprintln!("{label}: R@20 {:.4} ({:.1} s)", report.overall.recall_at(20), start.elapsed().as_secs_f64());
+                            reports.push(report);
+                        }
+                    }
+                }
+            }
+            "beam" => {
+                let trie = TitleTrie::build(&model, catalog)?;
+                let beam_keep = subset(samples.len(), (args.beam_limit as f64 / samples.len() as f64).min(1.0), 11)?;
+                for &width in &args.beam {
+                    let bar = progress_bar(beam_keep.len(), &format!("beam {width} queries"));
+                    let rankings = beam_keep
+                        .iter()
+                        .map(|&i| {
+                            bar.inc(1);
+                            let titles: Vec<&str> = truncate_history(&samples[i].history).iter().map(|&h| catalog.title(h)).collect();
+                            let ids = model.prompt_ids(&titles)?;
+                            Ok(ranking(&beam_search(&model, &trie, &ids, width, MAX_TITLE_TOKENS)?))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    bar.finish_and_clear();
+                    let beam_targets: Vec<ItemIndex> = beam_keep.iter().map(|&i| targets[i]).collect();
+                    reports.push(evaluate(&format!("beam {width}"), &rankings, &beam_targets, &train_counts));
+                }
+            }
+            other => bail!("unknown method `{other}` (expected popularity, global, local or beam)"),
+        }
+    }
+    println!("{}", markdown_table(&reports));
+    println!("Recall@20 by train frequency of the target ({}):", BUCKETS.join(" / "));
+    for r in &reports {
+        let parts: Vec<String> = r.by_frequency.iter().map(|(_, m)| format!("{:.4} (n={})", m.recall_at(20), m.samples)).collect();
+        println!("  {}: {}", r.method, parts.join(" / "));
+    }
+    if let Some(path) = &args.json {
+        let out = serde_json::json!({
+            "dataset": dataset.name,
+            "split": split.name(),
+            "samples": samples.len(),
+            "model": args.model.display().to_string(),
+            "memory_states": memory.len(),
+            "reports": reports,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let dataset = load_dataset(&args.dataset)?;
+    let model = load_model(&args.model)?;
+    let memory = load_memory(&args.memory)?;
+    let catalog = &dataset.catalog;
+    let reps = Representations::from_memory(&memory, catalog.len(), Geometry::plain())?;
+    let trie = TitleTrie::build(&model, catalog)?;
+    let test = dataset.split(Split::Test)?;
+    let keep = subset(test.len(), (args.queries as f64 / test.len() as f64).min(1.0), 3)?;
+    let histories: Vec<&[ItemIndex]> = keep.iter().map(|&i| test[i].history.as_slice()).collect();
+    let k = 20;
+    type Path<'a> = Box<dyn Fn(&[ItemIndex]) -> Result<usize> + 'a>;
+    let l2d_path = |mode: Mode| -> Path {
+        let (model, reps) = (&model, &reps);
+        Box::new(move |h: &[ItemIndex]| {
+            let q = query_state(model, catalog, h)?;
+            Ok(rank(reps, &q, mode, k, &[])?.len())
+        })
+    };
+    let beam_path = |width: usize| -> Path {
+        let (model, trie) = (&model, &trie);
+        Box::new(move |h: &[ItemIndex]| {
+            let titles: Vec<&str> = truncate_history(h).iter().map(|&i| catalog.title(i)).collect();
+            let ids = model.prompt_ids(&titles)?;
+            Ok(ranking(&beam_search(model, trie, &ids, width, MAX_TITLE_TOKENS)?).len())
+        })
+    };
+    let paths: Vec<(String, Path)> = vec![
+        ("L2D-G".into(), l2d_path(Mode::Global)),
+        (format!("L2D-L (M={})", args.m), l2d_path(Mode::Local { m: args.m })),
+        ("beam 1".into(), beam_path(1)),
+        ("beam 5".into(), beam_path(5)),
+        ("beam 10".into(), beam_path(10)),
+    ];
+    println!(
+        "{} test histories, history → top-{k}, model hidden {} ({} layers), {} items, memory {} states; one thread per query",
+        histories.len(),
+        model.hidden_size(),
+        model.net.config().num_hidden_layers,
+        catalog.len(),
+        memory.len()
+    );
+    let mut medians = Vec::new();
+    for (name, path) in &paths {
+        path(histories[0])?; // warm-up
+        let mut times: Vec<f64> = histories
+            .iter()
+            .map(|h| {
+                let start = Instant::now();
+                path(h).map(|_| start.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<Result<_>>()?;
+        times.sort_by(f64::total_cmp);
+        let (median, p90) = (percentile(&times, 0.5), percentile(&times, 0.9));
+        println!("{name:>14}: median {median:8.2} ms   p90 {p90:8.2} ms");
+        medians.push((name.clone(), median));
+    }
+    let global = medians[0].1;
+    println!("speed-up of L2D-G over:");
+    for (name, median) in &medians[1..] {
+        println!("{name:>14}: {:6.1}×", median / global);
+    }
+    // Scoring alone: distances + top-k over the global item matrix.
+    let query = query_state(&model, catalog, histories[0])?;
+    for dtype in [DType::F32, DType::F16, DType::I8] {
+        let matrix = reps.global.to_dtype(dtype);
+        let reps_rounds = 200;
+        let start = Instant::now();
+        for _ in 0..reps_rounds {
+            let d = matrix.distances(&query)?;
+            std::hint::black_box(top_k(&d, k, &[]));
+        }
+        let secs = start.elapsed().as_secs_f64() / reps_rounds as f64;
+        println!(
+            "score {dtype:?}: {} items × {} in {:.3} ms = {:.2} G item·dim/s",
+            matrix.rows(),
+            matrix.dim(),
+            secs * 1e3,
+            (matrix.rows() * matrix.dim()) as f64 / secs / 1e9
+        );
+    }
+    Ok(())
+}
+
+pub fn recommend(args: RecommendArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let bytes = std::fs::read(&args.blob).with_context(|| format!("reading {}", args.blob.display()))?;
+    let blob = Blob::from_bytes(&bytes).with_context(|| format!("reading blob {}", args.blob.display()))?;
+    blob.check_model(&model.fingerprint, model.hidden_size())
+        .with_context(|| format!("{} does not belong to {}", args.blob.display(), args.model.display()))?;
+    if !blob.has_titles {
+        bail!("{} has no titles; prompts need them (rebuild it without --no-titles)", args.blob.display());
+    }
+    let catalog = Catalog::new(blob.items.clone(), &args.blob.display().to_string())?;
+    let reps = Representations::from_blob(&blob)?;
+    let history = resolve_history(&catalog, &args.history)?;
+    let mode = match args.mode.as_str() {
+        "global" => Mode::Global,
+        "local" => Mode::Local { m: args.m },
+        other => bail!("unknown mode `{other}` (expected global or local)"),
+    };
+    let query = query_state(&model, &catalog, &history)?;
+    let exclude = if args.include_history { Vec::new() } else { history.clone() };
+    for (rank_no, (item, distance)) in rank(&reps, &query, mode, args.k, &exclude)?.into_iter().enumerate() {
+        let item_ref = catalog.item(item);
+        println!("{:>3}. {:<60} id {:<8} distance {:.4}", rank_no + 1, item_ref.title, item_ref.id, distance.sqrt());
+    }
+    Ok(())
+}

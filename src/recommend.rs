@@ -1,0 +1,119 @@
+//! The whole L2D path from a history to a top-K list: prompt → one forward pass → last hidden
+//! state → distances to item representations (global or local) → top-K. Shared by the CLI
+//! (`recommend`, `eval`, `bench`) and the browser.
+
+use crate::aggregate::{global_item_vectors, Geometry, LocalIndex};
+use crate::blob::{Blob, BlobKind};
+use crate::catalog::{Catalog, ItemIndex};
+use crate::dataset::MAX_HISTORY;
+use crate::error::{Error, Result};
+use crate::memory::Memory;
+use crate::model::Model;
+use crate::score::{top_k, ItemMatrix};
+
+/// Which latent-space decoding to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// L2D-G: distance to each item's mean state.
+    Global,
+    /// L2D-L: distance to the mean of each item's `m` states nearest to the query.
+    Local { m: usize },
+}
+
+/// Item representations: global vectors always, local index when memory states are available.
+#[derive(Debug, Clone)]
+pub struct Representations {
+    /// L2D-G vectors, one row per item.
+    pub global: ItemMatrix,
+    /// Memory grouped by item, for L2D-L.
+    pub local: Option<LocalIndex>,
+    /// Memory states per item (0 = cold-start item, ranked last).
+    pub counts: Vec<u32>,
+    /// Transform applied to queries (memory was transformed the same way).
+    pub geometry: Geometry,
+}
+
+impl Representations {
+    /// From a memory, with an optional latent-space treatment.
+    pub fn from_memory(memory: &Memory, n_items: usize, geometry: Geometry) -> Result<Self> {
+        let memory = geometry.apply_memory(memory);
+        let local = LocalIndex::new(&memory, n_items)?;
+        Ok(Representations {
+            global: global_item_vectors(&memory, n_items)?,
+            counts: local.counts(),
+            local: Some(local),
+            geometry,
+        })
+    }
+
+    /// From a blob (global vectors only, or a memory that serves both modes).
+    pub fn from_blob(blob: &Blob) -> Result<Self> {
+        match blob.kind {
+            BlobKind::Global => Ok(Representations {
+                global: blob.matrix.clone(),
+                local: None,
+                counts: blob.counts.clone(),
+                geometry: Geometry::plain(),
+            }),
+            BlobKind::Memory => {
+                let local = LocalIndex::from_grouped(blob.matrix.clone(), &blob.counts)?;
+                let mut items = Vec::with_capacity(blob.matrix.rows());
+                for (i, &c) in blob.counts.iter().enumerate() {
+                    items.extend(std::iter::repeat_n(i as ItemIndex, c as usize));
+                }
+                let memory = Memory {
+                    dim: blob.matrix.dim(),
+                    states: blob.matrix.to_f32_values(),
+                    items,
+                };
+                Ok(Representations {
+                    global: global_item_vectors(&memory, blob.counts.len())?,
+                    local: Some(local),
+                    counts: blob.counts.clone(),
+                    geometry: Geometry::plain(),
+                })
+            }
+        }
+    }
+
+    /// Number of items.
+    pub fn n_items(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Items without any memory state.
+    pub fn cold_items(&self) -> usize {
+        self.counts.iter().filter(|&&c| c == 0).count()
+    }
+
+    /// Squared distances from an (untransformed) query state to every item.
+    pub fn distances(&self, query: &[f32], mode: Mode) -> Result<Vec<f32>> {
+        let mut q = query.to_vec();
+        self.geometry.apply(&mut q);
+        match mode {
+            Mode::Global => self.global.distances(&q),
+            Mode::Local { m } => self
+                .local
+                .as_ref()
+                .ok_or_else(|| Error::invalid("mode", "local aggregation needs memory states (a memory blob), this blob holds global vectors only"))?
+                .distances(&q, m),
+        }
+    }
+}
+
+/// The last [`MAX_HISTORY`] items of a history, as in training.
+pub fn truncate_history(history: &[ItemIndex]) -> &[ItemIndex] {
+    &history[history.len().saturating_sub(MAX_HISTORY)..]
+}
+
+/// The model input state for a history of items.
+pub fn query_state(model: &Model, catalog: &Catalog, history: &[ItemIndex]) -> Result<Vec<f32>> {
+    let titles: Vec<&str> = truncate_history(history).iter().map(|&i| catalog.title(i)).collect();
+    model.last_hidden(&titles)
+}
+
+/// Top-`k` items for a query state; `exclude` items (e.g. the history) are left out.
+pub fn rank(reps: &Representations, query: &[f32], mode: Mode, k: usize, exclude: &[ItemIndex]) -> Result<Vec<(ItemIndex, f32)>> {
+    let distances = reps.distances(query, mode)?;
+    Ok(top_k(&distances, k, exclude))
+}

@@ -1,0 +1,320 @@
+//! CPU scoring: squared L2 distances `‖h‖² − 2h·r + ‖r‖²` between a query and every row of an
+//! item matrix (f32, f16, or int8 with a per-row scale), and a deterministic top-K.
+//! The same code runs natively and in wasm32 (where `simd128` is used for the dot product).
+
+use half::f16;
+
+use crate::catalog::ItemIndex;
+use crate::error::{Error, Result};
+
+/// Storage of an item matrix's rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowData {
+    /// 32-bit floats, row-major.
+    F32(Vec<f32>),
+    /// 16-bit floats, row-major (half the bytes; converted per row when scoring).
+    F16(Vec<f16>),
+    /// Symmetric int8 per row: value = q · scale[row].
+    I8 { values: Vec<i8>, scales: Vec<f32> },
+}
+
+/// Element type of an item matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    I8,
+}
+
+/// Rows of representation vectors (items, or memory states) with precomputed squared norms.
+/// A row marked invalid (an item without any memory state) scores +∞ (ranked last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemMatrix {
+    dim: usize,
+    rows: usize,
+    data: RowData,
+    norms: Vec<f32>,
+    valid: Vec<bool>,
+}
+
+impl ItemMatrix {
+    /// Builds an f32 matrix from row-major values; `valid[i] = false` marks rows to rank last.
+    pub fn from_f32(values: Vec<f32>, dim: usize, valid: Vec<bool>) -> Result<Self> {
+        if dim == 0 || values.len() % dim != 0 || values.len() / dim != valid.len() {
+            return Err(Error::mismatch(
+                "item matrix",
+                format!("{} rows × {dim}", valid.len()),
+                format!("{} values", values.len()),
+            ));
+        }
+        let matrix = ItemMatrix {
+            dim,
+            rows: valid.len(),
+            norms: Vec::new(),
+            data: RowData::F32(values),
+            valid,
+        };
+        Ok(matrix.with_norms())
+    }
+
+    /// Builds a matrix from storage already in its element type (blob reading).
+    pub fn from_data(data: RowData, dim: usize, valid: Vec<bool>) -> Result<Self> {
+        let values = match &data {
+            RowData::F32(v) => v.len(),
+            RowData::F16(v) => v.len(),
+            RowData::I8 { values, scales } => {
+                if scales.len() != valid.len() {
+                    return Err(Error::mismatch("int8 scales", valid.len(), scales.len()));
+                }
+                values.len()
+            }
+        };
+        if dim == 0 || values != dim * valid.len() {
+            return Err(Error::mismatch("item matrix", format!("{} rows × {dim}", valid.len()), format!("{values} values")));
+        }
+        Ok(ItemMatrix {
+            dim,
+            rows: valid.len(),
+            norms: Vec::new(),
+            data,
+            valid,
+        }
+        .with_norms())
+    }
+
+    fn with_norms(mut self) -> Self {
+        let mut scratch = vec![0f32; self.dim];
+        self.norms = (0..self.rows)
+            .map(|r| {
+                let row = self.row_into(r, &mut scratch);
+                dot(row, row)
+            })
+            .collect();
+        self
+    }
+
+    /// Converts to another element type (the ranking changes only by rounding).
+    pub fn to_dtype(&self, dtype: DType) -> Self {
+        let values = self.to_f32_values();
+        let data = match dtype {
+            DType::F32 => RowData::F32(values),
+            DType::F16 => RowData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
+            DType::I8 => {
+                let mut scales = Vec::with_capacity(self.rows);
+                let mut q = Vec::with_capacity(values.len());
+                for row in values.chunks(self.dim) {
+                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    scales.push(scale);
+                    q.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+                }
+                RowData::I8 { values: q, scales }
+            }
+        };
+        ItemMatrix {
+            dim: self.dim,
+            rows: self.rows,
+            norms: Vec::new(),
+            data,
+            valid: self.valid.clone(),
+        }
+        .with_norms()
+    }
+
+    /// All values as f32, row-major.
+    pub fn to_f32_values(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.dim];
+        let mut scratch = vec![0f32; self.dim];
+        for r in 0..self.rows {
+            let row = self.row_into(r, &mut scratch);
+            out[r * self.dim..(r + 1) * self.dim].copy_from_slice(row);
+        }
+        out
+    }
+
+    /// Row `r` as f32 (borrowed for f32 storage, converted into `scratch` otherwise).
+    pub fn row_into<'a>(&'a self, r: usize, scratch: &'a mut [f32]) -> &'a [f32] {
+        let span = r * self.dim..(r + 1) * self.dim;
+        match &self.data {
+            RowData::F32(v) => &v[span],
+            RowData::F16(v) => {
+                for (s, h) in scratch.iter_mut().zip(&v[span]) {
+                    *s = h.to_f32();
+                }
+                scratch
+            }
+            RowData::I8 { values, scales } => {
+                let scale = scales[r];
+                for (s, &q) in scratch.iter_mut().zip(&values[span]) {
+                    *s = q as f32 * scale;
+                }
+                scratch
+            }
+        }
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            RowData::F32(_) => DType::F32,
+            RowData::F16(_) => DType::F16,
+            RowData::I8 { .. } => DType::I8,
+        }
+    }
+
+    /// The storage.
+    pub fn data(&self) -> &RowData {
+        &self.data
+    }
+
+    /// Whether each row has a representation.
+    pub fn valid(&self) -> &[bool] {
+        &self.valid
+    }
+
+    /// Squared norms of the rows.
+    pub fn norms(&self) -> &[f32] {
+        &self.norms
+    }
+
+    /// Squared L2 distance from `query` to every row (+∞ for invalid rows).
+    pub fn distances(&self, query: &[f32]) -> Result<Vec<f32>> {
+        if query.len() != self.dim {
+            return Err(Error::mismatch("query dimension", self.dim, query.len()));
+        }
+        let q_norm = dot(query, query);
+        let mut scratch = vec![0f32; self.dim];
+        Ok((0..self.rows)
+            .map(|r| {
+                if !self.valid[r] {
+                    return f32::INFINITY;
+                }
+                let row = self.row_into(r, &mut scratch);
+                (q_norm - 2.0 * dot(query, row) + self.norms[r]).max(0.0)
+            })
+            .collect())
+    }
+}
+
+/// Dot product written so the compiler vectorises it (8 independent accumulators); on wasm32
+/// with `simd128` an explicit f32x4 version.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let chunks = n / 8;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for i in chunks * 8..n {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// Dot product with wasm `simd128` (two f32x4 accumulators).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    use core::arch::wasm32::*;
+    let n = a.len().min(b.len());
+    let chunks = n / 8;
+    let mut acc0 = f32x4_splat(0.0);
+    let mut acc1 = f32x4_splat(0.0);
+    for c in 0..chunks {
+        let i = c * 8;
+        // SAFETY: i + 8 <= n, so both 16-byte loads at i and i + 4 stay inside a and b;
+        // v128_load has no alignment requirement.
+        unsafe {
+            let x0 = v128_load(a.as_ptr().add(i) as *const v128);
+            let y0 = v128_load(b.as_ptr().add(i) as *const v128);
+            let x1 = v128_load(a.as_ptr().add(i + 4) as *const v128);
+            let y1 = v128_load(b.as_ptr().add(i + 4) as *const v128);
+            acc0 = f32x4_add(acc0, f32x4_mul(x0, y0));
+            acc1 = f32x4_add(acc1, f32x4_mul(x1, y1));
+        }
+    }
+    let acc = f32x4_add(acc0, acc1);
+    let mut sum = f32x4_extract_lane::<0>(acc)
+        + f32x4_extract_lane::<1>(acc)
+        + f32x4_extract_lane::<2>(acc)
+        + f32x4_extract_lane::<3>(acc);
+    for i in chunks * 8..n {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// Orders (distance, item): smaller distance first, NaN as +∞, ties by item index.
+fn closer(a: (f32, ItemIndex), b: (f32, ItemIndex)) -> std::cmp::Ordering {
+    let key = |d: f32| if d.is_nan() { f32::INFINITY } else { d };
+    key(a.0).total_cmp(&key(b.0)).then(a.1.cmp(&b.1))
+}
+
+/// The `k` items with the smallest distances, closest first, ties broken by item index;
+/// `exclude` items are left out (e.g. the history). Partial selection, then a sort of `k`.
+pub fn top_k(distances: &[f32], k: usize, exclude: &[ItemIndex]) -> Vec<(ItemIndex, f32)> {
+    let mut candidates: Vec<(f32, ItemIndex)> = distances
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| (d, i as ItemIndex))
+        .filter(|(_, i)| !exclude.contains(i))
+        .collect();
+    let k = k.min(candidates.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < candidates.len() {
+        candidates.select_nth_unstable_by(k - 1, |a, b| closer(*a, *b));
+        candidates.truncate(k);
+    }
+    candidates.sort_unstable_by(|a, b| closer(*a, *b));
+    candidates.into_iter().map(|(d, i)| (i, d)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_match_direct_computation() {
+        let m = ItemMatrix::from_f32(vec![0., 0., 3., 4., 1., 1.], 2, vec![true, true, false]).unwrap();
+        let d = m.distances(&[0., 0.]).unwrap();
+        assert_eq!(d[..2], [0., 25.]);
+        assert!(d[2].is_infinite());
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_index_and_excludes() {
+        let d = [1.0, 0.5, 0.5, f32::NAN, 0.1];
+        assert_eq!(top_k(&d, 3, &[]), vec![(4, 0.1), (1, 0.5), (2, 0.5)]);
+        assert_eq!(top_k(&d, 2, &[4]), vec![(1, 0.5), (2, 0.5)]);
+        assert_eq!(top_k(&d, 10, &[]).len(), 5);
+        assert!(top_k(&d, 0, &[]).is_empty());
+    }
+
+    #[test]
+    fn quantized_rows_stay_close() {
+        let values: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+        let m = ItemMatrix::from_f32(values.clone(), 16, vec![true; 4]).unwrap();
+        for dtype in [DType::F16, DType::I8] {
+            let q = m.to_dtype(dtype).to_f32_values();
+            let err = q.iter().zip(&values).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err < 0.01, "{dtype:?} error {err}");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! L2D core: aggregation and scoring against brute-force references, the blob format and its
+//! rejections, and f16 against f32 on the shipped default model.
+
+use std::path::Path;
+
+use l2d::aggregate::{global_item_vectors, LocalIndex};
+use l2d::blob::{Blob, BlobError, BlobKind};
+use l2d::catalog::{Catalog, Item, ItemIndex};
+use l2d::memory::Memory;
+use l2d::score::{top_k, DType};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn random_memory(rng: &mut StdRng, n_items: usize, states: usize, dim: usize) -> Memory {
+    Memory {
+        dim,
+        states: (0..states * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+        // Item 0 never appears: a cold-start item.
+        items: (0..states).map(|_| rng.random_range(1..n_items as u32)).collect(),
+    }
+}
+
+fn brute_force_global(memory: &Memory, n_items: usize, query: &[f32], k: usize) -> Vec<ItemIndex> {
+    let mut scored: Vec<(f64, ItemIndex)> = (0..n_items as ItemIndex)
+        .filter_map(|item| {
+            let rows: Vec<usize> = (0..memory.len()).filter(|&i| memory.items[i] == item).collect();
+            if rows.is_empty() {
+                return None;
+            }
+            let dist: f64 = (0..memory.dim)
+                .map(|d| {
+                    let mean = rows.iter().map(|&r| memory.state(r)[d] as f64).sum::<f64>() / rows.len() as f64;
+                    (query[d] as f64 - mean).powi(2)
+                })
+                .sum();
+            Some((dist, item))
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(k).map(|(_, i)| i).collect()
+}
+
+#[test]
+fn global_top_k_equals_brute_force() {
+    let mut rng = StdRng::seed_from_u64(1);
+    for trial in 0..5 {
+        let (n_items, dim) = (40, 16 + trial);
+        let memory = random_memory(&mut rng, n_items, 300, dim);
+        let matrix = global_item_vectors(&memory, n_items).unwrap();
+        for _ in 0..10 {
+            let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let got: Vec<ItemIndex> = top_k(&matrix.distances(&query).unwrap(), 10, &[]).into_iter().map(|(i, _)| i).collect();
+            assert_eq!(got, brute_force_global(&memory, n_items, &query, 10));
+        }
+        // The cold-start item ranks last rather than disappearing.
+        let all = top_k(&matrix.distances(&vec![0.0; dim]).unwrap(), n_items, &[]);
+        assert_eq!(all.len(), n_items);
+        assert_eq!(all.last().unwrap().0, 0);
+        assert!(all.last().unwrap().1.is_infinite());
+    }
+}
+
+#[test]
+fn local_with_large_m_equals_global_and_small_m_uses_nearest_states() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let (n_items, dim) = (30, 12);
+    let memory = random_memory(&mut rng, n_items, 400, dim);
+    let global = global_item_vectors(&memory, n_items).unwrap();
+    let local = LocalIndex::new(&memory, n_items).unwrap();
+    let max_count = *local.counts().iter().max().unwrap() as usize;
+    for _ in 0..10 {
+        let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let g = global.distances(&query).unwrap();
+        let l = local.distances(&query, max_count).unwrap();
+        for (a, b) in g.iter().zip(&l) {
+            assert!((a.is_infinite() && b.is_infinite()) || (a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        // M = 1: distance to the single nearest state of each item.
+        let l1 = local.distances(&query, 1).unwrap();
+        for (item, &d) in l1.iter().enumerate().skip(1) {
+            let nearest = (0..memory.len())
+                .filter(|&r| memory.items[r] == item as u32)
+                .map(|r| memory.state(r).iter().zip(&query).map(|(s, q)| (s - q).powi(2)).sum::<f32>())
+                .fold(f32::INFINITY, f32::min);
+            assert!((d - nearest).abs() < 1e-3 || (d.is_infinite() && nearest.is_infinite()));
+        }
+    }
+}
+
+fn tiny_blob(kind: BlobKind, dtype: DType) -> Blob {
+    let mut rng = StdRng::seed_from_u64(3);
+    let catalog = Catalog::new(
+        vec![
+            Item { id: "a".into(), title: "Amélie (2001)".into() },
+            Item { id: "b".into(), title: "<img src=x onerror=alert(1)>".into() },
+            Item { id: "c".into(), title: "Greatest Hits".into() },
+            Item { id: "d".into(), title: "Greatest Hits".into() },
+        ],
+        "test",
+    )
+    .unwrap();
+    let memory = Memory {
+        dim: 8,
+        states: (0..6 * 8).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+        items: vec![0, 1, 1, 3, 3, 3],
+    };
+    let local = LocalIndex::new(&memory, 4).unwrap();
+    let matrix = match kind {
+        BlobKind::Global => global_item_vectors(&memory, 4).unwrap(),
+        BlobKind::Memory => local.states().clone(),
+    };
+    Blob::new(kind, [7; 32], &catalog, true, local.counts(), matrix.to_dtype(dtype)).unwrap()
+}
+
+#[test]
+fn blob_write_read_is_identity() {
+    for kind in [BlobKind::Global, BlobKind::Memory] {
+        for dtype in [DType::F32, DType::F16, DType::I8] {
+            let blob = tiny_blob(kind, dtype);
+            let back = Blob::from_bytes(&blob.to_bytes()).unwrap();
+            assert_eq!(back, blob, "{kind:?} {dtype:?}");
+        }
+    }
+}
+
+#[test]
+fn each_corruption_has_its_own_error() {
+    let blob = tiny_blob(BlobKind::Global, DType::F32);
+    let bytes = blob.to_bytes();
+
+    let mut bad = bytes.clone();
+    bad[0] = b'X';
+    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::BadMagic { .. })));
+
+    let mut bad = bytes.clone();
+    bad[8] = 9;
+    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::UnsupportedVersion { found: 9 })));
+
+    assert!(matches!(Blob::from_bytes(&bytes[..bytes.len() - 3]), Err(BlobError::Truncated { .. })));
+    assert!(matches!(Blob::from_bytes(&bytes[..50]), Err(BlobError::Truncated { .. })));
+
+    let mut bad = bytes.clone();
+    *bad.last_mut().unwrap() ^= 0x55;
+    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::ChecksumMismatch { .. })));
+
+    let mut bad = bytes.clone();
+    bad.extend_from_slice(b"junk");
+    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::TrailingBytes { extra: 4 })));
+
+    // A forged header asking for 10^9 items fails before allocating.
+    let mut bad = bytes.clone();
+    bad[16..20].copy_from_slice(&1_000_000_000u32.to_le_bytes());
+    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::Truncated { .. })));
+
+    let mut bad = bytes.clone();
+    bad[24..28].copy_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::OutOfRange { field: "dim", .. })));
+
+    let good = Blob::from_bytes(&bytes).unwrap();
+    assert!(matches!(good.check_model(&[8; 32], 8), Err(BlobError::ModelMismatch { .. })));
+    assert!(matches!(good.check_model(&[7; 32], 192), Err(BlobError::DimensionMismatch { expected: 192, found: 8 })));
+    good.check_model(&[7; 32], 8).unwrap();
+}
+
+#[test]
+fn f16_ranking_agrees_with_f32_on_the_default_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = l2d::model::Model::load_dir(&root.join("models/default")).unwrap();
+    let blob = Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
+    blob.check_model(&model.fingerprint, model.hidden_size()).unwrap();
+    let reps = l2d::recommend::Representations::from_blob(&blob).unwrap();
+    let catalog = Catalog::new(blob.items.clone(), "memory.blob").unwrap();
+    let f32_matrix = reps.global.to_dtype(DType::F32);
+    let f16_matrix = reps.global.to_dtype(DType::F16);
+    let (mut agree, mut total) = (0usize, 0usize);
+    let mut rng = StdRng::seed_from_u64(4);
+    for _ in 0..30 {
+        let history: Vec<ItemIndex> = (0..10).map(|_| rng.random_range(0..catalog.len() as u32)).collect();
+        let query = l2d::recommend::query_state(&model, &catalog, &history).unwrap();
+        let a: Vec<ItemIndex> = top_k(&f32_matrix.distances(&query).unwrap(), 20, &[]).into_iter().map(|(i, _)| i).collect();
+        let b: Vec<ItemIndex> = top_k(&f16_matrix.distances(&query).unwrap(), 20, &[]).into_iter().map(|(i, _)| i).collect();
+        agree += a.iter().filter(|i| b.contains(i)).count();
+        total += 20;
+    }
+    let share = agree as f64 / total as f64;
+    assert!(share >= 0.99, "f16 keeps {share:.4} of f32's top-20 items");
+}
