@@ -172,10 +172,19 @@ impl LocalIndex {
     /// L2D-L: squared distance from `query` to each item's mean of its `m` nearest states
     /// (+∞ for items without states). One pass over memory, a bounded heap per item.
     pub fn distances(&self, query: &[f32], m: usize) -> Result<Vec<f32>> {
+        let to_states = self.states.distances(query)?;
+        self.distances_from_state_distances(query, &to_states, m)
+    }
+
+    /// L2D-L given the query's squared distances to every (grouped) state, e.g. computed on
+    /// the GPU.
+    pub fn distances_from_state_distances(&self, query: &[f32], to_states: &[f32], m: usize) -> Result<Vec<f32>> {
         if m == 0 {
             return Err(Error::invalid("m", "0 (L2D-L needs at least one neighbour per item)"));
         }
-        let to_states = self.states.distances(query)?;
+        if to_states.len() != self.states.rows() || query.len() != self.states.dim() {
+            return Err(Error::mismatch("state distances", self.states.rows(), to_states.len()));
+        }
         let dim = self.states.dim();
         let mut scratch = vec![0f32; dim];
         let mut mean = vec![0f32; dim];

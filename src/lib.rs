@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod eval;
+pub mod gpu;
 pub mod memory;
 pub mod model;
 pub mod prompt;
@@ -15,6 +16,8 @@ pub mod pyliteral;
 pub mod recommend;
 pub mod score;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 

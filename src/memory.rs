@@ -1,6 +1,7 @@
 //! The L2D memory: for every training sample (or a seeded random fraction of them), the
 //! model's last-prompt-token hidden state and the sample's target item.
 
+#[cfg(not(target_arch = "wasm32"))]
 use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

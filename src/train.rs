@@ -430,6 +430,10 @@ pub struct TrainState {
     pub unigram_valid_loss: f64,
     /// (step, train loss (recent mean), valid loss) at each evaluation.
     pub history: Vec<(usize, f64, f64)>,
+    /// (step, new epoch count) each time a resumed run changed the number of epochs (the
+    /// learning-rate schedule is then recomputed over the new total).
+    #[serde(default)]
+    pub epoch_changes: Vec<(usize, usize)>,
 }
 
 /// Progress reporting hook so the CLI can draw a progress bar.
@@ -443,7 +447,15 @@ pub trait Progress {
 /// Trains the model in `model_dir` (which holds tokenizer.json and l2d.json) on `dataset`'s
 /// train split; valid loss on a fixed valid subset selects the exported weights
 /// (config.json + model.safetensors). `resume` continues from `model_dir/checkpoint`.
-pub fn train(dataset: &Dataset, model_dir: &Path, cfg: &TrainConfig, resume: bool, progress: &mut dyn Progress) -> Result<TrainState> {
+/// `until_step` stops (with a checkpoint) once that many steps are done, to resume later.
+pub fn train(
+    dataset: &Dataset,
+    model_dir: &Path,
+    cfg: &TrainConfig,
+    resume: bool,
+    until_step: Option<usize>,
+    progress: &mut dyn Progress,
+) -> Result<TrainState> {
     let tokenizer = Tokenizer::from_file(&model_dir.join(TOKENIZER_FILE))?;
     let meta_path = model_dir.join(META_FILE);
     let meta_bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
@@ -499,12 +511,14 @@ pub fn train(dataset: &Dataset, model_dir: &Path, cfg: &TrainConfig, resume: boo
         best_step: None,
         unigram_valid_loss: 0.0,
         history: Vec::new(),
+        epoch_changes: Vec::new(),
     };
     if resume && checkpoint_dir.join("state.json").exists() {
         let path = checkpoint_dir.join("state.json");
         let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let saved: TrainState = serde_json::from_slice(&text).map_err(|e| Error::Json { file: path.display().to_string(), source: e })?;
-        if saved.config != *cfg {
+        let same_but_epochs = TrainConfig { epochs: cfg.epochs, ..saved.config.clone() };
+        if same_but_epochs != *cfg {
             return Err(Error::mismatch(
                 format!("{}: training configuration", path.display()),
                 format!("{:?}", saved.config),
@@ -519,7 +533,17 @@ pub fn train(dataset: &Dataset, model_dir: &Path, cfg: &TrainConfig, resume: boo
             var.set(saved_tensor)?;
         }
         optimizer.load(&checkpoint_dir.join("optimizer.safetensors"), saved.step)?;
+        let old_epochs = saved.config.epochs;
         state = saved;
+        if old_epochs != cfg.epochs {
+            if cfg.epochs * plans_len.first().copied().unwrap_or(1) < state.step {
+                return Err(Error::invalid("epochs", format!("{} epochs end before the checkpoint's step {}", cfg.epochs, state.step)));
+            }
+            progress.message(&format!("epochs changed from {old_epochs} to {}: schedule recomputed over {total_steps} steps", cfg.epochs));
+            state.epoch_changes.push((state.step, cfg.epochs));
+            state.config = cfg.clone();
+            state.total_steps = total_steps;
+        }
         progress.message(&format!("resumed at step {}/{}", state.step, state.total_steps));
     }
     state.unigram_valid_loss = unigram_loss(&corpus.epoch_sequences(&mut StdRng::seed_from_u64(cfg.seed))?, &corpus.eval, model_cfg.vocab_size);
@@ -553,7 +577,7 @@ pub fn train(dataset: &Dataset, model_dir: &Path, cfg: &TrainConfig, resume: boo
     let run_start = Instant::now();
     let seconds_before = state.seconds;
     let tokens_before = state.tokens;
-    for (epoch, &len) in plans_len.iter().enumerate() {
+    'epochs: for (epoch, &len) in plans_len.iter().enumerate() {
         if global + len <= state.step {
             global += len;
             continue;
@@ -609,9 +633,14 @@ pub fn train(dataset: &Dataset, model_dir: &Path, cfg: &TrainConfig, resume: boo
                     if improved { " (best, exported)" } else { "" }
                 ));
             }
-            if last || last_checkpoint.elapsed().as_secs() >= cfg.checkpoint_seconds {
+            let stop = until_step.is_some_and(|s| state.step >= s);
+            if last || stop || last_checkpoint.elapsed().as_secs() >= cfg.checkpoint_seconds {
                 save_checkpoint(&state, &optimizer)?;
                 last_checkpoint = Instant::now();
+            }
+            if stop {
+                progress.message(&format!("stopped at step {} as asked; continue with --resume", state.step));
+                break 'epochs;
             }
         }
     }

@@ -148,9 +148,9 @@ struct TrainArgs {
     /// Evaluate valid loss every N steps.
     #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     eval_every: usize,
-    /// Stop after this many steps in this invocation (resume later); for throughput checks.
+    /// Stop (with a checkpoint) once this many steps are done; continue later with --resume.
     #[arg(long)]
-    max_steps: Option<usize>,
+    until_step: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -398,8 +398,6 @@ fn tokenizer(args: TokenizerArgs) -> Result<()> {
 
 struct TrainBar {
     bar: indicatif::ProgressBar,
-    stop_after: Option<usize>,
-    steps: usize,
 }
 
 impl l2d::train::Progress for TrainBar {
@@ -407,14 +405,6 @@ impl l2d::train::Progress for TrainBar {
         self.bar.set_length(state.total_steps as u64);
         self.bar.set_position(state.step as u64);
         self.bar.set_message(format!("loss {loss:.3} | {tokens_per_second:.0} tok/s"));
-        self.steps += 1;
-        if self.stop_after.is_some_and(|max| self.steps >= max) {
-            self.message(&format!(
-                "stopping after {} steps as asked ({tokens_per_second:.0} target tok/s); resume with --resume",
-                self.steps
-            ));
-            std::process::exit(0);
-        }
     }
 
     fn message(&mut self, line: &str) {
@@ -447,8 +437,8 @@ fn train(args: TrainArgs) -> Result<()> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let mut progress = TrainBar { bar, stop_after: args.max_steps, steps: 0 };
-    let state = l2d::train::train(&dataset, &args.model, &cfg, args.resume, &mut progress)
+    let mut progress = TrainBar { bar };
+    let state = l2d::train::train(&dataset, &args.model, &cfg, args.resume, args.until_step, &mut progress)
         .with_context(|| format!("training {}", args.model.display()))?;
     progress.bar.finish();
     println!(

@@ -1,0 +1,523 @@
+//! The browser API (wasm-bindgen). Thin: it converts JavaScript values, calls the core
+//! (model, recommend, decode, gpu) and converts back; network and cache I/O live in
+//! `www/l2d-fetch.js`. Every error reaches JavaScript as an `Error` with the library's message.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::blob::Blob;
+use crate::catalog::{Catalog, ItemIndex};
+use crate::decode::{beam_search, ranking, TitleTrie};
+use crate::eval::popularity_ranking;
+use crate::gpu::GpuScorer;
+use crate::model::{sha256_hex, Model, ModelFiles};
+use crate::recommend::{query_state, truncate_history, Mode, Representations};
+use crate::score::top_k;
+
+#[wasm_bindgen(module = "/www/l2d-fetch.js")]
+extern "C" {
+    #[wasm_bindgen(catch, js_name = fetchBytes)]
+    async fn fetch_bytes(url: &str, file: &str, cache_name: JsValue, on_progress: JsValue) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = cachePut)]
+    async fn cache_put(url: &str, cache_name: JsValue, bytes: js_sys::Uint8Array) -> JsValue;
+    #[wasm_bindgen(js_name = cacheDelete)]
+    async fn cache_delete(url: &str, cache_name: JsValue);
+    fn now() -> f64;
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of Recommender.load. */
+export interface LoadOptions {
+  /** URL of manifest.json (file names in it resolve against this URL). */
+  manifestUrl: string;
+  /** Called as bytes arrive: {file, loaded, total, cached}. total is 0 when unknown. */
+  onProgress?: (p: { file: string; loaded: number; total: number; cached: boolean }) => void;
+  /** Cache API bucket; null or "" disables caching. Default "l2d-v1". */
+  cacheName?: string | null;
+  /** Which blob of the manifest to use: "memory" (global + local modes) or "global". Default "memory". */
+  blob?: "memory" | "global";
+}
+/** Options of Recommender.recommend. */
+export interface RecommendOptions {
+  /** Number of items to return (default 10; 0 returns none; capped at the catalog size). */
+  k?: number;
+  /** "global" (L2D-G, default) or "local" (L2D-L). */
+  mode?: "global" | "local";
+  /** Neighbours per item for local mode (default 20). */
+  m?: number;
+  /** Leave history items out of the list (default true). */
+  excludeHistory?: boolean;
+  /** "auto" (WebGPU when an adapter exists, else CPU; default), "cpu" or "webgpu". */
+  backend?: "auto" | "cpu" | "webgpu";
+}
+/** One recommended item. */
+export interface RecommendedItem { id: string; title: string; distance: number; }
+/** Result of Recommender.recommend. */
+export interface RecommendResult {
+  items: RecommendedItem[];
+  /** Prompt + forward pass, milliseconds. */
+  encodeMs: number;
+  /** Distances + top-K, milliseconds. */
+  scoreMs: number;
+  /** "cpu", "webgpu: <adapter>", or "popularity" for an empty history. */
+  backend: string;
+  /** History entries used (ids, after truncation to the last 10 known items). */
+  historyUsed: string[];
+  /** History entries that matched no item id or title (ignored). */
+  unknown: string[];
+}
+/** Result of Recommender.beam: the language-space baseline. */
+export interface BeamResult { items: RecommendedItem[]; ms: number; beam: number; }
+"#;
+
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn js_value_error(e: JsValue) -> JsError {
+    let message = e
+        .as_string()
+        .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
+        .unwrap_or_else(|| format!("{e:?}"));
+    JsError::new(&message)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecommendOptions {
+    k: Option<f64>,
+    mode: Option<String>,
+    m: Option<f64>,
+    exclude_history: Option<bool>,
+    backend: Option<String>,
+}
+
+/// A whole number option within bounds, or a clear error (NaN, ∞, negative, fractional).
+fn count_option(name: &str, value: Option<f64>, default: usize, max: usize) -> Result<usize, JsError> {
+    let Some(v) = value else { return Ok(default) };
+    if !v.is_finite() || v < 0.0 || v.fract() != 0.0 {
+        return Err(JsError::new(&format!("option `{name}` must be a whole number ≥ 0, got {v}")));
+    }
+    Ok((v as usize).min(max))
+}
+
+#[derive(Serialize)]
+struct RecommendedItem {
+    id: String,
+    title: String,
+    distance: f32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecommendResult {
+    items: Vec<RecommendedItem>,
+    encode_ms: f64,
+    score_ms: f64,
+    backend: String,
+    history_used: Vec<String>,
+    unknown: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HistoryEntry {
+    Text(String),
+    Number(f64),
+}
+
+#[derive(Deserialize)]
+struct ManifestFile {
+    sha256: String,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    files: BTreeMap<String, ManifestFile>,
+    blobs: BTreeMap<String, String>,
+}
+
+enum GpuState {
+    Unchecked,
+    Unavailable(String),
+    Ready { global: Rc<GpuScorer>, local: Option<Rc<GpuScorer>> },
+}
+
+struct Inner {
+    model: Model,
+    catalog: Catalog,
+    reps: Representations,
+    trie: RefCell<Option<Rc<TitleTrie>>>,
+}
+
+/// Recommends items for a browsing history entirely in the page: one forward pass of the
+/// model, then distances to the item representations of the blob.
+#[wasm_bindgen]
+pub struct Recommender {
+    inner: Rc<Inner>,
+    gpu: Rc<RefCell<GpuState>>,
+}
+
+#[wasm_bindgen]
+impl Recommender {
+    /// Builds a recommender from already-fetched files (tests, custom loaders). The blob must
+    /// have been built from exactly these model files.
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(config: &[u8], weights: &[u8], tokenizer: &[u8], meta: &[u8], blob: &[u8]) -> Result<Recommender, JsError> {
+        console_error_panic_hook::set_once();
+        let files = ModelFiles {
+            config: config.to_vec(),
+            weights: weights.to_vec(),
+            tokenizer: tokenizer.to_vec(),
+            meta: meta.to_vec(),
+        };
+        Self::build(&files, blob)
+    }
+
+    fn build(files: &ModelFiles, blob: &[u8]) -> Result<Recommender, JsError> {
+        let model = Model::from_files(files).map_err(js_error)?;
+        let blob = Blob::from_bytes(blob).map_err(js_error)?;
+        blob.check_model(&model.fingerprint, model.hidden_size()).map_err(js_error)?;
+        if !blob.has_titles {
+            return Err(JsError::new("blob has no titles: prompts need them (rebuild it without --no-titles)"));
+        }
+        let catalog = Catalog::new(blob.items.clone(), "blob").map_err(js_error)?;
+        let reps = Representations::from_blob(&blob).map_err(js_error)?;
+        Ok(Recommender {
+            inner: Rc::new(Inner { model, catalog, reps, trie: RefCell::new(None) }),
+            gpu: Rc::new(RefCell::new(GpuState::Unchecked)),
+        })
+    }
+
+    /// Fetches the manifest, then the model files and blob (from the Cache API when present),
+    /// verifies each file's sha256 against the manifest before use, caches verified files, and
+    /// builds the recommender.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Recommender>")]
+    pub async fn load(#[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<Recommender, JsError> {
+        console_error_panic_hook::set_once();
+        let get = |name: &str| js_sys::Reflect::get(&options, &name.into()).unwrap_or(JsValue::UNDEFINED);
+        let manifest_url = get("manifestUrl")
+            .as_string()
+            .ok_or_else(|| JsError::new("load: option `manifestUrl` (a string) is required"))?;
+        let on_progress = get("onProgress");
+        let cache_name = match get("cacheName") {
+            v if v.is_undefined() => JsValue::from_str("l2d-v1"),
+            v => v,
+        };
+        let which_blob = get("blob").as_string().unwrap_or_else(|| "memory".into());
+        let manifest_bytes = fetch_bytes(&manifest_url, "manifest.json", JsValue::NULL, JsValue::UNDEFINED)
+            .await
+            .map_err(js_value_error)?;
+        let manifest_bytes = bytes_field(&manifest_bytes)?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| JsError::new(&format!("{manifest_url}: {e}")))?;
+        let blob_name = manifest
+            .blobs
+            .get(&which_blob)
+            .ok_or_else(|| JsError::new(&format!("{manifest_url}: no `{which_blob}` blob in `blobs`")))?
+            .clone();
+        let base = web_sys_url(&manifest_url)?;
+        let mut fetched = BTreeMap::new();
+        for name in crate::model::MODEL_FILES.iter().copied().chain(std::iter::once(blob_name.as_str())) {
+            let expected = &manifest
+                .files
+                .get(name)
+                .ok_or_else(|| JsError::new(&format!("{manifest_url}: `files` has no entry for {name}")))?
+                .sha256;
+            let url = resolve_url(&base, name)?;
+            fetched.insert(name.to_string(), fetch_verified(&url, name, expected, &cache_name, &on_progress).await?);
+        }
+        let mut take = |name: &str| fetched.remove(name).unwrap_or_default();
+        let files = ModelFiles {
+            config: take(crate::model::CONFIG_FILE),
+            weights: take(crate::model::WEIGHTS_FILE),
+            tokenizer: take(crate::model::TOKENIZER_FILE),
+            meta: take(crate::model::META_FILE),
+        };
+        let blob = take(&blob_name);
+        Self::build(&files, &blob)
+    }
+
+    /// Recommends for `history` (item ids or exact titles, oldest first). Resolves to a
+    /// `RecommendResult`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RecommendResult>")]
+    pub fn recommend(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(string | number)[]")] history: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RecommendOptions | undefined")] options: JsValue,
+    ) -> Result<js_sys::Promise, JsError> {
+        let inner = self.inner.clone();
+        let gpu = self.gpu.clone();
+        let (history, unknown) = resolve(&inner.catalog, history)?;
+        let options: RecommendOptions = if options.is_undefined() || options.is_null() {
+            RecommendOptions { k: None, mode: None, m: None, exclude_history: None, backend: None }
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("recommend options: {e}")))?
+        };
+        let n_items = inner.catalog.len();
+        let k = count_option("k", options.k, 10, n_items)?;
+        let m = count_option("m", options.m, 20, usize::MAX)?;
+        let mode = match options.mode.as_deref().unwrap_or("global") {
+            "global" => Mode::Global,
+            "local" if m == 0 => return Err(JsError::new("option `m` must be ≥ 1 for local mode")),
+            "local" => Mode::Local { m },
+            other => return Err(JsError::new(&format!("option `mode` must be \"global\" or \"local\", got {other:?}"))),
+        };
+        if matches!(mode, Mode::Local { .. }) && inner.reps.local.is_none() {
+            return Err(JsError::new("local mode needs a memory blob; this recommender was loaded with global vectors only"));
+        }
+        let backend = options.backend.unwrap_or_else(|| "auto".into());
+        if !matches!(backend.as_str(), "auto" | "cpu" | "webgpu") {
+            return Err(JsError::new(&format!("option `backend` must be \"auto\", \"cpu\" or \"webgpu\", got {backend:?}")));
+        }
+        let exclude = if options.exclude_history.unwrap_or(true) { history.clone() } else { Vec::new() };
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            recommend_async(inner, gpu, history, unknown, exclude, k, mode, backend)
+                .await
+                .map_err(JsValue::from)
+        }))
+    }
+
+    /// The language-space baseline: constrained beam search with `beam` beams; its finished
+    /// titles (best first) are the ranking. Synchronous and slow by design (for comparison).
+    pub fn beam(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(string | number)[]")] history: JsValue,
+        beam: f64,
+        k: f64,
+    ) -> Result<JsValue, JsError> {
+        let (history, _) = resolve(&self.inner.catalog, history)?;
+        let beam = count_option("beam", Some(beam), 1, 64)?.max(1);
+        let k = count_option("k", Some(k), 10, self.inner.catalog.len())?;
+        let start = now();
+        let trie = self.trie()?;
+        let titles: Vec<&str> = truncate_history(&history).iter().map(|&i| self.inner.catalog.title(i)).collect();
+        let ids = self.inner.model.prompt_ids(&titles).map_err(js_error)?;
+        let finished = beam_search(&self.inner.model, &trie, &ids, beam, 64).map_err(js_error)?;
+        let mut items = Vec::new();
+        for f in &finished {
+            for &i in &f.items {
+                if items.len() < k && !items.iter().any(|x: &RecommendedItem| x.id == self.inner.catalog.item(i).id) {
+                    items.push(item_out(&self.inner.catalog, i, -f.log_prob));
+                }
+            }
+        }
+        debug_assert!(items.len() <= ranking(&finished).len());
+        let out = serde_json::json!({ "items": items, "ms": now() - start, "beam": beam });
+        to_js(&out)
+    }
+
+    /// The catalog: `[{id, title, count}]` (count = memory states; 0 = cold-start item).
+    pub fn items(&self) -> Result<JsValue, JsError> {
+        let items: Vec<serde_json::Value> = self
+            .inner
+            .catalog
+            .items()
+            .iter()
+            .zip(&self.inner.reps.counts)
+            .map(|(i, c)| serde_json::json!({ "id": i.id, "title": i.title, "count": c }))
+            .collect();
+        to_js(&items)
+    }
+
+    /// The L2D representation (last-token hidden state) of a history.
+    pub fn hidden(&self, #[wasm_bindgen(unchecked_param_type = "(string | number)[]")] history: JsValue) -> Result<Vec<f32>, JsError> {
+        let (history, _) = resolve(&self.inner.catalog, history)?;
+        query_state(&self.inner.model, &self.inner.catalog, &history).map_err(js_error)
+    }
+
+    /// Sizes and identity: `{items, dim, coldItems, memoryStates, modelFingerprint}`.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        let reps = &self.inner.reps;
+        to_js(&serde_json::json!({
+            "items": reps.n_items(),
+            "dim": self.inner.model.hidden_size(),
+            "coldItems": reps.cold_items(),
+            "memoryStates": reps.local.as_ref().map(|l| l.states().rows()),
+            "modelFingerprint": self.inner.model.fingerprint.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        }))
+    }
+}
+
+impl Recommender {
+    fn trie(&self) -> Result<Rc<TitleTrie>, JsError> {
+        if let Some(t) = self.inner.trie.borrow().as_ref() {
+            return Ok(t.clone());
+        }
+        let trie = Rc::new(TitleTrie::build(&self.inner.model, &self.inner.catalog).map_err(js_error)?);
+        *self.inner.trie.borrow_mut() = Some(trie.clone());
+        Ok(trie)
+    }
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn item_out(catalog: &Catalog, index: ItemIndex, distance: f32) -> RecommendedItem {
+    let item = catalog.item(index);
+    RecommendedItem { id: item.id.clone(), title: item.title.clone(), distance }
+}
+
+/// History entries → known items (ids first, then exact titles) and the unknown ones.
+fn resolve(catalog: &Catalog, history: JsValue) -> Result<(Vec<ItemIndex>, Vec<String>), JsError> {
+    if history.is_undefined() || history.is_null() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let entries: Vec<HistoryEntry> = serde_wasm_bindgen::from_value(history)
+        .map_err(|e| JsError::new(&format!("history must be an array of item ids or titles: {e}")))?;
+    let mut items = Vec::new();
+    let mut unknown = Vec::new();
+    for entry in entries {
+        let text = match entry {
+            HistoryEntry::Text(s) => s,
+            HistoryEntry::Number(n) if n.is_finite() && n.fract() == 0.0 => format!("{n}"),
+            HistoryEntry::Number(n) => {
+                unknown.push(format!("{n}"));
+                continue;
+            }
+        };
+        match catalog.resolve(&text) {
+            Some(i) => items.push(i),
+            None => unknown.push(text),
+        }
+    }
+    Ok((items, unknown))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn recommend_async(
+    inner: Rc<Inner>,
+    gpu: Rc<RefCell<GpuState>>,
+    history: Vec<ItemIndex>,
+    unknown: Vec<String>,
+    exclude: Vec<ItemIndex>,
+    k: usize,
+    mode: Mode,
+    backend: String,
+) -> Result<JsValue, JsError> {
+    let history = truncate_history(&history).to_vec();
+    let history_used: Vec<String> = history.iter().map(|&i| inner.catalog.item(i).id.clone()).collect();
+    if history.is_empty() {
+        let items = popularity_ranking(&inner.reps.counts, k + exclude.len())
+            .into_iter()
+            .filter(|i| !exclude.contains(i))
+            .take(k)
+            .map(|i| item_out(&inner.catalog, i, f32::NAN))
+            .collect();
+        return to_js(&RecommendResult { items, encode_ms: 0.0, score_ms: 0.0, backend: "popularity".into(), history_used, unknown });
+    }
+    let start = now();
+    let query = query_state(&inner.model, &inner.catalog, &history).map_err(js_error)?;
+    let encode_ms = now() - start;
+    let start = now();
+    let scorer = if backend == "cpu" { None } else { gpu_scorer(&inner, &gpu, mode).await };
+    let (distances, used) = match scorer {
+        Some((scorer, name)) => {
+            let mut q = query.clone();
+            inner.reps.geometry.apply(&mut q);
+            let to_rows = scorer.distances(&[q.clone()]).await.map_err(js_error)?.remove(0);
+            let d = match (mode, inner.reps.local.as_ref()) {
+                (Mode::Local { m }, Some(local)) => local.distances_from_state_distances(&q, &to_rows, m).map_err(js_error)?,
+                _ => to_rows,
+            };
+            (d, format!("webgpu: {name}"))
+        }
+        None if backend == "webgpu" => {
+            let why = match &*gpu.borrow() {
+                GpuState::Unavailable(why) => why.clone(),
+                _ => "no adapter".into(),
+            };
+            return Err(JsError::new(&format!("backend \"webgpu\" requested but WebGPU is unavailable: {why}")));
+        }
+        None => (inner.reps.distances(&query, mode).map_err(js_error)?, "cpu".to_string()),
+    };
+    let items = top_k(&distances, k, &exclude)
+        .into_iter()
+        .map(|(i, d)| item_out(&inner.catalog, i, d.sqrt()))
+        .collect();
+    let score_ms = now() - start;
+    to_js(&RecommendResult { items, encode_ms, score_ms, backend: used, history_used, unknown })
+}
+
+/// The GPU scorer for `mode`, initialised on first use; `None` when WebGPU is unavailable.
+async fn gpu_scorer(inner: &Inner, gpu: &Rc<RefCell<GpuState>>, mode: Mode) -> Option<(Rc<GpuScorer>, String)> {
+    if matches!(&*gpu.borrow(), GpuState::Unchecked) {
+        let state = match GpuScorer::new(&inner.reps.global).await {
+            Ok(Some(global)) => {
+                let local = match inner.reps.local.as_ref() {
+                    Some(l) => GpuScorer::new(l.states()).await.ok().flatten().map(Rc::new),
+                    None => None,
+                };
+                GpuState::Ready { global: Rc::new(global), local }
+            }
+            Ok(None) => GpuState::Unavailable("no WebGPU adapter".into()),
+            Err(e) => GpuState::Unavailable(e.to_string()),
+        };
+        *gpu.borrow_mut() = state;
+    }
+    match &*gpu.borrow() {
+        GpuState::Ready { global, local } => {
+            let scorer = match mode {
+                Mode::Global => Some(global.clone()),
+                Mode::Local { .. } => local.clone(),
+            }?;
+            let name = scorer.adapter.clone();
+            Some((scorer, name))
+        }
+        _ => None,
+    }
+}
+
+fn bytes_field(result: &JsValue) -> Result<Vec<u8>, JsError> {
+    let bytes = js_sys::Reflect::get(result, &"bytes".into()).map_err(js_value_error)?;
+    Ok(js_sys::Uint8Array::new(&bytes).to_vec())
+}
+
+fn web_sys_url(url: &str) -> Result<js_sys::JsString, JsError> {
+    let base = js_sys::Reflect::get(&js_sys::global(), &"location".into())
+        .ok()
+        .and_then(|l| js_sys::Reflect::get(&l, &"href".into()).ok())
+        .and_then(|h| h.as_string())
+        .unwrap_or_default();
+    resolve_url(&js_sys::JsString::from(base), url).map(js_sys::JsString::from)
+}
+
+fn resolve_url(base: &js_sys::JsString, relative: &str) -> Result<String, JsError> {
+    let ctor = js_sys::Reflect::get(&js_sys::global(), &"URL".into()).map_err(js_value_error)?;
+    let args = js_sys::Array::of2(&JsValue::from_str(relative), base);
+    let url = js_sys::Reflect::construct(ctor.unchecked_ref::<js_sys::Function>(), &args).map_err(|_| JsError::new(&format!("invalid URL {relative:?}")))?;
+    Ok(js_sys::Reflect::get(&url, &"href".into()).map_err(js_value_error)?.as_string().unwrap_or_default())
+}
+
+/// Fetches (or reads from cache) and checks sha256; a cached copy that fails the check is
+/// evicted and downloaded again; a download that fails it is an error and is never cached.
+async fn fetch_verified(url: &str, name: &str, expected: &str, cache_name: &JsValue, on_progress: &JsValue) -> Result<Vec<u8>, JsError> {
+    for attempt in 0..2 {
+        let result = fetch_bytes(url, name, cache_name.clone(), on_progress.clone()).await.map_err(js_value_error)?;
+        let bytes = bytes_field(&result)?;
+        let cached = js_sys::Reflect::get(&result, &"cached".into()).map(|v| v.is_truthy()).unwrap_or(false);
+        let found = sha256_hex(&bytes);
+        if found == expected {
+            if !cached {
+                cache_put(url, cache_name.clone(), js_sys::Uint8Array::from(bytes.as_slice())).await;
+            }
+            return Ok(bytes);
+        }
+        if cached && attempt == 0 {
+            cache_delete(url, cache_name.clone()).await;
+            continue;
+        }
+        return Err(JsError::new(&format!(
+            "{url}: sha256 mismatch (manifest {expected}, downloaded {found}, {} bytes): refusing to use it",
+            bytes.len()
+        )));
+    }
+    Err(JsError::new(&format!("{url}: could not obtain a verified copy")))
+}
