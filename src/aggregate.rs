@@ -39,7 +39,8 @@ impl Geometry {
                     *m += v;
                 }
             }
-            mean.iter_mut().for_each(|m| *m /= memory.len().max(1) as f32);
+            mean.iter_mut()
+                .for_each(|m| *m /= memory.len().max(1) as f32);
             mean
         });
         Geometry { center, normalize }
@@ -79,7 +80,10 @@ impl Geometry {
 pub fn state_counts(memory: &Memory, n_items: usize) -> Result<Vec<u32>> {
     let mut counts = vec![0u32; n_items];
     for &item in &memory.items {
-        *counts.get_mut(item as usize).ok_or_else(|| Error::mismatch("memory item index", format!("< {n_items}"), item))? += 1;
+        *counts
+            .get_mut(item as usize)
+            .ok_or_else(|| Error::mismatch("memory item index", format!("< {n_items}"), item))? +=
+            1;
     }
     Ok(counts)
 }
@@ -98,7 +102,10 @@ pub fn global_item_vectors(memory: &Memory, n_items: usize) -> Result<ItemMatrix
     let values = sums
         .chunks(dim)
         .zip(&counts)
-        .flat_map(|(row, &c)| row.iter().map(move |&s| if c > 0 { (s / c as f64) as f32 } else { 0.0 }))
+        .flat_map(|(row, &c)| {
+            row.iter()
+                .map(move |&s| if c > 0 { (s / c as f64) as f32 } else { 0.0 })
+        })
         .collect();
     ItemMatrix::from_f32(values, dim, counts.iter().map(|&c| c > 0).collect())
 }
@@ -149,7 +156,11 @@ impl LocalIndex {
             offsets.push(offsets.last().expect("non-empty") + *c as usize);
         }
         if *offsets.last().expect("non-empty") != states.rows() {
-            return Err(Error::mismatch("memory rows (sum of item counts)", offsets.last().expect("non-empty"), states.rows()));
+            return Err(Error::mismatch(
+                "memory rows (sum of item counts)",
+                offsets.last().expect("non-empty"),
+                states.rows(),
+            ));
         }
         Ok(LocalIndex { states, offsets })
     }
@@ -166,7 +177,10 @@ impl LocalIndex {
 
     /// Per-item state counts.
     pub fn counts(&self) -> Vec<u32> {
-        self.offsets.windows(2).map(|w| (w[1] - w[0]) as u32).collect()
+        self.offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as u32)
+            .collect()
     }
 
     /// L2D-L: squared distance from `query` to each item's mean of its `m` nearest states
@@ -178,12 +192,24 @@ impl LocalIndex {
 
     /// L2D-L given the query's squared distances to every (grouped) state, e.g. computed on
     /// the GPU.
-    pub fn distances_from_state_distances(&self, query: &[f32], to_states: &[f32], m: usize) -> Result<Vec<f32>> {
+    pub fn distances_from_state_distances(
+        &self,
+        query: &[f32],
+        to_states: &[f32],
+        m: usize,
+    ) -> Result<Vec<f32>> {
         if m == 0 {
-            return Err(Error::invalid("m", "0 (L2D-L needs at least one neighbour per item)"));
+            return Err(Error::invalid(
+                "m",
+                "0 (L2D-L needs at least one neighbour per item)",
+            ));
         }
         if to_states.len() != self.states.rows() || query.len() != self.states.dim() {
-            return Err(Error::mismatch("state distances", self.states.rows(), to_states.len()));
+            return Err(Error::mismatch(
+                "state distances",
+                self.states.rows(),
+                to_states.len(),
+            ));
         }
         let dim = self.states.dim();
         let mut scratch = vec![0f32; dim];

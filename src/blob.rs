@@ -58,11 +58,20 @@ pub enum BlobError {
     #[error("unknown {field} code {found}")]
     UnknownCode { field: &'static str, found: u8 },
     #[error("truncated: {what} needs {needed} bytes at offset {offset}, only {available} remain")]
-    Truncated { what: String, offset: usize, needed: u64, available: usize },
+    Truncated {
+        what: String,
+        offset: usize,
+        needed: u64,
+        available: usize,
+    },
     #[error("{extra} unexpected bytes after the payload")]
     TrailingBytes { extra: usize },
     #[error("{field} = {found} is out of range (expected {expected})")]
-    OutOfRange { field: &'static str, found: u64, expected: String },
+    OutOfRange {
+        field: &'static str,
+        found: u64,
+        expected: String,
+    },
     #[error("payload checksum mismatch: header says {expected}, payload hashes to {found}")]
     ChecksumMismatch { expected: String, found: String },
     #[error("built for another model: blob has model fingerprint {found}, the loaded model is {expected}")]
@@ -100,7 +109,14 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Blob {
     /// Assembles a blob; `matrix` rows must follow `kind` (see the module docs).
-    pub fn new(kind: BlobKind, model_fingerprint: [u8; 32], catalog: &Catalog, with_titles: bool, counts: Vec<u32>, matrix: ItemMatrix) -> Result<Self, BlobError> {
+    pub fn new(
+        kind: BlobKind,
+        model_fingerprint: [u8; 32],
+        catalog: &Catalog,
+        with_titles: bool,
+        counts: Vec<u32>,
+        matrix: ItemMatrix,
+    ) -> Result<Self, BlobError> {
         let blob = Blob {
             kind,
             model_fingerprint,
@@ -109,7 +125,11 @@ impl Blob {
                 .iter()
                 .map(|i| Item {
                     id: i.id.clone(),
-                    title: if with_titles { i.title.clone() } else { String::new() },
+                    title: if with_titles {
+                        i.title.clone()
+                    } else {
+                        String::new()
+                    },
                 })
                 .collect(),
             has_titles: with_titles,
@@ -122,7 +142,11 @@ impl Blob {
 
     fn check_shape(&self) -> Result<(), BlobError> {
         if self.counts.len() != self.items.len() {
-            return Err(BlobError::Invalid(format!("{} counts for {} items", self.counts.len(), self.items.len())));
+            return Err(BlobError::Invalid(format!(
+                "{} counts for {} items",
+                self.counts.len(),
+                self.items.len()
+            )));
         }
         let expected_rows = match self.kind {
             BlobKind::Global => self.items.len() as u64,
@@ -167,10 +191,16 @@ impl Blob {
             payload.extend_from_slice(&c.to_le_bytes());
         }
         match self.matrix.data() {
-            RowData::F32(v) => v.iter().for_each(|x| payload.extend_from_slice(&x.to_le_bytes())),
-            RowData::F16(v) => v.iter().for_each(|x| payload.extend_from_slice(&x.to_bits().to_le_bytes())),
+            RowData::F32(v) => v
+                .iter()
+                .for_each(|x| payload.extend_from_slice(&x.to_le_bytes())),
+            RowData::F16(v) => v
+                .iter()
+                .for_each(|x| payload.extend_from_slice(&x.to_bits().to_le_bytes())),
             RowData::I8 { values, scales } => {
-                scales.iter().for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
+                scales
+                    .iter()
+                    .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
                 payload.extend(values.iter().map(|&q| q as u8));
             }
         }
@@ -212,17 +242,31 @@ impl Blob {
         let kind = match r.u8("kind")? {
             0 => BlobKind::Global,
             1 => BlobKind::Memory,
-            found => return Err(BlobError::UnknownCode { field: "kind", found }),
+            found => {
+                return Err(BlobError::UnknownCode {
+                    field: "kind",
+                    found,
+                })
+            }
         };
         let dtype = match r.u8("dtype")? {
             0 => DType::F32,
             1 => DType::F16,
             2 => DType::I8,
-            found => return Err(BlobError::UnknownCode { field: "dtype", found }),
+            found => {
+                return Err(BlobError::UnknownCode {
+                    field: "dtype",
+                    found,
+                })
+            }
         };
         let flags = r.u16("flags")?;
         if flags > 1 {
-            return Err(BlobError::OutOfRange { field: "flags", found: flags as u64, expected: "0 or 1".into() });
+            return Err(BlobError::OutOfRange {
+                field: "flags",
+                found: flags as u64,
+                expected: "0 or 1".into(),
+            });
         }
         let has_titles = flags & 1 == 1;
         let n_items = r.u32("items")? as usize;
@@ -230,10 +274,20 @@ impl Blob {
         let dim = r.u32("dim")? as usize;
         let payload_len = r.u32("payload length")? as usize;
         if dim == 0 || dim > MAX_DIM {
-            return Err(BlobError::OutOfRange { field: "dim", found: dim as u64, expected: format!("1..={MAX_DIM}") });
+            return Err(BlobError::OutOfRange {
+                field: "dim",
+                found: dim as u64,
+                expected: format!("1..={MAX_DIM}"),
+            });
         }
-        let model_fingerprint: [u8; 32] = r.take(32, "model fingerprint")?.try_into().expect("32 bytes");
-        let checksum: [u8; 32] = r.take(32, "payload checksum")?.try_into().expect("32 bytes");
+        let model_fingerprint: [u8; 32] = r
+            .take(32, "model fingerprint")?
+            .try_into()
+            .expect("32 bytes");
+        let checksum: [u8; 32] = r
+            .take(32, "payload checksum")?
+            .try_into()
+            .expect("32 bytes");
         let payload = &bytes[HEADER_LEN..];
         if payload.len() < payload_len {
             return Err(BlobError::Truncated {
@@ -244,7 +298,9 @@ impl Blob {
             });
         }
         if payload.len() > payload_len {
-            return Err(BlobError::TrailingBytes { extra: payload.len() - payload_len });
+            return Err(BlobError::TrailingBytes {
+                extra: payload.len() - payload_len,
+            });
         }
         // Bounds before allocation: every item needs ≥ 8 bytes (id length + count), every row
         // dim × element bytes.
@@ -253,7 +309,8 @@ impl Blob {
             DType::F16 => 2,
             DType::I8 => 1,
         };
-        let minimum = n_items as u64 * 8 + rows as u64 * (dim as u64 * element + if dtype == DType::I8 { 4 } else { 0 });
+        let minimum = n_items as u64 * 8
+            + rows as u64 * (dim as u64 * element + if dtype == DType::I8 { 4 } else { 0 });
         if minimum > payload.len() as u64 {
             return Err(BlobError::Truncated {
                 what: format!("{n_items} items and {rows} rows × {dim}"),
@@ -272,7 +329,11 @@ impl Blob {
         let mut items = Vec::with_capacity(n_items);
         for index in 0..n_items {
             let id = r.text("item id", index)?;
-            let title = if has_titles { r.text("item title", index)? } else { String::new() };
+            let title = if has_titles {
+                r.text("item title", index)?
+            } else {
+                String::new()
+            };
             items.push(Item { id, title });
         }
         let mut counts = Vec::with_capacity(n_items);
@@ -281,22 +342,43 @@ impl Blob {
         }
         let values = rows * dim;
         let data = match dtype {
-            DType::F32 => RowData::F32(r.take(values * 4, "f32 rows")?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
-            DType::F16 => RowData::F16(r.take(values * 2, "f16 rows")?.chunks_exact(2).map(|c| f16::from_bits(u16::from_le_bytes(c.try_into().expect("2")))).collect()),
+            DType::F32 => RowData::F32(
+                r.take(values * 4, "f32 rows")?
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                    .collect(),
+            ),
+            DType::F16 => RowData::F16(
+                r.take(values * 2, "f16 rows")?
+                    .chunks_exact(2)
+                    .map(|c| f16::from_bits(u16::from_le_bytes(c.try_into().expect("2"))))
+                    .collect(),
+            ),
             DType::I8 => {
-                let scales = r.take(rows * 4, "int8 scales")?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
-                let values = r.take(values, "int8 rows")?.iter().map(|&b| b as i8).collect();
+                let scales = r
+                    .take(rows * 4, "int8 scales")?
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                    .collect();
+                let values = r
+                    .take(values, "int8 rows")?
+                    .iter()
+                    .map(|&b| b as i8)
+                    .collect();
                 RowData::I8 { values, scales }
             }
         };
         if r.pos != bytes.len() {
-            return Err(BlobError::TrailingBytes { extra: bytes.len() - r.pos });
+            return Err(BlobError::TrailingBytes {
+                extra: bytes.len() - r.pos,
+            });
         }
         let valid = match kind {
             BlobKind::Global => counts.iter().map(|&c| c > 0).collect(),
             BlobKind::Memory => vec![true; rows],
         };
-        let matrix = ItemMatrix::from_data(data, dim, valid).map_err(|e| BlobError::Invalid(e.to_string()))?;
+        let matrix = ItemMatrix::from_data(data, dim, valid)
+            .map_err(|e| BlobError::Invalid(e.to_string()))?;
         let blob = Blob {
             kind,
             model_fingerprint,
@@ -339,15 +421,23 @@ impl<'a> Reader<'a> {
         Ok(self.take(1, what)?[0])
     }
     fn u16(&mut self, what: &str) -> Result<u16, BlobError> {
-        Ok(u16::from_le_bytes(self.take(2, what)?.try_into().expect("2")))
+        Ok(u16::from_le_bytes(
+            self.take(2, what)?.try_into().expect("2"),
+        ))
     }
     fn u32(&mut self, what: &str) -> Result<u32, BlobError> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4")))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
     }
     fn text(&mut self, field: &'static str, index: usize) -> Result<String, BlobError> {
         let len = self.u32(field)? as usize;
         if len > MAX_TEXT {
-            return Err(BlobError::OutOfRange { field, found: len as u64, expected: format!("at most {MAX_TEXT} bytes") });
+            return Err(BlobError::OutOfRange {
+                field,
+                found: len as u64,
+                expected: format!("at most {MAX_TEXT} bytes"),
+            });
         }
         let raw = self.take(len, field)?;
         String::from_utf8(raw.to_vec()).map_err(|_| BlobError::BadUtf8 { field, index })

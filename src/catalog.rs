@@ -39,9 +39,8 @@ impl Catalog {
         }
         let mut by_id = HashMap::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            check_title(&item.title).map_err(|message| {
-                Error::parse(source, index as u64 + 1, "title", message)
-            })?;
+            check_title(&item.title)
+                .map_err(|message| Error::parse(source, index as u64 + 1, "title", message))?;
             if by_id.insert(item.id.clone(), index as ItemIndex).is_some() {
                 return Err(Error::parse(
                     source,

@@ -60,7 +60,9 @@ impl std::str::FromStr for Split {
         Split::ALL
             .into_iter()
             .find(|split| split.name() == s)
-            .ok_or_else(|| Error::invalid("split", format!("`{s}` (expected train, valid or test)")))
+            .ok_or_else(|| {
+                Error::invalid("split", format!("`{s}` (expected train, valid or test)"))
+            })
     }
 }
 
@@ -203,7 +205,9 @@ impl CsvTable {
     fn open(path: &Path) -> Result<Self> {
         let file = path.display().to_string();
         let handle = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(handle);
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(handle);
         let header = reader
             .headers()
             .map_err(|e| csv_error(&file, "header", e))?
@@ -233,7 +237,10 @@ impl CsvTable {
     }
 
     /// Calls `row` with each record and its 1-based line number.
-    fn for_each(&mut self, mut row: impl FnMut(&csv::StringRecord, u64) -> Result<()>) -> Result<()> {
+    fn for_each(
+        &mut self,
+        mut row: impl FnMut(&csv::StringRecord, u64) -> Result<()>,
+    ) -> Result<()> {
         let mut record = csv::StringRecord::new();
         loop {
             match self.reader.read_record(&mut record) {
@@ -254,10 +261,13 @@ fn csv_error(file: &str, field: &str, e: csv::Error) -> Error {
 }
 
 fn parse_timestamp(text: &str) -> Option<i64> {
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .or_else(|| text.trim().parse::<f64>().ok().filter(|t| t.is_finite()).map(|t| t as i64))
+    text.trim().parse::<i64>().ok().or_else(|| {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite())
+            .map(|t| t as i64)
+    })
 }
 
 /// Reads an items CSV into a catalog (file order), rejecting bad titles with file:line:field.
@@ -272,7 +282,12 @@ fn read_item_table(spec: &RawLogSpec) -> Result<Catalog> {
         let id = record[id_col].trim().to_string();
         let title = record[title_col].to_string();
         if id.is_empty() {
-            return Err(Error::parse(&file, line, &spec.item_id_column, "empty item id"));
+            return Err(Error::parse(
+                &file,
+                line,
+                &spec.item_id_column,
+                "empty item id",
+            ));
         }
         crate::catalog::check_title(&title)
             .map_err(|m| Error::parse(&file, line, &spec.title_column, m))?;
@@ -317,14 +332,22 @@ pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportR
         raw += 1;
         let user = record[user_col].trim();
         if user.is_empty() {
-            return Err(Error::parse(&file, line, &spec.user_column, "empty user id"));
+            return Err(Error::parse(
+                &file,
+                line,
+                &spec.user_column,
+                "empty user id",
+            ));
         }
         let time = parse_timestamp(&record[time_col]).ok_or_else(|| {
             Error::parse(
                 &file,
                 line,
                 &spec.time_column,
-                format!("expected an integer timestamp, found {:?}", &record[time_col]),
+                format!(
+                    "expected an integer timestamp, found {:?}",
+                    &record[time_col]
+                ),
             )
         })?;
         let Some(item) = all_items.index_of(record[item_col].trim()) else {
@@ -396,7 +419,9 @@ pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportR
     }
     let mut samples = Vec::new();
     for u in &user_order {
-        let timeline = timelines.get_mut(u).expect("every ordered user has a timeline");
+        let timeline = timelines
+            .get_mut(u)
+            .expect("every ordered user has a timeline");
         timeline.sort_by_key(|&(t, _)| t);
         for pos in 1..timeline.len() {
             let start = pos.saturating_sub(MAX_HISTORY);
@@ -498,8 +523,15 @@ fn read_d3_info(path: &Path) -> Result<Catalog> {
     Catalog::new(items, &file)
 }
 
-fn py_list_cell(record: &csv::StringRecord, col: usize, file: &str, line: u64, field: &str) -> Result<Vec<PyValue>> {
-    parse_list(&record[col]).map_err(|m| Error::parse(file, line, field, format!("malformed list literal: {m}")))
+fn py_list_cell(
+    record: &csv::StringRecord,
+    col: usize,
+    file: &str,
+    line: u64,
+    field: &str,
+) -> Result<Vec<PyValue>> {
+    parse_list(&record[col])
+        .map_err(|m| Error::parse(file, line, field, format!("malformed list literal: {m}")))
 }
 
 /// Reads one D3 split CSV (either column layout) against `catalog`.
@@ -530,20 +562,40 @@ fn read_d3_split(path: &Path, catalog: &Catalog) -> Result<Vec<Sample>> {
             .iter()
             .map(|v| {
                 let id = v.as_id().ok_or_else(|| {
-                    Error::parse(&file, line, "history_item_id", format!("expected an id, found {v:?}"))
+                    Error::parse(
+                        &file,
+                        line,
+                        "history_item_id",
+                        format!("expected an id, found {v:?}"),
+                    )
                 })?;
                 catalog.index_of(&id).ok_or_else(|| {
-                    Error::parse(&file, line, "history_item_id", format!("item id `{id}` is not in the catalog"))
+                    Error::parse(
+                        &file,
+                        line,
+                        "history_item_id",
+                        format!("item id `{id}` is not in the catalog"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         let target_id = record[target_col].trim();
         let target = catalog.index_of(target_id).ok_or_else(|| {
-            Error::parse(&file, line, "item_id", format!("item id `{target_id}` is not in the catalog"))
+            Error::parse(
+                &file,
+                line,
+                "item_id",
+                format!("item id `{target_id}` is not in the catalog"),
+            )
         })?;
         let timestamp = match time_col {
             Some(c) => Some(parse_timestamp(&record[c]).ok_or_else(|| {
-                Error::parse(&file, line, "timestamp", format!("expected an integer, found {:?}", &record[c]))
+                Error::parse(
+                    &file,
+                    line,
+                    "timestamp",
+                    format!("expected an integer, found {:?}", &record[c]),
+                )
             })?),
             None => None,
         };
@@ -634,15 +686,24 @@ fn write_jsonl<T: Serialize>(path: &Path, rows: impl Iterator<Item = T>) -> Resu
     out.flush().map_err(|e| Error::io(path, e))
 }
 
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, mut row: impl FnMut(T, u64) -> Result<()>) -> Result<()> {
+fn read_jsonl<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    mut row: impl FnMut(T, u64) -> Result<()>,
+) -> Result<()> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| Error::io(path, e))?;
         if line.trim().is_empty() {
             continue;
         }
-        let value = serde_json::from_str(&line)
-            .map_err(|e| Error::parse(path.display().to_string(), n as u64 + 1, "json", e.to_string()))?;
+        let value = serde_json::from_str(&line).map_err(|e| {
+            Error::parse(
+                path.display().to_string(),
+                n as u64 + 1,
+                "json",
+                e.to_string(),
+            )
+        })?;
         row(value, n as u64 + 1)?;
     }
     Ok(())
@@ -661,12 +722,18 @@ impl Dataset {
                     &path,
                     samples.iter().map(|s| SampleRecord {
                         user: s.user.clone(),
-                        history: s.history.iter().map(|&i| catalog.item(i).id.clone()).collect(),
+                        history: s
+                            .history
+                            .iter()
+                            .map(|&i| catalog.item(i).id.clone())
+                            .collect(),
                         target: catalog.item(s.target).id.clone(),
                         timestamp: s.timestamp,
                     }),
                 )?,
-                Err(_) if path.exists() => fs::remove_file(&path).map_err(|e| Error::io(&path, e))?,
+                Err(_) if path.exists() => {
+                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?
+                }
                 Err(_) => {}
             }
         }
@@ -714,11 +781,20 @@ impl Dataset {
             read_jsonl(&path, |r: SampleRecord, line| {
                 let lookup = |id: &str, field: &str| {
                     catalog.index_of(id).ok_or_else(|| {
-                        Error::parse(&file, line, field, format!("item id `{id}` is not in the catalog"))
+                        Error::parse(
+                            &file,
+                            line,
+                            field,
+                            format!("item id `{id}` is not in the catalog"),
+                        )
                     })
                 };
                 samples.push(Sample {
-                    history: r.history.iter().map(|id| lookup(id, "history")).collect::<Result<_>>()?,
+                    history: r
+                        .history
+                        .iter()
+                        .map(|id| lookup(id, "history"))
+                        .collect::<Result<_>>()?,
                     target: lookup(&r.target, "target")?,
                     user: r.user,
                     timestamp: r.timestamp,
@@ -739,7 +815,10 @@ impl Dataset {
         let expected = [meta.train, meta.valid, meta.test];
         if found != expected || meta.items != dataset.catalog.len() {
             return Err(Error::mismatch(
-                format!("{}: counts (items; train, valid, test)", meta_path.display()),
+                format!(
+                    "{}: counts (items; train, valid, test)",
+                    meta_path.display()
+                ),
                 format!("{}; {expected:?}", meta.items),
                 format!("{}; {found:?} in the .jsonl files", dataset.catalog.len()),
             ));

@@ -31,7 +31,9 @@ impl TitleTrie {
         let mut nodes = vec![Node::default()];
         let mut lookup: HashMap<(usize, u32), usize> = HashMap::new();
         for (index, item) in catalog.items().iter().enumerate() {
-            let ids = model.tokenizer.encode(&model.template.target(&item.title))?;
+            let ids = model
+                .tokenizer
+                .encode(&model.template.target(&item.title))?;
             let mut node = 0;
             for id in ids {
                 node = match lookup.get(&(node, id)) {
@@ -76,7 +78,13 @@ struct Hypothesis {
 
 /// Constrained beam search with `beam` beams from `prompt_ids`; returns up to `beam` finished
 /// titles, best first. `max_tokens` bounds the title length.
-pub fn beam_search(model: &Model, trie: &TitleTrie, prompt_ids: &[u32], beam: usize, max_tokens: usize) -> Result<Vec<Finished>> {
+pub fn beam_search(
+    model: &Model,
+    trie: &TitleTrie,
+    prompt_ids: &[u32],
+    beam: usize,
+    max_tokens: usize,
+) -> Result<Vec<Finished>> {
     if beam == 0 {
         return Err(Error::invalid("beam", "0 (need at least one beam)"));
     }
@@ -85,15 +93,23 @@ pub fn beam_search(model: &Model, trie: &TitleTrie, prompt_ids: &[u32], beam: us
     let prompt = Tensor::new(prompt_ids, &Device::Cpu)?.unsqueeze(0)?;
     let hidden = net.forward(&prompt, Some(&mut cache), Pass::Infer)?;
     let last = hidden.i((.., prompt_ids.len() - 1..prompt_ids.len(), ..))?;
-    let mut log_probs = candle_nn::ops::log_softmax(&net.logits(&last)?.squeeze(1)?, D::Minus1)?.to_vec2::<f32>()?;
-    let mut active = vec![Hypothesis { node: 0, log_prob: 0.0, row: 0 }];
+    let mut log_probs = candle_nn::ops::log_softmax(&net.logits(&last)?.squeeze(1)?, D::Minus1)?
+        .to_vec2::<f32>()?;
+    let mut active = vec![Hypothesis {
+        node: 0,
+        log_prob: 0.0,
+        row: 0,
+    }];
     let mut finished: Vec<Finished> = Vec::new();
     for _ in 0..max_tokens {
         // Expand every active hypothesis along the trie.
         let mut candidates: Vec<(f32, usize, u32, usize)> = Vec::new(); // (score, parent, token, child)
         for (p, h) in active.iter().enumerate() {
             for &(token, child) in &trie.nodes[h.node].children {
-                let lp = log_probs[h.row].get(token as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                let lp = log_probs[h.row]
+                    .get(token as usize)
+                    .copied()
+                    .unwrap_or(f32::NEG_INFINITY);
                 candidates.push((h.log_prob + lp, p, token, child));
             }
         }
@@ -119,7 +135,8 @@ pub fn beam_search(model: &Model, trie: &TitleTrie, prompt_ids: &[u32], beam: us
         // Stop when no active hypothesis can still beat the worst kept finished one
         // (log-probabilities only decrease as tokens are added).
         let best_active = next.iter().map(|n| n.3).fold(f32::NEG_INFINITY, f32::max);
-        if next.is_empty() || (finished.len() >= beam && best_active <= finished[beam - 1].log_prob) {
+        if next.is_empty() || (finished.len() >= beam && best_active <= finished[beam - 1].log_prob)
+        {
             break;
         }
         let rows: Vec<u32> = next.iter().map(|n| active[n.0].row as u32).collect();
@@ -127,11 +144,16 @@ pub fn beam_search(model: &Model, trie: &TitleTrie, prompt_ids: &[u32], beam: us
         let tokens: Vec<u32> = next.iter().map(|n| n.1).collect();
         let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(1)?;
         let hidden = net.forward(&input, Some(&mut cache), Pass::Infer)?;
-        log_probs = candle_nn::ops::log_softmax(&net.logits(&hidden)?.squeeze(1)?, D::Minus1)?.to_vec2::<f32>()?;
+        log_probs = candle_nn::ops::log_softmax(&net.logits(&hidden)?.squeeze(1)?, D::Minus1)?
+            .to_vec2::<f32>()?;
         active = next
             .iter()
             .enumerate()
-            .map(|(row, n)| Hypothesis { node: n.2, log_prob: n.3, row })
+            .map(|(row, n)| Hypothesis {
+                node: n.2,
+                log_prob: n.3,
+                row,
+            })
             .collect();
     }
     Ok(finished)

@@ -35,12 +35,17 @@ impl Metrics {
 
     fn finish(&mut self) {
         let n = self.samples.max(1) as f64;
-        self.recall.iter_mut().chain(self.ndcg.iter_mut()).for_each(|v| *v /= n);
+        self.recall
+            .iter_mut()
+            .chain(self.ndcg.iter_mut())
+            .for_each(|v| *v /= n);
     }
 
     /// Recall at cut-off `k` (one of [`KS`]).
     pub fn recall_at(&self, k: usize) -> f64 {
-        KS.iter().position(|&x| x == k).map_or(f64::NAN, |j| self.recall[j])
+        KS.iter()
+            .position(|&x| x == k)
+            .map_or(f64::NAN, |j| self.recall[j])
     }
 }
 
@@ -68,7 +73,12 @@ pub struct Report {
 
 /// Scores rankings (best first) against targets; `train_counts[i]` = train samples whose
 /// target is item i.
-pub fn evaluate(method: &str, rankings: &[Vec<ItemIndex>], targets: &[ItemIndex], train_counts: &[u32]) -> Report {
+pub fn evaluate(
+    method: &str,
+    rankings: &[Vec<ItemIndex>],
+    targets: &[ItemIndex],
+    train_counts: &[u32],
+) -> Report {
     let mut overall = Metrics::default();
     let mut buckets = vec![Metrics::default(); BUCKETS.len()];
     for (ranking, &target) in rankings.iter().zip(targets) {
@@ -88,7 +98,11 @@ pub fn evaluate(method: &str, rankings: &[Vec<ItemIndex>], targets: &[ItemIndex]
 /// The popularity ranking: items by train-target count, ties by index.
 pub fn popularity_ranking(train_counts: &[u32], k: usize) -> Vec<ItemIndex> {
     let mut order: Vec<ItemIndex> = (0..train_counts.len() as ItemIndex).collect();
-    order.sort_by(|&a, &b| train_counts[b as usize].cmp(&train_counts[a as usize]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        train_counts[b as usize]
+            .cmp(&train_counts[a as usize])
+            .then(a.cmp(&b))
+    });
     order.truncate(k);
     order
 }

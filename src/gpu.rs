@@ -75,7 +75,8 @@ impl GpuScorer {
             cache: None,
         });
         let dim = matrix.dim();
-        let max_binding = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let max_binding =
+            (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
         let rows_per_chunk = ((max_binding / (dim as u64 * 4)) as usize)
             .min(limits.max_compute_workgroups_per_dimension as usize * WORKGROUP)
             .max(1);
@@ -126,18 +127,22 @@ impl GpuScorer {
             return Ok(out);
         }
         let flat: Vec<f32> = queries.iter().flatten().copied().collect();
-        let query_buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("queries"),
-            contents: bytemuck::cast_slice(&flat),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let query_buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("queries"),
+                contents: bytemuck::cast_slice(&flat),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
         for chunk in &self.chunks {
             let params = [chunk.rows as u32, self.dim as u32, queries.len() as u32, 0];
-            let params_buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::cast_slice(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let params_buf = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("params"),
+                    contents: bytemuck::cast_slice(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
             let size = (chunk.rows * queries.len() * 4) as u64;
             let result = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("distances"),
@@ -155,19 +160,43 @@ impl GpuScorer {
                 label: None,
                 layout: &self.pipeline.get_bind_group_layout(0),
                 entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: chunk.items.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 2, resource: chunk.norms.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 3, resource: query_buf.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 4, resource: result.as_entire_binding() },
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params_buf.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: chunk.items.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: chunk.norms.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: query_buf.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: result.as_entire_binding(),
+                    },
                 ],
             });
-            let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                });
                 pass.set_pipeline(&self.pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(chunk.rows.div_ceil(WORKGROUP) as u32, queries.len() as u32, 1);
+                pass.dispatch_workgroups(
+                    chunk.rows.div_ceil(WORKGROUP) as u32,
+                    queries.len() as u32,
+                    1,
+                );
             }
             encoder.copy_buffer_to_buffer(&result, 0, &staging, 0, size);
             self.queue.submit([encoder.finish()]);
@@ -177,19 +206,31 @@ impl GpuScorer {
                 let _ = sender.send(r);
             });
             #[cfg(not(target_arch = "wasm32"))]
-            self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| gpu_err("poll", e))?;
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| gpu_err("poll", e))?;
             receiver
                 .await
                 .map_err(|e| gpu_err("readback", e))?
                 .map_err(|e| gpu_err("map", e))?;
             {
-                let view = slice.get_mapped_range().map_err(|e| gpu_err("mapped range", e))?;
+                let view = slice
+                    .get_mapped_range()
+                    .map_err(|e| gpu_err("mapped range", e))?;
                 let partial: &[f32] = bytemuck::cast_slice(&view);
                 for (q, query) in queries.iter().enumerate() {
                     let q_norm = dot(query, query);
                     let dst = &mut out[q][chunk.first_row..chunk.first_row + chunk.rows];
-                    for (r, (d, &p)) in dst.iter_mut().zip(&partial[q * chunk.rows..(q + 1) * chunk.rows]).enumerate() {
-                        *d = if self.valid[chunk.first_row + r] { (q_norm + p).max(0.0) } else { f32::INFINITY };
+                    for (r, (d, &p)) in dst
+                        .iter_mut()
+                        .zip(&partial[q * chunk.rows..(q + 1) * chunk.rows])
+                        .enumerate()
+                    {
+                        *d = if self.valid[chunk.first_row + r] {
+                            (q_norm + p).max(0.0)
+                        } else {
+                            f32::INFINITY
+                        };
                     }
                 }
             }

@@ -16,9 +16,9 @@ pub mod pyliteral;
 pub mod recommend;
 pub mod score;
 pub mod tokenizer;
-#[cfg(target_arch = "wasm32")]
-pub mod web;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};

@@ -27,7 +27,10 @@ pub struct Memory {
 /// The one subsampling rule, shared by building and by sweeps over a full memory.
 pub fn subset(n: usize, fraction: f64, seed: u64) -> Result<Vec<usize>> {
     if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(Error::invalid("memory fraction", format!("{fraction} (expected 0 < f ≤ 1)")));
+        return Err(Error::invalid(
+            "memory fraction",
+            format!("{fraction} (expected 0 < f ≤ 1)"),
+        ));
     }
     let mut indices: Vec<usize> = (0..n).collect();
     if fraction < 1.0 {
@@ -109,7 +112,10 @@ impl Memory {
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let dev = Device::Cpu;
         let tensors = [
-            ("states", Tensor::from_slice(&self.states, (self.len(), self.dim), &dev)?),
+            (
+                "states",
+                Tensor::from_slice(&self.states, (self.len(), self.dim), &dev)?,
+            ),
             ("items", Tensor::from_slice(&self.items, self.len(), &dev)?),
         ];
         candle_core::safetensors::save(&tensors.into_iter().collect(), path)?;
@@ -121,15 +127,23 @@ impl Memory {
     pub fn load(path: &std::path::Path) -> Result<Memory> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
         let get = |name: &str| {
-            tensors
-                .get(name)
-                .ok_or_else(|| Error::mismatch(format!("{}: tensors", path.display()), format!("`{name}`"), "nothing"))
+            tensors.get(name).ok_or_else(|| {
+                Error::mismatch(
+                    format!("{}: tensors", path.display()),
+                    format!("`{name}`"),
+                    "nothing",
+                )
+            })
         };
         let states = get("states")?;
         let (len, dim) = states.dims2()?;
         let items = get("items")?.to_vec1::<u32>()?;
         if items.len() != len {
-            return Err(Error::mismatch(format!("{}: items", path.display()), len, items.len()));
+            return Err(Error::mismatch(
+                format!("{}: items", path.display()),
+                len,
+                items.len(),
+            ));
         }
         Ok(Memory {
             dim,

@@ -70,7 +70,13 @@ fn default_act() -> String {
 
 impl ModelConfig {
     /// A config for a small from-scratch model.
-    pub fn small(vocab_size: usize, hidden: usize, layers: usize, heads: usize, intermediate: usize) -> Self {
+    pub fn small(
+        vocab_size: usize,
+        hidden: usize,
+        layers: usize,
+        heads: usize,
+        intermediate: usize,
+    ) -> Self {
         ModelConfig {
             architectures: vec!["Qwen2ForCausalLM".into()],
             model_type: "qwen2".into(),
@@ -107,13 +113,27 @@ impl ModelConfig {
     /// Checks the invariants the network relies on.
     pub fn validate(&self, source: &str) -> Result<()> {
         let bad = |field: &str, expected: String, found: String| {
-            Err(Error::mismatch(format!("{source}: {field}"), expected, found))
+            Err(Error::mismatch(
+                format!("{source}: {field}"),
+                expected,
+                found,
+            ))
         };
-        if !self.architectures.is_empty() && !self.architectures.iter().any(|a| a == "Qwen2ForCausalLM") {
-            return bad("architectures", "[\"Qwen2ForCausalLM\"]".into(), format!("{:?}", self.architectures));
+        if !self.architectures.is_empty()
+            && !self.architectures.iter().any(|a| a == "Qwen2ForCausalLM")
+        {
+            return bad(
+                "architectures",
+                "[\"Qwen2ForCausalLM\"]".into(),
+                format!("{:?}", self.architectures),
+            );
         }
         if self.hidden_act != "silu" {
-            return bad("hidden_act", "\"silu\"".into(), format!("{:?}", self.hidden_act));
+            return bad(
+                "hidden_act",
+                "\"silu\"".into(),
+                format!("{:?}", self.hidden_act),
+            );
         }
         let limits = [
             ("vocab_size", self.vocab_size, 1 << 20),
@@ -122,14 +142,20 @@ impl ModelConfig {
             ("num_hidden_layers", self.num_hidden_layers, 512),
             ("num_attention_heads", self.num_attention_heads, 1024),
             ("num_key_value_heads", self.num_key_value_heads, 1024),
-            ("max_position_embeddings", self.max_position_embeddings, 1 << 20),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 20,
+            ),
         ];
         for (field, value, max) in limits {
             if value == 0 || value > max {
                 return bad(field, format!("1..={max}"), value.to_string());
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 || (self.hidden_size / self.num_attention_heads) % 2 != 0 {
+        if self.hidden_size % self.num_attention_heads != 0
+            || (self.hidden_size / self.num_attention_heads) % 2 != 0
+        {
             return bad(
                 "hidden_size / num_attention_heads",
                 "an even whole head dimension".into(),
@@ -139,7 +165,10 @@ impl ModelConfig {
         if self.num_attention_heads % self.num_key_value_heads != 0 {
             return bad(
                 "num_key_value_heads",
-                format!("a divisor of num_attention_heads ({})", self.num_attention_heads),
+                format!(
+                    "a divisor of num_attention_heads ({})",
+                    self.num_attention_heads
+                ),
                 self.num_key_value_heads.to_string(),
             );
         }
@@ -323,7 +352,11 @@ pub struct Qwen2 {
 fn linear(vb: &VarBuilder, name: &str, inp: usize, out: usize, bias: bool) -> Result<Linear> {
     let vb = vb.pp(name);
     let weight = vb.get((out, inp), "weight")?;
-    let bias = if bias { Some(vb.get(out, "bias")?) } else { None };
+    let bias = if bias {
+        Some(vb.get(out, "bias")?)
+    } else {
+        None
+    };
     Ok(Linear::new(weight, bias))
 }
 
@@ -403,16 +436,26 @@ impl Qwen2 {
         }
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
-        let mask = if seq > 1 { Some(causal_mask(seq, offset, ids.device())?) } else { None };
-        let mut xs = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, seq, ()))?;
+        let mask = if seq > 1 {
+            Some(causal_mask(seq, offset, ids.device())?)
+        } else {
+            None
+        };
+        let mut xs =
+            self.embed_tokens
+                .embedding(&ids.flatten_all()?)?
+                .reshape((ids.dim(0)?, seq, ()))?;
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.layers[i]);
             let normed = rms_norm(&xs, &layer.input_layernorm, self.eps, pass)?;
-            let attn = layer.self_attn.forward(&normed, &cos, &sin, mask.as_ref(), slot, pass)?;
+            let attn = layer
+                .self_attn
+                .forward(&normed, &cos, &sin, mask.as_ref(), slot, pass)?;
             xs = (xs + attn)?;
             let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
             let mlp = &layer.mlp;
-            let gated = (candle_nn::ops::silu(&mlp.gate_proj.forward(&normed)?)? * mlp.up_proj.forward(&normed)?)?;
+            let gated = (candle_nn::ops::silu(&mlp.gate_proj.forward(&normed)?)?
+                * mlp.up_proj.forward(&normed)?)?;
             xs = (xs + mlp.down_proj.forward(&gated)?)?;
         }
         rms_norm(&xs, &self.norm, self.eps, pass)
@@ -441,7 +484,9 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, seq, hidden) = xs.dims3()?;
         let split = |t: Tensor, heads: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, seq, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+            Ok(t.reshape((b, seq, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         let q = split(self.q_proj.forward(xs)?, self.heads)?;
         let k = split(self.k_proj.forward(xs)?, self.kv_heads)?;
@@ -479,7 +524,10 @@ impl Attention {
             Pass::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
             Pass::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
         };
-        let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, seq, hidden))?;
+        let out = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, seq, hidden))?;
         Ok(self.o_proj.forward(&out)?)
     }
 }
@@ -488,7 +536,8 @@ fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f64, pass: Pass) -> Result<Tensor
     Ok(match pass {
         Pass::Train => {
             let mean_sq = xs.sqr()?.mean_keepdim(D::Minus1)?;
-            xs.broadcast_div(&(mean_sq + eps)?.sqrt()?)?.broadcast_mul(weight)?
+            xs.broadcast_div(&(mean_sq + eps)?.sqrt()?)?
+                .broadcast_mul(weight)?
         }
         Pass::Infer => candle_nn::ops::rms_norm(&xs.contiguous()?, weight, eps as f32)?,
     })
@@ -511,7 +560,15 @@ fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
 fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
     let total = seq + offset;
     let values: Vec<f32> = (0..seq)
-        .flat_map(|i| (0..total).map(move |j| if j > i + offset { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > i + offset {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Ok(Tensor::from_vec(values, (seq, total), device)?)
 }
@@ -541,7 +598,8 @@ impl Model {
                 tokenizer.vocab_size(),
             ));
         }
-        let vb = VarBuilder::from_buffered_safetensors(files.weights.clone(), DType::F32, &Device::Cpu)?;
+        let vb =
+            VarBuilder::from_buffered_safetensors(files.weights.clone(), DType::F32, &Device::Cpu)?;
         let net = Qwen2::new(&cfg, vb)?;
         Ok(Model {
             net,

@@ -101,8 +101,14 @@ mod tests {
     fn compact_prompt_extends_by_target() {
         let t = Template::Compact;
         let h = ["Toy Story (1995)", "Heat (1995)"];
-        assert_eq!(t.prompt(&h), "<|bos|>Toy Story (1995)<|sep|>Heat (1995)<|sep|>");
-        assert_eq!(t.prompt(&h) + &t.target("Up (2009)"), t.prompt(&[h[0], h[1], "Up (2009)"]));
+        assert_eq!(
+            t.prompt(&h),
+            "<|bos|>Toy Story (1995)<|sep|>Heat (1995)<|sep|>"
+        );
+        assert_eq!(
+            t.prompt(&h) + &t.target("Up (2009)"),
+            t.prompt(&[h[0], h[1], "Up (2009)"])
+        );
     }
 
     #[test]

@@ -99,7 +99,11 @@ impl Parser<'_> {
     }
 
     fn number(&mut self) -> Result<PyValue, String> {
-        let start = self.chars.peek().map(|&(i, _)| i).unwrap_or(self.text.len());
+        let start = self
+            .chars
+            .peek()
+            .map(|&(i, _)| i)
+            .unwrap_or(self.text.len());
         let mut end = start;
         while let Some(&(i, c)) = self.chars.peek() {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.' | '_') {

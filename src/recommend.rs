@@ -108,12 +108,21 @@ pub fn truncate_history(history: &[ItemIndex]) -> &[ItemIndex] {
 
 /// The model input state for a history of items.
 pub fn query_state(model: &Model, catalog: &Catalog, history: &[ItemIndex]) -> Result<Vec<f32>> {
-    let titles: Vec<&str> = truncate_history(history).iter().map(|&i| catalog.title(i)).collect();
+    let titles: Vec<&str> = truncate_history(history)
+        .iter()
+        .map(|&i| catalog.title(i))
+        .collect();
     model.last_hidden(&titles)
 }
 
 /// Top-`k` items for a query state; `exclude` items (e.g. the history) are left out.
-pub fn rank(reps: &Representations, query: &[f32], mode: Mode, k: usize, exclude: &[ItemIndex]) -> Result<Vec<(ItemIndex, f32)>> {
+pub fn rank(
+    reps: &Representations,
+    query: &[f32],
+    mode: Mode,
+    k: usize,
+    exclude: &[ItemIndex],
+) -> Result<Vec<(ItemIndex, f32)>> {
     let distances = reps.distances(query, mode)?;
     Ok(top_k(&distances, k, exclude))
 }

@@ -70,7 +70,11 @@ impl ItemMatrix {
             }
         };
         if dim == 0 || values != dim * valid.len() {
-            return Err(Error::mismatch("item matrix", format!("{} rows × {dim}", valid.len()), format!("{values} values")));
+            return Err(Error::mismatch(
+                "item matrix",
+                format!("{} rows × {dim}", valid.len()),
+                format!("{values} values"),
+            ));
         }
         Ok(ItemMatrix {
             dim,
@@ -106,7 +110,10 @@ impl ItemMatrix {
                     let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
                     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
                     scales.push(scale);
-                    q.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+                    q.extend(
+                        row.iter()
+                            .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+                    );
                 }
                 RowData::I8 { values: q, scales }
             }
@@ -292,7 +299,8 @@ mod tests {
 
     #[test]
     fn distances_match_direct_computation() {
-        let m = ItemMatrix::from_f32(vec![0., 0., 3., 4., 1., 1.], 2, vec![true, true, false]).unwrap();
+        let m =
+            ItemMatrix::from_f32(vec![0., 0., 3., 4., 1., 1.], 2, vec![true, true, false]).unwrap();
         let d = m.distances(&[0., 0.]).unwrap();
         assert_eq!(d[..2], [0., 25.]);
         assert!(d[2].is_infinite());
@@ -313,7 +321,11 @@ mod tests {
         let m = ItemMatrix::from_f32(values.clone(), 16, vec![true; 4]).unwrap();
         for dtype in [DType::F16, DType::I8] {
             let q = m.to_dtype(dtype).to_f32_values();
-            let err = q.iter().zip(&values).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let err = q
+                .iter()
+                .zip(&values)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
             assert!(err < 0.01, "{dtype:?} error {err}");
         }
     }

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerBuilder};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    TokenizerBuilder,
+};
 
 use crate::error::{Error, Result};
 use crate::prompt::{Template, SPECIAL_TOKENS};
@@ -37,13 +40,18 @@ impl Tokenizer {
 
     /// Token ids of `text`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, false).map_err(|e| tok_err("encode", e))?;
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| tok_err("encode", e))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Text of `ids` (special tokens kept, so a decoded title shows its end marker).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| tok_err("decode", e))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| tok_err("decode", e))
     }
 
     /// Id of a token that must exist (such as a template's special tokens).
@@ -60,31 +68,53 @@ impl Tokenizer {
 
     /// Writes `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.inner.save(path, false).map_err(|e| tok_err(&path.display().to_string(), e))
+        self.inner
+            .save(path, false)
+            .map_err(|e| tok_err(&path.display().to_string(), e))
     }
 }
 
 /// Trains a byte-level BPE tokenizer on `titles` plus the fixed text of `template`, with the
 /// l2d special tokens at ids 0..4.
-pub fn train_bpe<'a>(titles: impl Iterator<Item = &'a str>, template: &Template, vocab_size: usize) -> Result<Tokenizer> {
+pub fn train_bpe<'a>(
+    titles: impl Iterator<Item = &'a str>,
+    template: &Template,
+    vocab_size: usize,
+) -> Result<Tokenizer> {
     if vocab_size < 300 {
-        return Err(Error::invalid("vocab size", format!("{vocab_size} (byte-level BPE needs at least 300)")));
+        return Err(Error::invalid(
+            "vocab size",
+            format!("{vocab_size} (byte-level BPE needs at least 300)"),
+        ));
     }
     let mut trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .min_frequency(2)
         .show_progress(false)
-        .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
+        .special_tokens(
+            SPECIAL_TOKENS
+                .iter()
+                .map(|t| AddedToken::from(*t, true))
+                .collect(),
+        )
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect::<HashSet<_>>())
         .build();
-    let mut builder = TokenizerBuilder::<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
-        .with_model(BPE::default())
-        .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
-        .with_decoder(Some(ByteLevel::default().into()))
-        .build()
-        .map_err(|e| tok_err("build", e))?;
+    let mut builder = TokenizerBuilder::<
+        BPE,
+        NormalizerWrapper,
+        PreTokenizerWrapper,
+        PostProcessorWrapper,
+        DecoderWrapper,
+    >::new()
+    .with_model(BPE::default())
+    .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
+    .with_decoder(Some(ByteLevel::default().into()))
+    .build()
+    .map_err(|e| tok_err("build", e))?;
     let fixed = template.fixed_text();
-    let lines: Vec<String> = std::iter::once(fixed).chain(titles.map(str::to_string)).collect();
+    let lines: Vec<String> = std::iter::once(fixed)
+        .chain(titles.map(str::to_string))
+        .collect();
     builder
         .train(&mut trainer, lines.into_iter())
         .map_err(|e| tok_err("train", e))?;

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::ItemIndex;
 use crate::dataset::{Dataset, Sample, Split, MAX_HISTORY};
 use crate::error::{Error, Result};
-use crate::model::{ModelConfig, ModelMeta, Pass, Qwen2, CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::{
+    ModelConfig, ModelMeta, Pass, Qwen2, CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+};
 use crate::prompt::{Template, PAD};
 use crate::tokenizer::Tokenizer;
 
@@ -84,8 +86,15 @@ pub struct TrainSequence {
 }
 
 /// Token ids of every catalog title rendered as a target (title + end marker).
-pub fn target_ids(tokenizer: &Tokenizer, template: &Template, titles: &[&str]) -> Result<Vec<Vec<u32>>> {
-    titles.iter().map(|t| tokenizer.encode(&template.target(t))).collect()
+pub fn target_ids(
+    tokenizer: &Tokenizer,
+    template: &Template,
+    titles: &[&str],
+) -> Result<Vec<Vec<u32>>> {
+    titles
+        .iter()
+        .map(|t| tokenizer.encode(&template.target(t)))
+        .collect()
 }
 
 /// Reconstructs each user's chronological train timeline from prefix samples: a sample whose
@@ -164,7 +173,11 @@ fn sample_sequence(model_prompt: Vec<u32>, target: &[u32]) -> TrainSequence {
 
 /// Groups sequences of similar length into batches of ≤ `batch_tokens` padded tokens, in a
 /// seeded random order.
-fn batches(mut seqs: Vec<TrainSequence>, batch_tokens: usize, rng: &mut StdRng) -> Vec<Vec<TrainSequence>> {
+fn batches(
+    mut seqs: Vec<TrainSequence>,
+    batch_tokens: usize,
+    rng: &mut StdRng,
+) -> Vec<Vec<TrainSequence>> {
     seqs.shuffle(rng);
     seqs.sort_by_key(|s| s.ids.len());
     let mut out: Vec<Vec<TrainSequence>> = Vec::new();
@@ -208,7 +221,11 @@ impl Corpus {
                 .train
                 .iter()
                 .map(|s| {
-                    let history: Vec<&str> = s.history.iter().map(|&i| self.titles[i as usize].as_str()).collect();
+                    let history: Vec<&str> = s
+                        .history
+                        .iter()
+                        .map(|&i| self.titles[i as usize].as_str())
+                        .collect();
                     let prompt = self.tokenizer.encode(&self.template.prompt(&history))?;
                     Ok(sample_sequence(prompt, &self.targets[s.target as usize]))
                 })
@@ -219,7 +236,8 @@ impl Corpus {
 
 /// The batch schedule of epoch `epoch` (a pure function of the seed and the corpus).
 fn epoch_plan(corpus: &Corpus, cfg: &TrainConfig, epoch: usize) -> Result<Vec<Vec<TrainSequence>>> {
-    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+    let mut rng =
+        StdRng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
     let seqs = corpus.epoch_sequences(&mut rng)?;
     Ok(batches(seqs, cfg.batch_tokens, &mut rng))
 }
@@ -229,7 +247,8 @@ pub fn learning_rate(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
     if step < cfg.warmup_steps {
         return cfg.learning_rate * (step + 1) as f64 / cfg.warmup_steps as f64;
     }
-    let progress = (step - cfg.warmup_steps) as f64 / (total.saturating_sub(cfg.warmup_steps)).max(1) as f64;
+    let progress =
+        (step - cfg.warmup_steps) as f64 / (total.saturating_sub(cfg.warmup_steps)).max(1) as f64;
     let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
     cfg.learning_rate * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
 }
@@ -262,7 +281,12 @@ fn batch_tensors(batch: &[TrainSequence], pad: u32) -> Result<(Tensor, Tensor, T
 }
 
 /// Mean cross-entropy over the batch's loss positions (a differentiable scalar).
-fn batch_loss(net: &Qwen2, batch: &[TrainSequence], pad: u32, pass: Pass) -> Result<(Tensor, usize)> {
+fn batch_loss(
+    net: &Qwen2,
+    batch: &[TrainSequence],
+    pad: u32,
+    pass: Pass,
+) -> Result<(Tensor, usize)> {
     let (inputs, rows, labels, n) = batch_tensors(batch, pad)?;
     let hidden = net.forward(&inputs, None, pass)?;
     let flat = hidden.reshape(((), net.config().hidden_size))?;
@@ -318,7 +342,8 @@ fn initialise(varmap: &VarMap, layers: usize, seed: u64) -> Result<()> {
         let var = &data[name];
         let shape = var.shape().clone();
         let n = shape.elem_count();
-        let values: Vec<f32> = if name.ends_with("layernorm.weight") || name == "model.norm.weight" {
+        let values: Vec<f32> = if name.ends_with("layernorm.weight") || name == "model.norm.weight"
+        {
             vec![1.0; n]
         } else if name.ends_with(".bias") {
             vec![0.0; n]
@@ -368,17 +393,29 @@ impl AdamW {
     }
 
     /// One update with gradients scaled by `grad_scale` (clipping).
-    fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64, wd: f64, grad_scale: f64) -> Result<()> {
+    fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        lr: f64,
+        wd: f64,
+        grad_scale: f64,
+    ) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - Self::BETA1.powi(t), 1.0 - Self::BETA2.powi(t));
         for (_, var, m, v) in &mut self.vars {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let g = (g * grad_scale)?;
             *m = ((&*m * Self::BETA1)? + (&g * (1.0 - Self::BETA1))?)?;
             *v = ((&*v * Self::BETA2)? + (g.sqr()? * (1.0 - Self::BETA2))?)?;
             let update = ((&*m / c1)? / ((&*v / c2)?.sqrt()? + Self::EPS)?)?;
-            let decayed = if var.rank() >= 2 { (var.as_tensor() * (1.0 - lr * wd))? } else { var.as_tensor().clone() };
+            let decayed = if var.rank() >= 2 {
+                (var.as_tensor() * (1.0 - lr * wd))?
+            } else {
+                var.as_tensor().clone()
+            };
             var.set(&(decayed - (update * lr)?)?)?;
         }
         Ok(())
@@ -401,7 +438,13 @@ impl AdamW {
                 tensors
                     .get(&format!("{name}.{suffix}"))
                     .cloned()
-                    .ok_or_else(|| Error::mismatch(format!("{}: optimizer state", path.display()), format!("{name}.{suffix}"), "nothing"))
+                    .ok_or_else(|| {
+                        Error::mismatch(
+                            format!("{}: optimizer state", path.display()),
+                            format!("{name}.{suffix}"),
+                            "nothing",
+                        )
+                    })
             };
             *m = get("m")?;
             *v = get("v")?;
@@ -460,7 +503,12 @@ pub fn train(
     let meta_path = model_dir.join(META_FILE);
     let meta_bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
     let template = ModelMeta::from_json(&meta_bytes, &meta_path.display().to_string())?.template;
-    let titles: Vec<String> = dataset.catalog.items().iter().map(|i| i.title.clone()).collect();
+    let titles: Vec<String> = dataset
+        .catalog
+        .items()
+        .iter()
+        .map(|i| i.title.clone())
+        .collect();
     let title_refs: Vec<&str> = titles.iter().map(String::as_str).collect();
     let targets = target_ids(&tokenizer, &template, &title_refs)?;
     let train = dataset.split(Split::Train)?.to_vec();
@@ -473,7 +521,10 @@ pub fn train(
         .iter()
         .map(|s| {
             let history: Vec<&str> = s.history.iter().map(|&i| title_refs[i as usize]).collect();
-            Ok(sample_sequence(tokenizer.encode(&template.prompt(&history))?, &targets[s.target as usize]))
+            Ok(sample_sequence(
+                tokenizer.encode(&template.prompt(&history))?,
+                &targets[s.target as usize],
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     let corpus = Corpus {
@@ -486,7 +537,13 @@ pub fn train(
         eval,
     };
     let pad = tokenizer.token_id(PAD)?;
-    let mut model_cfg = ModelConfig::small(tokenizer.vocab_size(), cfg.hidden_size, cfg.layers, cfg.heads, cfg.intermediate_size);
+    let mut model_cfg = ModelConfig::small(
+        tokenizer.vocab_size(),
+        cfg.hidden_size,
+        cfg.layers,
+        cfg.heads,
+        cfg.intermediate_size,
+    );
     model_cfg.bos_token_id = tokenizer.token_id(crate::prompt::BOS).ok();
     model_cfg.eos_token_id = tokenizer.token_id(template.end_marker()).ok();
 
@@ -516,8 +573,14 @@ pub fn train(
     if resume && checkpoint_dir.join("state.json").exists() {
         let path = checkpoint_dir.join("state.json");
         let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let saved: TrainState = serde_json::from_slice(&text).map_err(|e| Error::Json { file: path.display().to_string(), source: e })?;
-        let same_but_epochs = TrainConfig { epochs: cfg.epochs, ..saved.config.clone() };
+        let saved: TrainState = serde_json::from_slice(&text).map_err(|e| Error::Json {
+            file: path.display().to_string(),
+            source: e,
+        })?;
+        let same_but_epochs = TrainConfig {
+            epochs: cfg.epochs,
+            ..saved.config.clone()
+        };
         if same_but_epochs != *cfg {
             return Err(Error::mismatch(
                 format!("{}: training configuration", path.display()),
@@ -525,7 +588,10 @@ pub fn train(
                 format!("{cfg:?} (resume with the same options)"),
             ));
         }
-        let weights = candle_core::safetensors::load(checkpoint_dir.join("weights.safetensors"), &Device::Cpu)?;
+        let weights = candle_core::safetensors::load(
+            checkpoint_dir.join("weights.safetensors"),
+            &Device::Cpu,
+        )?;
         for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
             let saved_tensor = weights
                 .get(name)
@@ -537,16 +603,29 @@ pub fn train(
         state = saved;
         if old_epochs != cfg.epochs {
             if cfg.epochs * plans_len.first().copied().unwrap_or(1) < state.step {
-                return Err(Error::invalid("epochs", format!("{} epochs end before the checkpoint's step {}", cfg.epochs, state.step)));
+                return Err(Error::invalid(
+                    "epochs",
+                    format!(
+                        "{} epochs end before the checkpoint's step {}",
+                        cfg.epochs, state.step
+                    ),
+                ));
             }
             progress.message(&format!("epochs changed from {old_epochs} to {}: schedule recomputed over {total_steps} steps", cfg.epochs));
             state.epoch_changes.push((state.step, cfg.epochs));
             state.config = cfg.clone();
             state.total_steps = total_steps;
         }
-        progress.message(&format!("resumed at step {}/{}", state.step, state.total_steps));
+        progress.message(&format!(
+            "resumed at step {}/{}",
+            state.step, state.total_steps
+        ));
     }
-    state.unigram_valid_loss = unigram_loss(&corpus.epoch_sequences(&mut StdRng::seed_from_u64(cfg.seed))?, &corpus.eval, model_cfg.vocab_size);
+    state.unigram_valid_loss = unigram_loss(
+        &corpus.epoch_sequences(&mut StdRng::seed_from_u64(cfg.seed))?,
+        &corpus.eval,
+        model_cfg.vocab_size,
+    );
     progress.message(&format!(
         "{} train timelines, {total_steps} steps over {} epochs; unigram valid loss {:.4}",
         corpus.timelines.len(),
@@ -598,11 +677,18 @@ pub fn train(
                 }
             }
             let norm = norm_sq.sqrt();
-            let scale = if norm > cfg.clip_norm { cfg.clip_norm / norm } else { 1.0 };
+            let scale = if norm > cfg.clip_norm {
+                cfg.clip_norm / norm
+            } else {
+                1.0
+            };
             optimizer.step(&grads, lr, cfg.weight_decay, scale)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
             if !loss_value.is_finite() {
-                return Err(Error::invalid("training", format!("loss became {loss_value} at step {}", state.step)));
+                return Err(Error::invalid(
+                    "training",
+                    format!("loss became {loss_value} at step {}", state.step),
+                ));
             }
             recent.push(loss_value);
             if recent.len() > 100 {
@@ -613,7 +699,8 @@ pub fn train(
             step_in_run += 1;
             state.tokens += n as u64;
             state.seconds = seconds_before + run_start.elapsed().as_secs_f64();
-            let tps = (state.tokens - tokens_before) as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
+            let tps =
+                (state.tokens - tokens_before) as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
             progress.step(&state, loss_value, tps);
             let last = state.step == total_steps;
             if state.step % cfg.eval_every == 0 || last {
@@ -639,7 +726,10 @@ pub fn train(
                 last_checkpoint = Instant::now();
             }
             if stop {
-                progress.message(&format!("stopped at step {} as asked; continue with --resume", state.step));
+                progress.message(&format!(
+                    "stopped at step {} as asked; continue with --resume",
+                    state.step
+                ));
                 break 'epochs;
             }
         }
@@ -690,7 +780,9 @@ mod tests {
             let ws = windows(std::slice::from_ref(&timeline), &mut rng);
             let targets: Vec<u32> = ws.iter().flat_map(|w| w[1..].to_vec()).collect();
             assert_eq!(targets, (1..37).collect::<Vec<_>>());
-            assert!(ws.iter().all(|w| w.len() >= 2 && w.len() <= MAX_HISTORY + 1));
+            assert!(ws
+                .iter()
+                .all(|w| w.len() >= 2 && w.len() <= MAX_HISTORY + 1));
         }
     }
 
@@ -699,6 +791,8 @@ mod tests {
         let cfg = TrainConfig::default();
         assert!(learning_rate(&cfg, 0, 1000) < learning_rate(&cfg, 199, 1000));
         assert!((learning_rate(&cfg, 200, 1000) - cfg.learning_rate).abs() < 1e-9);
-        assert!((learning_rate(&cfg, 1000, 1000) - cfg.learning_rate * cfg.min_lr_ratio).abs() < 1e-9);
+        assert!(
+            (learning_rate(&cfg, 1000, 1000) - cfg.learning_rate * cfg.min_lr_ratio).abs() < 1e-9
+        );
     }
 }

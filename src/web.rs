@@ -21,7 +21,12 @@ use crate::score::top_k;
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
 extern "C" {
     #[wasm_bindgen(catch, js_name = fetchBytes)]
-    async fn fetch_bytes(url: &str, file: &str, cache_name: JsValue, on_progress: JsValue) -> Result<JsValue, JsValue>;
+    async fn fetch_bytes(
+        url: &str,
+        file: &str,
+        cache_name: JsValue,
+        on_progress: JsValue,
+    ) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = cachePut)]
     async fn cache_put(url: &str, cache_name: JsValue, bytes: js_sys::Uint8Array) -> JsValue;
     #[wasm_bindgen(js_name = cacheDelete)]
@@ -82,7 +87,11 @@ fn js_error(e: impl std::fmt::Display) -> JsError {
 fn js_value_error(e: JsValue) -> JsError {
     let message = e
         .as_string()
-        .or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
+        .or_else(|| {
+            js_sys::Reflect::get(&e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+        })
         .unwrap_or_else(|| format!("{e:?}"));
     JsError::new(&message)
 }
@@ -98,10 +107,17 @@ struct RecommendOptions {
 }
 
 /// A whole number option within bounds, or a clear error (NaN, ∞, negative, fractional).
-fn count_option(name: &str, value: Option<f64>, default: usize, max: usize) -> Result<usize, JsError> {
+fn count_option(
+    name: &str,
+    value: Option<f64>,
+    default: usize,
+    max: usize,
+) -> Result<usize, JsError> {
     let Some(v) = value else { return Ok(default) };
     if !v.is_finite() || v < 0.0 || v.fract() != 0.0 {
-        return Err(JsError::new(&format!("option `{name}` must be a whole number ≥ 0, got {v}")));
+        return Err(JsError::new(&format!(
+            "option `{name}` must be a whole number ≥ 0, got {v}"
+        )));
     }
     Ok((v as usize).min(max))
 }
@@ -145,7 +161,10 @@ struct Manifest {
 enum GpuState {
     Unchecked,
     Unavailable(String),
-    Ready { global: Rc<GpuScorer>, local: Option<Rc<GpuScorer>> },
+    Ready {
+        global: Rc<GpuScorer>,
+        local: Option<Rc<GpuScorer>>,
+    },
 }
 
 struct Inner {
@@ -168,7 +187,13 @@ impl Recommender {
     /// Builds a recommender from already-fetched files (tests, custom loaders). The blob must
     /// have been built from exactly these model files.
     #[wasm_bindgen(js_name = fromBytes)]
-    pub fn from_bytes(config: &[u8], weights: &[u8], tokenizer: &[u8], meta: &[u8], blob: &[u8]) -> Result<Recommender, JsError> {
+    pub fn from_bytes(
+        config: &[u8],
+        weights: &[u8],
+        tokenizer: &[u8],
+        meta: &[u8],
+        blob: &[u8],
+    ) -> Result<Recommender, JsError> {
         console_error_panic_hook::set_once();
         let files = ModelFiles {
             config: config.to_vec(),
@@ -182,14 +207,22 @@ impl Recommender {
     fn build(files: &ModelFiles, blob: &[u8]) -> Result<Recommender, JsError> {
         let model = Model::from_files(files).map_err(js_error)?;
         let blob = Blob::from_bytes(blob).map_err(js_error)?;
-        blob.check_model(&model.fingerprint, model.hidden_size()).map_err(js_error)?;
+        blob.check_model(&model.fingerprint, model.hidden_size())
+            .map_err(js_error)?;
         if !blob.has_titles {
-            return Err(JsError::new("blob has no titles: prompts need them (rebuild it without --no-titles)"));
+            return Err(JsError::new(
+                "blob has no titles: prompts need them (rebuild it without --no-titles)",
+            ));
         }
         let catalog = Catalog::new(blob.items.clone(), "blob").map_err(js_error)?;
         let reps = Representations::from_blob(&blob).map_err(js_error)?;
         Ok(Recommender {
-            inner: Rc::new(Inner { model, catalog, reps, trie: RefCell::new(None) }),
+            inner: Rc::new(Inner {
+                model,
+                catalog,
+                reps,
+                trie: RefCell::new(None),
+            }),
             gpu: Rc::new(RefCell::new(GpuState::Unchecked)),
         })
     }
@@ -198,9 +231,12 @@ impl Recommender {
     /// verifies each file's sha256 against the manifest before use, caches verified files, and
     /// builds the recommender.
     #[wasm_bindgen(unchecked_return_type = "Promise<Recommender>")]
-    pub async fn load(#[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<Recommender, JsError> {
+    pub async fn load(
+        #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue,
+    ) -> Result<Recommender, JsError> {
         console_error_panic_hook::set_once();
-        let get = |name: &str| js_sys::Reflect::get(&options, &name.into()).unwrap_or(JsValue::UNDEFINED);
+        let get =
+            |name: &str| js_sys::Reflect::get(&options, &name.into()).unwrap_or(JsValue::UNDEFINED);
         let manifest_url = get("manifestUrl")
             .as_string()
             .ok_or_else(|| JsError::new("load: option `manifestUrl` (a string) is required"))?;
@@ -210,26 +246,45 @@ impl Recommender {
             v => v,
         };
         let which_blob = get("blob").as_string().unwrap_or_else(|| "memory".into());
-        let manifest_bytes = fetch_bytes(&manifest_url, "manifest.json", JsValue::NULL, JsValue::UNDEFINED)
-            .await
-            .map_err(js_value_error)?;
+        let manifest_bytes = fetch_bytes(
+            &manifest_url,
+            "manifest.json",
+            JsValue::NULL,
+            JsValue::UNDEFINED,
+        )
+        .await
+        .map_err(js_value_error)?;
         let manifest_bytes = bytes_field(&manifest_bytes)?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| JsError::new(&format!("{manifest_url}: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| JsError::new(&format!("{manifest_url}: {e}")))?;
         let blob_name = manifest
             .blobs
             .get(&which_blob)
-            .ok_or_else(|| JsError::new(&format!("{manifest_url}: no `{which_blob}` blob in `blobs`")))?
+            .ok_or_else(|| {
+                JsError::new(&format!(
+                    "{manifest_url}: no `{which_blob}` blob in `blobs`"
+                ))
+            })?
             .clone();
         let base = web_sys_url(&manifest_url)?;
         let mut fetched = BTreeMap::new();
-        for name in crate::model::MODEL_FILES.iter().copied().chain(std::iter::once(blob_name.as_str())) {
+        for name in crate::model::MODEL_FILES
+            .iter()
+            .copied()
+            .chain(std::iter::once(blob_name.as_str()))
+        {
             let expected = &manifest
                 .files
                 .get(name)
-                .ok_or_else(|| JsError::new(&format!("{manifest_url}: `files` has no entry for {name}")))?
+                .ok_or_else(|| {
+                    JsError::new(&format!("{manifest_url}: `files` has no entry for {name}"))
+                })?
                 .sha256;
             let url = resolve_url(&base, name)?;
-            fetched.insert(name.to_string(), fetch_verified(&url, name, expected, &cache_name, &on_progress).await?);
+            fetched.insert(
+                name.to_string(),
+                fetch_verified(&url, name, expected, &cache_name, &on_progress).await?,
+            );
         }
         let mut take = |name: &str| fetched.remove(name).unwrap_or_default();
         let files = ModelFiles {
@@ -254,9 +309,16 @@ impl Recommender {
         let gpu = self.gpu.clone();
         let (history, unknown) = resolve(&inner.catalog, history)?;
         let options: RecommendOptions = if options.is_undefined() || options.is_null() {
-            RecommendOptions { k: None, mode: None, m: None, exclude_history: None, backend: None }
+            RecommendOptions {
+                k: None,
+                mode: None,
+                m: None,
+                exclude_history: None,
+                backend: None,
+            }
         } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("recommend options: {e}")))?
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("recommend options: {e}")))?
         };
         let n_items = inner.catalog.len();
         let k = count_option("k", options.k, 10, n_items)?;
@@ -265,16 +327,26 @@ impl Recommender {
             "global" => Mode::Global,
             "local" if m == 0 => return Err(JsError::new("option `m` must be ≥ 1 for local mode")),
             "local" => Mode::Local { m },
-            other => return Err(JsError::new(&format!("option `mode` must be \"global\" or \"local\", got {other:?}"))),
+            other => {
+                return Err(JsError::new(&format!(
+                    "option `mode` must be \"global\" or \"local\", got {other:?}"
+                )))
+            }
         };
         if matches!(mode, Mode::Local { .. }) && inner.reps.local.is_none() {
             return Err(JsError::new("local mode needs a memory blob; this recommender was loaded with global vectors only"));
         }
         let backend = options.backend.unwrap_or_else(|| "auto".into());
         if !matches!(backend.as_str(), "auto" | "cpu" | "webgpu") {
-            return Err(JsError::new(&format!("option `backend` must be \"auto\", \"cpu\" or \"webgpu\", got {backend:?}")));
+            return Err(JsError::new(&format!(
+                "option `backend` must be \"auto\", \"cpu\" or \"webgpu\", got {backend:?}"
+            )));
         }
-        let exclude = if options.exclude_history.unwrap_or(true) { history.clone() } else { Vec::new() };
+        let exclude = if options.exclude_history.unwrap_or(true) {
+            history.clone()
+        } else {
+            Vec::new()
+        };
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             recommend_async(inner, gpu, history, unknown, exclude, k, mode, backend)
                 .await
@@ -295,13 +367,20 @@ impl Recommender {
         let k = count_option("k", Some(k), 10, self.inner.catalog.len())?;
         let start = now();
         let trie = self.trie()?;
-        let titles: Vec<&str> = truncate_history(&history).iter().map(|&i| self.inner.catalog.title(i)).collect();
+        let titles: Vec<&str> = truncate_history(&history)
+            .iter()
+            .map(|&i| self.inner.catalog.title(i))
+            .collect();
         let ids = self.inner.model.prompt_ids(&titles).map_err(js_error)?;
         let finished = beam_search(&self.inner.model, &trie, &ids, beam, 64).map_err(js_error)?;
         let mut items = Vec::new();
         for f in &finished {
             for &i in &f.items {
-                if items.len() < k && !items.iter().any(|x: &RecommendedItem| x.id == self.inner.catalog.item(i).id) {
+                if items.len() < k
+                    && !items
+                        .iter()
+                        .any(|x: &RecommendedItem| x.id == self.inner.catalog.item(i).id)
+                {
                     items.push(item_out(&self.inner.catalog, i, -f.log_prob));
                 }
             }
@@ -325,7 +404,10 @@ impl Recommender {
     }
 
     /// The L2D representation (last-token hidden state) of a history.
-    pub fn hidden(&self, #[wasm_bindgen(unchecked_param_type = "(string | number)[]")] history: JsValue) -> Result<Vec<f32>, JsError> {
+    pub fn hidden(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(string | number)[]")] history: JsValue,
+    ) -> Result<Vec<f32>, JsError> {
         let (history, _) = resolve(&self.inner.catalog, history)?;
         query_state(&self.inner.model, &self.inner.catalog, &history).map_err(js_error)
     }
@@ -348,7 +430,8 @@ impl Recommender {
         if let Some(t) = self.inner.trie.borrow().as_ref() {
             return Ok(t.clone());
         }
-        let trie = Rc::new(TitleTrie::build(&self.inner.model, &self.inner.catalog).map_err(js_error)?);
+        let trie =
+            Rc::new(TitleTrie::build(&self.inner.model, &self.inner.catalog).map_err(js_error)?);
         *self.inner.trie.borrow_mut() = Some(trie.clone());
         Ok(trie)
     }
@@ -362,7 +445,11 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
 
 fn item_out(catalog: &Catalog, index: ItemIndex, distance: f32) -> RecommendedItem {
     let item = catalog.item(index);
-    RecommendedItem { id: item.id.clone(), title: item.title.clone(), distance }
+    RecommendedItem {
+        id: item.id.clone(),
+        title: item.title.clone(),
+        distance,
+    }
 }
 
 /// History entries → known items (ids first, then exact titles) and the unknown ones.
@@ -370,8 +457,11 @@ fn resolve(catalog: &Catalog, history: JsValue) -> Result<(Vec<ItemIndex>, Vec<S
     if history.is_undefined() || history.is_null() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let entries: Vec<HistoryEntry> = serde_wasm_bindgen::from_value(history)
-        .map_err(|e| JsError::new(&format!("history must be an array of item ids or titles: {e}")))?;
+    let entries: Vec<HistoryEntry> = serde_wasm_bindgen::from_value(history).map_err(|e| {
+        JsError::new(&format!(
+            "history must be an array of item ids or titles: {e}"
+        ))
+    })?;
     let mut items = Vec::new();
     let mut unknown = Vec::new();
     for entry in entries {
@@ -403,7 +493,10 @@ async fn recommend_async(
     backend: String,
 ) -> Result<JsValue, JsError> {
     let history = truncate_history(&history).to_vec();
-    let history_used: Vec<String> = history.iter().map(|&i| inner.catalog.item(i).id.clone()).collect();
+    let history_used: Vec<String> = history
+        .iter()
+        .map(|&i| inner.catalog.item(i).id.clone())
+        .collect();
     if history.is_empty() {
         let items = popularity_ranking(&inner.reps.counts, k + exclude.len())
             .into_iter()
@@ -411,20 +504,37 @@ async fn recommend_async(
             .take(k)
             .map(|i| item_out(&inner.catalog, i, f32::NAN))
             .collect();
-        return to_js(&RecommendResult { items, encode_ms: 0.0, score_ms: 0.0, backend: "popularity".into(), history_used, unknown });
+        return to_js(&RecommendResult {
+            items,
+            encode_ms: 0.0,
+            score_ms: 0.0,
+            backend: "popularity".into(),
+            history_used,
+            unknown,
+        });
     }
     let start = now();
     let query = query_state(&inner.model, &inner.catalog, &history).map_err(js_error)?;
     let encode_ms = now() - start;
     let start = now();
-    let scorer = if backend == "cpu" { None } else { gpu_scorer(&inner, &gpu, mode).await };
+    let scorer = if backend == "cpu" {
+        None
+    } else {
+        gpu_scorer(&inner, &gpu, mode).await
+    };
     let (distances, used) = match scorer {
         Some((scorer, name)) => {
             let mut q = query.clone();
             inner.reps.geometry.apply(&mut q);
-            let to_rows = scorer.distances(&[q.clone()]).await.map_err(js_error)?.remove(0);
+            let to_rows = scorer
+                .distances(&[q.clone()])
+                .await
+                .map_err(js_error)?
+                .remove(0);
             let d = match (mode, inner.reps.local.as_ref()) {
-                (Mode::Local { m }, Some(local)) => local.distances_from_state_distances(&q, &to_rows, m).map_err(js_error)?,
+                (Mode::Local { m }, Some(local)) => local
+                    .distances_from_state_distances(&q, &to_rows, m)
+                    .map_err(js_error)?,
                 _ => to_rows,
             };
             (d, format!("webgpu: {name}"))
@@ -434,20 +544,36 @@ async fn recommend_async(
                 GpuState::Unavailable(why) => why.clone(),
                 _ => "no adapter".into(),
             };
-            return Err(JsError::new(&format!("backend \"webgpu\" requested but WebGPU is unavailable: {why}")));
+            return Err(JsError::new(&format!(
+                "backend \"webgpu\" requested but WebGPU is unavailable: {why}"
+            )));
         }
-        None => (inner.reps.distances(&query, mode).map_err(js_error)?, "cpu".to_string()),
+        None => (
+            inner.reps.distances(&query, mode).map_err(js_error)?,
+            "cpu".to_string(),
+        ),
     };
     let items = top_k(&distances, k, &exclude)
         .into_iter()
         .map(|(i, d)| item_out(&inner.catalog, i, d.sqrt()))
         .collect();
     let score_ms = now() - start;
-    to_js(&RecommendResult { items, encode_ms, score_ms, backend: used, history_used, unknown })
+    to_js(&RecommendResult {
+        items,
+        encode_ms,
+        score_ms,
+        backend: used,
+        history_used,
+        unknown,
+    })
 }
 
 /// The GPU scorer for `mode`, initialised on first use; `None` when WebGPU is unavailable.
-async fn gpu_scorer(inner: &Inner, gpu: &Rc<RefCell<GpuState>>, mode: Mode) -> Option<(Rc<GpuScorer>, String)> {
+async fn gpu_scorer(
+    inner: &Inner,
+    gpu: &Rc<RefCell<GpuState>>,
+    mode: Mode,
+) -> Option<(Rc<GpuScorer>, String)> {
     if matches!(&*gpu.borrow(), GpuState::Unchecked) {
         let state = match GpuScorer::new(&inner.reps.global).await {
             Ok(Some(global)) => {
@@ -455,7 +581,10 @@ async fn gpu_scorer(inner: &Inner, gpu: &Rc<RefCell<GpuState>>, mode: Mode) -> O
                     Some(l) => GpuScorer::new(l.states()).await.ok().flatten().map(Rc::new),
                     None => None,
                 };
-                GpuState::Ready { global: Rc::new(global), local }
+                GpuState::Ready {
+                    global: Rc::new(global),
+                    local,
+                }
             }
             Ok(None) => GpuState::Unavailable("no WebGPU adapter".into()),
             Err(e) => GpuState::Unavailable(e.to_string()),
@@ -492,21 +621,40 @@ fn web_sys_url(url: &str) -> Result<js_sys::JsString, JsError> {
 fn resolve_url(base: &js_sys::JsString, relative: &str) -> Result<String, JsError> {
     let ctor = js_sys::Reflect::get(&js_sys::global(), &"URL".into()).map_err(js_value_error)?;
     let args = js_sys::Array::of2(&JsValue::from_str(relative), base);
-    let url = js_sys::Reflect::construct(ctor.unchecked_ref::<js_sys::Function>(), &args).map_err(|_| JsError::new(&format!("invalid URL {relative:?}")))?;
-    Ok(js_sys::Reflect::get(&url, &"href".into()).map_err(js_value_error)?.as_string().unwrap_or_default())
+    let url = js_sys::Reflect::construct(ctor.unchecked_ref::<js_sys::Function>(), &args)
+        .map_err(|_| JsError::new(&format!("invalid URL {relative:?}")))?;
+    Ok(js_sys::Reflect::get(&url, &"href".into())
+        .map_err(js_value_error)?
+        .as_string()
+        .unwrap_or_default())
 }
 
 /// Fetches (or reads from cache) and checks sha256; a cached copy that fails the check is
 /// evicted and downloaded again; a download that fails it is an error and is never cached.
-async fn fetch_verified(url: &str, name: &str, expected: &str, cache_name: &JsValue, on_progress: &JsValue) -> Result<Vec<u8>, JsError> {
+async fn fetch_verified(
+    url: &str,
+    name: &str,
+    expected: &str,
+    cache_name: &JsValue,
+    on_progress: &JsValue,
+) -> Result<Vec<u8>, JsError> {
     for attempt in 0..2 {
-        let result = fetch_bytes(url, name, cache_name.clone(), on_progress.clone()).await.map_err(js_value_error)?;
+        let result = fetch_bytes(url, name, cache_name.clone(), on_progress.clone())
+            .await
+            .map_err(js_value_error)?;
         let bytes = bytes_field(&result)?;
-        let cached = js_sys::Reflect::get(&result, &"cached".into()).map(|v| v.is_truthy()).unwrap_or(false);
+        let cached = js_sys::Reflect::get(&result, &"cached".into())
+            .map(|v| v.is_truthy())
+            .unwrap_or(false);
         let found = sha256_hex(&bytes);
         if found == expected {
             if !cached {
-                cache_put(url, cache_name.clone(), js_sys::Uint8Array::from(bytes.as_slice())).await;
+                cache_put(
+                    url,
+                    cache_name.clone(),
+                    js_sys::Uint8Array::from(bytes.as_slice()),
+                )
+                .await;
             }
             return Ok(bytes);
         }
@@ -519,5 +667,7 @@ async fn fetch_verified(url: &str, name: &str, expected: &str, cache_name: &JsVa
             bytes.len()
         )));
     }
-    Err(JsError::new(&format!("{url}: could not obtain a verified copy")))
+    Err(JsError::new(&format!(
+        "{url}: could not obtain a verified copy"
+    )))
 }

@@ -20,7 +20,10 @@ fn assert_same(matrix: &ItemMatrix, gpu: &GpuScorer, queries: &[Vec<f32>], k: us
     for (q, gpu_d) in queries.iter().zip(&on_gpu) {
         let cpu_d = matrix.distances(q).unwrap();
         for (a, b) in cpu_d.iter().zip(gpu_d) {
-            assert!((a.is_infinite() && b.is_infinite()) || (a - b).abs() <= 1e-3 * a.abs().max(1.0), "{a} vs {b}");
+            assert!(
+                (a.is_infinite() && b.is_infinite()) || (a - b).abs() <= 1e-3 * a.abs().max(1.0),
+                "{a} vs {b}"
+            );
         }
         let cpu_top: Vec<u32> = top_k(&cpu_d, k, &[]).into_iter().map(|(i, _)| i).collect();
         let gpu_top: Vec<u32> = top_k(gpu_d, k, &[]).into_iter().map(|(i, _)| i).collect();
@@ -32,12 +35,16 @@ fn assert_same(matrix: &ItemMatrix, gpu: &GpuScorer, queries: &[Vec<f32>], k: us
 fn gpu_distances_equal_cpu_on_random_data() {
     let mut rng = StdRng::seed_from_u64(5);
     let (rows, dim) = (1000, 37);
-    let values: Vec<f32> = (0..rows * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let values: Vec<f32> = (0..rows * dim)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
     let valid: Vec<bool> = (0..rows).map(|r| r % 17 != 0).collect();
     let matrix = ItemMatrix::from_f32(values, dim, valid).unwrap();
     let gpu = scorer(&matrix);
     eprintln!("adapter: {}", gpu.adapter);
-    let queries: Vec<Vec<f32>> = (0..5).map(|_| (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+    let queries: Vec<Vec<f32>> = (0..5)
+        .map(|_| (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+        .collect();
     assert_same(&matrix, &gpu, &queries, 20);
 }
 
@@ -45,13 +52,16 @@ fn gpu_distances_equal_cpu_on_random_data() {
 fn gpu_equals_cpu_on_the_default_blob() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = l2d::model::Model::load_dir(&root.join("models/default")).unwrap();
-    let blob = Blob::from_bytes(&std::fs::read(root.join("models/default/global.blob")).unwrap()).unwrap();
+    let blob =
+        Blob::from_bytes(&std::fs::read(root.join("models/default/global.blob")).unwrap()).unwrap();
     let catalog = l2d::catalog::Catalog::new(blob.items.clone(), "global.blob").unwrap();
     let gpu = scorer(&blob.matrix);
     let mut rng = StdRng::seed_from_u64(6);
     let queries: Vec<Vec<f32>> = (0..5)
         .map(|_| {
-            let history: Vec<u32> = (0..10).map(|_| rng.random_range(0..catalog.len() as u32)).collect();
+            let history: Vec<u32> = (0..10)
+                .map(|_| rng.random_range(0..catalog.len() as u32))
+                .collect();
             l2d::recommend::query_state(&model, &catalog, &history).unwrap()
         })
         .collect();

@@ -14,22 +14,29 @@ use rand::{Rng, SeedableRng};
 fn random_memory(rng: &mut StdRng, n_items: usize, states: usize, dim: usize) -> Memory {
     Memory {
         dim,
-        states: (0..states * dim).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+        states: (0..states * dim)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect(),
         // Item 0 never appears: a cold-start item.
-        items: (0..states).map(|_| rng.random_range(1..n_items as u32)).collect(),
+        items: (0..states)
+            .map(|_| rng.random_range(1..n_items as u32))
+            .collect(),
     }
 }
 
 fn brute_force_global(memory: &Memory, n_items: usize, query: &[f32], k: usize) -> Vec<ItemIndex> {
     let mut scored: Vec<(f64, ItemIndex)> = (0..n_items as ItemIndex)
         .filter_map(|item| {
-            let rows: Vec<usize> = (0..memory.len()).filter(|&i| memory.items[i] == item).collect();
+            let rows: Vec<usize> = (0..memory.len())
+                .filter(|&i| memory.items[i] == item)
+                .collect();
             if rows.is_empty() {
                 return None;
             }
             let dist: f64 = (0..memory.dim)
                 .map(|d| {
-                    let mean = rows.iter().map(|&r| memory.state(r)[d] as f64).sum::<f64>() / rows.len() as f64;
+                    let mean = rows.iter().map(|&r| memory.state(r)[d] as f64).sum::<f64>()
+                        / rows.len() as f64;
                     (query[d] as f64 - mean).powi(2)
                 })
                 .sum();
@@ -49,7 +56,10 @@ fn global_top_k_equals_brute_force() {
         let matrix = global_item_vectors(&memory, n_items).unwrap();
         for _ in 0..10 {
             let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-            let got: Vec<ItemIndex> = top_k(&matrix.distances(&query).unwrap(), 10, &[]).into_iter().map(|(i, _)| i).collect();
+            let got: Vec<ItemIndex> = top_k(&matrix.distances(&query).unwrap(), 10, &[])
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
             assert_eq!(got, brute_force_global(&memory, n_items, &query, 10));
         }
         // The cold-start item ranks last rather than disappearing.
@@ -73,14 +83,24 @@ fn local_with_large_m_equals_global_and_small_m_uses_nearest_states() {
         let g = global.distances(&query).unwrap();
         let l = local.distances(&query, max_count).unwrap();
         for (a, b) in g.iter().zip(&l) {
-            assert!((a.is_infinite() && b.is_infinite()) || (a - b).abs() < 1e-4, "{a} vs {b}");
+            assert!(
+                (a.is_infinite() && b.is_infinite()) || (a - b).abs() < 1e-4,
+                "{a} vs {b}"
+            );
         }
         // M = 1: distance to the single nearest state of each item.
         let l1 = local.distances(&query, 1).unwrap();
         for (item, &d) in l1.iter().enumerate().skip(1) {
             let nearest = (0..memory.len())
                 .filter(|&r| memory.items[r] == item as u32)
-                .map(|r| memory.state(r).iter().zip(&query).map(|(s, q)| (s - q).powi(2)).sum::<f32>())
+                .map(|r| {
+                    memory
+                        .state(r)
+                        .iter()
+                        .zip(&query)
+                        .map(|(s, q)| (s - q).powi(2))
+                        .sum::<f32>()
+                })
                 .fold(f32::INFINITY, f32::min);
             assert!((d - nearest).abs() < 1e-3 || (d.is_infinite() && nearest.is_infinite()));
         }
@@ -91,10 +111,22 @@ fn tiny_blob(kind: BlobKind, dtype: DType) -> Blob {
     let mut rng = StdRng::seed_from_u64(3);
     let catalog = Catalog::new(
         vec![
-            Item { id: "a".into(), title: "Amélie (2001)".into() },
-            Item { id: "b".into(), title: "<img src=x onerror=alert(1)>".into() },
-            Item { id: "c".into(), title: "Greatest Hits".into() },
-            Item { id: "d".into(), title: "Greatest Hits".into() },
+            Item {
+                id: "a".into(),
+                title: "Amélie (2001)".into(),
+            },
+            Item {
+                id: "b".into(),
+                title: "<img src=x onerror=alert(1)>".into(),
+            },
+            Item {
+                id: "c".into(),
+                title: "Greatest Hits".into(),
+            },
+            Item {
+                id: "d".into(),
+                title: "Greatest Hits".into(),
+            },
         ],
         "test",
     )
@@ -109,7 +141,15 @@ fn tiny_blob(kind: BlobKind, dtype: DType) -> Blob {
         BlobKind::Global => global_item_vectors(&memory, 4).unwrap(),
         BlobKind::Memory => local.states().clone(),
     };
-    Blob::new(kind, [7; 32], &catalog, true, local.counts(), matrix.to_dtype(dtype)).unwrap()
+    Blob::new(
+        kind,
+        [7; 32],
+        &catalog,
+        true,
+        local.counts(),
+        matrix.to_dtype(dtype),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -130,35 +170,68 @@ fn each_corruption_has_its_own_error() {
 
     let mut bad = bytes.clone();
     bad[0] = b'X';
-    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::BadMagic { .. })));
+    assert!(matches!(
+        Blob::from_bytes(&bad),
+        Err(BlobError::BadMagic { .. })
+    ));
 
     let mut bad = bytes.clone();
     bad[8] = 9;
-    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::UnsupportedVersion { found: 9 })));
+    assert!(matches!(
+        Blob::from_bytes(&bad),
+        Err(BlobError::UnsupportedVersion { found: 9 })
+    ));
 
-    assert!(matches!(Blob::from_bytes(&bytes[..bytes.len() - 3]), Err(BlobError::Truncated { .. })));
-    assert!(matches!(Blob::from_bytes(&bytes[..50]), Err(BlobError::Truncated { .. })));
+    assert!(matches!(
+        Blob::from_bytes(&bytes[..bytes.len() - 3]),
+        Err(BlobError::Truncated { .. })
+    ));
+    assert!(matches!(
+        Blob::from_bytes(&bytes[..50]),
+        Err(BlobError::Truncated { .. })
+    ));
 
     let mut bad = bytes.clone();
     *bad.last_mut().unwrap() ^= 0x55;
-    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::ChecksumMismatch { .. })));
+    assert!(matches!(
+        Blob::from_bytes(&bad),
+        Err(BlobError::ChecksumMismatch { .. })
+    ));
 
     let mut bad = bytes.clone();
     bad.extend_from_slice(b"junk");
-    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::TrailingBytes { extra: 4 })));
+    assert!(matches!(
+        Blob::from_bytes(&bad),
+        Err(BlobError::TrailingBytes { extra: 4 })
+    ));
 
     // A forged header asking for 10^9 items fails before allocating.
     let mut bad = bytes.clone();
     bad[16..20].copy_from_slice(&1_000_000_000u32.to_le_bytes());
-    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::Truncated { .. })));
+    assert!(matches!(
+        Blob::from_bytes(&bad),
+        Err(BlobError::Truncated { .. })
+    ));
 
     let mut bad = bytes.clone();
     bad[24..28].copy_from_slice(&0u32.to_le_bytes());
-    assert!(matches!(Blob::from_bytes(&bad), Err(BlobError::OutOfRange { field: "dim", .. })));
+    assert!(matches!(
+        Blob::from_bytes(&bad),
+        Err(BlobError::OutOfRange { field: "dim", .. })
+    ));
 
     let good = Blob::from_bytes(&bytes).unwrap();
-    assert!(matches!(good.check_model(&[8; 32], 8), Err(BlobError::ModelMismatch { .. })));
-    assert!(matches!(good.check_model(&[7; 32], 192), Err(BlobError::DimensionMismatch { expected: 192, found: 8 })));
+    assert!(matches!(
+        good.check_model(&[8; 32], 8),
+        Err(BlobError::ModelMismatch { .. })
+    ));
+    assert!(matches!(
+        good.check_model(&[7; 32], 192),
+        Err(BlobError::DimensionMismatch {
+            expected: 192,
+            found: 8
+        })
+    ));
     good.check_model(&[7; 32], 8).unwrap();
 }
 
@@ -166,8 +239,10 @@ fn each_corruption_has_its_own_error() {
 fn f16_ranking_agrees_with_f32_on_the_default_model() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = l2d::model::Model::load_dir(&root.join("models/default")).unwrap();
-    let blob = Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
-    blob.check_model(&model.fingerprint, model.hidden_size()).unwrap();
+    let blob =
+        Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
+    blob.check_model(&model.fingerprint, model.hidden_size())
+        .unwrap();
     let reps = l2d::recommend::Representations::from_blob(&blob).unwrap();
     let catalog = Catalog::new(blob.items.clone(), "memory.blob").unwrap();
     let f32_matrix = reps.global.to_dtype(DType::F32);
@@ -175,10 +250,18 @@ fn f16_ranking_agrees_with_f32_on_the_default_model() {
     let (mut agree, mut total) = (0usize, 0usize);
     let mut rng = StdRng::seed_from_u64(4);
     for _ in 0..30 {
-        let history: Vec<ItemIndex> = (0..10).map(|_| rng.random_range(0..catalog.len() as u32)).collect();
+        let history: Vec<ItemIndex> = (0..10)
+            .map(|_| rng.random_range(0..catalog.len() as u32))
+            .collect();
         let query = l2d::recommend::query_state(&model, &catalog, &history).unwrap();
-        let a: Vec<ItemIndex> = top_k(&f32_matrix.distances(&query).unwrap(), 20, &[]).into_iter().map(|(i, _)| i).collect();
-        let b: Vec<ItemIndex> = top_k(&f16_matrix.distances(&query).unwrap(), 20, &[]).into_iter().map(|(i, _)| i).collect();
+        let a: Vec<ItemIndex> = top_k(&f32_matrix.distances(&query).unwrap(), 20, &[])
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        let b: Vec<ItemIndex> = top_k(&f16_matrix.distances(&query).unwrap(), 20, &[])
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
         agree += a.iter().filter(|i| b.contains(i)).count();
         total += 20;
     }

@@ -9,7 +9,16 @@ use candle_nn::{VarBuilder, VarMap};
 use l2d::model::{KvCache, Model, ModelConfig, Pass, Qwen2};
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn default_model() -> Model {
@@ -32,27 +41,40 @@ fn our_layers_equal_candle_transformers_qwen2() {
         }
         let reference_cfg: candle_transformers::models::qwen2::Config =
             serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
-        let mut reference = candle_transformers::models::qwen2::Model::new(&reference_cfg, vb.clone()).unwrap();
-        let ids = Tensor::new(&[[5u32, 9, 17, 3, 42, 8, 1], [7, 7, 60, 2, 11, 96, 0]], &Device::Cpu).unwrap();
+        let mut reference =
+            candle_transformers::models::qwen2::Model::new(&reference_cfg, vb.clone()).unwrap();
+        let ids = Tensor::new(
+            &[[5u32, 9, 17, 3, 42, 8, 1], [7, 7, 60, 2, 11, 96, 0]],
+            &Device::Cpu,
+        )
+        .unwrap();
         let expected = reference.forward(&ids, 0, None).unwrap();
         for pass in [Pass::Infer, Pass::Train] {
             let got = ours.forward(&ids, None, pass).unwrap();
             let diff = max_abs_diff(&got, &expected);
             assert!(diff < 1e-4, "tied={tied} {pass:?}: max |Δ| = {diff}");
         }
-        let mut lm = candle_transformers::models::qwen2::ModelForCausalLM::new(&reference_cfg, vb).unwrap();
+        let mut lm =
+            candle_transformers::models::qwen2::ModelForCausalLM::new(&reference_cfg, vb).unwrap();
         let ref_logits = lm.forward(&ids, 0).unwrap().squeeze(1).unwrap();
         let hidden = ours.forward(&ids, None, Pass::Infer).unwrap();
         let our_logits = ours.logits(&hidden.i((.., 6, ..)).unwrap()).unwrap();
-        assert!(max_abs_diff(&our_logits, &ref_logits) < 1e-4, "tied={tied}: logits differ");
+        assert!(
+            max_abs_diff(&our_logits, &ref_logits) < 1e-4,
+            "tied={tied}: logits differ"
+        );
     }
 }
 
 #[test]
 fn shipped_model_is_a_standard_qwen2_checkpoint() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["architectures"], serde_json::json!(["Qwen2ForCausalLM"]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["architectures"],
+        serde_json::json!(["Qwen2ForCausalLM"])
+    );
     for field in [
         "hidden_size",
         "num_hidden_layers",
@@ -67,9 +89,13 @@ fn shipped_model_is_a_standard_qwen2_checkpoint() {
     ] {
         assert!(!config[field].is_null(), "config.json lacks {field}");
     }
-    let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let layers = config["num_hidden_layers"].as_u64().unwrap();
-    let mut expected = vec!["model.embed_tokens.weight".to_string(), "model.norm.weight".to_string()];
+    let mut expected = vec![
+        "model.embed_tokens.weight".to_string(),
+        "model.norm.weight".to_string(),
+    ];
     for l in 0..layers {
         for name in [
             "self_attn.q_proj.weight",
@@ -97,34 +123,81 @@ fn shipped_model_is_a_standard_qwen2_checkpoint() {
 #[test]
 fn last_hidden_is_the_last_row_of_a_full_forward() {
     let model = default_model();
-    let history = ["Toy Story (1995)", "Heat (1995)", "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)"];
+    let history = [
+        "Toy Story (1995)",
+        "Heat (1995)",
+        "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)",
+    ];
     let ids = model.prompt_ids(&history).unwrap();
-    let full = model.net.forward(&Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(), None, Pass::Infer).unwrap();
-    let last_row = full.i((0, ids.len() - 1)).unwrap().to_vec1::<f32>().unwrap();
+    let full = model
+        .net
+        .forward(
+            &Tensor::new(ids.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            None,
+            Pass::Infer,
+        )
+        .unwrap();
+    let last_row = full
+        .i((0, ids.len() - 1))
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let got = model.last_hidden(&history).unwrap();
-    let diff = got.iter().zip(&last_row).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let diff = got
+        .iter()
+        .zip(&last_row)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(diff < 1e-5, "max |Δ| = {diff}");
     // Right padding in a batch leaves it unchanged.
     let short = model.prompt_ids(&history[..1]).unwrap();
     let batch = model.last_hidden_batch(&[short, ids]).unwrap();
-    let diff = batch[1].iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let diff = batch[1]
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(diff < 1e-4, "batched max |Δ| = {diff}");
 }
 
 #[test]
 fn cached_incremental_logits_equal_uncached() {
     let model = default_model();
-    let ids = model.prompt_ids(&["Toy Story (1995)", "Jumanji (1995)"]).unwrap();
+    let ids = model
+        .prompt_ids(&["Toy Story (1995)", "Jumanji (1995)"])
+        .unwrap();
     let continuation = model.tokenizer.encode("Heat (1995)").unwrap();
     let all: Vec<u32> = ids.iter().chain(&continuation).copied().collect();
-    let full = model.net.forward(&Tensor::new(all.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(), None, Pass::Infer).unwrap();
+    let full = model
+        .net
+        .forward(
+            &Tensor::new(all.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            None,
+            Pass::Infer,
+        )
+        .unwrap();
     let full_logits = model.net.logits(&full).unwrap();
     let mut cache: KvCache = model.net.new_cache();
-    let prompt = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    model.net.forward(&prompt, Some(&mut cache), Pass::Infer).unwrap();
+    let prompt = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model
+        .net
+        .forward(&prompt, Some(&mut cache), Pass::Infer)
+        .unwrap();
     for (step, &token) in continuation.iter().enumerate() {
         let input = Tensor::new(&[[token]], &Device::Cpu).unwrap();
-        let hidden = model.net.forward(&input, Some(&mut cache), Pass::Infer).unwrap();
+        let hidden = model
+            .net
+            .forward(&input, Some(&mut cache), Pass::Infer)
+            .unwrap();
         let logits = model.net.logits(&hidden).unwrap();
         let position = ids.len() + step;
         let expected = full_logits.i((.., position..position + 1, ..)).unwrap();

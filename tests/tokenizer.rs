@@ -23,8 +23,17 @@ fn root() -> &'static Path {
 
 /// Every catalog title, a few prompts, and hostile strings.
 fn texts() -> Vec<String> {
-    let (dataset, _) = import_raw_log(&RawLogSpec::movielens(&root().join("data/ml-latest-small")), "ml").unwrap();
-    let titles: Vec<&str> = dataset.catalog.items().iter().map(|i| i.title.as_str()).collect();
+    let (dataset, _) = import_raw_log(
+        &RawLogSpec::movielens(&root().join("data/ml-latest-small")),
+        "ml",
+    )
+    .unwrap();
+    let titles: Vec<&str> = dataset
+        .catalog
+        .items()
+        .iter()
+        .map(|i| i.title.as_str())
+        .collect();
     let mut texts: Vec<String> = titles.iter().map(|t| t.to_string()).collect();
     for chunk in titles.chunks(7).take(50) {
         texts.push(Template::Compact.prompt(chunk));
@@ -56,7 +65,10 @@ fn ids_match_the_oniguruma_fixture() {
         })
         .collect();
     if std::env::var("L2D_BLESS").is_ok() {
-        assert!(cfg!(feature = "onig"), "bless the fixture with --features onig (the reference engine)");
+        assert!(
+            cfg!(feature = "onig"),
+            "bless the fixture with --features onig (the reference engine)"
+        );
         std::fs::write(&fixture, serde_json::to_string(&cases).unwrap()).unwrap();
         return;
     }
@@ -74,11 +86,18 @@ fn packed_tokens_equal_prompt_tokens() {
     // tokenize to exactly those ids (special tokens split the text).
     let tokenizer = Tokenizer::from_file(&root().join("models/default/tokenizer.json")).unwrap();
     let t = Template::Compact;
-    let history = ["Toy Story (1995)", "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)", "Heat (1995)"];
+    let history = [
+        "Toy Story (1995)",
+        "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)",
+        "Heat (1995)",
+    ];
     let mut packed = vec![tokenizer.token_id(l2d::prompt::BOS).unwrap()];
     for title in history {
         packed.extend(tokenizer.encode(&t.target(title)).unwrap());
     }
     assert_eq!(tokenizer.encode(&t.prompt(&history)).unwrap(), packed);
-    assert_eq!(*packed.last().unwrap(), tokenizer.token_id(l2d::prompt::SEP).unwrap());
+    assert_eq!(
+        *packed.last().unwrap(),
+        tokenizer.token_id(l2d::prompt::SEP).unwrap()
+    );
 }

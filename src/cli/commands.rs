@@ -18,7 +18,9 @@ use l2d::model::{model_fingerprint, Model, ModelFiles};
 use l2d::recommend::{query_state, rank, truncate_history, Mode, Representations};
 use l2d::score::{top_k, DType};
 
-use super::{BenchArgs, BlobArgs, EvalArgs, HiddenArgs, MemoryArgs, RecommendArgs};
+use super::{
+    BenchArgs, BlobArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs, RecommendArgs,
+};
 
 /// Longest title, in tokens, beam search will generate.
 const MAX_TITLE_TOKENS: usize = 64;
@@ -26,7 +28,12 @@ const MAX_TITLE_TOKENS: usize = 64;
 const EVAL_DEPTH: usize = 100;
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
-    Dataset::read_dir(path).with_context(|| format!("reading prepared dataset {} (run `l2d prepare` first)", path.display()))
+    Dataset::read_dir(path).with_context(|| {
+        format!(
+            "reading prepared dataset {} (run `l2d prepare` first)",
+            path.display()
+        )
+    })
 }
 
 fn load_model(path: &Path) -> Result<Model> {
@@ -34,7 +41,8 @@ fn load_model(path: &Path) -> Result<Model> {
 }
 
 fn load_memory(path: &Path) -> Result<Memory> {
-    Memory::load(path).with_context(|| format!("loading memory {} (run `l2d memory` first)", path.display()))
+    Memory::load(path)
+        .with_context(|| format!("loading memory {} (run `l2d memory` first)", path.display()))
 }
 
 /// Resolves history entries (ids first, then exact titles); unknown entries are an error
@@ -60,18 +68,27 @@ fn resolve_history(catalog: &Catalog, entries: &[String]) -> Result<Vec<ItemInde
 fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!("{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"))
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar
 }
 
 /// Hidden states of `samples`' histories, with a progress bar.
-fn encode_samples(model: &Model, catalog: &Catalog, samples: &[&Sample], what: &str) -> Result<(Memory, f64)> {
+fn encode_samples(
+    model: &Model,
+    catalog: &Catalog,
+    samples: &[&Sample],
+    what: &str,
+) -> Result<(Memory, f64)> {
     let bar = progress_bar(samples.len(), what);
     let start = Instant::now();
-    let states = Memory::build(model, catalog, samples, 64, &mut |done, _| bar.set_position(done as u64))?;
+    let states = Memory::build(model, catalog, samples, 64, &mut |done, _| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     let rate = samples.len() as f64 / start.elapsed().as_secs_f64();
     Ok((states, rate))
@@ -81,10 +98,15 @@ pub fn hidden(args: HiddenArgs) -> Result<()> {
     let dataset = load_dataset(&args.dataset)?;
     let model = load_model(&args.model)?;
     let history = resolve_history(&dataset.catalog, &args.history)?;
-    let titles: Vec<&str> = truncate_history(&history).iter().map(|&i| dataset.catalog.title(i)).collect();
+    let titles: Vec<&str> = truncate_history(&history)
+        .iter()
+        .map(|&i| dataset.catalog.title(i))
+        .collect();
     let prompt = model.template.prompt(&titles);
     let ids = model.tokenizer.encode(&prompt)?;
-    let hidden = model.last_hidden_batch(std::slice::from_ref(&ids))?.remove(0);
+    let hidden = model
+        .last_hidden_batch(std::slice::from_ref(&ids))?
+        .remove(0);
     let out = serde_json::json!({
         "model": args.model.display().to_string(),
         "history": truncate_history(&history).iter().map(|&i| &dataset.catalog.item(i).id).collect::<Vec<_>>(),
@@ -100,7 +122,10 @@ pub fn generate(args: HiddenArgs) -> Result<()> {
     let dataset = load_dataset(&args.dataset)?;
     let model = load_model(&args.model)?;
     let history = resolve_history(&dataset.catalog, &args.history)?;
-    let titles: Vec<&str> = truncate_history(&history).iter().map(|&i| dataset.catalog.title(i)).collect();
+    let titles: Vec<&str> = truncate_history(&history)
+        .iter()
+        .map(|&i| dataset.catalog.title(i))
+        .collect();
     let text = l2d::decode::greedy(&model, &model.prompt_ids(&titles)?, MAX_TITLE_TOKENS)?;
     let matches = dataset.catalog.indices_with_title(&text);
     println!("history: {titles:?}");
@@ -122,7 +147,9 @@ pub fn memory(args: MemoryArgs) -> Result<()> {
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    memory.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    memory
+        .save(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     let counts = l2d::aggregate::state_counts(&memory, dataset.catalog.len())?;
     let cold = counts.iter().filter(|&&c| c == 0).count();
     println!(
@@ -154,14 +181,25 @@ pub fn blob(args: BlobArgs) -> Result<()> {
     let n = dataset.catalog.len();
     let dtype = parse_dtype(&args.dtype)?;
     let (kind, matrix, counts) = match args.kind.as_str() {
-        "global" => (BlobKind::Global, global_item_vectors(&memory, n)?, l2d::aggregate::state_counts(&memory, n)?),
+        "global" => (
+            BlobKind::Global,
+            global_item_vectors(&memory, n)?,
+            l2d::aggregate::state_counts(&memory, n)?,
+        ),
         "memory" => {
             let local = LocalIndex::new(&memory, n)?;
             (BlobKind::Memory, local.states().clone(), local.counts())
         }
         other => bail!("unknown blob kind `{other}` (expected global or memory)"),
     };
-    let blob = Blob::new(kind, model_fingerprint(&files), &dataset.catalog, !args.no_titles, counts, matrix.to_dtype(dtype))?;
+    let blob = Blob::new(
+        kind,
+        model_fingerprint(&files),
+        &dataset.catalog,
+        !args.no_titles,
+        counts,
+        matrix.to_dtype(dtype),
+    )?;
     let bytes = blob.to_bytes();
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
@@ -191,7 +229,12 @@ fn geometry_for(treatment: &str, memory: &Memory) -> Result<Geometry> {
 fn rank_all(reps: &Representations, queries: &Memory, mode: Mode) -> Result<Vec<Vec<ItemIndex>>> {
     (0..queries.len())
         .into_par_iter()
-        .map(|q| Ok(rank(reps, queries.state(q), mode, EVAL_DEPTH, &[])?.into_iter().map(|(i, _)| i).collect()))
+        .map(|q| {
+            Ok(rank(reps, queries.state(q), mode, EVAL_DEPTH, &[])?
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect())
+        })
         .collect()
 }
 
@@ -206,7 +249,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         &Memory {
             dim: 0,
             states: Vec::new(),
-            items: dataset.split(Split::Train)?.iter().map(|s| s.target).collect(),
+            items: dataset
+                .split(Split::Train)?
+                .iter()
+                .map(|s| s.target)
+                .collect(),
         },
         n_items,
     )?;
@@ -217,23 +264,45 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     };
     let samples: Vec<&Sample> = keep.iter().map(|&i| &all[i]).collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
-    println!("{} {split} samples ({} of {}), memory of {} states", samples.len(), samples.len(), all.len(), memory.len());
+    println!(
+        "{} {split} samples ({} of {}), memory of {} states",
+        samples.len(),
+        samples.len(),
+        all.len(),
+        memory.len()
+    );
     let mut reports: Vec<Report> = Vec::new();
     let needs_states = args.methods.iter().any(|m| m == "global" || m == "local");
-    let queries = if needs_states { Some(encode_samples(&model, catalog, &samples, "queries")?.0) } else { None };
+    let queries = if needs_states {
+        Some(encode_samples(&model, catalog, &samples, "queries")?.0)
+    } else {
+        None
+    };
     for method in &args.methods {
         match method.as_str() {
             "popularity" => {
                 let ranking = popularity_ranking(&train_counts, EVAL_DEPTH);
-                reports.push(evaluate("popularity", &vec![ranking; samples.len()], &targets, &train_counts));
+                reports.push(evaluate(
+                    "popularity",
+                    &vec![ranking; samples.len()],
+                    &targets,
+                    &train_counts,
+                ));
             }
             "global" | "local" => {
-                let queries = queries.as_ref().expect("states computed for latent methods");
+                let queries = queries
+                    .as_ref()
+                    .expect("states computed for latent methods");
                 for &fraction in &args.fractions {
                     let mem = memory.select(&subset(memory.len(), fraction, 0)?);
-                    let treatments = std::iter::once("plain").chain(args.treatments.iter().map(String::as_str));
+                    let treatments =
+                        std::iter::once("plain").chain(args.treatments.iter().map(String::as_str));
                     for treatment in treatments {
-                        let reps = Representations::from_memory(&mem, n_items, geometry_for(treatment, &mem)?)?;
+                        let reps = Representations::from_memory(
+                            &mem,
+                            n_items,
+                            geometry_for(treatment, &mem)?,
+                        )?;
                         let mut suffix = String::new();
                         if fraction < 1.0 {
                             suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
@@ -244,13 +313,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                         let modes: Vec<(String, Mode)> = if method == "global" {
                             vec![(format!("L2D-G{suffix}"), Mode::Global)]
                         } else {
-                            args.m.iter().map(|&m| (format!("L2D-L (M={m}){suffix}"), Mode::Local { m })).collect()
+                            args.m
+                                .iter()
+                                .map(|&m| (format!("L2D-L (M={m}){suffix}"), Mode::Local { m }))
+                                .collect()
                         };
                         for (label, mode) in modes {
                             let start = Instant::now();
                             let rankings = rank_all(&reps, queries, mode)?;
                             let report = evaluate(&label, &rankings, &targets, &train_counts);
-                            eprintln!("{label}: R@20 {:.4} ({:.1} s)", report.overall.recall_at(20), start.elapsed().as_secs_f64());
+                            eprintln!(
+                                "{label}: R@20 {:.4} ({:.1} s)",
+                                report.overall.recall_at(20),
+                                start.elapsed().as_secs_f64()
+                            );
                             reports.push(report);
                         }
                     }
@@ -258,30 +334,56 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             }
             "beam" => {
                 let trie = TitleTrie::build(&model, catalog)?;
-                let beam_keep = subset(samples.len(), (args.beam_limit as f64 / samples.len() as f64).min(1.0), 11)?;
+                let beam_keep = subset(
+                    samples.len(),
+                    (args.beam_limit as f64 / samples.len() as f64).min(1.0),
+                    11,
+                )?;
                 for &width in &args.beam {
                     let bar = progress_bar(beam_keep.len(), &format!("beam {width} queries"));
                     let rankings = beam_keep
                         .iter()
                         .map(|&i| {
                             bar.inc(1);
-                            let titles: Vec<&str> = truncate_history(&samples[i].history).iter().map(|&h| catalog.title(h)).collect();
+                            let titles: Vec<&str> = truncate_history(&samples[i].history)
+                                .iter()
+                                .map(|&h| catalog.title(h))
+                                .collect();
                             let ids = model.prompt_ids(&titles)?;
-                            Ok(ranking(&beam_search(&model, &trie, &ids, width, MAX_TITLE_TOKENS)?))
+                            Ok(ranking(&beam_search(
+                                &model,
+                                &trie,
+                                &ids,
+                                width,
+                                MAX_TITLE_TOKENS,
+                            )?))
                         })
                         .collect::<Result<Vec<_>>>()?;
                     bar.finish_and_clear();
-                    let beam_targets: Vec<ItemIndex> = beam_keep.iter().map(|&i| targets[i]).collect();
-                    reports.push(evaluate(&format!("beam {width}"), &rankings, &beam_targets, &train_counts));
+                    let beam_targets: Vec<ItemIndex> =
+                        beam_keep.iter().map(|&i| targets[i]).collect();
+                    reports.push(evaluate(
+                        &format!("beam {width}"),
+                        &rankings,
+                        &beam_targets,
+                        &train_counts,
+                    ));
                 }
             }
             other => bail!("unknown method `{other}` (expected popularity, global, local or beam)"),
         }
     }
     println!("{}", markdown_table(&reports));
-    println!("Recall@20 by train frequency of the target ({}):", BUCKETS.join(" / "));
+    println!(
+        "Recall@20 by train frequency of the target ({}):",
+        BUCKETS.join(" / ")
+    );
     for r in &reports {
-        let parts: Vec<String> = r.by_frequency.iter().map(|(_, m)| format!("{:.4} (n={})", m.recall_at(20), m.samples)).collect();
+        let parts: Vec<String> = r
+            .by_frequency
+            .iter()
+            .map(|(_, m)| format!("{:.4} (n={})", m.recall_at(20), m.samples))
+            .collect();
         println!("  {}: {}", r.method, parts.join(" / "));
     }
     if let Some(path) = &args.json {
@@ -293,7 +395,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             "memory_states": memory.len(),
             "reports": reports,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -311,7 +414,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let reps = Representations::from_memory(&memory, catalog.len(), Geometry::plain())?;
     let trie = TitleTrie::build(&model, catalog)?;
     let test = dataset.split(Split::Test)?;
-    let keep = subset(test.len(), (args.queries as f64 / test.len() as f64).min(1.0), 3)?;
+    let keep = subset(
+        test.len(),
+        (args.queries as f64 / test.len() as f64).min(1.0),
+        3,
+    )?;
     let histories: Vec<&[ItemIndex]> = keep.iter().map(|&i| test[i].history.as_slice()).collect();
     let k = 20;
     type Path<'a> = Box<dyn Fn(&[ItemIndex]) -> Result<usize> + 'a>;
@@ -325,14 +432,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let beam_path = |width: usize| -> Path {
         let (model, trie) = (&model, &trie);
         Box::new(move |h: &[ItemIndex]| {
-            let titles: Vec<&str> = truncate_history(h).iter().map(|&i| catalog.title(i)).collect();
+            let titles: Vec<&str> = truncate_history(h)
+                .iter()
+                .map(|&i| catalog.title(i))
+                .collect();
             let ids = model.prompt_ids(&titles)?;
             Ok(ranking(&beam_search(model, trie, &ids, width, MAX_TITLE_TOKENS)?).len())
         })
     };
     let paths: Vec<(String, Path)> = vec![
         ("L2D-G".into(), l2d_path(Mode::Global)),
-        (format!("L2D-L (M={})", args.m), l2d_path(Mode::Local { m: args.m })),
+        (
+            format!("L2D-L (M={})", args.m),
+            l2d_path(Mode::Local { m: args.m }),
+        ),
         ("beam 1".into(), beam_path(1)),
         ("beam 5".into(), beam_path(5)),
         ("beam 10".into(), beam_path(10)),
@@ -389,12 +502,23 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
 pub fn recommend(args: RecommendArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let bytes = std::fs::read(&args.blob).with_context(|| format!("reading {}", args.blob.display()))?;
-    let blob = Blob::from_bytes(&bytes).with_context(|| format!("reading blob {}", args.blob.display()))?;
+    let bytes =
+        std::fs::read(&args.blob).with_context(|| format!("reading {}", args.blob.display()))?;
+    let blob = Blob::from_bytes(&bytes)
+        .with_context(|| format!("reading blob {}", args.blob.display()))?;
     blob.check_model(&model.fingerprint, model.hidden_size())
-        .with_context(|| format!("{} does not belong to {}", args.blob.display(), args.model.display()))?;
+        .with_context(|| {
+            format!(
+                "{} does not belong to {}",
+                args.blob.display(),
+                args.model.display()
+            )
+        })?;
     if !blob.has_titles {
-        bail!("{} has no titles; prompts need them (rebuild it without --no-titles)", args.blob.display());
+        bail!(
+            "{} has no titles; prompts need them (rebuild it without --no-titles)",
+            args.blob.display()
+        );
     }
     let catalog = Catalog::new(blob.items.clone(), &args.blob.display().to_string())?;
     let reps = Representations::from_blob(&blob)?;
@@ -405,10 +529,125 @@ pub fn recommend(args: RecommendArgs) -> Result<()> {
         other => bail!("unknown mode `{other}` (expected global or local)"),
     };
     let query = query_state(&model, &catalog, &history)?;
-    let exclude = if args.include_history { Vec::new() } else { history.clone() };
-    for (rank_no, (item, distance)) in rank(&reps, &query, mode, args.k, &exclude)?.into_iter().enumerate() {
+    let exclude = if args.include_history {
+        Vec::new()
+    } else {
+        history.clone()
+    };
+    for (rank_no, (item, distance)) in rank(&reps, &query, mode, args.k, &exclude)?
+        .into_iter()
+        .enumerate()
+    {
         let item_ref = catalog.item(item);
-        println!("{:>3}. {:<60} id {:<8} distance {:.4}", rank_no + 1, item_ref.title, item_ref.id, distance.sqrt());
+        println!(
+            "{:>3}. {:<60} id {:<8} distance {:.4}",
+            rank_no + 1,
+            item_ref.title,
+            item_ref.id,
+            distance.sqrt()
+        );
     }
+    Ok(())
+}
+
+pub fn convert(args: ConvertArgs) -> Result<()> {
+    let dtype = match args.dtype.as_str() {
+        "f32" => (candle_core::DType::F32, "float32"),
+        "f16" => (candle_core::DType::F16, "float16"),
+        "bf16" => (candle_core::DType::BF16, "bfloat16"),
+        other => bail!("unknown dtype `{other}` (expected f32, f16 or bf16)"),
+    };
+    let weights = args.model.join(l2d::model::WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu)
+        .with_context(|| format!("reading {}", weights.display()))?;
+    let converted = tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_dtype(dtype.0)?)))
+        .collect::<candle_core::Result<std::collections::HashMap<_, _>>>()?;
+    candle_core::safetensors::save(&converted, &weights)?;
+    let config_path = args.model.join(l2d::model::CONFIG_FILE);
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)
+        .with_context(|| format!("parsing {}", config_path.display()))?;
+    config["torch_dtype"] = dtype.1.into();
+    std::fs::write(&config_path, serde_json::to_string_pretty(&config)? + "\n")?;
+    println!(
+        "{}: {} tensors now {}, {} bytes",
+        weights.display(),
+        converted.len(),
+        dtype.1,
+        std::fs::metadata(&weights)?.len()
+    );
+    Ok(())
+}
+
+pub fn manifest(args: ManifestArgs) -> Result<()> {
+    let dataset = load_dataset(&args.dataset)?;
+    let dir = &args.model;
+    let mut files = serde_json::Map::new();
+    let mut blobs = serde_json::Map::new();
+    let mut names: Vec<String> = l2d::model::MODEL_FILES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for kind in ["global", "memory"] {
+        let name = format!("{kind}.blob");
+        if dir.join(&name).exists() {
+            blobs.insert(kind.into(), name.clone().into());
+            names.push(name);
+        }
+    }
+    if dir.join("eval.json").exists() {
+        names.push("eval.json".into());
+    }
+    for name in &names {
+        let bytes = std::fs::read(dir.join(name))
+            .with_context(|| format!("reading {}", dir.join(name).display()))?;
+        files.insert(
+            name.clone(),
+            serde_json::json!({ "sha256": l2d::model::sha256_hex(&bytes), "bytes": bytes.len() }),
+        );
+    }
+    let model = ModelFiles::read_dir(dir)?;
+    let train: serde_json::Value = std::fs::read(dir.join("train.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let meta: serde_json::Value = serde_json::from_slice(&model.meta)?;
+    let counts: serde_json::Map<String, serde_json::Value> = dataset
+        .counts()
+        .iter()
+        .map(|(s, c)| (s.name().to_string(), serde_json::json!(c)))
+        .collect();
+    let manifest = serde_json::json!({
+        "format": "l2d-manifest-1",
+        "model_fingerprint": model_fingerprint(&model).iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "template": meta["template"],
+        "files": files,
+        "blobs": blobs,
+        "dataset": { "name": dataset.name, "items": dataset.catalog.len(), "samples": counts },
+        "training": {
+            "command": args.command,
+            "seed": train["config"]["seed"],
+            "config": train["config"],
+            "steps": train["step"],
+            "target_tokens": train["tokens"],
+            "seconds": train["seconds"],
+            "best_valid_loss": train["best_valid_loss"],
+            "best_step": train["best_step"],
+            "unigram_valid_loss": train["unigram_valid_loss"],
+            "final_train_loss": train["history"].as_array().and_then(|h| h.last()).map(|h| h[1].clone()),
+            "epoch_changes": train["epoch_changes"],
+        },
+    });
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    let fetched: u64 = files.values().filter_map(|f| f["bytes"].as_u64()).sum();
+    println!(
+        "wrote {} ({} files, {:.2} MB in all)",
+        path.display(),
+        files.len(),
+        fetched as f64 / 1e6
+    );
     Ok(())
 }

@@ -46,6 +46,11 @@ enum Command {
     /// Per-query latency of history → top-20 for L2D-G, L2D-L and beam 1/5/10, plus scoring
     /// throughput, in one run on the same model and queries.
     Bench(BenchArgs),
+    /// Rewrite a model's weights in another float type (f16 halves the download).
+    Convert(ConvertArgs),
+    /// Write MODEL/manifest.json: sha256 and size of every file the browser fetches, the blobs,
+    /// and how the model was made (from train.json and the dataset).
+    Manifest(ManifestArgs),
     /// Recommend for a history (item ids or exact titles) with a model and a blob.
     Recommend(RecommendArgs),
 }
@@ -278,6 +283,29 @@ struct BenchArgs {
 }
 
 #[derive(clap::Args)]
+struct ConvertArgs {
+    /// Model directory.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Target float type: f32, f16 or bf16.
+    #[arg(long, default_value = "f16")]
+    dtype: String,
+}
+
+#[derive(clap::Args)]
+struct ManifestArgs {
+    /// Model directory.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Prepared dataset the model was trained on (its counts are recorded).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// The command that trained the model, recorded verbatim.
+    #[arg(long, default_value = "scripts/train-default.sh")]
+    command: String,
+}
+
+#[derive(clap::Args)]
 struct RecommendArgs {
     /// Model directory.
     #[arg(long, default_value = "models/default")]
@@ -314,16 +342,20 @@ pub fn run() -> Result<()> {
         Command::Eval(args) => commands::eval(args),
         Command::Bench(args) => commands::bench(args),
         Command::Recommend(args) => commands::recommend(args),
+        Command::Convert(args) => commands::convert(args),
+        Command::Manifest(args) => commands::manifest(args),
     }
 }
 
 fn dir_stem(path: &Path) -> String {
-    path.file_name().map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned())
+    path.file_name()
+        .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned())
 }
 
 fn prepare(args: PrepareArgs) -> Result<()> {
     let (dataset, source) = if let Some(dir) = &args.d3 {
-        let mut dataset = dataset::load_d3_dir(dir).with_context(|| format!("loading D3 directory {}", dir.display()))?;
+        let mut dataset = dataset::load_d3_dir(dir)
+            .with_context(|| format!("loading D3 directory {}", dir.display()))?;
         if let Some(name) = &args.name {
             dataset.name = name.clone();
         }
@@ -341,19 +373,33 @@ fn prepare(args: PrepareArgs) -> Result<()> {
                     item_id_column: args.item_id_column.clone(),
                     title_column: args.title_column.clone(),
                 },
-                interactions.parent().map(Path::to_path_buf).unwrap_or_default(),
+                interactions
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
             ),
-            _ => anyhow::bail!("give --movielens DIR, --d3 DIR, or --interactions FILE --items FILE"),
+            _ => {
+                anyhow::bail!("give --movielens DIR, --d3 DIR, or --interactions FILE --items FILE")
+            }
         };
         let name = args.name.clone().unwrap_or_else(|| dir_stem(&source));
-        let (dataset, report) = dataset::import_raw_log(&spec, &name)
-            .with_context(|| format!("importing {} and {}", spec.interactions.display(), spec.items.display()))?;
+        let (dataset, report) = dataset::import_raw_log(&spec, &name).with_context(|| {
+            format!(
+                "importing {} and {}",
+                spec.interactions.display(),
+                spec.items.display()
+            )
+        })?;
         println!("{report}");
         (dataset, source)
     };
     println!("{}", dataset.summary());
-    let out = args.out.unwrap_or_else(|| PathBuf::from("target/data").join(&dataset.name));
-    dataset.write_dir(&out).with_context(|| format!("writing {}", out.display()))?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("target/data").join(&dataset.name));
+    dataset
+        .write_dir(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {} (from {})", out.display(), source.display());
     Ok(())
 }
@@ -370,14 +416,16 @@ fn parse_template(name: &str, category: &str) -> Result<Template> {
 }
 
 fn tokenizer(args: TokenizerArgs) -> Result<()> {
-    let dataset = Dataset::read_dir(&args.dataset).with_context(|| format!("reading {}", args.dataset.display()))?;
+    let dataset = Dataset::read_dir(&args.dataset)
+        .with_context(|| format!("reading {}", args.dataset.display()))?;
     let template = parse_template(&args.template, &args.category)?;
     let tokenizer = l2d::tokenizer::train_bpe(
         dataset.catalog.items().iter().map(|i| i.title.as_str()),
         &template,
         args.vocab_size,
     )?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let path = args.out.join("tokenizer.json");
     tokenizer.save(&path)?;
     l2d::model::ModelMeta::new(template).write(&args.out)?;
@@ -404,7 +452,8 @@ impl l2d::train::Progress for TrainBar {
     fn step(&mut self, state: &TrainState, loss: f64, tokens_per_second: f64) {
         self.bar.set_length(state.total_steps as u64);
         self.bar.set_position(state.step as u64);
-        self.bar.set_message(format!("loss {loss:.3} | {tokens_per_second:.0} tok/s"));
+        self.bar
+            .set_message(format!("loss {loss:.3} | {tokens_per_second:.0} tok/s"));
     }
 
     fn message(&mut self, line: &str) {
@@ -417,7 +466,8 @@ impl l2d::train::Progress for TrainBar {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let dataset = Dataset::read_dir(&args.dataset).with_context(|| format!("reading {}", args.dataset.display()))?;
+    let dataset = Dataset::read_dir(&args.dataset)
+        .with_context(|| format!("reading {}", args.dataset.display()))?;
     let cfg = TrainConfig {
         hidden_size: args.hidden,
         layers: args.layers,
@@ -433,13 +483,22 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let mut progress = TrainBar { bar };
-    let state = l2d::train::train(&dataset, &args.model, &cfg, args.resume, args.until_step, &mut progress)
-        .with_context(|| format!("training {}", args.model.display()))?;
+    let state = l2d::train::train(
+        &dataset,
+        &args.model,
+        &cfg,
+        args.resume,
+        args.until_step,
+        &mut progress,
+    )
+    .with_context(|| format!("training {}", args.model.display()))?;
     progress.bar.finish();
     println!(
         "done: {} steps, {} target tokens in {:.0} s; best valid loss {:.4} at step {} (unigram baseline {:.4})",

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Static server for the l2d pages: serves www/, pkg/ and models/ of the repository (nothing
+else) with correct MIME types (application/wasm) and a Content-Security-Policy that allows
+wasm compilation ('wasm-unsafe-eval') but no eval. `/` redirects to the demo page.
+
+usage: scripts/serve.py [--port 8080] [--cors ORIGIN|*] [--connect-src EXTRA]
+"""
+import argparse
+import http.server
+import mimetypes
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALLOWED = ("www/", "pkg/", "models/")
+mimetypes.add_type("application/wasm", ".wasm")
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("application/json", ".json")
+mimetypes.add_type("application/octet-stream", ".blob")
+mimetypes.add_type("application/octet-stream", ".safetensors")
+
+
+def make_handler(args):
+    csp = (
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+        f"connect-src 'self' {args.connect_src}; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=ROOT, **kw)
+
+        def log_message(self, fmt, *a):
+            if not args.quiet:
+                sys.stderr.write("%s %s\n" % (self.address_string(), fmt % a))
+
+        def end_headers(self):
+            self.send_header("Content-Security-Policy", csp)
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cache-Control", "no-cache")
+            if args.cors:
+                self.send_header("Access-Control-Allow-Origin", args.cors)
+            super().end_headers()
+
+        def do_GET(self):
+            path = self.path.split("?", 1)[0]
+            if path in ("/", "/index.html"):
+                self.send_response(302)
+                self.send_header("Location", "/www/index.html")
+                self.end_headers()
+                return
+            rel = path.lstrip("/")
+            if ".." in rel or not rel.startswith(ALLOWED):
+                self.send_error(404, "not served")
+                return
+            super().do_GET()
+
+        def do_POST(self):
+            self.send_error(405, "static files only")
+
+    return Handler
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--cors", default="", help="Access-Control-Allow-Origin value (for a CDN origin)")
+    parser.add_argument("--connect-src", default="", help="extra origins the pages may fetch from")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    server = http.server.ThreadingHTTPServer((args.host, args.port), make_handler(args))
+    base = f"http://{args.host}:{args.port}"
+    print(f"l2d demo:       {base}/www/index.html", flush=True)
+    print(f"storefront:     {base}/www/shop.html", flush=True)
+    print(f"model manifest: {base}/models/default/manifest.json", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

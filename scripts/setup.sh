@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need, skipping what is already there. Sourced by the
+# other scripts; each function is idempotent.
+WASM_BINDGEN_VERSION=0.2.130
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+setup_wasm() {
+  rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  if ! command -v wasm-bindgen >/dev/null || ! wasm-bindgen --version | grep -q "$WASM_BINDGEN_VERSION"; then
+    echo "setup: cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 5 minutes)"
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  fi
+}
+
+setup_browser() {
+  apt_install chromium chromium-driver
+}
+
+setup_gpu() {
+  # Mesa lavapipe: a software Vulkan adapter for the native wgpu tests.
+  apt_install mesa-vulkan-drivers libvulkan1
+}
+
+setup_node() {
+  if [ ! -d node_modules/playwright-core ]; then
+    npm install --no-audit --no-fund --silent
+  fi
+}

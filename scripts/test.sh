@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every test of l2d, on a fresh machine: installs what is missing (wasm target, wasm-bindgen-cli,
+# Chromium + chromedriver, Mesa lavapipe), then formatting, lints, native tests, the tokenizer
+# parity test with the Oniguruma engine, the wasm32 build, and the wasm tests in headless Chromium
+# with WebGPU (SwiftShader) and without it (CPU fallback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+setup_wasm
+setup_browser
+setup_gpu
+step() { echo; echo "== $* ($(date +%T))"; }
+
+step "format and lints"
+cargo fmt --check
+cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --lib --target wasm32-unknown-unknown -- -D warnings
+
+step "native tests (fancy-regex tokenizer, as in the browser; wgpu on lavapipe)"
+cargo test --release
+
+step "tokenizer parity with the Oniguruma engine"
+cargo test --release --features onig --test tokenizer
+
+step "wasm32 library build"
+cargo build --release --lib --target wasm32-unknown-unknown
+
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+export CHROMEDRIVER=/usr/bin/chromedriver
+export WASM_BINDGEN_TEST_TIMEOUT=600
+step "wasm tests in headless Chromium with WebGPU (SwiftShader)"
+WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-webgpu.json \
+  cargo test --release --target wasm32-unknown-unknown --test web 2>&1 | tee target/web-webgpu.log
+grep -q "WebGPU adapter present" target/web-webgpu.log || { echo "the WebGPU run had no adapter"; exit 1; }
+
+step "wasm tests in headless Chromium without WebGPU (CPU fallback)"
+WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-nogpu.json \
+  cargo test --release --target wasm32-unknown-unknown --test web 2>&1 | tee target/web-nogpu.log
+grep -q "no WebGPU adapter, auto fell back to cpu" target/web-nogpu.log || { echo "the no-WebGPU run still had an adapter"; exit 1; }
+
+step "all tests passed"

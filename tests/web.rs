@@ -1,0 +1,261 @@
+//! The wasm build in headless Chromium (wasm-bindgen-test): the shipped model and memory blob
+//! loaded from bytes give the native hidden states (within 1e-4) and the native top-20 for
+//! global and local mode; the tokenizer gives the Oniguruma fixture's ids; the WebGPU backend
+//! (SwiftShader) returns the CPU backend's top-K; `auto` falls back to the CPU without WebGPU;
+//! bad input becomes a JS error, not a panic. Run by scripts/test.sh.
+#![cfg(target_arch = "wasm32")]
+
+use l2d::web::Recommender;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const CONFIG: &[u8] = include_bytes!("../models/default/config.json");
+const WEIGHTS: &[u8] = include_bytes!("../models/default/model.safetensors");
+const TOKENIZER: &[u8] = include_bytes!("../models/default/tokenizer.json");
+const META: &[u8] = include_bytes!("../models/default/l2d.json");
+const MEMORY_BLOB: &[u8] = include_bytes!("../models/default/memory.blob");
+const NATIVE: &str = include_str!("fixtures/native_results.json");
+const TOKENIZER_IDS: &str = include_str!("fixtures/tokenizer_ids.json");
+
+#[derive(Deserialize)]
+struct Case {
+    history: Vec<String>,
+    hidden: Vec<f32>,
+    global: Vec<String>,
+    local: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Result {
+    items: Vec<Item>,
+    backend: String,
+    unknown: Vec<String>,
+}
+
+fn recommender() -> Recommender {
+    Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, MEMORY_BLOB)
+        .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)))
+}
+
+fn cases() -> Vec<Case> {
+    serde_json::from_str(NATIVE).unwrap()
+}
+
+fn options(json: serde_json::Value) -> JsValue {
+    json.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap()
+}
+
+use serde::Serialize;
+
+async fn recommend(
+    r: &Recommender,
+    history: &[String],
+    opts: serde_json::Value,
+) -> std::result::Result<Result, String> {
+    let promise = r
+        .recommend(
+            serde_wasm_bindgen::to_value(history).unwrap(),
+            options(opts),
+        )
+        .map_err(|e| format!("{:?}", JsValue::from(e)))?;
+    let value = JsFuture::from(promise)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(serde_wasm_bindgen::from_value(value).unwrap())
+}
+
+fn ids(result: &Result) -> Vec<String> {
+    result.items.iter().map(|i| i.id.clone()).collect()
+}
+
+#[wasm_bindgen_test]
+fn hidden_state_equals_native() {
+    let r = recommender();
+    for case in cases() {
+        let hidden = r
+            .hidden(serde_wasm_bindgen::to_value(&case.history).unwrap())
+            .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)));
+        let diff = hidden
+            .iter()
+            .zip(&case.hidden)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "history {:?}: max |Δ| = {diff}", case.history);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn top20_equals_native_global_and_local() {
+    let r = recommender();
+    for case in cases() {
+        let global = recommend(
+            &r,
+            &case.history,
+            serde_json::json!({"k": 20, "mode": "global", "backend": "cpu"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ids(&global), case.global, "global {:?}", case.history);
+        let local = recommend(
+            &r,
+            &case.history,
+            serde_json::json!({"k": 20, "mode": "local", "m": 20, "backend": "cpu"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ids(&local), case.local, "local {:?}", case.history);
+    }
+}
+
+#[wasm_bindgen_test]
+fn tokenizer_ids_equal_the_oniguruma_fixture() {
+    #[derive(Deserialize)]
+    struct TokCase {
+        text: String,
+        ids: Vec<u32>,
+    }
+    let tokenizer = l2d::tokenizer::Tokenizer::from_bytes(TOKENIZER, "tokenizer.json").unwrap();
+    let cases: Vec<TokCase> = serde_json::from_str(TOKENIZER_IDS).unwrap();
+    assert!(cases.len() > 3000);
+    for case in cases {
+        assert_eq!(
+            tokenizer.encode(&case.text).unwrap(),
+            case.ids,
+            "{:?}",
+            case.text
+        );
+    }
+}
+
+async fn has_webgpu_adapter() -> bool {
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
+    let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).unwrap();
+    if gpu.is_undefined() || gpu.is_null() {
+        return false;
+    }
+    let request = js_sys::Reflect::get(&gpu, &"requestAdapter".into()).unwrap();
+    let promise: js_sys::Promise = js_sys::Function::from(request).call0(&gpu).unwrap().into();
+    let adapter = JsFuture::from(promise).await.unwrap_or(JsValue::NULL);
+    !adapter.is_null() && !adapter.is_undefined()
+}
+
+#[wasm_bindgen_test]
+async fn auto_backend_uses_webgpu_when_present_and_cpu_otherwise() {
+    let r = recommender();
+    let case = &cases()[1];
+    let cpu = recommend(
+        &r,
+        &case.history,
+        serde_json::json!({"k": 20, "backend": "cpu"}),
+    )
+    .await
+    .unwrap();
+    let auto = recommend(
+        &r,
+        &case.history,
+        serde_json::json!({"k": 20, "backend": "auto"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&auto), ids(&cpu));
+    if has_webgpu_adapter().await {
+        assert!(auto.backend.starts_with("webgpu"), "{}", auto.backend);
+        for (mode, m) in [("global", 20), ("local", 20)] {
+            for case in cases() {
+                let opts = |backend: &str| serde_json::json!({"k": 20, "mode": mode, "m": m, "backend": backend});
+                let on_gpu = recommend(&r, &case.history, opts("webgpu")).await.unwrap();
+                let on_cpu = recommend(&r, &case.history, opts("cpu")).await.unwrap();
+                assert_eq!(ids(&on_gpu), ids(&on_cpu), "{mode} {:?}", case.history);
+            }
+        }
+        web_sys_log(&format!(
+            "l2d-test: WebGPU adapter present, auto used {}",
+            auto.backend
+        ));
+    } else {
+        assert_eq!(auto.backend, "cpu");
+        let err = recommend(&r, &case.history, serde_json::json!({"backend": "webgpu"}))
+            .await
+            .unwrap_err();
+        assert!(err.contains("WebGPU is unavailable"), "{err}");
+        web_sys_log("l2d-test: no WebGPU adapter, auto fell back to cpu");
+    }
+}
+
+fn web_sys_log(message: &str) {
+    let console = js_sys::Reflect::get(&js_sys::global(), &"console".into()).unwrap();
+    let log = js_sys::Function::from(js_sys::Reflect::get(&console, &"log".into()).unwrap());
+    log.call1(&console, &JsValue::from_str(message)).unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn odd_input_is_handled_not_crashed() {
+    let r = recommender();
+    let empty = recommend(&r, &[], serde_json::json!({"k": 5}))
+        .await
+        .unwrap();
+    assert_eq!(empty.backend, "popularity");
+    assert_eq!(empty.items.len(), 5);
+    let unknown = recommend(
+        &r,
+        &["no such item".into(), "1".into()],
+        serde_json::json!({"k": 3, "backend": "cpu"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.unknown, vec!["no such item".to_string()]);
+    let long: Vec<String> = cases()[2].history.clone();
+    assert!(long.len() > 10);
+    let truncated = recommend(&r, &long, serde_json::json!({"k": 3, "backend": "cpu"}))
+        .await
+        .unwrap();
+    assert_eq!(truncated.items.len(), 3);
+    let zero = recommend(&r, &long, serde_json::json!({"k": 0, "backend": "cpu"}))
+        .await
+        .unwrap();
+    assert!(zero.items.is_empty());
+    let all = recommend(
+        &r,
+        &long,
+        serde_json::json!({"k": 1e9, "excludeHistory": false, "backend": "cpu"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.items.len(), 3496);
+    for bad in [
+        serde_json::json!({"k": -1}),
+        serde_json::json!({"k": 2.5}),
+        serde_json::json!({"mode": "sideways"}),
+        serde_json::json!({"mode": "local", "m": 0}),
+        serde_json::json!({"backend": "tpu"}),
+    ] {
+        assert!(recommend(&r, &long, bad.clone()).await.is_err(), "{bad}");
+    }
+    let huge_m = recommend(
+        &r,
+        &long,
+        serde_json::json!({"mode": "local", "m": 1e12, "backend": "cpu"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(huge_m.items.len(), 10);
+    assert!(r
+        .recommend(JsValue::from_str("not an array"), JsValue::UNDEFINED)
+        .is_err());
+    assert!(
+        Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, &MEMORY_BLOB[..100]).is_err()
+    );
+    assert!(Recommender::from_bytes(b"{}", WEIGHTS, TOKENIZER, META, MEMORY_BLOB).is_err());
+}

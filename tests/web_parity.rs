@@ -1,0 +1,87 @@
+//! Native reference values for the browser tests (`tests/web.rs`): for fixed histories, the
+//! hidden state and the top-20 of L2D-G and L2D-L (M = 20) with the shipped model and memory
+//! blob. This test checks them against `tests/fixtures/native_results.json`; the headless
+//! Chromium test checks the wasm build against the same file.
+//! Regenerate after retraining: `L2D_BLESS=1 cargo test --release --test web_parity`.
+
+use std::path::Path;
+
+use l2d::blob::Blob;
+use l2d::catalog::Catalog;
+use l2d::model::Model;
+use l2d::recommend::{query_state, rank, Mode, Representations};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Case {
+    history: Vec<String>,
+    hidden: Vec<f32>,
+    global: Vec<String>,
+    local: Vec<String>,
+}
+
+const HISTORIES: [&[&str]; 6] = [
+    &["1", "2", "3"],
+    &["260", "1196", "1210", "2571", "1240"],
+    &[
+        "318", "858", "50", "527", "593", "296", "2959", "47", "110", "356", "1",
+    ],
+    &["4993", "5952", "7153"],
+    &[
+        "2858", "1704", "4973", "7361", "2329", "1682", "3793", "6539", "5418", "44191",
+    ],
+    &["88744"],
+];
+
+#[test]
+fn native_results_match_the_fixture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = Model::load_dir(&root.join("models/default")).unwrap();
+    let blob =
+        Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
+    blob.check_model(&model.fingerprint, model.hidden_size())
+        .unwrap();
+    let catalog = Catalog::new(blob.items.clone(), "memory.blob").unwrap();
+    let reps = Representations::from_blob(&blob).unwrap();
+    let cases: Vec<Case> = HISTORIES
+        .iter()
+        .map(|ids| {
+            let history: Vec<u32> = ids
+                .iter()
+                .map(|id| catalog.require(id, "fixture").unwrap())
+                .collect();
+            let hidden = query_state(&model, &catalog, &history).unwrap();
+            let top = |mode| -> Vec<String> {
+                rank(&reps, &hidden, mode, 20, &history)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(i, _)| catalog.item(i).id.clone())
+                    .collect()
+            };
+            Case {
+                history: ids.iter().map(|s| s.to_string()).collect(),
+                global: top(Mode::Global),
+                local: top(Mode::Local { m: 20 }),
+                hidden,
+            }
+        })
+        .collect();
+    let path = root.join("tests/fixtures/native_results.json");
+    if std::env::var("L2D_BLESS").is_ok() {
+        std::fs::write(&path, serde_json::to_string(&cases).unwrap()).unwrap();
+        return;
+    }
+    let expected: Vec<Case> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for (want, got) in expected.iter().zip(&cases) {
+        assert_eq!(want.history, got.history);
+        let diff = want
+            .hidden
+            .iter()
+            .zip(&got.hidden)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "hidden differs by {diff}");
+        assert_eq!(want.global, got.global);
+        assert_eq!(want.local, got.local);
+    }
+}
