@@ -30,12 +30,12 @@ export CHROMEDRIVER=/usr/bin/chromedriver
 export WASM_BINDGEN_TEST_TIMEOUT=600
 step "wasm tests in headless Chromium with WebGPU (SwiftShader)"
 WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-webgpu.json \
-  cargo test --release --target wasm32-unknown-unknown --test web 2>&1 | tee target/web-webgpu.log
+  cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee target/web-webgpu.log
 grep -q "WebGPU adapter present" target/web-webgpu.log || { echo "the WebGPU run had no adapter"; exit 1; }
 
 step "wasm tests in headless Chromium without WebGPU (CPU fallback)"
 WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-nogpu.json \
-  cargo test --release --target wasm32-unknown-unknown --test web 2>&1 | tee target/web-nogpu.log
+  cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee target/web-nogpu.log
 grep -q "no WebGPU adapter, auto fell back to cpu" target/web-nogpu.log || { echo "the no-WebGPU run still had an adapter"; exit 1; }
 
 step "all tests passed"

@@ -75,8 +75,9 @@ impl GpuScorer {
             cache: None,
         });
         let dim = matrix.dim();
-        let max_binding =
-            (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let rows_per_chunk = ((max_binding / (dim as u64 * 4)) as usize)
             .min(limits.max_compute_workgroups_per_dimension as usize * WORKGROUP)
             .max(1);

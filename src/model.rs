@@ -153,8 +153,8 @@ impl ModelConfig {
                 return bad(field, format!("1..={max}"), value.to_string());
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0
-            || (self.hidden_size / self.num_attention_heads) % 2 != 0
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads)
+            || !(self.hidden_size / self.num_attention_heads).is_multiple_of(2)
         {
             return bad(
                 "hidden_size / num_attention_heads",
@@ -162,7 +162,10 @@ impl ModelConfig {
                 format!("{} / {}", self.hidden_size, self.num_attention_heads),
             );
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return bad(
                 "num_key_value_heads",
                 format!(

@@ -40,7 +40,7 @@ pub struct ItemMatrix {
 impl ItemMatrix {
     /// Builds an f32 matrix from row-major values; `valid[i] = false` marks rows to rank last.
     pub fn from_f32(values: Vec<f32>, dim: usize, valid: Vec<bool>) -> Result<Self> {
-        if dim == 0 || values.len() % dim != 0 || values.len() / dim != valid.len() {
+        if dim == 0 || !values.len().is_multiple_of(dim) || values.len() / dim != valid.len() {
             return Err(Error::mismatch(
                 "item matrix",
                 format!("{} rows × {dim}", valid.len()),

@@ -703,7 +703,7 @@ pub fn train(
                 (state.tokens - tokens_before) as f64 / run_start.elapsed().as_secs_f64().max(1e-9);
             progress.step(&state, loss_value, tps);
             let last = state.step == total_steps;
-            if state.step % cfg.eval_every == 0 || last {
+            if state.step.is_multiple_of(cfg.eval_every) || last {
                 let valid_loss = mean_loss(&net, &corpus.eval, pad, cfg.batch_tokens)?;
                 let train_loss = recent.iter().sum::<f64>() / recent.len() as f64;
                 state.history.push((state.step, train_loss, valid_loss));

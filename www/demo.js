@@ -144,7 +144,7 @@ async function main() {
       text($("status"), `${p.cached ? "From cache" : "Downloading"} ${p.file}: ${(p.loaded / 1e6).toFixed(1)} MB`);
     });
     catalog = await l2d.items();
-    $("progress").value = 1;
+    $("progress").hidden = true;
     text($("status"), `Ready: ${info.items} movies, ${info.dim}-dimensional states, ${info.memoryStates} memory states (${info.coldItems} items without any).`);
     $("search").disabled = false;
     document.body.dataset.ready = "loaded";

@@ -1,0 +1,279 @@
+// Page-level tests of the storefront widget and the paper demo, in Debian's Chromium driven by
+// playwright-core (no browser download). Run by scripts/test.sh after scripts/build-web.sh.
+//   node tests/pages.mjs [--screenshots]
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import assert from "node:assert/strict";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const SCREENSHOTS = process.argv.includes("--screenshots");
+const FLAGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+
+function serve(port, extra = []) {
+  const child = spawn("python3", [`${ROOT}scripts/serve.py`, "--port", String(port), "--quiet", ...extra], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    child.stdout.once("data", () => resolve(child));
+    child.once("exit", (code) => reject(new Error(`server on ${port} exited with ${code}`)));
+  });
+}
+
+async function browser(webgpu = true) {
+  return chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...FLAGS, ...(webgpu ? ["--enable-unsafe-webgpu"] : [])] });
+}
+
+const results = [];
+async function test(name, body) {
+  const start = Date.now();
+  try {
+    await body();
+    results.push([name, "ok"]);
+    console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push([name, "FAILED"]);
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+
+async function widgetItems(page) {
+  return page.evaluate(() => document.getElementById("widget")?.dataset.items ?? "");
+}
+
+async function waitForItems(page, previous = null) {
+  await page.waitForFunction(
+    (prev) => {
+      const w = document.getElementById("widget");
+      return w && w.dataset.items && w.dataset.items !== prev;
+    },
+    previous,
+    { timeout: 120000 },
+  );
+  return (await widgetItems(page)).split(",");
+}
+
+async function clickProducts(page, n) {
+  await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+  const cards = await page.$$(".product");
+  const ids = [];
+  let previous = null;
+  const lists = [];
+  for (const card of cards.slice(3, 3 + n)) {
+    ids.push(await card.getAttribute("data-id"));
+    await card.click();
+    const items = await waitForItems(page, previous);
+    previous = items.join(",");
+    lists.push(items);
+  }
+  return { ids, lists };
+}
+
+const catalogTitles = new Map();
+function loadCatalog() {
+  for (const line of readFileSync(`${ROOT}target/data/ml-latest-small/catalog.jsonl`, "utf8").split("\n")) {
+    if (line.trim()) {
+      const item = JSON.parse(line);
+      catalogTitles.set(item.id, item.title);
+    }
+  }
+}
+
+// A copy of the shipped memory blob whose first title is hostile HTML, and a manifest that
+// vouches for it (the blob's own checksum and the manifest's sha256 are recomputed).
+function hostileAssets() {
+  const blob = readFileSync(`${ROOT}models/default/memory.blob`);
+  const manifest = JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8"));
+  const header = blob.subarray(0, 96);
+  const payload = blob.subarray(96);
+  const idLen = payload.readUInt32LE(0);
+  const titleLen = payload.readUInt32LE(4 + idLen);
+  const evil = Buffer.from("<img src=x onerror=window.__xss=1>", "utf8");
+  const lenBuf = Buffer.alloc(4);
+  lenBuf.writeUInt32LE(evil.length);
+  const newPayload = Buffer.concat([payload.subarray(0, 4 + idLen), lenBuf, evil, payload.subarray(8 + idLen + titleLen)]);
+  const newHeader = Buffer.from(header);
+  newHeader.writeUInt32LE(newPayload.length, 28);
+  createHash("sha256").update(newPayload).digest().copy(newHeader, 64);
+  const newBlob = Buffer.concat([newHeader, newPayload]);
+  manifest.files["memory.blob"].sha256 = createHash("sha256").update(newBlob).digest("hex");
+  const firstId = payload.subarray(4, 4 + idLen).toString("utf8");
+  return { blob: newBlob, manifest: JSON.stringify(manifest), firstId };
+}
+
+async function main() {
+  loadCatalog();
+  const port = 18080 + Math.floor(Math.random() * 1000);
+  const cdnPort = port + 1;
+  const base = `http://127.0.0.1:${port}`;
+  const cdn = `http://127.0.0.1:${cdnPort}`;
+  const servers = [
+    await serve(port, ["--connect-src", cdn]),
+    await serve(cdnPort, ["--cors", "*"]),
+    await serve(cdnPort + 1, []), // the same files without CORS headers
+  ];
+  const noCors = `http://127.0.0.1:${cdnPort + 1}`;
+  servers[0].connectSrc = cdn;
+  const gpuBrowser = await browser(true);
+
+  await test("served pages carry a CSP without unsafe-eval", async () => {
+    const response = await fetch(`${base}/www/shop.html`);
+    const csp = response.headers.get("content-security-policy");
+    assert.ok(csp.includes("'wasm-unsafe-eval'"), csp);
+    assert.ok(!csp.includes("'unsafe-eval'"), csp);
+    const wasm = await fetch(`${base}/pkg/l2d_bg.wasm`);
+    assert.equal(wasm.headers.get("content-type"), "application/wasm");
+    assert.equal((await fetch(`${base}/scripts/serve.py`)).status, 404);
+  });
+
+  await test("storefront: clicks → recommendations that exclude them and change; reload keeps; clear empties", async () => {
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${base}/www/shop.html`);
+    const { ids, lists } = await clickProducts(page, 3);
+    assert.equal(lists.length, 3);
+    for (const list of lists) assert.ok(list.length === 8, `8 items, got ${list}`);
+    for (const id of ids) assert.ok(!lists[2].includes(id), `clicked ${id} recommended`);
+    assert.notDeepEqual(lists[0], lists[2], "recommendations should change with the history");
+    const stored = await page.evaluate(() => JSON.parse(localStorage.getItem("l2d-history")));
+    assert.deepEqual(stored, ids);
+    if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/storefront.png`, fullPage: false });
+    await page.reload();
+    const afterReload = await waitForItems(page);
+    assert.deepEqual(afterReload, lists[2]);
+    await page.evaluate(() => window.l2d.history.clear());
+    await page.waitForFunction(() => document.getElementById("widget").dataset.items === "");
+    assert.deepEqual(await page.evaluate(() => localStorage.getItem("l2d-history")), "[]");
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  await test("privacy: only static GETs, no history id or title in any request, no beacon or websocket", async () => {
+    const context = await gpuBrowser.newContext();
+    await context.addInitScript(() => {
+      window.__sent = [];
+      const beacon = navigator.sendBeacon?.bind(navigator);
+      navigator.sendBeacon = (...args) => {
+        window.__sent.push(["beacon", String(args[0])]);
+        return beacon ? beacon(...args) : false;
+      };
+      const WS = window.WebSocket;
+      window.WebSocket = function (...args) {
+        window.__sent.push(["websocket", String(args[0])]);
+        return new WS(...args);
+      };
+    });
+    const requests = [];
+    const sockets = [];
+    context.on("request", (r) => requests.push({ method: r.method(), url: r.url(), headers: r.headers(), body: r.postData() || "" }));
+    const page = await context.newPage();
+    page.on("websocket", (ws) => sockets.push(ws.url()));
+    await page.goto(`${base}/www/shop.html`);
+    const { ids } = await clickProducts(page, 3);
+    const secrets = ids.flatMap((id) => [id, catalogTitles.get(id), encodeURIComponent(catalogTitles.get(id))]);
+    assert.ok(requests.length > 0);
+    for (const r of requests) {
+      const where = new URL(r.url);
+      assert.equal(r.method, "GET", `${r.method} ${r.url}`);
+      assert.equal(where.origin, base, r.url);
+      assert.ok(/^\/(www|pkg|models)\//.test(where.pathname), `unexpected request ${r.url}`);
+      const haystack = `${r.url}\n${JSON.stringify(r.headers)}\n${r.body}`;
+      for (const secret of secrets) {
+        // Item ids are short numbers: look for them as whole path/query tokens only.
+        const pattern = /^\d+$/.test(secret) ? new RegExp(`[=/,&?]${secret}(?:[,&/]|$)`) : null;
+        const leaked = pattern ? pattern.test(where.pathname + where.search) || r.body.includes(secret) : haystack.includes(secret);
+        assert.ok(!leaked, `request ${r.url} carries history item ${secret}`);
+      }
+    }
+    assert.deepEqual(await page.evaluate(() => window.__sent), []);
+    assert.deepEqual(sockets, []);
+    await context.close();
+  });
+
+  await test("a hostile catalog title renders as text", async () => {
+    const hostile = hostileAssets();
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    await page.route("**/models/default/manifest.json", (route) => route.fulfill({ body: hostile.manifest, contentType: "application/json" }));
+    await page.route("**/models/default/memory.blob", (route) => route.fulfill({ body: hostile.blob, contentType: "application/octet-stream" }));
+    await page.goto(`${base}/www/shop.html`);
+    await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+    await page.fill("#search", "<img");
+    const card = await page.waitForSelector(".product");
+    assert.equal(await card.textContent(), "<img src=x onerror=window.__xss=1>");
+    assert.equal(await page.$$eval(".product img", (imgs) => imgs.length), 0);
+    await card.click();
+    await waitForItems(page);
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
+    await context.close();
+  });
+
+  await test("demo page shows L2D-G, L2D-L and beam with their timings", async () => {
+    const context = await gpuBrowser.newContext({ viewport: { width: 1500, height: 950 } });
+    const page = await context.newPage();
+    await page.goto(`${base}/www/index.html`);
+    await page.waitForSelector("body[data-ready=loaded]", { timeout: 120000 });
+    for (const query of ["Star Wars: Episode IV", "Matrix, The", "Toy Story (1995)"]) {
+      await page.fill("#search", query);
+      await (await page.waitForSelector("#search-results li")).click();
+    }
+    await page.waitForFunction(() => document.querySelectorAll("#beam-list li").length > 0 && document.getElementById("beam-time").textContent.includes("ms"), null, { timeout: 120000 });
+    for (const id of ["global", "local", "beam"]) {
+      assert.ok((await page.$$(`#${id}-list li`)).length > 0, `${id} list empty`);
+      assert.match(await page.textContent(`#${id}-time`), /\d+(\.\d+)? ms/);
+    }
+    assert.equal((await page.$$("#latency-chart .row")).length, 3);
+    if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/demo.png`, fullPage: true });
+    await context.close();
+  });
+
+  await test("second visit reads model and blob from the Cache API", async () => {
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/www/shop.html`);
+    await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+    const second = [];
+    page.on("request", (r) => second.push(new URL(r.url()).pathname));
+    await page.reload();
+    await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+    const heavy = second.filter((p) => /model\.safetensors|\.blob|tokenizer\.json/.test(p));
+    assert.deepEqual(heavy, [], `re-downloaded ${heavy}`);
+    await context.close();
+  });
+
+  await test("without WebGPU the widget works on the CPU", async () => {
+    const plain = await browser(false);
+    const page = await plain.newPage();
+    await page.goto(`${base}/www/shop.html`);
+    await clickProducts(page, 1);
+    assert.match(await page.evaluate(() => document.getElementById("widget").shadowRoot.querySelector(".status").textContent), /on cpu/);
+    await plain.close();
+  });
+
+  await test("CDN layout: model and blob from another origin with CORS; without CORS a clear error", async () => {
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    const fromCdn = [];
+    page.on("request", (r) => r.url().startsWith(cdn) && fromCdn.push(r.url()));
+    await page.goto(`${base}/www/shop.html?manifest=${encodeURIComponent(`${cdn}/models/default/manifest.json`)}`);
+    await clickProducts(page, 2);
+    assert.ok(fromCdn.some((u) => u.endsWith("model.safetensors")), "weights came from the CDN origin");
+    await page.goto(`${base}/www/shop.html?manifest=${encodeURIComponent(`${noCors}/models/default/manifest.json`)}`);
+    await page.waitForFunction(() => document.getElementById("widget")?.dataset.state === "error", null, { timeout: 60000 });
+    const status = await page.evaluate(() => document.getElementById("widget").shadowRoot.querySelector(".status").textContent);
+    assert.match(status, /unavailable/);
+    await context.close();
+  });
+
+  await gpuBrowser.close();
+  for (const s of servers) s.kill();
+  const failed = results.filter(([, r]) => r !== "ok");
+  console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
+  process.exit(failed.length ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
