@@ -31,6 +31,9 @@ pub struct Representations {
     pub counts: Vec<u32>,
     /// Transform applied to queries (memory was transformed the same way).
     pub geometry: Geometry,
+    /// Popularity prior: rank by `‖h − r‖ − weight · ln(1 + states)` instead of the plain
+    /// distance (0 = the paper's plain L2). Favors items with many memory states.
+    pub popularity_prior: f32,
 }
 
 impl Representations {
@@ -43,6 +46,7 @@ impl Representations {
             counts: local.counts(),
             local: Some(local),
             geometry,
+            popularity_prior: 0.0,
         })
     }
 
@@ -54,6 +58,7 @@ impl Representations {
                 local: None,
                 counts: blob.counts.clone(),
                 geometry: Geometry::plain(),
+                popularity_prior: 0.0,
             }),
             BlobKind::Memory => {
                 let local = LocalIndex::from_grouped(blob.matrix.clone(), &blob.counts)?;
@@ -71,6 +76,7 @@ impl Representations {
                     local: Some(local),
                     counts: blob.counts.clone(),
                     geometry: Geometry::plain(),
+                    popularity_prior: 0.0,
                 })
             }
         }
@@ -86,17 +92,59 @@ impl Representations {
         self.counts.iter().filter(|&&c| c == 0).count()
     }
 
-    /// Squared distances from an (untransformed) query state to every item.
+    /// Ranking scores (smaller is better) from an (untransformed) query state to every item:
+    /// squared distances, or with a popularity prior `‖h − r‖ − w·ln(1 + states)`.
     pub fn distances(&self, query: &[f32], mode: Mode) -> Result<Vec<f32>> {
         let mut q = query.to_vec();
         self.geometry.apply(&mut q);
+        let squared = self.squared_distances(&q, mode)?;
+        Ok(self.apply_prior(squared))
+    }
+
+    /// Applies the popularity prior (identity when its weight is 0) to squared distances.
+    pub fn apply_prior(&self, mut squared: Vec<f32>) -> Vec<f32> {
+        if self.popularity_prior != 0.0 {
+            for (d, &c) in squared.iter_mut().zip(&self.counts) {
+                *d = d.sqrt() - self.popularity_prior * (1.0 + c as f32).ln();
+            }
+        }
+        squared
+    }
+
+    /// L2D-L scores for several M at once (the query-to-state distances are computed once).
+    pub fn local_scores(&self, query: &[f32], ms: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let local = self
+            .local
+            .as_ref()
+            .ok_or_else(|| Error::invalid("mode", "local aggregation needs memory states"))?;
+        let mut q = query.to_vec();
+        self.geometry.apply(&mut q);
+        let to_states = local.states().distances(&q)?;
+        ms.iter()
+            .map(
+                |&m| Ok(self.apply_prior(local.distances_from_state_distances(&q, &to_states, m)?)),
+            )
+            .collect()
+    }
+
+    /// A ranking score as a distance for display: `‖h − r‖` without a prior, the adjusted
+    /// score with one.
+    pub fn display_distance(&self, score: f32) -> f32 {
+        if self.popularity_prior == 0.0 {
+            score.sqrt()
+        } else {
+            score
+        }
+    }
+
+    fn squared_distances(&self, q: &[f32], mode: Mode) -> Result<Vec<f32>> {
         match mode {
-            Mode::Global => self.global.distances(&q),
+            Mode::Global => self.global.distances(q),
             Mode::Local { m } => self
                 .local
                 .as_ref()
                 .ok_or_else(|| Error::invalid("mode", "local aggregation needs memory states (a memory blob), this blob holds global vectors only"))?
-                .distances(&q, m),
+                .distances(q, m),
         }
     }
 }

@@ -156,6 +156,43 @@ struct ManifestFile {
 struct Manifest {
     files: BTreeMap<String, ManifestFile>,
     blobs: BTreeMap<String, String>,
+    #[serde(default)]
+    scoring: Scoring,
+}
+
+/// How the shipped model ranks by default (chosen on the valid split; see `l2d manifest`).
+#[derive(Deserialize, Clone, Copy)]
+struct Scoring {
+    #[serde(default)]
+    popularity_prior: f32,
+    #[serde(default = "default_mode")]
+    mode: DefaultMode,
+    #[serde(default = "default_m")]
+    m: usize,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum DefaultMode {
+    Global,
+    Local,
+}
+
+fn default_mode() -> DefaultMode {
+    DefaultMode::Global
+}
+fn default_m() -> usize {
+    20
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Scoring {
+            popularity_prior: 0.0,
+            mode: DefaultMode::Global,
+            m: 20,
+        }
+    }
 }
 
 enum GpuState {
@@ -171,6 +208,7 @@ struct Inner {
     model: Model,
     catalog: Catalog,
     reps: Representations,
+    scoring: Scoring,
     trie: RefCell<Option<Rc<TitleTrie>>>,
 }
 
@@ -193,6 +231,7 @@ impl Recommender {
         tokenizer: &[u8],
         meta: &[u8],
         blob: &[u8],
+        manifest: Option<String>,
     ) -> Result<Recommender, JsError> {
         console_error_panic_hook::set_once();
         let files = ModelFiles {
@@ -201,10 +240,18 @@ impl Recommender {
             tokenizer: tokenizer.to_vec(),
             meta: meta.to_vec(),
         };
-        Self::build(&files, blob)
+        let scoring = match manifest {
+            Some(text) => {
+                serde_json::from_str::<Manifest>(&text)
+                    .map_err(|e| JsError::new(&format!("manifest: {e}")))?
+                    .scoring
+            }
+            None => Scoring::default(),
+        };
+        Self::build(&files, blob, scoring)
     }
 
-    fn build(files: &ModelFiles, blob: &[u8]) -> Result<Recommender, JsError> {
+    fn build(files: &ModelFiles, blob: &[u8], scoring: Scoring) -> Result<Recommender, JsError> {
         let model = Model::from_files(files).map_err(js_error)?;
         let blob = Blob::from_bytes(blob).map_err(js_error)?;
         blob.check_model(&model.fingerprint, model.hidden_size())
@@ -215,12 +262,19 @@ impl Recommender {
             ));
         }
         let catalog = Catalog::new(blob.items.clone(), "blob").map_err(js_error)?;
-        let reps = Representations::from_blob(&blob).map_err(js_error)?;
+        let mut reps = Representations::from_blob(&blob).map_err(js_error)?;
+        if !scoring.popularity_prior.is_finite() || scoring.popularity_prior < 0.0 {
+            return Err(JsError::new(
+                "manifest: scoring.popularity_prior must be a finite number ≥ 0",
+            ));
+        }
+        reps.popularity_prior = scoring.popularity_prior;
         Ok(Recommender {
             inner: Rc::new(Inner {
                 model,
                 catalog,
                 reps,
+                scoring,
                 trie: RefCell::new(None),
             }),
             gpu: Rc::new(RefCell::new(GpuState::Unchecked)),
@@ -294,7 +348,7 @@ impl Recommender {
             meta: take(crate::model::META_FILE),
         };
         let blob = take(&blob_name);
-        Self::build(&files, &blob)
+        Self::build(&files, &blob, manifest.scoring)
     }
 
     /// Recommends for `history` (item ids or exact titles, oldest first). Resolves to a
@@ -322,8 +376,12 @@ impl Recommender {
         };
         let n_items = inner.catalog.len();
         let k = count_option("k", options.k, 10, n_items)?;
-        let m = count_option("m", options.m, 20, usize::MAX)?;
-        let mode = match options.mode.as_deref().unwrap_or("global") {
+        let m = count_option("m", options.m, inner.scoring.m, usize::MAX)?;
+        let default_mode = match (inner.scoring.mode, inner.reps.local.is_some()) {
+            (DefaultMode::Local, true) => "local",
+            _ => "global",
+        };
+        let mode = match options.mode.as_deref().unwrap_or(default_mode) {
             "global" => Mode::Global,
             "local" if m == 0 => return Err(JsError::new("option `m` must be ≥ 1 for local mode")),
             "local" => Mode::Local { m },
@@ -421,6 +479,9 @@ impl Recommender {
             "coldItems": reps.cold_items(),
             "memoryStates": reps.local.as_ref().map(|l| l.states().rows()),
             "modelFingerprint": self.inner.model.fingerprint.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "popularityPrior": reps.popularity_prior,
+            "defaultMode": if self.inner.scoring.mode == DefaultMode::Local { "local" } else { "global" },
+            "defaultM": self.inner.scoring.m,
         }))
     }
 }
@@ -537,7 +598,7 @@ async fn recommend_async(
                     .map_err(js_error)?,
                 _ => to_rows,
             };
-            (d, format!("webgpu: {name}"))
+            (inner.reps.apply_prior(d), format!("webgpu: {name}"))
         }
         None if backend == "webgpu" => {
             let why = match &*gpu.borrow() {
@@ -555,7 +616,7 @@ async fn recommend_async(
     };
     let items = top_k(&distances, k, &exclude)
         .into_iter()
-        .map(|(i, d)| item_out(&inner.catalog, i, d.sqrt()))
+        .map(|(i, d)| item_out(&inner.catalog, i, inner.reps.display_distance(d)))
         .collect();
     let score_ms = now() - start;
     to_js(&RecommendResult {

@@ -44,7 +44,7 @@ struct Result {
 }
 
 fn recommender() -> Recommender {
-    Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, MEMORY_BLOB)
+    Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, MEMORY_BLOB, None)
         .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)))
 }
 
@@ -255,7 +255,13 @@ async fn odd_input_is_handled_not_crashed() {
         .recommend(JsValue::from_str("not an array"), JsValue::UNDEFINED)
         .is_err());
     assert!(
-        Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, &MEMORY_BLOB[..100]).is_err()
+        Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, &MEMORY_BLOB[..100], None)
+            .is_err()
     );
-    assert!(Recommender::from_bytes(b"{}", WEIGHTS, TOKENIZER, META, MEMORY_BLOB).is_err());
+    assert!(Recommender::from_bytes(b"{}", WEIGHTS, TOKENIZER, META, MEMORY_BLOB, None).is_err());
+    let bad_manifest = Some("not json".to_string());
+    assert!(
+        Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, MEMORY_BLOB, bad_manifest)
+            .is_err()
+    );
 }

@@ -216,6 +216,30 @@ pub fn blob(args: BlobArgs) -> Result<()> {
     Ok(())
 }
 
+/// A treatment name → its geometry and popularity-prior weight (`prior=W`, combinable with
+/// `+`, e.g. `center+cosine+prior=0.5`).
+fn treatment_for(treatment: &str, memory: &Memory) -> Result<(Geometry, f32)> {
+    let mut prior = 0.0;
+    let mut parts: Vec<&str> = Vec::new();
+    for part in treatment.split('+') {
+        match part.strip_prefix("prior=") {
+            Some(w) => {
+                prior = w
+                    .parse()
+                    .with_context(|| format!("treatment `{treatment}`: bad prior weight `{w}`"))?
+            }
+            None => parts.push(part),
+        }
+    }
+    let joined = if parts.is_empty() {
+        "plain".to_string()
+    } else {
+        parts.join("+")
+    };
+    let geometry = geometry_for(&joined, memory)?;
+    Ok((geometry, prior))
+}
+
 fn geometry_for(treatment: &str, memory: &Memory) -> Result<Geometry> {
     Ok(match treatment {
         "plain" => Geometry::plain(),
@@ -236,6 +260,32 @@ fn rank_all(reps: &Representations, queries: &Memory, mode: Mode) -> Result<Vec<
                 .collect())
         })
         .collect()
+}
+
+/// L2D-L rankings for every M (outer: M, inner: queries).
+fn rank_all_local(
+    reps: &Representations,
+    queries: &Memory,
+    ms: &[usize],
+) -> Result<Vec<Vec<Vec<ItemIndex>>>> {
+    let per_query: Vec<Vec<Vec<ItemIndex>>> = (0..queries.len())
+        .into_par_iter()
+        .map(|q| {
+            Ok(reps
+                .local_scores(queries.state(q), ms)?
+                .into_iter()
+                .map(|scores| {
+                    top_k(&scores, EVAL_DEPTH, &[])
+                        .into_iter()
+                        .map(|(i, _)| i)
+                        .collect()
+                })
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    Ok((0..ms.len())
+        .map(|j| per_query.iter().map(|r| r[j].clone()).collect())
+        .collect())
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
@@ -298,11 +348,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     let treatments =
                         std::iter::once("plain").chain(args.treatments.iter().map(String::as_str));
                     for treatment in treatments {
-                        let reps = Representations::from_memory(
-                            &mem,
-                            n_items,
-                            geometry_for(treatment, &mem)?,
-                        )?;
+                        let (geometry, prior) = treatment_for(treatment, &mem)?;
+                        let mut reps = Representations::from_memory(&mem, n_items, geometry)?;
+                        reps.popularity_prior = prior;
                         let mut suffix = String::new();
                         if fraction < 1.0 {
                             suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
@@ -310,22 +358,28 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                         if treatment != "plain" {
                             suffix += &format!(" [{treatment}]");
                         }
-                        let modes: Vec<(String, Mode)> = if method == "global" {
-                            vec![(format!("L2D-G{suffix}"), Mode::Global)]
-                        } else {
-                            args.m
-                                .iter()
-                                .map(|&m| (format!("L2D-L (M={m}){suffix}"), Mode::Local { m }))
-                                .collect()
-                        };
-                        for (label, mode) in modes {
-                            let start = Instant::now();
-                            let rankings = rank_all(&reps, queries, mode)?;
-                            let report = evaluate(&label, &rankings, &targets, &train_counts);
+                        let start = Instant::now();
+                        let (labels, rankings): (Vec<String>, Vec<Vec<Vec<ItemIndex>>>) =
+                            if method == "global" {
+                                (
+                                    vec![format!("L2D-G{suffix}")],
+                                    vec![rank_all(&reps, queries, Mode::Global)?],
+                                )
+                            } else {
+                                let labels = args
+                                    .m
+                                    .iter()
+                                    .map(|m| format!("L2D-L (M={m}){suffix}"))
+                                    .collect();
+                                (labels, rank_all_local(&reps, queries, &args.m)?)
+                            };
+                        for (label, rankings) in labels.iter().zip(&rankings) {
+                            let report = evaluate(label, rankings, &targets, &train_counts);
                             eprintln!(
-                                "{label}: R@20 {:.4} ({:.1} s)",
+                                "{label}: R@20 {:.4} ({:.1} s for {} variant(s))",
                                 report.overall.recall_at(20),
-                                start.elapsed().as_secs_f64()
+                                start.elapsed().as_secs_f64(),
+                                labels.len()
                             );
                             reports.push(report);
                         }
@@ -544,7 +598,7 @@ pub fn recommend(args: RecommendArgs) -> Result<()> {
             rank_no + 1,
             item_ref.title,
             item_ref.id,
-            distance.sqrt()
+            reps.display_distance(distance)
         );
     }
     Ok(())

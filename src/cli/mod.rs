@@ -249,7 +249,8 @@ struct EvalArgs {
     /// Memory fractions (seeded subsamples of the memory).
     #[arg(long, value_delimiter = ',', default_value = "1.0")]
     fractions: Vec<f64>,
-    /// Latent-space treatments to add, comma-separated: center, cosine, center+cosine.
+    /// Latent-space treatments to add, comma-separated: center, cosine, center+cosine,
+    /// prior=W (popularity prior weight), combinable with `+`.
     #[arg(long, value_delimiter = ',')]
     treatments: Vec<String>,
     /// Evaluate a seeded random subset of this many samples (all when absent).
