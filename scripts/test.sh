@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test of l2d, on a fresh machine: installs what is missing (wasm target, wasm-bindgen-cli,
 # Chromium + chromedriver, Mesa lavapipe), then formatting, lints, native tests, the tokenizer
-# parity test with the Oniguruma engine, the wasm32 build, and the wasm tests in headless Chromium
-# with WebGPU (SwiftShader) and without it (CPU fallback).
+# parity test with the Oniguruma engine, the wasm32 build, the wasm tests in headless Chromium
+# with WebGPU (SwiftShader) and without it (CPU fallback), and the page-level tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -37,5 +37,11 @@ step "wasm tests in headless Chromium without WebGPU (CPU fallback)"
 WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-nogpu.json \
   cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee target/web-nogpu.log
 grep -q "no WebGPU adapter, auto fell back to cpu" target/web-nogpu.log || { echo "the no-WebGPU run still had an adapter"; exit 1; }
+
+step "page tests: storefront widget, privacy, demo page, cache, CDN, CSP (playwright-core + Chromium)"
+setup_node
+scripts/build-web.sh
+cargo run --release --quiet --bin l2d -- prepare --movielens data/ml-latest-small --out target/data/ml-latest-small
+node tests/pages.mjs
 
 step "all tests passed"

@@ -25,6 +25,19 @@ pub const MAX_HISTORY: usize = 10;
 /// Iterative k-core threshold of the D3 protocol.
 pub const MIN_INTERACTIONS: usize = 5;
 
+/// The last [`MAX_HISTORY`] items of a history: what a prompt may hold (as in training).
+pub fn truncate_history(history: &[ItemIndex]) -> &[ItemIndex] {
+    &history[history.len().saturating_sub(MAX_HISTORY)..]
+}
+
+/// Titles of the (truncated) history, oldest first: the input of `Template::prompt`.
+pub fn history_titles<'a>(catalog: &'a Catalog, history: &[ItemIndex]) -> Vec<&'a str> {
+    truncate_history(history)
+        .iter()
+        .map(|&i| catalog.title(i))
+        .collect()
+}
+
 /// One of the three splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -69,10 +69,7 @@ impl Memory {
         let dim = model.hidden_size();
         let prompts = samples
             .iter()
-            .map(|s| {
-                let titles: Vec<&str> = s.history.iter().map(|&i| catalog.title(i)).collect();
-                model.prompt_ids(&titles)
-            })
+            .map(|s| model.history_prompt_ids(catalog, &s.history))
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..samples.len()).collect();
         order.sort_by_key(|&i| prompts[i].len());

@@ -622,6 +622,15 @@ impl Model {
         self.tokenizer.encode(&self.template.prompt(history))
     }
 
+    /// Token ids of the prompt for a history of catalog items (truncated as in training).
+    pub fn history_prompt_ids(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        history: &[crate::catalog::ItemIndex],
+    ) -> Result<Vec<u32>> {
+        self.prompt_ids(&crate::dataset::history_titles(catalog, history))
+    }
+
     /// Hidden size (dimension of L2D representations).
     pub fn hidden_size(&self) -> usize {
         self.net.cfg.hidden_size

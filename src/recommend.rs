@@ -5,7 +5,7 @@
 use crate::aggregate::{global_item_vectors, Geometry, LocalIndex};
 use crate::blob::{Blob, BlobKind};
 use crate::catalog::{Catalog, ItemIndex};
-use crate::dataset::MAX_HISTORY;
+use crate::dataset::history_titles;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::model::Model;
@@ -149,18 +149,9 @@ impl Representations {
     }
 }
 
-/// The last [`MAX_HISTORY`] items of a history, as in training.
-pub fn truncate_history(history: &[ItemIndex]) -> &[ItemIndex] {
-    &history[history.len().saturating_sub(MAX_HISTORY)..]
-}
-
 /// The model input state for a history of items.
 pub fn query_state(model: &Model, catalog: &Catalog, history: &[ItemIndex]) -> Result<Vec<f32>> {
-    let titles: Vec<&str> = truncate_history(history)
-        .iter()
-        .map(|&i| catalog.title(i))
-        .collect();
-    model.last_hidden(&titles)
+    model.last_hidden(&history_titles(catalog, history))
 }
 
 /// Top-`k` items for a query state; `exclude` items (e.g. the history) are left out.

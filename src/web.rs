@@ -11,11 +11,12 @@ use wasm_bindgen::prelude::*;
 
 use crate::blob::Blob;
 use crate::catalog::{Catalog, ItemIndex};
+use crate::dataset::truncate_history;
 use crate::decode::{beam_search, ranking, TitleTrie};
 use crate::eval::popularity_ranking;
 use crate::gpu::GpuScorer;
 use crate::model::{sha256_hex, Model, ModelFiles};
-use crate::recommend::{query_state, truncate_history, Mode, Representations};
+use crate::recommend::{query_state, Mode, Representations};
 use crate::score::top_k;
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
@@ -425,11 +426,11 @@ impl Recommender {
         let k = count_option("k", Some(k), 10, self.inner.catalog.len())?;
         let start = now();
         let trie = self.trie()?;
-        let titles: Vec<&str> = truncate_history(&history)
-            .iter()
-            .map(|&i| self.inner.catalog.title(i))
-            .collect();
-        let ids = self.inner.model.prompt_ids(&titles).map_err(js_error)?;
+        let ids = self
+            .inner
+            .model
+            .history_prompt_ids(&self.inner.catalog, &history)
+            .map_err(js_error)?;
         let finished = beam_search(&self.inner.model, &trie, &ids, beam, 64).map_err(js_error)?;
         let mut items = Vec::new();
         for f in &finished {

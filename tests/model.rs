@@ -21,6 +21,15 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// Hidden states of one uncached forward pass over `ids`.
+fn full_forward(model: &Model, ids: &[u32]) -> Tensor {
+    let input = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model.net.forward(&input, None, Pass::Infer).unwrap()
+}
+
 fn default_model() -> Model {
     Model::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")).unwrap()
 }
@@ -129,17 +138,7 @@ fn last_hidden_is_the_last_row_of_a_full_forward() {
         "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)",
     ];
     let ids = model.prompt_ids(&history).unwrap();
-    let full = model
-        .net
-        .forward(
-            &Tensor::new(ids.as_slice(), &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap(),
-            None,
-            Pass::Infer,
-        )
-        .unwrap();
+    let full = full_forward(&model, &ids);
     let last_row = full
         .i((0, ids.len() - 1))
         .unwrap()
@@ -171,17 +170,7 @@ fn cached_incremental_logits_equal_uncached() {
         .unwrap();
     let continuation = model.tokenizer.encode("Heat (1995)").unwrap();
     let all: Vec<u32> = ids.iter().chain(&continuation).copied().collect();
-    let full = model
-        .net
-        .forward(
-            &Tensor::new(all.as_slice(), &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap(),
-            None,
-            Pass::Infer,
-        )
-        .unwrap();
+    let full = full_forward(&model, &all);
     let full_logits = model.net.logits(&full).unwrap();
     let mut cache: KvCache = model.net.new_cache();
     let prompt = Tensor::new(ids.as_slice(), &Device::Cpu)

@@ -10,12 +10,13 @@ use rayon::prelude::*;
 use l2d::aggregate::{global_item_vectors, Geometry, LocalIndex};
 use l2d::blob::{Blob, BlobKind};
 use l2d::catalog::{Catalog, ItemIndex};
+use l2d::dataset::{history_titles, truncate_history};
 use l2d::dataset::{Dataset, Sample, Split};
 use l2d::decode::{beam_search, ranking, TitleTrie};
 use l2d::eval::{evaluate, markdown_table, popularity_ranking, Report, BUCKETS};
 use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
-use l2d::recommend::{query_state, rank, truncate_history, Mode, Representations};
+use l2d::recommend::{query_state, rank, Mode, Representations};
 use l2d::score::{top_k, DType};
 
 use super::{
@@ -94,21 +95,24 @@ fn encode_samples(
     Ok((states, rate))
 }
 
-pub fn hidden(args: HiddenArgs) -> Result<()> {
-    let dataset = load_dataset(&args.dataset)?;
-    let model = load_model(&args.model)?;
+/// The dataset, model and resolved history a `hidden` or `generate` command works on.
+fn history_inputs(args: &HiddenArgs) -> Result<(Dataset, Model, Vec<ItemIndex>)> {
+    let dataset = load_dataset(&args.io.dataset)?;
+    let model = load_model(&args.io.model)?;
     let history = resolve_history(&dataset.catalog, &args.history)?;
-    let titles: Vec<&str> = truncate_history(&history)
-        .iter()
-        .map(|&i| dataset.catalog.title(i))
-        .collect();
+    Ok((dataset, model, history))
+}
+
+pub fn hidden(args: HiddenArgs) -> Result<()> {
+    let (dataset, model, history) = history_inputs(&args)?;
+    let titles = history_titles(&dataset.catalog, &history);
     let prompt = model.template.prompt(&titles);
     let ids = model.tokenizer.encode(&prompt)?;
     let hidden = model
         .last_hidden_batch(std::slice::from_ref(&ids))?
         .remove(0);
     let out = serde_json::json!({
-        "model": args.model.display().to_string(),
+        "model": args.io.model.display().to_string(),
         "history": truncate_history(&history).iter().map(|&i| &dataset.catalog.item(i).id).collect::<Vec<_>>(),
         "prompt": prompt,
         "token_ids": ids,
@@ -119,13 +123,8 @@ pub fn hidden(args: HiddenArgs) -> Result<()> {
 }
 
 pub fn generate(args: HiddenArgs) -> Result<()> {
-    let dataset = load_dataset(&args.dataset)?;
-    let model = load_model(&args.model)?;
-    let history = resolve_history(&dataset.catalog, &args.history)?;
-    let titles: Vec<&str> = truncate_history(&history)
-        .iter()
-        .map(|&i| dataset.catalog.title(i))
-        .collect();
+    let (dataset, model, history) = history_inputs(&args)?;
+    let titles = history_titles(&dataset.catalog, &history);
     let text = l2d::decode::greedy(&model, &model.prompt_ids(&titles)?, MAX_TITLE_TOKENS)?;
     let matches = dataset.catalog.indices_with_title(&text);
     println!("history: {titles:?}");
@@ -138,8 +137,8 @@ pub fn generate(args: HiddenArgs) -> Result<()> {
 }
 
 pub fn memory(args: MemoryArgs) -> Result<()> {
-    let dataset = load_dataset(&args.dataset)?;
-    let model = load_model(&args.model)?;
+    let dataset = load_dataset(&args.io.dataset)?;
+    let model = load_model(&args.io.model)?;
     let train = dataset.split(Split::Train)?;
     let keep = subset(train.len(), args.fraction, args.seed)?;
     let samples: Vec<&Sample> = keep.iter().map(|&i| &train[i]).collect();
@@ -174,8 +173,8 @@ fn parse_dtype(name: &str) -> Result<DType> {
 }
 
 pub fn blob(args: BlobArgs) -> Result<()> {
-    let dataset = load_dataset(&args.dataset)?;
-    let files = ModelFiles::read_dir(&args.model)?;
+    let dataset = load_dataset(&args.io.dataset)?;
+    let files = ModelFiles::read_dir(&args.io.model)?;
     let memory = load_memory(&args.memory)?;
     let memory = memory.select(&subset(memory.len(), args.fraction, args.seed)?);
     let n = dataset.catalog.len();
@@ -289,9 +288,9 @@ fn rank_all_local(
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
-    let dataset = load_dataset(&args.dataset)?;
+    let dataset = load_dataset(&args.io.dataset)?;
     let split: Split = args.split.parse()?;
-    let model = load_model(&args.model)?;
+    let model = load_model(&args.io.model)?;
     let memory = load_memory(&args.memory)?;
     let catalog = &dataset.catalog;
     let n_items = catalog.len();
@@ -399,11 +398,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                         .iter()
                         .map(|&i| {
                             bar.inc(1);
-                            let titles: Vec<&str> = truncate_history(&samples[i].history)
-                                .iter()
-                                .map(|&h| catalog.title(h))
-                                .collect();
-                            let ids = model.prompt_ids(&titles)?;
+                            let ids = model.history_prompt_ids(catalog, &samples[i].history)?;
                             Ok(ranking(&beam_search(
                                 &model,
                                 &trie,
@@ -445,7 +440,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             "dataset": dataset.name,
             "split": split.name(),
             "samples": samples.len(),
-            "model": args.model.display().to_string(),
+            "model": args.io.model.display().to_string(),
             "memory_states": memory.len(),
             "reports": reports,
         });
@@ -461,8 +456,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let dataset = load_dataset(&args.dataset)?;
-    let model = load_model(&args.model)?;
+    let dataset = load_dataset(&args.io.dataset)?;
+    let model = load_model(&args.io.model)?;
     let memory = load_memory(&args.memory)?;
     let catalog = &dataset.catalog;
     let reps = Representations::from_memory(&memory, catalog.len(), Geometry::plain())?;
@@ -486,11 +481,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let beam_path = |width: usize| -> Path {
         let (model, trie) = (&model, &trie);
         Box::new(move |h: &[ItemIndex]| {
-            let titles: Vec<&str> = truncate_history(h)
-                .iter()
-                .map(|&i| catalog.title(i))
-                .collect();
-            let ids = model.prompt_ids(&titles)?;
+            let ids = model.history_prompt_ids(catalog, h)?;
             Ok(ranking(&beam_search(model, trie, &ids, width, MAX_TITLE_TOKENS)?).len())
         })
     };
@@ -635,8 +626,8 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
 }
 
 pub fn manifest(args: ManifestArgs) -> Result<()> {
-    let dataset = load_dataset(&args.dataset)?;
-    let dir = &args.model;
+    let dataset = load_dataset(&args.io.dataset)?;
+    let dir = &args.io.model;
     let mut files = serde_json::Map::new();
     let mut blobs = serde_json::Map::new();
     let mut names: Vec<String> = l2d::model::MODEL_FILES

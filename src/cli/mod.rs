@@ -55,6 +55,17 @@ enum Command {
     Recommend(RecommendArgs),
 }
 
+/// The model directory and prepared dataset most commands work on.
+#[derive(clap::Args)]
+struct ModelAndData {
+    /// Model directory (config.json, model.safetensors, tokenizer.json, l2d.json).
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Prepared dataset directory (from `l2d prepare`).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+}
+
 #[derive(clap::Args)]
 struct PrepareArgs {
     /// Directory in MovieLens layout (ratings.csv + movies.csv); shorthand for
@@ -160,24 +171,16 @@ struct TrainArgs {
 
 #[derive(clap::Args)]
 struct HiddenArgs {
-    /// Model directory.
-    #[arg(long, default_value = "models/default")]
-    model: PathBuf,
-    /// Prepared dataset (resolves item ids to titles).
-    #[arg(long, default_value = "target/data/ml-latest-small")]
-    dataset: PathBuf,
+    #[command(flatten)]
+    io: ModelAndData,
     /// History items, oldest first: item ids or exact titles.
     history: Vec<String>,
 }
 
 #[derive(clap::Args)]
 struct MemoryArgs {
-    /// Model directory.
-    #[arg(long, default_value = "models/default")]
-    model: PathBuf,
-    /// Prepared dataset (its train split is used).
-    #[arg(long, default_value = "target/data/ml-latest-small")]
-    dataset: PathBuf,
+    #[command(flatten)]
+    io: ModelAndData,
     /// Fraction of train samples to keep (seeded random subsample).
     #[arg(long, default_value_t = 1.0)]
     fraction: f64,
@@ -194,12 +197,8 @@ struct MemoryArgs {
 
 #[derive(clap::Args)]
 struct BlobArgs {
-    /// Model directory (its fingerprint is recorded in the blob).
-    #[arg(long, default_value = "models/default")]
-    model: PathBuf,
-    /// Prepared dataset (the catalog).
-    #[arg(long, default_value = "target/data/ml-latest-small")]
-    dataset: PathBuf,
+    #[command(flatten)]
+    io: ModelAndData,
     /// Memory file from `l2d memory`.
     #[arg(long, default_value = "target/l2d/memory.safetensors")]
     memory: PathBuf,
@@ -225,12 +224,8 @@ struct BlobArgs {
 
 #[derive(clap::Args)]
 struct EvalArgs {
-    /// Model directory.
-    #[arg(long, default_value = "models/default")]
-    model: PathBuf,
-    /// Prepared dataset.
-    #[arg(long, default_value = "target/data/ml-latest-small")]
-    dataset: PathBuf,
+    #[command(flatten)]
+    io: ModelAndData,
     /// Memory file from `l2d memory` (built on the full train split).
     #[arg(long, default_value = "target/l2d/memory.safetensors")]
     memory: PathBuf,
@@ -266,12 +261,8 @@ struct EvalArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// Model directory.
-    #[arg(long, default_value = "models/default")]
-    model: PathBuf,
-    /// Prepared dataset (test histories are the queries).
-    #[arg(long, default_value = "target/data/ml-latest-small")]
-    dataset: PathBuf,
+    #[command(flatten)]
+    io: ModelAndData,
     /// Memory file from `l2d memory`.
     #[arg(long, default_value = "target/l2d/memory.safetensors")]
     memory: PathBuf,
@@ -295,12 +286,8 @@ struct ConvertArgs {
 
 #[derive(clap::Args)]
 struct ManifestArgs {
-    /// Model directory.
-    #[arg(long, default_value = "models/default")]
-    model: PathBuf,
-    /// Prepared dataset the model was trained on (its counts are recorded).
-    #[arg(long, default_value = "target/data/ml-latest-small")]
-    dataset: PathBuf,
+    #[command(flatten)]
+    io: ModelAndData,
     /// The command that trained the model, recorded verbatim.
     #[arg(long, default_value = "scripts/train-default.sh")]
     command: String,
