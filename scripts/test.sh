@@ -14,7 +14,7 @@ step() { echo; echo "== $* ($(date +%T))"; }
 step "format and lints"
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
-cargo clippy --release --lib --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --release --lib --test web --target wasm32-unknown-unknown -- -D warnings
 
 step "native tests (fancy-regex tokenizer, as in the browser; wgpu on lavapipe)"
 cargo test --release

@@ -1,5 +1,6 @@
 //! Foundation: the D3 protocol on real data, the D3-format loaders, the prepared directory, and
 //! clear errors (file, line, field) for bad input.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! The wgpu scorer (natively on Mesa lavapipe, a software Vulkan adapter) gives the CPU
 //! scorer's distances and top-K, on random data and on the shipped default blob.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! L2D core: aggregation and scoring against brute-force references, the blob format and its
 //! rejections, and f16 against f32 on the shipped default model.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! The language model: our Qwen2 layers equal candle-transformers' on the same weights, the
 //! shipped default model is a standard Hugging Face Qwen2 checkpoint, `last_hidden` is the last
 //! row of a full forward, and KV-cached decoding equals uncached logits.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
 

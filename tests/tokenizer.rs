@@ -3,6 +3,7 @@
 //! engine: `L2D_BLESS=1 cargo test --release --features onig --test tokenizer`); the default
 //! build uses fancy-regex, the engine of the wasm32 build, and must reproduce every id. The
 //! browser test compares against the same fixture.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
 

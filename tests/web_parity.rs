@@ -3,6 +3,7 @@
 //! blob. This test checks them against `tests/fixtures/native_results.json`; the headless
 //! Chromium test checks the wasm build against the same file.
 //! Regenerate after retraining: `L2D_BLESS=1 cargo test --release --test web_parity`.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
 
