@@ -52,9 +52,9 @@ export interface LoadOptions {
 export interface RecommendOptions {
   /** Number of items to return (default 10; 0 returns none; capped at the catalog size). */
   k?: number;
-  /** "global" (L2D-G, default) or "local" (L2D-L). */
+  /** "global" (L2D-G) or "local" (L2D-L); default: the manifest's scoring.mode, else "global". */
   mode?: "global" | "local";
-  /** Neighbours per item for local mode (default 20). */
+  /** Neighbours per item for local mode (default: the manifest's scoring.m, else 20). */
   m?: number;
   /** Leave history items out of the list (default true). */
   excludeHistory?: boolean;

@@ -196,3 +196,71 @@ fn cached_incremental_logits_equal_uncached() {
     }
     assert_eq!(cache.len(), all.len());
 }
+
+#[test]
+fn shipped_checkpoint_loads_in_candle_transformers_with_the_same_states() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let model = default_model();
+    let config: candle_transformers::models::qwen2::Config =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).unwrap();
+    let mut reference = candle_transformers::models::qwen2::Model::new(&config, vb).unwrap();
+    let ids = model
+        .prompt_ids(&["Toy Story (1995)", "Fargo (1996)"])
+        .unwrap();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let expected = reference.forward(&input, 0, None).unwrap();
+    let diff = max_abs_diff(&full_forward(&model, &ids), &expected);
+    assert!(diff < 1e-4, "max |Δ| = {diff}");
+}
+
+#[test]
+fn manifest_hashes_match_the_shipped_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_object().unwrap();
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "l2d.json",
+        "memory.blob",
+        "global.blob",
+    ] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(
+            files[name]["sha256"].as_str().unwrap(),
+            l2d::model::sha256_hex(&bytes),
+            "{name}"
+        );
+        assert_eq!(
+            files[name]["bytes"].as_u64().unwrap(),
+            bytes.len() as u64,
+            "{name}"
+        );
+    }
+    let model = default_model();
+    let fingerprint: String = model
+        .fingerprint
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(manifest["model_fingerprint"].as_str().unwrap(), fingerprint);
+    // Everything the browser fetches by default stays under 20 MB.
+    let fetched: u64 = [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "l2d.json",
+        "memory.blob",
+    ]
+    .iter()
+    .map(|n| files[*n]["bytes"].as_u64().unwrap())
+    .sum();
+    assert!(fetched <= 20_000_000, "{fetched} bytes");
+}

@@ -266,6 +266,36 @@ async function main() {
     await context.close();
   });
 
+  await test("download faults: bad sha256 or a 404 show a quiet error, cache nothing bad, and a retry works", async () => {
+    for (const [file, fault, expected] of [
+      ["memory.blob", (route, body) => { body[200] ^= 0xff; return route.fulfill({ body }); }, /sha256 mismatch/],
+      ["model.safetensors", (route) => route.fulfill({ status: 404, body: "gone" }), /HTTP 404/],
+    ]) {
+      const context = await gpuBrowser.newContext();
+      const page = await context.newPage();
+      const pattern = `**/models/default/${file}`;
+      await page.route(pattern, async (route) => {
+        const response = await route.fetch();
+        return fault(route, Buffer.from(await response.body()));
+      });
+      await page.goto(`${base}/www/shop.html`);
+      await page.waitForFunction(() => document.getElementById("widget")?.dataset.state === "error", null, { timeout: 60000 });
+      const error = await page.evaluate(() => document.getElementById("widget").dataset.error);
+      assert.match(error, expected);
+      const visible = await page.evaluate(() => document.getElementById("widget").shadowRoot.querySelector(".status").textContent);
+      assert.match(visible, /unavailable/);
+      const cached = await page.evaluate(async (f) => {
+        const cache = await caches.open("l2d-v1");
+        return (await cache.keys()).map((r) => r.url).filter((u) => u.endsWith(f)).length;
+      }, file);
+      assert.equal(cached, 0, `${file} was cached after a failed download`);
+      await page.unroute(pattern);
+      await page.reload();
+      await clickProducts(page, 1);
+      await context.close();
+    }
+  });
+
   await gpuBrowser.close();
   for (const s of servers) s.kill();
   const failed = results.filter(([, r]) => r !== "ok");

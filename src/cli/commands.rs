@@ -626,6 +626,12 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
 }
 
 pub fn manifest(args: ManifestArgs) -> Result<()> {
+    if !matches!(args.mode.as_str(), "global" | "local")
+        || args.m == 0
+        || !(args.popularity_prior >= 0.0)
+    {
+        bail!("--mode must be global or local, --m ≥ 1 and --popularity-prior ≥ 0");
+    }
     let dataset = load_dataset(&args.io.dataset)?;
     let dir = &args.io.model;
     let mut files = serde_json::Map::new();
@@ -669,6 +675,7 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
         "template": meta["template"],
         "files": files,
         "blobs": blobs,
+        "scoring": { "popularity_prior": args.popularity_prior, "mode": args.mode, "m": args.m },
         "dataset": { "name": dataset.name, "items": dataset.catalog.len(), "samples": counts },
         "training": {
             "command": args.command,

@@ -291,6 +291,15 @@ struct ManifestArgs {
     /// The command that trained the model, recorded verbatim.
     #[arg(long, default_value = "scripts/train-default.sh")]
     command: String,
+    /// Default ranking for the browser: popularity-prior weight (0 = plain L2).
+    #[arg(long, default_value_t = 0.0)]
+    popularity_prior: f32,
+    /// Default mode for the browser: global or local.
+    #[arg(long, default_value = "global")]
+    mode: String,
+    /// Default M for local mode.
+    #[arg(long, default_value_t = 20)]
+    m: usize,
 }
 
 #[derive(clap::Args)]
@@ -299,7 +308,7 @@ struct RecommendArgs {
     #[arg(long, default_value = "models/default")]
     model: PathBuf,
     /// Blob file (its catalog resolves ids and titles).
-    #[arg(long, default_value = "models/default/items.blob")]
+    #[arg(long, default_value = "models/default/memory.blob")]
     blob: PathBuf,
     /// Number of recommendations.
     #[arg(long, short, default_value_t = 10)]
