@@ -56,6 +56,12 @@ def make_handler(args):
                 return
             super().do_GET()
 
+        def copyfile(self, source, outputfile):
+            try:
+                super().copyfile(source, outputfile)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away mid-download (a closed tab, a test's fault injection)
+
         def do_POST(self):
             self.send_error(405, "static files only")
 
