@@ -628,7 +628,8 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
 pub fn manifest(args: ManifestArgs) -> Result<()> {
     if !matches!(args.mode.as_str(), "global" | "local")
         || args.m == 0
-        || !(args.popularity_prior >= 0.0)
+        || args.popularity_prior.is_nan()
+        || args.popularity_prior < 0.0
     {
         bail!("--mode must be global or local, --m ≥ 1 and --popularity-prior ≥ 0");
     }
