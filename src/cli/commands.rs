@@ -343,7 +343,16 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     .as_ref()
                     .expect("states computed for latent methods");
                 for &fraction in &args.fractions {
-                    let mem = memory.select(&subset(memory.len(), fraction, 0)?);
+                    let mut mem = memory.select(&subset(memory.len(), fraction, 0)?);
+                    let dtype = parse_dtype(&args.dtype)?;
+                    if dtype != DType::F32 {
+                        let rounded = l2d::score::ItemMatrix::from_f32(
+                            mem.states,
+                            mem.dim,
+                            vec![true; mem.items.len()],
+                        )?;
+                        mem.states = rounded.to_dtype(dtype).to_f32_values();
+                    }
                     let treatments =
                         std::iter::once("plain").chain(args.treatments.iter().map(String::as_str));
                     for treatment in treatments {
@@ -353,6 +362,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                         let mut suffix = String::new();
                         if fraction < 1.0 {
                             suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
+                        }
+                        if dtype != DType::F32 {
+                            suffix += &format!(" [{dtype:?}]");
                         }
                         if treatment != "plain" {
                             suffix += &format!(" [{treatment}]");

@@ -248,6 +248,9 @@ struct EvalArgs {
     /// prior=W (popularity prior weight), combinable with `+`.
     #[arg(long, value_delimiter = ',')]
     treatments: Vec<String>,
+    /// Round memory states through this element type first (f32, f16, i8), as a blob stores them.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// Evaluate a seeded random subset of this many samples (all when absent).
     #[arg(long)]
     limit: Option<usize>,
