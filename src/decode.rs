@@ -19,6 +19,9 @@ struct Node {
     items: Vec<ItemIndex>,
 }
 
+/// Longest title, in tokens, a beam search or greedy decoding generates.
+pub const MAX_TITLE_TOKENS: usize = 64;
+
 /// Prefix trie of every catalog title's target token ids.
 #[derive(Debug, Clone)]
 pub struct TitleTrie {

@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use crate::blob::Blob;
 use crate::catalog::{Catalog, ItemIndex};
 use crate::dataset::truncate_history;
-use crate::decode::{beam_search, ranking, TitleTrie};
+use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::eval::popularity_ranking;
 use crate::gpu::GpuScorer;
 use crate::model::{sha256_hex, Model, ModelFiles};
@@ -431,20 +431,20 @@ impl Recommender {
             .model
             .history_prompt_ids(&self.inner.catalog, &history)
             .map_err(js_error)?;
-        let finished = beam_search(&self.inner.model, &trie, &ids, beam, 64).map_err(js_error)?;
-        let mut items = Vec::new();
-        for f in &finished {
-            for &i in &f.items {
-                if items.len() < k
-                    && !items
-                        .iter()
-                        .any(|x: &RecommendedItem| x.id == self.inner.catalog.item(i).id)
-                {
-                    items.push(item_out(&self.inner.catalog, i, -f.log_prob));
-                }
-            }
-        }
-        debug_assert!(items.len() <= ranking(&finished).len());
+        let finished = beam_search(&self.inner.model, &trie, &ids, beam, MAX_TITLE_TOKENS)
+            .map_err(js_error)?;
+        // The distance shown for a beam result is its title's negative log-probability.
+        let items: Vec<RecommendedItem> = ranking(&finished)
+            .into_iter()
+            .take(k)
+            .map(|i| {
+                let log_prob = finished
+                    .iter()
+                    .find(|f| f.items.contains(&i))
+                    .map_or(f32::NAN, |f| f.log_prob);
+                item_out(&self.inner.catalog, i, -log_prob)
+            })
+            .collect();
         let out = serde_json::json!({ "items": items, "ms": now() - start, "beam": beam });
         to_js(&out)
     }

@@ -12,7 +12,7 @@ use l2d::blob::{Blob, BlobKind};
 use l2d::catalog::{Catalog, ItemIndex};
 use l2d::dataset::{history_titles, truncate_history};
 use l2d::dataset::{Dataset, Sample, Split};
-use l2d::decode::{beam_search, ranking, TitleTrie};
+use l2d::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use l2d::eval::{evaluate, markdown_table, popularity_ranking, Report, BUCKETS};
 use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
@@ -23,8 +23,6 @@ use super::{
     BenchArgs, BlobArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs, RecommendArgs,
 };
 
-/// Longest title, in tokens, beam search will generate.
-const MAX_TITLE_TOKENS: usize = 64;
 /// Ranking depth for evaluation (the largest K).
 const EVAL_DEPTH: usize = 100;
 
