@@ -43,18 +43,27 @@ def make_handler(args):
                 self.send_header("Access-Control-Allow-Origin", args.cors)
             super().end_headers()
 
-        def do_GET(self):
+        def allowed(self):
+            """Redirects / to the demo and refuses anything outside www/, pkg/, models/."""
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 self.send_response(302)
                 self.send_header("Location", "/www/index.html")
                 self.end_headers()
-                return
+                return False
             rel = path.lstrip("/")
             if ".." in rel or not rel.startswith(ALLOWED):
                 self.send_error(404, "not served")
-                return
-            super().do_GET()
+                return False
+            return True
+
+        def do_GET(self):
+            if self.allowed():
+                super().do_GET()
+
+        def do_HEAD(self):
+            if self.allowed():
+                super().do_HEAD()
 
         def copyfile(self, source, outputfile):
             try:

@@ -123,6 +123,8 @@ async function main() {
     const wasm = await fetch(`${base}/pkg/l2d_bg.wasm`);
     assert.equal(wasm.headers.get("content-type"), "application/wasm");
     assert.equal((await fetch(`${base}/scripts/serve.py`)).status, 404);
+    assert.equal((await fetch(`${base}/scripts/serve.py`, { method: "HEAD" })).status, 404);
+    assert.equal((await fetch(`${base}/`, { method: "HEAD", redirect: "manual" })).status, 302);
   });
 
   await test("storefront: clicks → recommendations that exclude them and change; reload keeps; clear empties", async () => {
