@@ -22,6 +22,8 @@ use crate::pyliteral::{parse_list, PyValue};
 
 /// Most history items a sample keeps (D3 protocol).
 pub const MAX_HISTORY: usize = 10;
+/// Longest history list accepted in a D3 CSV cell (D3 keeps 10; this only stops absurd input).
+pub const MAX_HISTORY_CELL: usize = 1000;
 /// Iterative k-core threshold of the D3 protocol.
 pub const MIN_INTERACTIONS: usize = 5;
 
@@ -559,7 +561,26 @@ fn read_d3_split(path: &Path, catalog: &Catalog) -> Result<Vec<Sample>> {
     let time_col = table.optional_column("timestamp");
     let mut samples = Vec::new();
     table.for_each(|record, line| {
+        if record[history_col].len() > MAX_HISTORY_CELL * 64 {
+            return Err(Error::parse(
+                &file,
+                line,
+                "history_item_id",
+                format!(
+                    "{} bytes: longer than any history of {MAX_HISTORY_CELL} items",
+                    record[history_col].len()
+                ),
+            ));
+        }
         let ids = py_list_cell(record, history_col, &file, line, "history_item_id")?;
+        if ids.len() > MAX_HISTORY_CELL {
+            return Err(Error::parse(
+                &file,
+                line,
+                "history_item_id",
+                format!("{} history items (at most {MAX_HISTORY_CELL})", ids.len()),
+            ));
+        }
         let titles = py_list_cell(record, history_title_col, &file, line, "history_item_title")?;
         if titles.len() != ids.len() {
             return Err(Error::parse(

@@ -430,10 +430,10 @@ impl Qwen2 {
         let (_, seq) = ids.dims2()?;
         let mut cache = cache;
         let offset = cache.as_ref().map_or(0, |c| c.len());
-        if offset + seq > self.cfg.max_position_embeddings {
+        if offset + seq > positions(&self.cfg) {
             return Err(Error::mismatch(
                 "sequence length",
-                format!("at most {} positions", self.cfg.max_position_embeddings),
+                format!("at most {} positions", positions(&self.cfg)),
                 offset + seq,
             ));
         }
@@ -546,16 +546,26 @@ fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f64, pass: Pass) -> Result<Tensor
     })
 }
 
+/// Most positions a forward pass supports (prompts here are a few hundred tokens). The RoPE
+/// tables cover `min(max_position_embeddings, ROPE_POSITIONS)`, so a config claiming millions of
+/// positions cannot make loading allocate gigabytes.
+pub const ROPE_POSITIONS: usize = 4096;
+
+fn positions(cfg: &ModelConfig) -> usize {
+    cfg.max_position_embeddings.min(ROPE_POSITIONS)
+}
+
 fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     let dim = cfg.head_dim();
+    let n = positions(cfg);
     let inv_freq: Vec<f32> = (0..dim)
         .step_by(2)
         .map(|i| 1f32 / cfg.rope_theta.powf(i as f64 / dim as f64) as f32)
         .collect();
     let inv_freq = Tensor::from_vec(inv_freq, (1, dim / 2), device)?;
-    let positions = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
+    let positions = Tensor::arange(0u32, n as u32, device)?
         .to_dtype(DType::F32)?
-        .reshape((cfg.max_position_embeddings, 1))?;
+        .reshape((n, 1))?;
     let freqs = positions.matmul(&inv_freq)?;
     Ok((freqs.cos()?, freqs.sin()?))
 }
