@@ -268,10 +268,12 @@ async function main() {
     await context.close();
   });
 
-  await test("download faults: bad sha256 or a 404 show a quiet error, cache nothing bad, and a retry works", async () => {
+  await test("download faults: bad sha256, 404, network failure, truncated body show a quiet error, cache nothing bad, and a retry works", async () => {
     for (const [file, fault, expected] of [
       ["memory.blob", (route, body) => { body[200] ^= 0xff; return route.fulfill({ body }); }, /sha256 mismatch/],
       ["model.safetensors", (route) => route.fulfill({ status: 404, body: "gone" }), /HTTP 404/],
+      ["tokenizer.json", (route) => route.abort("failed"), /network error/],
+      ["memory.blob", (route, body) => route.fulfill({ body: body.subarray(0, body.length >> 1) }), /sha256 mismatch/],
     ]) {
       const context = await gpuBrowser.newContext();
       const page = await context.newPage();
@@ -296,6 +298,21 @@ async function main() {
       await clickProducts(page, 1);
       await context.close();
     }
+  });
+
+  await test("a blob built for another model is refused even when the manifest vouches for it", async () => {
+    const blob = Buffer.from(readFileSync(`${ROOT}models/default/memory.blob`));
+    blob[32] ^= 0xff; // the model fingerprint lives at offset 32 (outside the payload checksum)
+    const manifest = JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8"));
+    manifest.files["memory.blob"].sha256 = createHash("sha256").update(blob).digest("hex");
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    await page.route("**/models/default/manifest.json", (route) => route.fulfill({ body: JSON.stringify(manifest), contentType: "application/json" }));
+    await page.route("**/models/default/memory.blob", (route) => route.fulfill({ body: blob }));
+    await page.goto(`${base}/www/shop.html`);
+    await page.waitForFunction(() => document.getElementById("widget")?.dataset.state === "error", null, { timeout: 60000 });
+    assert.match(await page.evaluate(() => document.getElementById("widget").dataset.error), /built for another model/);
+    await context.close();
   });
 
   await gpuBrowser.close();
