@@ -11,6 +11,7 @@ use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::ItemIndex;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::score::{dot, ItemMatrix};
@@ -76,16 +77,20 @@ impl Geometry {
     }
 }
 
-/// Number of memory states of each of `n_items` items.
-pub fn state_counts(memory: &Memory, n_items: usize) -> Result<Vec<u32>> {
+/// How often each of `n_items` items occurs in `items` (memory targets, train targets).
+pub fn item_counts(items: &[ItemIndex], n_items: usize) -> Result<Vec<u32>> {
     let mut counts = vec![0u32; n_items];
-    for &item in &memory.items {
+    for &item in items {
         *counts
             .get_mut(item as usize)
-            .ok_or_else(|| Error::mismatch("memory item index", format!("< {n_items}"), item))? +=
-            1;
+            .ok_or_else(|| Error::mismatch("item index", format!("< {n_items}"), item))? += 1;
     }
     Ok(counts)
+}
+
+/// Number of memory states of each of `n_items` items.
+pub fn state_counts(memory: &Memory, n_items: usize) -> Result<Vec<u32>> {
+    item_counts(&memory.items, n_items)
 }
 
 /// L2D-G: per-item mean of its memory states; items without a state are invalid rows.

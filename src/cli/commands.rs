@@ -292,18 +292,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let memory = load_memory(&args.memory)?;
     let catalog = &dataset.catalog;
     let n_items = catalog.len();
-    let train_counts = l2d::aggregate::state_counts(
-        &Memory {
-            dim: 0,
-            states: Vec::new(),
-            items: dataset
-                .split(Split::Train)?
-                .iter()
-                .map(|s| s.target)
-                .collect(),
-        },
-        n_items,
-    )?;
+    let train_targets: Vec<ItemIndex> = dataset
+        .split(Split::Train)?
+        .iter()
+        .map(|s| s.target)
+        .collect();
+    let train_counts = l2d::aggregate::item_counts(&train_targets, n_items)?;
     let all = dataset.split(split)?;
     let keep = match args.limit {
         Some(limit) if limit < all.len() => subset(all.len(), limit as f64 / all.len() as f64, 7)?,
