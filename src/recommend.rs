@@ -95,14 +95,46 @@ impl Representations {
     /// Ranking scores (smaller is better) from an (untransformed) query state to every item:
     /// squared distances, or with a popularity prior `‖h − r‖ − w·ln(1 + states)`.
     pub fn distances(&self, query: &[f32], mode: Mode) -> Result<Vec<f32>> {
+        let q = self.prepared_query(query);
+        let to_rows = self.rows(mode)?.distances(&q)?;
+        self.scores_from_row_distances(&q, to_rows, mode)
+    }
+
+    /// The query in the representations' geometry (what row distances are computed from).
+    pub fn prepared_query(&self, query: &[f32]) -> Vec<f32> {
         let mut q = query.to_vec();
         self.geometry.apply(&mut q);
-        let squared = self.squared_distances(&q, mode)?;
+        q
+    }
+
+    /// The matrix whose rows a query is compared with in `mode`: item vectors (global) or
+    /// memory states grouped by item (local). The CPU scorer and the GPU scorer both use it.
+    pub fn rows(&self, mode: Mode) -> Result<&ItemMatrix> {
+        match mode {
+            Mode::Global => Ok(&self.global),
+            Mode::Local { .. } => Ok(self.local_index()?.states()),
+        }
+    }
+
+    /// Item scores from a prepared query's squared distances to [`Representations::rows`]
+    /// (computed on the CPU or the GPU): local aggregation when `mode` asks for it, then the
+    /// popularity prior.
+    pub fn scores_from_row_distances(
+        &self,
+        q: &[f32],
+        to_rows: Vec<f32>,
+        mode: Mode,
+    ) -> Result<Vec<f32>> {
+        let squared = match mode {
+            Mode::Global => to_rows,
+            Mode::Local { m } => self
+                .local_index()?
+                .distances_from_state_distances(q, &to_rows, m)?,
+        };
         Ok(self.apply_prior(squared))
     }
 
-    /// Applies the popularity prior (identity when its weight is 0) to squared distances.
-    pub fn apply_prior(&self, mut squared: Vec<f32>) -> Vec<f32> {
+    fn apply_prior(&self, mut squared: Vec<f32>) -> Vec<f32> {
         if self.popularity_prior != 0.0 {
             for (d, &c) in squared.iter_mut().zip(&self.counts) {
                 *d = d.sqrt() - self.popularity_prior * (1.0 + c as f32).ln();
@@ -113,18 +145,20 @@ impl Representations {
 
     /// L2D-L scores for several M at once (the query-to-state distances are computed once).
     pub fn local_scores(&self, query: &[f32], ms: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let local = self
-            .local
-            .as_ref()
-            .ok_or_else(|| Error::invalid("mode", "local aggregation needs memory states"))?;
-        let mut q = query.to_vec();
-        self.geometry.apply(&mut q);
-        let to_states = local.states().distances(&q)?;
+        let q = self.prepared_query(query);
+        let to_states = self.local_index()?.states().distances(&q)?;
         ms.iter()
-            .map(
-                |&m| Ok(self.apply_prior(local.distances_from_state_distances(&q, &to_states, m)?)),
-            )
+            .map(|&m| self.scores_from_row_distances(&q, to_states.clone(), Mode::Local { m }))
             .collect()
+    }
+
+    fn local_index(&self) -> Result<&LocalIndex> {
+        self.local.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "mode",
+                "local aggregation needs memory states (a memory blob), this blob holds global vectors only",
+            )
+        })
     }
 
     /// A ranking score as a distance for display: `‖h − r‖` without a prior, the adjusted
@@ -134,17 +168,6 @@ impl Representations {
             score.sqrt()
         } else {
             score
-        }
-    }
-
-    fn squared_distances(&self, q: &[f32], mode: Mode) -> Result<Vec<f32>> {
-        match mode {
-            Mode::Global => self.global.distances(q),
-            Mode::Local { m } => self
-                .local
-                .as_ref()
-                .ok_or_else(|| Error::invalid("mode", "local aggregation needs memory states (a memory blob), this blob holds global vectors only"))?
-                .distances(q, m),
         }
     }
 }

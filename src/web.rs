@@ -586,20 +586,17 @@ async fn recommend_async(
     };
     let (distances, used) = match scorer {
         Some((scorer, name)) => {
-            let mut q = query.clone();
-            inner.reps.geometry.apply(&mut q);
+            let q = inner.reps.prepared_query(&query);
             let to_rows = scorer
-                .distances(&[q.clone()])
+                .distances(std::slice::from_ref(&q))
                 .await
                 .map_err(js_error)?
                 .remove(0);
-            let d = match (mode, inner.reps.local.as_ref()) {
-                (Mode::Local { m }, Some(local)) => local
-                    .distances_from_state_distances(&q, &to_rows, m)
-                    .map_err(js_error)?,
-                _ => to_rows,
-            };
-            (inner.reps.apply_prior(d), format!("webgpu: {name}"))
+            let scores = inner
+                .reps
+                .scores_from_row_distances(&q, to_rows, mode)
+                .map_err(js_error)?;
+            (scores, format!("webgpu: {name}"))
         }
         None if backend == "webgpu" => {
             let why = match &*gpu.borrow() {
