@@ -94,8 +94,7 @@ pub fn beam_search(
     let net = &model.net;
     let mut cache = net.new_cache();
     let prompt = Tensor::new(prompt_ids, &Device::Cpu)?.unsqueeze(0)?;
-    let hidden = net.forward(&prompt, Some(&mut cache), Pass::Infer)?;
-    let last = hidden.i((.., prompt_ids.len() - 1..prompt_ids.len(), ..))?;
+    let last = net.forward_rows(&prompt, Some(&mut cache), &[prompt_ids.len() - 1])?;
     let mut log_probs = candle_nn::ops::log_softmax(&net.logits(&last)?.squeeze(1)?, D::Minus1)?
         .to_vec2::<f32>()?;
     let mut active = vec![Hypothesis {

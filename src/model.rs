@@ -427,7 +427,46 @@ impl Qwen2 {
     /// Final-norm hidden states `(batch, seq, hidden)` for token ids `(batch, seq)` that follow
     /// the `cache`'s positions (appending to it), or start at position 0 without a cache.
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>, pass: Pass) -> Result<Tensor> {
-        let (_, seq) = ids.dims2()?;
+        self.run(ids, cache, pass, None)
+    }
+
+    /// Final-norm hidden state `(batch, 1, hidden)` of one position per batch row (`rows[b]`,
+    /// counted within `ids`), e.g. each prompt's last token. Equal to selecting those rows of
+    /// [`Qwen2::forward`], but the last layer computes keys and values for every position and
+    /// queries, attention output and MLP only for the selected ones: the L2D representation and
+    /// a beam search's first logits need nothing else. The cache still receives every position.
+    pub fn forward_rows(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        rows: &[usize],
+    ) -> Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
+        if rows.len() != batch {
+            return Err(Error::mismatch(
+                "selected rows",
+                format!("one per batch row ({batch})"),
+                rows.len(),
+            ));
+        }
+        if let Some(&row) = rows.iter().find(|&&r| r >= seq) {
+            return Err(Error::mismatch(
+                "selected row",
+                format!("below the sequence length {seq}"),
+                row,
+            ));
+        }
+        self.run(ids, cache, Pass::Infer, Some(rows))
+    }
+
+    fn run(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        pass: Pass,
+        rows: Option<&[usize]>,
+    ) -> Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
         let mut cache = cache;
         let offset = cache.as_ref().map_or(0, |c| c.len());
         if offset + seq > positions(&self.cfg) {
@@ -437,23 +476,45 @@ impl Qwen2 {
                 offset + seq,
             ));
         }
+        let device = ids.device();
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
         let mask = if seq > 1 {
-            Some(causal_mask(seq, offset, ids.device())?)
+            Some(causal_mask(seq, offset, device)?)
         } else {
             None
         };
-        let mut xs =
-            self.embed_tokens
-                .embedding(&ids.flatten_all()?)?
-                .reshape((ids.dim(0)?, seq, ()))?;
+        let selected = rows
+            .map(|rows| Selection::new(rows, offset, seq, device))
+            .transpose()?;
+        let mut xs = self
+            .embed_tokens
+            .embedding(&ids.flatten_all()?)?
+            .reshape((batch, seq, ()))?;
+        let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.layers[i]);
+            let select = selected.as_ref().filter(|_| i == last);
             let normed = rms_norm(&xs, &layer.input_layernorm, self.eps, pass)?;
-            let attn = layer
-                .self_attn
-                .forward(&normed, &cos, &sin, mask.as_ref(), slot, pass)?;
+            let attn = match select {
+                None => {
+                    layer
+                        .self_attn
+                        .forward(&normed, &cos, &sin, mask.as_ref(), slot, pass, None)?
+                }
+                Some(sel) => {
+                    xs = sel.gather(&xs, 1)?;
+                    layer.self_attn.forward(
+                        &normed,
+                        &cos,
+                        &sin,
+                        Some(&sel.mask),
+                        slot,
+                        pass,
+                        Some(sel),
+                    )?
+                }
+            };
             xs = (xs + attn)?;
             let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
             let mlp = &layer.mlp;
@@ -484,6 +545,7 @@ impl Attention {
         mask: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
         pass: Pass,
+        select: Option<&Selection>,
     ) -> Result<Tensor> {
         let (b, seq, hidden) = xs.dims3()?;
         let split = |t: Tensor, heads: usize| -> Result<Tensor> {
@@ -503,6 +565,11 @@ impl Attention {
                 candle_nn::rotary_emb::rope(&q, cos, sin)?,
                 candle_nn::rotary_emb::rope(&k, cos, sin)?,
             ),
+        };
+        // Only the selected positions ask (keys and values still cover every position).
+        let (q, seq) = match select {
+            None => (q, seq),
+            Some(sel) => (sel.gather(&q, 2)?, 1),
         };
         let (k, v) = match cache {
             None => (k, v),
@@ -532,6 +599,53 @@ impl Attention {
             .transpose(1, 2)?
             .reshape((b, seq, hidden))?;
         Ok(self.o_proj.forward(&out)?)
+    }
+}
+
+/// One position per batch row, selected for the last layer of [`Qwen2::forward_rows`].
+struct Selection {
+    /// Row index per batch row, shape `(batch, 1)`.
+    rows: Tensor,
+    /// Additive mask `(batch, 1, 1, offset + seq)`: each selected position sees itself and
+    /// earlier positions only.
+    mask: Tensor,
+}
+
+impl Selection {
+    fn new(rows: &[usize], offset: usize, seq: usize, device: &Device) -> Result<Self> {
+        let total = offset + seq;
+        let mask: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| {
+                (0..total).map(move |j| {
+                    if j > offset + r {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        Ok(Selection {
+            rows: Tensor::from_vec(index, (rows.len(), 1), device)?,
+            mask: Tensor::from_vec(mask, (rows.len(), 1, 1, total), device)?,
+        })
+    }
+
+    /// The selected row of each batch element of `t`, whose batch is dim 0 and positions dim
+    /// `dim`; the result keeps `dim` with size 1.
+    fn gather(&self, t: &Tensor, dim: usize) -> Result<Tensor> {
+        let mut shape = t.dims().to_vec();
+        shape[dim] = 1;
+        let mut index_shape = vec![1; shape.len()];
+        index_shape[0] = shape[0];
+        let index = self
+            .rows
+            .reshape(index_shape)?
+            .broadcast_as(shape)?
+            .contiguous()?;
+        Ok(t.contiguous()?.gather(&index, dim)?)
     }
 }
 
@@ -662,11 +776,10 @@ impl Model {
             ids.extend(std::iter::repeat_n(0u32, longest - p.len()));
         }
         let ids = Tensor::from_vec(ids, (prompts.len(), longest), &Device::Cpu)?;
-        let hidden = self.net.forward(&ids, None, Pass::Infer)?;
-        prompts
-            .iter()
-            .enumerate()
-            .map(|(row, p)| Ok(hidden.i((row, p.len() - 1))?.to_vec1::<f32>()?))
+        let last: Vec<usize> = prompts.iter().map(|p| p.len() - 1).collect();
+        let hidden = self.net.forward_rows(&ids, None, &last)?;
+        (0..prompts.len())
+            .map(|row| Ok(hidden.i((row, 0))?.to_vec1::<f32>()?))
             .collect()
     }
 

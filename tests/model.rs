@@ -77,6 +77,58 @@ fn our_layers_equal_candle_transformers_qwen2() {
 }
 
 #[test]
+fn selected_rows_equal_the_full_forward_and_fill_the_cache() {
+    let model = default_model();
+    let a = model
+        .prompt_ids(&["Toy Story (1995)", "Heat (1995)"])
+        .unwrap();
+    let b = model.prompt_ids(&["Fargo (1996)"]).unwrap();
+    let longest = a.len().max(b.len());
+    let pad = |p: &[u32]| -> Vec<u32> {
+        let mut p = p.to_vec();
+        p.resize(longest, 0);
+        p
+    };
+    let ids = Tensor::new(vec![pad(&a), pad(&b)], &Device::Cpu).unwrap();
+    let full = model.net.forward(&ids, None, Pass::Infer).unwrap();
+    // A middle row of one prompt, the last real row of the other (right-padded).
+    let rows = [3, b.len() - 1];
+    let got = model.net.forward_rows(&ids, None, &rows).unwrap();
+    assert_eq!(got.dims(), &[2, 1, model.hidden_size()]);
+    for (batch, &row) in rows.iter().enumerate() {
+        let diff = max_abs_diff(&got.i((batch, 0)).unwrap(), &full.i((batch, row)).unwrap());
+        assert!(diff < 1e-4, "batch {batch} row {row}: max |Δ| = {diff}");
+    }
+    // The cache holds every position: continuing from it equals the uncached forward.
+    let mut cache = model.net.new_cache();
+    let prompt = Tensor::new(a.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model
+        .net
+        .forward_rows(&prompt, Some(&mut cache), &[a.len() - 1])
+        .unwrap();
+    assert_eq!(cache.len(), a.len());
+    let next = 17u32;
+    let step = model
+        .net
+        .forward(
+            &Tensor::new(&[[next]], &Device::Cpu).unwrap(),
+            Some(&mut cache),
+            Pass::Infer,
+        )
+        .unwrap();
+    let all: Vec<u32> = a.iter().copied().chain([next]).collect();
+    let expected = full_forward(&model, &all);
+    let diff = max_abs_diff(&step.i((0, 0)).unwrap(), &expected.i((0, a.len())).unwrap());
+    assert!(diff < 1e-4, "continuation max |Δ| = {diff}");
+    // Rows must be one per batch element and inside the sequence.
+    assert!(model.net.forward_rows(&ids, None, &[1]).is_err());
+    assert!(model.net.forward_rows(&ids, None, &[1, longest]).is_err());
+}
+
+#[test]
 fn shipped_model_is_a_standard_qwen2_checkpoint() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
     let config: serde_json::Value =

@@ -460,6 +460,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
+    // candle reads its thread count from these on every product; set before any model work.
+    if args.threads > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
+    }
+    let threads = candle_core::utils::get_num_threads();
     let dataset = load_dataset(&args.io.dataset)?;
     let model = load_model(&args.io.model)?;
     let memory = load_memory(&args.memory)?;
@@ -500,25 +506,31 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         ("beam 10".into(), beam_path(10)),
     ];
     println!(
-        "{} test histories, history → top-{k}, model hidden {} ({} layers), {} items, memory {} states; one thread per query",
+        "{} test histories, history → top-{k}, model hidden {} ({} layers), {} items, memory {} states; \
+         {threads} thread(s); the methods take turns on each history",
         histories.len(),
         model.hidden_size(),
         model.net.config().num_hidden_layers,
         catalog.len(),
         memory.len()
     );
-    let mut medians = Vec::new();
-    for (name, path) in &paths {
+    // Round-robin over the methods per history, so a load change on this shared machine hits
+    // every method alike instead of whichever ran at that moment.
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(histories.len()); paths.len()];
+    for (_, path) in &paths {
         path(histories[0])?; // warm-up
-        let mut times: Vec<f64> = histories
-            .iter()
-            .map(|h| {
-                let start = Instant::now();
-                path(h).map(|_| start.elapsed().as_secs_f64() * 1e3)
-            })
-            .collect::<Result<_>>()?;
+    }
+    for h in &histories {
+        for ((_, path), times) in paths.iter().zip(&mut times) {
+            let start = Instant::now();
+            path(h)?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mut medians = Vec::new();
+    for ((name, _), times) in paths.iter().zip(&mut times) {
         times.sort_by(f64::total_cmp);
-        let (median, p90) = (percentile(&times, 0.5), percentile(&times, 0.9));
+        let (median, p90) = (percentile(times, 0.5), percentile(times, 0.9));
         println!("{name:>14}: median {median:8.2} ms   p90 {p90:8.2} ms");
         medians.push((name.clone(), median));
     }

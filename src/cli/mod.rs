@@ -275,6 +275,10 @@ struct BenchArgs {
     /// M for L2D-L.
     #[arg(long, default_value_t = 20)]
     m: usize,
+    /// CPU threads for the model's matrix products, for every method alike: 1 is the browser's
+    /// configuration (and the baseline's fastest here); 0 uses every core (candle's default).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(clap::Args)]
