@@ -497,17 +497,19 @@ impl Qwen2 {
             let select = selected.as_ref().filter(|_| i == last);
             let normed = rms_norm(&xs, &layer.input_layernorm, self.eps, pass)?;
             let attn = match select {
-                None => {
-                    layer
-                        .self_attn
-                        .forward(&normed, &cos, &sin, mask.as_ref(), slot, pass, None)?
-                }
+                None => layer.self_attn.forward(
+                    &normed,
+                    (&cos, &sin),
+                    mask.as_ref(),
+                    slot,
+                    pass,
+                    None,
+                )?,
                 Some(sel) => {
                     xs = sel.gather(&xs, 1)?;
                     layer.self_attn.forward(
                         &normed,
-                        &cos,
-                        &sin,
+                        (&cos, &sin),
                         Some(&sel.mask),
                         slot,
                         pass,
@@ -540,8 +542,7 @@ impl Attention {
     fn forward(
         &self,
         xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
         pass: Pass,
