@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,9 @@ use crate::pyliteral::{parse_list, PyValue};
 pub const MAX_HISTORY: usize = 10;
 /// Longest history list accepted in a D3 CSV cell (D3 keeps 10; this only stops absurd input).
 pub const MAX_HISTORY_CELL: usize = 1000;
+/// Longest CSV record or text line accepted, in bytes. Real ones are far shorter (a D3 row with
+/// ten titles is about 2 KB); the bound stops a 2 GB line from being buffered whole.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
 /// Iterative k-core threshold of the D3 protocol.
 pub const MIN_INTERACTIONS: usize = 5;
 
@@ -210,9 +213,81 @@ impl fmt::Display for ImportReport {
     }
 }
 
+/// A reader that fails once a record runs past [`MAX_RECORD_BYTES`] without a line break, so
+/// that no parser above it ever buffers more. With `quoted`, line breaks inside CSV double
+/// quotes belong to the record (RFC 4180; a doubled quote toggles twice).
+struct RecordLimit<R> {
+    inner: R,
+    quoted: bool,
+    in_quotes: bool,
+    run: usize,
+    /// 1-based number of the line being read.
+    line: u64,
+}
+
+impl<R: Read> RecordLimit<R> {
+    fn new(inner: R, quoted: bool) -> Self {
+        RecordLimit {
+            inner,
+            quoted,
+            in_quotes: false,
+            run: 0,
+            line: 1,
+        }
+    }
+}
+
+impl<R: Read> Read for RecordLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'"' && self.quoted {
+                self.in_quotes = !self.in_quotes;
+            }
+            if b == b'\n' {
+                self.line += 1;
+                if !self.in_quotes {
+                    self.run = 0;
+                    continue;
+                }
+            }
+            self.run += 1;
+            if self.run > MAX_RECORD_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("record longer than {MAX_RECORD_BYTES} bytes"),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Non-empty lines of a text file with their 1-based numbers; a line longer than
+/// [`MAX_RECORD_BYTES`] or invalid UTF-8 is a parse error naming file and line.
+fn bounded_lines(path: &Path, mut row: impl FnMut(&str, u64) -> Result<()>) -> Result<()> {
+    let file = path.display().to_string();
+    let handle = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = std::io::BufReader::new(RecordLimit::new(handle, false));
+    let mut line = String::new();
+    for line_no in 1u64.. {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(Error::parse(&file, line_no, "line", e.to_string())),
+        }
+        let text = line.trim_end_matches(['\n', '\r']);
+        if !text.trim().is_empty() {
+            row(text, line_no)?;
+        }
+    }
+    Ok(())
+}
+
 struct CsvTable {
     file: String,
-    reader: csv::Reader<fs::File>,
+    reader: csv::Reader<RecordLimit<fs::File>>,
     header: Vec<String>,
 }
 
@@ -222,7 +297,7 @@ impl CsvTable {
         let handle = fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = csv::ReaderBuilder::new()
             .flexible(false)
-            .from_reader(handle);
+            .from_reader(RecordLimit::new(handle, true));
         let header = reader
             .headers()
             .map_err(|e| csv_error(&file, "header", e))?
@@ -263,6 +338,10 @@ impl CsvTable {
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
                     row(&record, line)?;
+                }
+                Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                    let line = self.reader.get_ref().line;
+                    return Err(Error::parse(&self.file, line, "record", e.to_string()));
                 }
                 Err(e) => return Err(csv_error(&self.file, "record", e)),
             }
@@ -500,13 +579,8 @@ fn single_file(dir: &Path, extension: &str) -> Result<Option<PathBuf>> {
 /// Reads a D3 `info/*.txt` catalog: `title<TAB>id` or `semantic-id<TAB>title<TAB>id` per line.
 fn read_d3_info(path: &Path) -> Result<Catalog> {
     let file = path.display().to_string();
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut items = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line_no = n as u64 + 1;
-        if line.is_empty() {
-            continue;
-        }
+    bounded_lines(path, |line, line_no| {
         let fields: Vec<&str> = line.split('\t').collect();
         let (title, id) = match fields.as_slice() {
             [title, id] => (title.to_string(), id.trim()),
@@ -528,7 +602,8 @@ fn read_d3_info(path: &Path) -> Result<Catalog> {
             id: id.to_string(),
             title,
         });
-    }
+        Ok(())
+    })?;
     if items.is_empty() {
         return Err(Error::Empty {
             what: format!("item catalog {file}"),
@@ -724,23 +799,12 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(
     path: &Path,
     mut row: impl FnMut(T, u64) -> Result<()>,
 ) -> Result<()> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value = serde_json::from_str(&line).map_err(|e| {
-            Error::parse(
-                path.display().to_string(),
-                n as u64 + 1,
-                "json",
-                e.to_string(),
-            )
+    bounded_lines(path, |line, line_no| {
+        let value = serde_json::from_str(line).map_err(|e| {
+            Error::parse(path.display().to_string(), line_no, "json", e.to_string())
         })?;
-        row(value, n as u64 + 1)?;
-    }
-    Ok(())
+        row(value, line_no)
+    })
 }
 
 impl Dataset {

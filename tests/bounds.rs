@@ -74,12 +74,12 @@ fn forged_sizes_fail_fast_with_named_errors_and_small_peak_memory() {
         .to_string();
     assert!(err.contains("hidden_size"), "{err}");
 
-    // A D3 row whose history holds 10^6 items.
+    // A D3 row whose history holds 10^5 items (within the record bound, over the cell bound).
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("info")).unwrap();
     std::fs::create_dir_all(dir.path().join("test")).unwrap();
     std::fs::write(dir.path().join("info/i.txt"), "A\t0\nB\t1\n").unwrap();
-    let history = vec!["0"; 1_000_000].join(", ");
+    let history = vec!["0"; 100_000].join(", ");
     std::fs::write(
         dir.path().join("test/t.csv"),
         format!("user_id,history_item_title,item_title,history_item_id,item_id\nu,\"['A']\",B,\"[{history}]\",1\n"),
@@ -89,6 +89,35 @@ fn forged_sizes_fail_fast_with_named_errors_and_small_peak_memory() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("t.csv:2: field `history_item_id`"), "{err}");
+
+    // A 256 MiB line in a raw log (a 10^8-item history would be the same): refused at the
+    // record bound, without buffering it.
+    let log = tempfile::tempdir().unwrap();
+    std::fs::write(
+        log.path().join("ratings.csv"),
+        "userId,movieId,rating,timestamp\n1,1,5,1\n",
+    )
+    .unwrap();
+    {
+        use std::io::Write;
+        let mut movies =
+            std::io::BufWriter::new(std::fs::File::create(log.path().join("movies.csv")).unwrap());
+        movies
+            .write_all(b"movieId,title,genres\n1,A (1999),x\n2,")
+            .unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            movies.write_all(&chunk).unwrap();
+        }
+        movies.write_all(b",x\n").unwrap();
+    }
+    let err = l2d::dataset::import_raw_log(&l2d::dataset::RawLogSpec::movielens(log.path()), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("movies.csv:3: field `record`") && err.contains("longer than 1048576 bytes"),
+        "{err}"
+    );
 
     let grown_mib = (peak_rss_kib() - before) / 1024;
     assert!(grown_mib < 64, "peak memory grew by {grown_mib} MiB");
