@@ -177,6 +177,57 @@ pub fn query_state(model: &Model, catalog: &Catalog, history: &[ItemIndex]) -> R
     model.last_hidden(&history_titles(catalog, history))
 }
 
+/// The catalog and item representations of a blob, after checking it was built from `model`
+/// (fingerprint and dimension) and carries the titles prompts are made of. What `l2d
+/// recommend` and the browser load.
+pub fn load_blob(model: &Model, blob: &Blob, source: &str) -> Result<(Catalog, Representations)> {
+    blob.check_model(&model.fingerprint, model.hidden_size())?;
+    if !blob.has_titles {
+        return Err(Error::invalid(
+            source,
+            "the blob has no titles: prompts need them (rebuild it without --no-titles)",
+        ));
+    }
+    let catalog = Catalog::new(blob.items.clone(), source)?;
+    Ok((catalog, Representations::from_blob(blob)?))
+}
+
+/// The `k` items with the most memory states, leaving out `exclude`: the answer for an empty
+/// history (there is no thought to decode).
+pub fn popular(reps: &Representations, k: usize, exclude: &[ItemIndex]) -> Vec<ItemIndex> {
+    crate::eval::popularity_ranking(&reps.counts, k.saturating_add(exclude.len()))
+        .into_iter()
+        .filter(|i| !exclude.contains(i))
+        .take(k)
+        .collect()
+}
+
+/// Recommendations for a history of catalog items on the CPU: its last
+/// [`crate::dataset::MAX_HISTORY`] items → query state → top-`k` by distance (display
+/// distances), or [`popular`] items (distance NaN) for an empty history.
+pub fn recommend(
+    model: &Model,
+    catalog: &Catalog,
+    reps: &Representations,
+    history: &[ItemIndex],
+    mode: Mode,
+    k: usize,
+    exclude: &[ItemIndex],
+) -> Result<Vec<(ItemIndex, f32)>> {
+    let history = crate::dataset::truncate_history(history);
+    if history.is_empty() {
+        return Ok(popular(reps, k, exclude)
+            .into_iter()
+            .map(|i| (i, f32::NAN))
+            .collect());
+    }
+    let query = query_state(model, catalog, history)?;
+    Ok(rank(reps, &query, mode, k, exclude)?
+        .into_iter()
+        .map(|(i, d)| (i, reps.display_distance(d)))
+        .collect())
+}
+
 /// Top-`k` items for a query state; `exclude` items (e.g. the history) are left out.
 pub fn rank(
     reps: &Representations,

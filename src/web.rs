@@ -13,10 +13,9 @@ use crate::blob::Blob;
 use crate::catalog::{Catalog, ItemIndex};
 use crate::dataset::truncate_history;
 use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
-use crate::eval::popularity_ranking;
 use crate::gpu::GpuScorer;
 use crate::model::{sha256_hex, Model, ModelFiles};
-use crate::recommend::{query_state, Mode, Representations};
+use crate::recommend::{load_blob, popular, query_state, Mode, Representations};
 use crate::score::top_k;
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
@@ -255,15 +254,7 @@ impl Recommender {
     fn build(files: &ModelFiles, blob: &[u8], scoring: Scoring) -> Result<Recommender, JsError> {
         let model = Model::from_files(files).map_err(js_error)?;
         let blob = Blob::from_bytes(blob).map_err(js_error)?;
-        blob.check_model(&model.fingerprint, model.hidden_size())
-            .map_err(js_error)?;
-        if !blob.has_titles {
-            return Err(JsError::new(
-                "blob has no titles: prompts need them (rebuild it without --no-titles)",
-            ));
-        }
-        let catalog = Catalog::new(blob.items.clone(), "blob").map_err(js_error)?;
-        let mut reps = Representations::from_blob(&blob).map_err(js_error)?;
+        let (catalog, mut reps) = load_blob(&model, &blob, "blob").map_err(js_error)?;
         if !scoring.popularity_prior.is_finite() || scoring.popularity_prior < 0.0 {
             return Err(JsError::new(
                 "manifest: scoring.popularity_prior must be a finite number ≥ 0",
@@ -560,10 +551,8 @@ async fn recommend_async(
         .map(|&i| inner.catalog.item(i).id.clone())
         .collect();
     if history.is_empty() {
-        let items = popularity_ranking(&inner.reps.counts, k + exclude.len())
+        let items = popular(&inner.reps, k, &exclude)
             .into_iter()
-            .filter(|i| !exclude.contains(i))
-            .take(k)
             .map(|i| item_out(&inner.catalog, i, f32::NAN))
             .collect();
         return to_js(&RecommendResult {

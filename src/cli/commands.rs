@@ -16,7 +16,7 @@ use l2d::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use l2d::eval::{evaluate, markdown_table, popularity_ranking, Report, BUCKETS};
 use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
-use l2d::recommend::{query_state, rank, Mode, Representations};
+use l2d::recommend::{load_blob, query_state, rank, Mode, Representations};
 use l2d::score::{top_k, DType};
 
 use super::{
@@ -567,45 +567,42 @@ pub fn recommend(args: RecommendArgs) -> Result<()> {
         std::fs::read(&args.blob).with_context(|| format!("reading {}", args.blob.display()))?;
     let blob = Blob::from_bytes(&bytes)
         .with_context(|| format!("reading blob {}", args.blob.display()))?;
-    blob.check_model(&model.fingerprint, model.hidden_size())
-        .with_context(|| {
+    let (catalog, reps) =
+        load_blob(&model, &blob, &args.blob.display().to_string()).with_context(|| {
             format!(
-                "{} does not belong to {}",
+                "{} cannot serve {}",
                 args.blob.display(),
                 args.model.display()
             )
         })?;
-    if !blob.has_titles {
-        bail!(
-            "{} has no titles; prompts need them (rebuild it without --no-titles)",
-            args.blob.display()
-        );
-    }
-    let catalog = Catalog::new(blob.items.clone(), &args.blob.display().to_string())?;
-    let reps = Representations::from_blob(&blob)?;
     let history = resolve_history(&catalog, &args.history)?;
     let mode = match args.mode.as_str() {
         "global" => Mode::Global,
         "local" => Mode::Local { m: args.m },
         other => bail!("unknown mode `{other}` (expected global or local)"),
     };
-    let query = query_state(&model, &catalog, &history)?;
     let exclude = if args.include_history {
         Vec::new()
     } else {
         history.clone()
     };
-    for (rank_no, (item, distance)) in rank(&reps, &query, mode, args.k, &exclude)?
-        .into_iter()
-        .enumerate()
-    {
+    let items =
+        l2d::recommend::recommend(&model, &catalog, &reps, &history, mode, args.k, &exclude)?;
+    if truncate_history(&history).is_empty() {
+        println!("(empty history: the most popular items)");
+    }
+    for (rank_no, (item, distance)) in items.into_iter().enumerate() {
         let item_ref = catalog.item(item);
+        let distance = if distance.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{distance:.4}")
+        };
         println!(
-            "{:>3}. {:<60} id {:<8} distance {:.4}",
+            "{:>3}. {:<60} id {:<8} distance {distance}",
             rank_no + 1,
             item_ref.title,
             item_ref.id,
-            reps.display_distance(distance)
         );
     }
     Ok(())

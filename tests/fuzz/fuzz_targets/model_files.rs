@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 fn shipped() -> &'static l2d::model::ModelFiles {
     static FILES: OnceLock<l2d::model::ModelFiles> = OnceLock::new();
     FILES.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
         l2d::model::ModelFiles::read_dir(&dir).expect("shipped model")
     })
 }
