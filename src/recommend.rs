@@ -188,6 +188,12 @@ pub fn load_blob(model: &Model, blob: &Blob, source: &str) -> Result<(Catalog, R
             "the blob has no titles: prompts need them (rebuild it without --no-titles)",
         ));
     }
+    if blob.items.is_empty() {
+        return Err(Error::Empty {
+            what: format!("catalog of {source}"),
+            detail: ": the blob has no items to recommend".into(),
+        });
+    }
     let catalog = Catalog::new(blob.items.clone(), source)?;
     Ok((catalog, Representations::from_blob(blob)?))
 }

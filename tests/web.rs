@@ -265,3 +265,146 @@ async fn odd_input_is_handled_not_crashed() {
             .is_err()
     );
 }
+
+/// An options object built in JS, so it can hold NaN and ±∞ (JSON cannot).
+fn js_options(entries: &[(&str, JsValue)]) -> JsValue {
+    let object = js_sys::Object::new();
+    for (key, value) in entries {
+        js_sys::Reflect::set(&object, &JsValue::from_str(key), value).unwrap();
+    }
+    object.into()
+}
+
+async fn settles_to_error(
+    promise: std::result::Result<js_sys::Promise, wasm_bindgen::JsError>,
+) -> bool {
+    match promise {
+        Err(_) => true,
+        Ok(p) => JsFuture::from(p).await.is_err(),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn every_export_rejects_wrong_types_and_non_finite_numbers() {
+    let r = recommender();
+    let history = serde_wasm_bindgen::to_value(&cases()[0].history).unwrap();
+    let nan = JsValue::from_f64(f64::NAN);
+    let inf = JsValue::from_f64(f64::INFINITY);
+    let neg_inf = JsValue::from_f64(f64::NEG_INFINITY);
+    let local = JsValue::from_str("local");
+    // recommend: non-finite or mistyped options are errors naming the option.
+    let message = match r.recommend(history.clone(), js_options(&[("k", nan.clone())])) {
+        Err(e) => format!("{:?}", JsValue::from(e)),
+        Ok(_) => panic!("k = NaN accepted"),
+    };
+    assert!(
+        message.contains("option `k` must be a whole number"),
+        "{message}"
+    );
+    for bad in [
+        js_options(&[("k", nan.clone())]),
+        js_options(&[("k", inf.clone())]),
+        js_options(&[("k", neg_inf.clone())]),
+        js_options(&[("mode", local.clone()), ("m", nan.clone())]),
+        js_options(&[("mode", local.clone()), ("m", inf.clone())]),
+        js_options(&[("k", JsValue::from_str("5"))]),
+        js_options(&[("mode", JsValue::from_f64(3.0))]),
+        js_options(&[("excludeHistory", JsValue::from_str("yes"))]),
+        js_options(&[("backend", JsValue::TRUE)]),
+        JsValue::from_f64(42.0),
+        JsValue::from_str("k=5"),
+    ] {
+        assert!(
+            settles_to_error(r.recommend(history.clone(), bad.clone())).await,
+            "recommend accepted {bad:?}"
+        );
+    }
+    // History entries of the wrong type: objects and booleans are errors, non-integral numbers
+    // are reported unknown, null/undefined history means "no history".
+    let entries =
+        |values: &[JsValue]| -> JsValue { values.iter().collect::<js_sys::Array>().into() };
+    for bad in [
+        entries(&[js_sys::Object::new().into()]),
+        entries(&[JsValue::TRUE]),
+        entries(&[JsValue::NULL]),
+        JsValue::from_f64(1.0),
+        js_sys::Object::new().into(),
+    ] {
+        assert!(
+            settles_to_error(r.recommend(bad.clone(), JsValue::UNDEFINED)).await,
+            "recommend accepted history {bad:?}"
+        );
+        assert!(r.hidden(bad.clone()).is_err(), "hidden accepted {bad:?}");
+        assert!(
+            r.beam(bad.clone(), 1.0, 5.0).is_err(),
+            "beam accepted {bad:?}"
+        );
+    }
+    let odd_numbers = entries(&[nan.clone(), inf.clone(), JsValue::from_f64(1.5)]);
+    let result: Result = serde_wasm_bindgen::from_value(
+        JsFuture::from(r.recommend(odd_numbers, JsValue::UNDEFINED).unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(result.unknown, vec!["NaN", "inf", "1.5"]);
+    assert_eq!(result.backend, "popularity");
+    for value in [JsValue::NULL, JsValue::UNDEFINED] {
+        assert!(!settles_to_error(r.recommend(value.clone(), JsValue::UNDEFINED)).await);
+        assert_eq!(r.hidden(value).unwrap().len(), 192);
+    }
+    // beam: width and k must be whole numbers.
+    for (beam, k) in [
+        (f64::NAN, 5.0),
+        (f64::INFINITY, 5.0),
+        (-1.0, 5.0),
+        (1.0, f64::NAN),
+        (1.0, -3.0),
+        (2.5, 5.0),
+    ] {
+        assert!(
+            r.beam(history.clone(), beam, k).is_err(),
+            "beam({beam}, {k})"
+        );
+    }
+    // items and info take nothing and always answer.
+    assert!(js_sys::Array::from(&r.items().unwrap()).length() == 3496);
+    assert!(r.info().is_ok());
+    // load: options must be an object with a string manifestUrl.
+    for bad in [
+        JsValue::from_f64(3.0),
+        JsValue::NULL,
+        js_options(&[("manifestUrl", JsValue::from_f64(5.0))]),
+        js_options(&[("manifestUrl", nan)]),
+    ] {
+        assert!(
+            Recommender::load(bad.clone()).await.is_err(),
+            "load accepted {bad:?}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+fn an_empty_catalog_blob_is_refused_by_name() {
+    let files = l2d::model::ModelFiles {
+        config: CONFIG.to_vec(),
+        weights: WEIGHTS.to_vec(),
+        tokenizer: TOKENIZER.to_vec(),
+        meta: META.to_vec(),
+    };
+    let empty = l2d::blob::Blob::new(
+        l2d::blob::BlobKind::Global,
+        l2d::model::model_fingerprint(&files),
+        &l2d::catalog::Catalog::new(Vec::new(), "test").unwrap(),
+        true,
+        Vec::new(),
+        l2d::score::ItemMatrix::from_f32(Vec::new(), 192, Vec::new()).unwrap(),
+    )
+    .unwrap()
+    .to_bytes();
+    let err = match Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, &empty, None) {
+        Ok(_) => panic!("an empty catalog blob was accepted"),
+        Err(e) => format!("{:?}", JsValue::from(e)),
+    };
+    assert!(err.contains("no items"), "{err}");
+}
