@@ -1,6 +1,6 @@
 // Page-level tests of the storefront widget and the paper demo, in Debian's Chromium driven by
 // playwright-core (no browser download). Run by scripts/test.sh after scripts/build-web.sh.
-//   node tests/pages.mjs [--screenshots]
+//   node tests/pages.mjs [--screenshots] [--only SUBSTRING]
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SCREENSHOTS = process.argv.includes("--screenshots");
+const ONLY = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : null;
 const FLAGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
 
 function serve(port, extra = []) {
@@ -25,6 +26,7 @@ async function browser(webgpu = true) {
 
 const results = [];
 async function test(name, body) {
+  if (ONLY && !name.includes(ONLY)) return;
   const start = Date.now();
   try {
     await body();
@@ -298,6 +300,43 @@ async function main() {
       await clickProducts(page, 1);
       await context.close();
     }
+  });
+
+  await test("a full storage quota: recommendations still work, nothing partial is cached, and caching resumes with room", async () => {
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    // 1 MB for the whole origin: the 6 MB weights and 10 MB blob cannot be stored.
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin: base, quotaSize: 1_000_000 });
+    await page.goto(`${base}/www/shop.html`);
+    await clickProducts(page, 2);
+    const cachedSizes = () =>
+      page.evaluate(async () => {
+        const cache = await caches.open("l2d-v1");
+        const out = {};
+        for (const request of await cache.keys()) {
+          const body = await (await cache.match(request)).arrayBuffer();
+          out[new URL(request.url).pathname.split("/").pop()] = body.byteLength;
+        }
+        return out;
+      });
+    const squeezed = await cachedSizes();
+    console.log("     cached under the quota:", JSON.stringify(squeezed));
+    for (const big of ["model.safetensors", "memory.blob"]) {
+      assert.ok(!(big in squeezed), `${big} was cached beyond the quota`);
+    }
+    for (const [file, size] of Object.entries(squeezed)) {
+      assert.equal(size, readFileSync(`${ROOT}models/default/${file}`).length, `${file} cached partially`);
+    }
+    // With room again, the next visit downloads and caches everything in full.
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin: base });
+    await page.reload();
+    await clickProducts(page, 1);
+    const roomy = await cachedSizes();
+    for (const file of ["model.safetensors", "memory.blob", "tokenizer.json", "config.json"]) {
+      assert.equal(roomy[file], readFileSync(`${ROOT}models/default/${file}`).length, `${file} not cached in full`);
+    }
+    await context.close();
   });
 
   await test("a blob built for another model is refused even when the manifest vouches for it", async () => {
