@@ -216,6 +216,10 @@ impl LocalIndex {
                 to_states.len(),
             ));
         }
+        // No item has more states than the largest group: a larger m (even usize::MAX from a
+        // caller's option) means "all of them" and must not size the heap.
+        let largest = self.offsets.windows(2).map(|w| w[1] - w[0]).max();
+        let m = m.min(largest.unwrap_or(0).max(1));
         let dim = self.states.dim();
         let mut scratch = vec![0f32; dim];
         let mut mean = vec![0f32; dim];

@@ -82,12 +82,15 @@ fn local_with_large_m_equals_global_and_small_m_uses_nearest_states() {
     for _ in 0..10 {
         let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let g = global.distances(&query).unwrap();
-        let l = local.distances(&query, max_count).unwrap();
-        for (a, b) in g.iter().zip(&l) {
-            assert!(
-                (a.is_infinite() && b.is_infinite()) || (a - b).abs() < 1e-4,
-                "{a} vs {b}"
-            );
+        // Any M ≥ the largest count, up to usize::MAX (a caller's unbounded option), is "all".
+        for m in [max_count, 1 << 40, usize::MAX] {
+            let l = local.distances(&query, m).unwrap();
+            for (a, b) in g.iter().zip(&l) {
+                assert!(
+                    (a.is_infinite() && b.is_infinite()) || (a - b).abs() < 1e-4,
+                    "m={m}: {a} vs {b}"
+                );
+            }
         }
         // M = 1: distance to the single nearest state of each item.
         let l1 = local.distances(&query, 1).unwrap();
