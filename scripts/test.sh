@@ -2,7 +2,8 @@
 # Every test of l2d, on a fresh machine: installs what is missing (wasm target, wasm-bindgen-cli,
 # Chromium + chromedriver, Mesa lavapipe), then formatting, lints, native tests, the tokenizer
 # parity test with the Oniguruma engine, the wasm32 build, the wasm tests in headless Chromium
-# with WebGPU (SwiftShader) and without it (CPU fallback), and the page-level tests.
+# with WebGPU (SwiftShader) and without it (CPU fallback), the page-level tests, and a short
+# run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -43,5 +44,8 @@ setup_node
 scripts/build-web.sh
 cargo run --release --quiet --bin l2d -- prepare --movielens data/ml-latest-small --out target/data/ml-latest-small
 node tests/pages.mjs
+
+step "fuzz smoke: every cargo-fuzz target for ${FUZZ_SECONDS:-20} s from its seeds (nightly, sanitizer build)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 step "all tests passed"
