@@ -34,6 +34,9 @@ pub struct Representations {
     /// Popularity prior: rank by `‖h − r‖ − weight · ln(1 + states)` instead of the plain
     /// distance (0 = the paper's plain L2). Favors items with many memory states.
     pub popularity_prior: f32,
+    /// Items without memory states that [`Representations::fill_cold_from_titles`] gave a
+    /// vector (in `global`); empty = the default rule, cold items ranked last.
+    pub cold_filled: Vec<ItemIndex>,
 }
 
 impl Representations {
@@ -47,6 +50,7 @@ impl Representations {
             local: Some(local),
             geometry,
             popularity_prior: 0.0,
+            cold_filled: Vec::new(),
         })
     }
 
@@ -59,6 +63,7 @@ impl Representations {
                 counts: blob.counts.clone(),
                 geometry: Geometry::plain(),
                 popularity_prior: 0.0,
+                cold_filled: Vec::new(),
             }),
             BlobKind::Memory => {
                 let local = LocalIndex::from_grouped(blob.matrix.clone(), &blob.counts)?;
@@ -77,6 +82,7 @@ impl Representations {
                     counts: blob.counts.clone(),
                     geometry: Geometry::plain(),
                     popularity_prior: 0.0,
+                    cold_filled: Vec::new(),
                 })
             }
         }
@@ -127,11 +133,74 @@ impl Representations {
     ) -> Result<Vec<f32>> {
         let squared = match mode {
             Mode::Global => to_rows,
-            Mode::Local { m } => self
-                .local_index()?
-                .distances_from_state_distances(q, &to_rows, m)?,
+            Mode::Local { m } => {
+                let mut squared = self
+                    .local_index()?
+                    .distances_from_state_distances(q, &to_rows, m)?;
+                // Cold items have no states to aggregate: their filled vector stands in.
+                let mut scratch = vec![0f32; self.global.dim()];
+                for &i in &self.cold_filled {
+                    let row = self.global.row_into(i as usize, &mut scratch);
+                    squared[i as usize] = row.iter().zip(q).map(|(r, x)| (r - x) * (r - x)).sum();
+                }
+                squared
+            }
         };
         Ok(self.apply_prior(squared))
+    }
+
+    /// The cold-start rule "title": gives every item without memory states a vector instead of
+    /// ranking it last. An item's *title state* is the query state of a one-item history
+    /// holding it; over the items that have states, L2D-G vectors sit at a roughly constant
+    /// offset from their title states (a train prompt's thought is about the *next* item), so a
+    /// cold item's vector is its title state plus the mean offset. Costs one short forward pass
+    /// per catalog item. Returns how many items were filled.
+    pub fn fill_cold_from_titles(&mut self, model: &Model, catalog: &Catalog) -> Result<usize> {
+        let n = self.n_items();
+        if catalog.len() != n {
+            return Err(Error::mismatch("catalog items", n, catalog.len()));
+        }
+        let dim = self.global.dim();
+        let prompts: Vec<Vec<u32>> = catalog
+            .items()
+            .iter()
+            .map(|item| model.prompt_ids(&[item.title.as_str()]))
+            .collect::<Result<_>>()?;
+        let mut title_states = Vec::with_capacity(n * dim);
+        for chunk in prompts.chunks(64) {
+            for state in model.last_hidden_batch(chunk)? {
+                title_states.extend(self.prepared_query(&state));
+            }
+        }
+        let mut values = self.global.to_f32_values();
+        let valid = self.global.valid().to_vec();
+        let mut offset = vec![0f64; dim];
+        let warm = valid.iter().filter(|&&v| v).count();
+        if warm == 0 {
+            return Err(Error::invalid(
+                "cold start",
+                "no item has memory states to learn the title offset from",
+            ));
+        }
+        for i in (0..n).filter(|&i| valid[i]) {
+            for d in 0..dim {
+                offset[d] += f64::from(values[i * dim + d] - title_states[i * dim + d]);
+            }
+        }
+        let cold: Vec<ItemIndex> = (0..n)
+            .filter(|&i| !valid[i])
+            .map(|i| i as ItemIndex)
+            .collect();
+        for &i in &cold {
+            let i = i as usize;
+            for d in 0..dim {
+                values[i * dim + d] = title_states[i * dim + d] + (offset[d] / warm as f64) as f32;
+            }
+        }
+        let dtype = self.global.dtype();
+        self.global = ItemMatrix::from_f32(values, dim, vec![true; n])?.to_dtype(dtype);
+        self.cold_filled = cold;
+        Ok(self.cold_filled.len())
     }
 
     fn apply_prior(&self, mut squared: Vec<f32>) -> Vec<f32> {

@@ -272,3 +272,86 @@ fn f16_ranking_agrees_with_f32_on_the_default_model() {
     let share = agree as f64 / total as f64;
     assert!(share >= 0.99, "f16 keeps {share:.4} of f32's top-20 items");
 }
+
+#[test]
+fn cold_start_by_title_fills_exactly_the_cold_items() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = l2d::model::Model::load_dir(&root.join("models/default")).unwrap();
+    let blob =
+        Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
+    let (catalog, plain) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
+    let cold: Vec<usize> = (0..catalog.len())
+        .filter(|&i| plain.counts[i] == 0)
+        .collect();
+    assert!(!cold.is_empty(), "the shipped memory has cold items");
+    let mut filled = plain.clone();
+    assert_eq!(
+        filled.fill_cold_from_titles(&model, &catalog).unwrap(),
+        cold.len()
+    );
+
+    let (before, after) = (plain.global.to_f32_values(), filled.global.to_f32_values());
+    let dim = model.hidden_size();
+    let row = |v: &[f32], i: usize| v[i * dim..(i + 1) * dim].to_vec();
+    // Warm rows are untouched; the mean offset is recovered from any cold row and its title.
+    let offset: Vec<f32> = {
+        let i = cold[0];
+        let title = model
+            .last_hidden(&[catalog.item(i as u32).title.as_str()])
+            .unwrap();
+        row(&after, i)
+            .iter()
+            .zip(&title)
+            .map(|(a, t)| a - t)
+            .collect()
+    };
+    let warm: Vec<usize> = (0..catalog.len())
+        .filter(|&i| plain.counts[i] > 0)
+        .collect();
+    let prompts: Vec<Vec<u32>> = warm
+        .iter()
+        .map(|&i| {
+            model
+                .prompt_ids(&[catalog.item(i as u32).title.as_str()])
+                .unwrap()
+        })
+        .collect();
+    let titles: Vec<Vec<f32>> = prompts
+        .chunks(256)
+        .flat_map(|c| model.last_hidden_batch(c).unwrap())
+        .collect();
+    let mut mean = vec![0f64; dim];
+    for (&i, title) in warm.iter().zip(&titles) {
+        assert_eq!(row(&before, i), row(&after, i), "warm item {i} changed");
+        for d in 0..dim {
+            mean[d] += f64::from(before[i * dim + d] - title[d]) / warm.len() as f64;
+        }
+    }
+    let gap = mean
+        .iter()
+        .zip(&offset)
+        .map(|(m, o)| (*m as f32 - o).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-3, "offset differs from the warm mean by {gap}");
+
+    // Cold items now get finite scores in both modes (before: infinite, ranked last).
+    let query = model
+        .last_hidden(&["Toy Story (1995)", "Heat (1995)"])
+        .unwrap();
+    for mode in [
+        l2d::recommend::Mode::Global,
+        l2d::recommend::Mode::Local { m: 10 },
+    ] {
+        let old = plain.distances(&query, mode).unwrap();
+        let new = filled.distances(&query, mode).unwrap();
+        for &i in &cold {
+            assert!(
+                old[i].is_infinite() && new[i].is_finite(),
+                "{mode:?} item {i}"
+            );
+        }
+        for &i in &warm {
+            assert_eq!(old[i], new[i], "{mode:?} warm item {i}");
+        }
+    }
+}

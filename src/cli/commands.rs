@@ -215,17 +215,27 @@ pub fn blob(args: BlobArgs) -> Result<()> {
 
 /// A treatment name → its geometry and popularity-prior weight (`prior=W`, combinable with
 /// `+`, e.g. `center+cosine+prior=0.5`).
-fn treatment_for(treatment: &str, memory: &Memory) -> Result<(Geometry, f32)> {
+/// A treatment's parts: geometry, popularity prior weight, and whether cold items get title
+/// vectors (`cold=title`) instead of the default rule (`cold=last`).
+fn treatment_for(treatment: &str, memory: &Memory) -> Result<(Geometry, f32, bool)> {
     let mut prior = 0.0;
+    let mut cold_titles = false;
     let mut parts: Vec<&str> = Vec::new();
     for part in treatment.split('+') {
-        match part.strip_prefix("prior=") {
-            Some(w) => {
-                prior = w
-                    .parse()
-                    .with_context(|| format!("treatment `{treatment}`: bad prior weight `{w}`"))?
-            }
-            None => parts.push(part),
+        if let Some(w) = part.strip_prefix("prior=") {
+            prior = w
+                .parse()
+                .with_context(|| format!("treatment `{treatment}`: bad prior weight `{w}`"))?;
+        } else if let Some(rule) = part.strip_prefix("cold=") {
+            cold_titles = match rule {
+                "title" => true,
+                "last" => false,
+                other => bail!(
+                    "treatment `{treatment}`: unknown cold-start rule `{other}` (expected title or last)"
+                ),
+            };
+        } else {
+            parts.push(part);
         }
     }
     let joined = if parts.is_empty() {
@@ -234,7 +244,7 @@ fn treatment_for(treatment: &str, memory: &Memory) -> Result<(Geometry, f32)> {
         parts.join("+")
     };
     let geometry = geometry_for(&joined, memory)?;
-    Ok((geometry, prior))
+    Ok((geometry, prior, cold_titles))
 }
 
 fn geometry_for(treatment: &str, memory: &Memory) -> Result<Geometry> {
@@ -348,9 +358,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     let treatments =
                         std::iter::once("plain").chain(args.treatments.iter().map(String::as_str));
                     for treatment in treatments {
-                        let (geometry, prior) = treatment_for(treatment, &mem)?;
+                        let (geometry, prior, cold_titles) = treatment_for(treatment, &mem)?;
                         let mut reps = Representations::from_memory(&mem, n_items, geometry)?;
                         reps.popularity_prior = prior;
+                        if cold_titles {
+                            let filled = reps.fill_cold_from_titles(&model, catalog)?;
+                            eprintln!("{treatment}: {filled} cold items get title vectors");
+                        }
                         let mut suffix = String::new();
                         if fraction < 1.0 {
                             suffix += &format!(" [memory {:.0}%]", fraction * 100.0);

@@ -245,7 +245,8 @@ struct EvalArgs {
     #[arg(long, value_delimiter = ',', default_value = "1.0")]
     fractions: Vec<f64>,
     /// Latent-space treatments to add, comma-separated: center, cosine, center+cosine,
-    /// prior=W (popularity prior weight), combinable with `+`.
+    /// prior=W (popularity prior weight), cold=title (cold-start items get their title state
+    /// plus the mean title→item offset instead of ranking last), combinable with `+`.
     #[arg(long, value_delimiter = ',')]
     treatments: Vec<String>,
     /// Round memory states through this element type first (f32, f16, i8), as a blob stores them.
