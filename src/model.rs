@@ -615,18 +615,7 @@ struct Selection {
 impl Selection {
     fn new(rows: &[usize], offset: usize, seq: usize, device: &Device) -> Result<Self> {
         let total = offset + seq;
-        let mask: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| {
-                (0..total).map(move |j| {
-                    if j > offset + r {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
-                })
-            })
-            .collect();
+        let mask = causal_rows(rows.iter().copied(), offset, total);
         let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         Ok(Selection {
             rows: Tensor::from_vec(index, (rows.len(), 1), device)?,
@@ -685,19 +674,25 @@ fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     Ok((freqs.cos()?, freqs.sin()?))
 }
 
-fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
-    let total = seq + offset;
-    let values: Vec<f32> = (0..seq)
-        .flat_map(|i| {
+/// The causal rule, one mask row per query position `p` (counted after `offset` cached
+/// positions): key `j` is visible when `j ≤ offset + p`, hidden (−∞) otherwise.
+fn causal_rows(positions: impl Iterator<Item = usize>, offset: usize, total: usize) -> Vec<f32> {
+    positions
+        .flat_map(|p| {
             (0..total).map(move |j| {
-                if j > i + offset {
+                if j > offset + p {
                     f32::NEG_INFINITY
                 } else {
                     0.0
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let total = seq + offset;
+    let values = causal_rows(0..seq, offset, total);
     Ok(Tensor::from_vec(values, (seq, total), device)?)
 }
 

@@ -2,9 +2,8 @@
 //! scorer's distances and top-K, on random data and on the shipped default blob.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::Path;
+mod common;
 
-use l2d::blob::Blob;
 use l2d::gpu::GpuScorer;
 use l2d::score::{top_k, ItemMatrix};
 use rand::rngs::StdRng;
@@ -51,10 +50,8 @@ fn gpu_distances_equal_cpu_on_random_data() {
 
 #[test]
 fn gpu_equals_cpu_on_the_default_blob() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = l2d::model::Model::load_dir(&root.join("models/default")).unwrap();
-    let blob =
-        Blob::from_bytes(&std::fs::read(root.join("models/default/global.blob")).unwrap()).unwrap();
+    let model = common::default_model();
+    let blob = common::default_blob("global.blob");
     let catalog = l2d::catalog::Catalog::new(blob.items.clone(), "global.blob").unwrap();
     let gpu = scorer(&blob.matrix);
     let mut rng = StdRng::seed_from_u64(6);

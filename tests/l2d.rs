@@ -2,7 +2,7 @@
 //! rejections, and f16 against f32 on the shipped default model.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::Path;
+mod common;
 
 use l2d::aggregate::{global_item_vectors, LocalIndex};
 use l2d::blob::{Blob, BlobError, BlobKind};
@@ -241,10 +241,8 @@ fn each_corruption_has_its_own_error() {
 
 #[test]
 fn f16_ranking_agrees_with_f32_on_the_default_model() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = l2d::model::Model::load_dir(&root.join("models/default")).unwrap();
-    let blob =
-        Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
+    let model = common::default_model();
+    let blob = common::default_blob("memory.blob");
     blob.check_model(&model.fingerprint, model.hidden_size())
         .unwrap();
     let reps = l2d::recommend::Representations::from_blob(&blob).unwrap();
@@ -275,10 +273,8 @@ fn f16_ranking_agrees_with_f32_on_the_default_model() {
 
 #[test]
 fn cold_start_by_title_fills_exactly_the_cold_items() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = l2d::model::Model::load_dir(&root.join("models/default")).unwrap();
-    let blob =
-        Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
+    let model = common::default_model();
+    let blob = common::default_blob("memory.blob");
     let (catalog, plain) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
     let cold: Vec<usize> = (0..catalog.len())
         .filter(|&i| plain.counts[i] == 0)

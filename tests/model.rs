@@ -31,9 +31,8 @@ fn full_forward(model: &Model, ids: &[u32]) -> Tensor {
     model.net.forward(&input, None, Pass::Infer).unwrap()
 }
 
-fn default_model() -> Model {
-    Model::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")).unwrap()
-}
+mod common;
+use common::default_model;
 
 #[test]
 fn our_layers_equal_candle_transformers_qwen2() {

@@ -5,12 +5,11 @@
 //! Regenerate after retraining: `L2D_BLESS=1 cargo test --release --test web_parity`.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::path::Path;
 
-use l2d::blob::Blob;
-use l2d::catalog::Catalog;
-use l2d::model::Model;
-use l2d::recommend::{query_state, rank, Mode, Representations};
+use l2d::recommend::{query_state, rank, Mode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
@@ -36,14 +35,10 @@ const HISTORIES: [&[&str]; 6] = [
 
 #[test]
 fn native_results_match_the_fixture() {
+    let model = common::default_model();
+    let blob = common::default_blob("memory.blob");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = Model::load_dir(&root.join("models/default")).unwrap();
-    let blob =
-        Blob::from_bytes(&std::fs::read(root.join("models/default/memory.blob")).unwrap()).unwrap();
-    blob.check_model(&model.fingerprint, model.hidden_size())
-        .unwrap();
-    let catalog = Catalog::new(blob.items.clone(), "memory.blob").unwrap();
-    let reps = Representations::from_blob(&blob).unwrap();
+    let (catalog, reps) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
     let cases: Vec<Case> = HISTORIES
         .iter()
         .map(|ids| {
