@@ -270,9 +270,10 @@ pub fn load_blob(model: &Model, blob: &Blob, source: &str) -> Result<(Catalog, R
 /// The `k` items with the most memory states, leaving out `exclude`: the answer for an empty
 /// history (there is no thought to decode).
 pub fn popular(reps: &Representations, k: usize, exclude: &[ItemIndex]) -> Vec<ItemIndex> {
-    crate::eval::popularity_ranking(&reps.counts, k.saturating_add(exclude.len()))
+    let excluded = crate::score::exclusion_mask(reps.n_items(), exclude);
+    crate::eval::popularity_ranking(&reps.counts, reps.n_items())
         .into_iter()
-        .filter(|i| !exclude.contains(i))
+        .filter(|&i| !excluded[i as usize])
         .take(k)
         .collect()
 }

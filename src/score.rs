@@ -145,9 +145,8 @@ impl ItemMatrix {
         match &self.data {
             RowData::F32(v) => &v[span],
             RowData::F16(v) => {
-                for (s, h) in scratch.iter_mut().zip(&v[span]) {
-                    *s = h.to_f32();
-                }
+                // Vectorised where the CPU converts halves in hardware (F16C on x86).
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[span], scratch);
                 scratch
             }
             RowData::I8 { values, scales } => {
@@ -266,6 +265,18 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// `mask[i]` is true for the items of `exclude` (ids past `n` are ignored): one pass, however
+/// long the excluded list (a visitor's whole history) is.
+pub fn exclusion_mask(n: usize, exclude: &[ItemIndex]) -> Vec<bool> {
+    let mut mask = vec![false; n];
+    for &i in exclude {
+        if let Some(m) = mask.get_mut(i as usize) {
+            *m = true;
+        }
+    }
+    mask
+}
+
 /// Orders (distance, item): smaller distance first, NaN as +∞, ties by item index.
 fn closer(a: (f32, ItemIndex), b: (f32, ItemIndex)) -> std::cmp::Ordering {
     let key = |d: f32| if d.is_nan() { f32::INFINITY } else { d };
@@ -275,11 +286,12 @@ fn closer(a: (f32, ItemIndex), b: (f32, ItemIndex)) -> std::cmp::Ordering {
 /// The `k` items with the smallest distances, closest first, ties broken by item index;
 /// `exclude` items are left out (e.g. the history). Partial selection, then a sort of `k`.
 pub fn top_k(distances: &[f32], k: usize, exclude: &[ItemIndex]) -> Vec<(ItemIndex, f32)> {
+    let excluded = exclusion_mask(distances.len(), exclude);
     let mut candidates: Vec<(f32, ItemIndex)> = distances
         .iter()
         .enumerate()
+        .filter(|&(i, _)| !excluded[i])
         .map(|(i, &d)| (d, i as ItemIndex))
-        .filter(|(_, i)| !exclude.contains(i))
         .collect();
     let k = k.min(candidates.len());
     if k == 0 {
@@ -313,6 +325,15 @@ mod tests {
         assert_eq!(top_k(&d, 2, &[4]), vec![(1, 0.5), (2, 0.5)]);
         assert_eq!(top_k(&d, 10, &[]).len(), 5);
         assert!(top_k(&d, 0, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_huge_exclusion_list_is_one_mask() {
+        let d: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        // A million entries: repeats, every item but the last three, and ids past the catalog.
+        let exclude: Vec<ItemIndex> = (0..1_000_000u32).map(|i| i % 997).chain([5000]).collect();
+        assert_eq!(top_k(&d, 2, &exclude), vec![(997, 997.0), (998, 998.0)]);
+        assert_eq!(exclusion_mask(3, &[1, 7]), vec![false, true, false]);
     }
 
     #[test]
