@@ -7,7 +7,7 @@
 //!   8  version          u32      1
 //!  12  kind             u8       0 = global item vectors, 1 = memory (states grouped by item)
 //!  13  dtype            u8       0 = f32, 1 = f16, 2 = int8 with one f32 scale per row
-//!  14  flags            u16      bit 0: titles present
+//!  14  flags            u16      bit 0: titles present; bit 1: cold-start vectors present
 //!  16  items            u32      catalog size
 //!  20  rows             u32      matrix rows (= items for global, = states for memory)
 //!  24  dim              u32      vector dimension (= the model's hidden size)
@@ -20,6 +20,8 @@
 //!             item in catalog order, so counts give each item's row range)
 //!   int8 only: rows × f32 scale
 //!   rows × dim values of dtype
+//!   if bit 1: one vector per item whose count is 0, in catalog order, in the same dtype
+//!             (int8: their scales, then their values) — the cold-start rule's item vectors
 //! ```
 //! Reading checks every length against the bytes actually present before allocating.
 
@@ -101,6 +103,9 @@ pub struct Blob {
     pub counts: Vec<u32>,
     /// The rows: one per item (global) or one per state, grouped by item (memory).
     pub matrix: ItemMatrix,
+    /// Vectors for the items whose count is 0, in catalog order (the cold-start rule of
+    /// `Representations::fill_cold_from_titles`); `None` = such items are ranked last.
+    pub cold: Option<ItemMatrix>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -135,9 +140,25 @@ impl Blob {
             has_titles: with_titles,
             counts,
             matrix,
+            cold: None,
         };
         blob.check_shape()?;
         Ok(blob)
+    }
+
+    /// Adds cold-start vectors: one row per item with count 0, in catalog order, stored in the
+    /// main matrix's element type.
+    pub fn with_cold(mut self, cold: &ItemMatrix) -> Result<Self, BlobError> {
+        self.cold = Some(cold.to_dtype(self.matrix.dtype()));
+        self.check_shape()?;
+        Ok(self)
+    }
+
+    /// Items whose count is 0, in catalog order (the rows of [`Blob::cold`]).
+    pub fn cold_items(&self) -> Vec<usize> {
+        (0..self.counts.len())
+            .filter(|&i| self.counts[i] == 0)
+            .collect()
     }
 
     fn check_shape(&self) -> Result<(), BlobError> {
@@ -157,6 +178,17 @@ impl Blob {
                 expected: self.matrix.rows() as u64,
                 found: expected_rows,
             });
+        }
+        if let Some(cold) = &self.cold {
+            let zero = self.counts.iter().filter(|&&c| c == 0).count();
+            if cold.rows() != zero || cold.dim() != self.matrix.dim() {
+                return Err(BlobError::Invalid(format!(
+                    "{} cold-start vectors of dimension {} for {zero} items without states of dimension {}",
+                    cold.rows(),
+                    cold.dim(),
+                    self.matrix.dim()
+                )));
+            }
         }
         Ok(())
     }
@@ -190,20 +222,11 @@ impl Blob {
         for c in &self.counts {
             payload.extend_from_slice(&c.to_le_bytes());
         }
-        match self.matrix.data() {
-            RowData::F32(v) => v
-                .iter()
-                .for_each(|x| payload.extend_from_slice(&x.to_le_bytes())),
-            RowData::F16(v) => v
-                .iter()
-                .for_each(|x| payload.extend_from_slice(&x.to_bits().to_le_bytes())),
-            RowData::I8 { values, scales } => {
-                scales
-                    .iter()
-                    .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
-                payload.extend(values.iter().map(|&q| q as u8));
-            }
+        put_rows(&mut payload, &self.matrix);
+        if let Some(cold) = &self.cold {
+            put_rows(&mut payload, cold);
         }
+        let flags = self.has_titles as u16 | (self.cold.is_some() as u16) << 1;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -216,7 +239,7 @@ impl Blob {
             DType::F16 => 1,
             DType::I8 => 2,
         });
-        out.extend_from_slice(&(self.has_titles as u16).to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(self.items.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.matrix.rows() as u32).to_le_bytes());
         out.extend_from_slice(&(self.matrix.dim() as u32).to_le_bytes());
@@ -261,14 +284,15 @@ impl Blob {
             }
         };
         let flags = r.u16("flags")?;
-        if flags > 1 {
+        if flags > 3 {
             return Err(BlobError::OutOfRange {
                 field: "flags",
                 found: flags as u64,
-                expected: "0 or 1".into(),
+                expected: "0..=3 (bit 0 titles, bit 1 cold-start vectors)".into(),
             });
         }
         let has_titles = flags & 1 == 1;
+        let has_cold = flags & 2 == 2;
         let n_items = r.u32("items")? as usize;
         let rows = r.u32("rows")? as usize;
         let dim = r.u32("dim")? as usize;
@@ -340,33 +364,16 @@ impl Blob {
         for _ in 0..n_items {
             counts.push(r.u32("count")?);
         }
-        let values = rows * dim;
-        let data = match dtype {
-            DType::F32 => RowData::F32(
-                r.take(values * 4, "f32 rows")?
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
-                    .collect(),
-            ),
-            DType::F16 => RowData::F16(
-                r.take(values * 2, "f16 rows")?
-                    .chunks_exact(2)
-                    .map(|c| f16::from_bits(u16::from_le_bytes(c.try_into().expect("2"))))
-                    .collect(),
-            ),
-            DType::I8 => {
-                let scales = r
-                    .take(rows * 4, "int8 scales")?
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
-                    .collect();
-                let values = r
-                    .take(values, "int8 rows")?
-                    .iter()
-                    .map(|&b| b as i8)
-                    .collect();
-                RowData::I8 { values, scales }
-            }
+        let data = r.rows(rows, dim, dtype, "rows")?;
+        let cold = if has_cold {
+            let zero = counts.iter().filter(|&&c| c == 0).count();
+            let data = r.rows(zero, dim, dtype, "cold-start rows")?;
+            Some(
+                ItemMatrix::from_data(data, dim, vec![true; zero])
+                    .map_err(|e| BlobError::Invalid(e.to_string()))?,
+            )
+        } else {
+            None
         };
         if r.pos != bytes.len() {
             return Err(BlobError::TrailingBytes {
@@ -386,9 +393,28 @@ impl Blob {
             has_titles,
             counts,
             matrix,
+            cold,
         };
         blob.check_shape()?;
         Ok(blob)
+    }
+}
+
+/// Appends a matrix's storage: f32 or f16 values, or int8 scales then values.
+fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix) {
+    match matrix.data() {
+        RowData::F32(v) => v
+            .iter()
+            .for_each(|x| payload.extend_from_slice(&x.to_le_bytes())),
+        RowData::F16(v) => v
+            .iter()
+            .for_each(|x| payload.extend_from_slice(&x.to_bits().to_le_bytes())),
+        RowData::I8 { values, scales } => {
+            scales
+                .iter()
+                .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
+            payload.extend(values.iter().map(|&q| q as u8));
+        }
     }
 }
 
@@ -430,6 +456,56 @@ impl<'a> Reader<'a> {
             self.take(4, what)?.try_into().expect("4"),
         ))
     }
+    /// `rows` × `dim` values of `dtype` (int8: scales first), the size checked in u64 against
+    /// the bytes left before anything is allocated.
+    fn rows(
+        &mut self,
+        rows: usize,
+        dim: usize,
+        dtype: DType,
+        what: &str,
+    ) -> Result<RowData, BlobError> {
+        let (element, scale) = match dtype {
+            DType::F32 => (4u64, 0u64),
+            DType::F16 => (2, 0),
+            DType::I8 => (1, 4),
+        };
+        let needed = rows as u64 * (dim as u64 * element + scale);
+        let available = self.bytes.len() - self.pos;
+        if needed > available as u64 {
+            return Err(BlobError::Truncated {
+                what: format!("{what}: {rows} × {dim} {dtype:?}"),
+                offset: self.pos,
+                needed,
+                available,
+            });
+        }
+        let values = rows * dim;
+        Ok(match dtype {
+            DType::F32 => RowData::F32(
+                self.take(values * 4, what)?
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                    .collect(),
+            ),
+            DType::F16 => RowData::F16(
+                self.take(values * 2, what)?
+                    .chunks_exact(2)
+                    .map(|c| f16::from_bits(u16::from_le_bytes(c.try_into().expect("2"))))
+                    .collect(),
+            ),
+            DType::I8 => {
+                let scales = self
+                    .take(rows * 4, "int8 scales")?
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                    .collect();
+                let values = self.take(values, what)?.iter().map(|&b| b as i8).collect();
+                RowData::I8 { values, scales }
+            }
+        })
+    }
+
     fn text(&mut self, field: &'static str, index: usize) -> Result<String, BlobError> {
         let len = self.u32(field)? as usize;
         if len > MAX_TEXT {

@@ -54,8 +54,18 @@ impl Representations {
         })
     }
 
-    /// From a blob (global vectors only, or a memory that serves both modes).
+    /// From a blob (global vectors only, or a memory that serves both modes), with its
+    /// cold-start vectors when it carries them.
     pub fn from_blob(blob: &Blob) -> Result<Self> {
+        let mut reps = Self::from_blob_rows(blob)?;
+        if let Some(cold) = &blob.cold {
+            let items: Vec<ItemIndex> = blob.cold_items().iter().map(|&i| i as ItemIndex).collect();
+            reps.set_cold(&items, &cold.to_f32_values())?;
+        }
+        Ok(reps)
+    }
+
+    fn from_blob_rows(blob: &Blob) -> Result<Self> {
         match blob.kind {
             BlobKind::Global => Ok(Representations {
                 global: blob.matrix.clone(),
@@ -172,35 +182,83 @@ impl Representations {
                 title_states.extend(self.prepared_query(&state));
             }
         }
-        let mut values = self.global.to_f32_values();
-        let valid = self.global.valid().to_vec();
-        let mut offset = vec![0f64; dim];
-        let warm = valid.iter().filter(|&&v| v).count();
-        if warm == 0 {
+        let values = self.global.to_f32_values();
+        let warm: Vec<usize> = (0..n).filter(|&i| self.counts[i] > 0).collect();
+        if warm.is_empty() {
             return Err(Error::invalid(
                 "cold start",
                 "no item has memory states to learn the title offset from",
             ));
         }
-        for i in (0..n).filter(|&i| valid[i]) {
+        let mut offset = vec![0f64; dim];
+        for &i in &warm {
             for d in 0..dim {
                 offset[d] += f64::from(values[i * dim + d] - title_states[i * dim + d]);
             }
         }
         let cold: Vec<ItemIndex> = (0..n)
-            .filter(|&i| !valid[i])
+            .filter(|&i| self.counts[i] == 0)
             .map(|i| i as ItemIndex)
             .collect();
+        let mut vectors = Vec::with_capacity(cold.len() * dim);
         for &i in &cold {
             let i = i as usize;
-            for d in 0..dim {
-                values[i * dim + d] = title_states[i * dim + d] + (offset[d] / warm as f64) as f32;
+            vectors.extend(
+                (0..dim)
+                    .map(|d| title_states[i * dim + d] + (offset[d] / warm.len() as f64) as f32),
+            );
+        }
+        self.set_cold(&cold, &vectors)?;
+        Ok(cold.len())
+    }
+
+    /// Gives `items` (without memory states) these vectors (row-major, in the representations'
+    /// geometry) as their global rows; local mode uses them too.
+    pub fn set_cold(&mut self, items: &[ItemIndex], vectors: &[f32]) -> Result<()> {
+        let dim = self.global.dim();
+        if vectors.len() != items.len() * dim {
+            return Err(Error::mismatch(
+                "cold-start vectors",
+                format!("{} × {dim} values", items.len()),
+                vectors.len(),
+            ));
+        }
+        let mut values = self.global.to_f32_values();
+        let mut valid = self.global.valid().to_vec();
+        for (k, &i) in items.iter().enumerate() {
+            let i = i as usize;
+            if self.counts.get(i) != Some(&0) {
+                return Err(Error::invalid(
+                    "cold-start vectors",
+                    format!("item #{i} has memory states (or is not in the catalog)"),
+                ));
             }
+            values[i * dim..(i + 1) * dim].copy_from_slice(&vectors[k * dim..(k + 1) * dim]);
+            valid[i] = true;
         }
         let dtype = self.global.dtype();
-        self.global = ItemMatrix::from_f32(values, dim, vec![true; n])?.to_dtype(dtype);
-        self.cold_filled = cold;
-        Ok(self.cold_filled.len())
+        self.global = ItemMatrix::from_f32(values, dim, valid)?.to_dtype(dtype);
+        self.cold_filled = items.to_vec();
+        Ok(())
+    }
+
+    /// The cold-start vectors set by [`Representations::fill_cold_from_titles`] or a blob, one
+    /// row per item without memory states in catalog order (what a blob stores), if any.
+    pub fn cold_vectors(&self) -> Result<Option<ItemMatrix>> {
+        if self.cold_filled.is_empty() {
+            return Ok(None);
+        }
+        let dim = self.global.dim();
+        let mut scratch = vec![0f32; dim];
+        let mut values = Vec::with_capacity(self.cold_filled.len() * dim);
+        for &i in &self.cold_filled {
+            values.extend_from_slice(self.global.row_into(i as usize, &mut scratch));
+        }
+        Ok(Some(ItemMatrix::from_f32(
+            values,
+            dim,
+            vec![true; self.cold_filled.len()],
+        )?))
     }
 
     fn apply_prior(&self, mut squared: Vec<f32>) -> Vec<f32> {

@@ -163,6 +163,17 @@ fn blob_write_read_is_identity() {
             let blob = tiny_blob(kind, dtype);
             let back = Blob::from_bytes(&blob.to_bytes()).unwrap();
             assert_eq!(back, blob, "{kind:?} {dtype:?}");
+            // With a cold-start vector for item "c", the one without states.
+            let cold = l2d::score::ItemMatrix::from_f32(
+                (0..8).map(|d| d as f32 / 8.0).collect(),
+                8,
+                vec![true],
+            )
+            .unwrap();
+            let blob = blob.with_cold(&cold).unwrap();
+            assert_eq!(blob.cold_items(), vec![2]);
+            let back = Blob::from_bytes(&blob.to_bytes()).unwrap();
+            assert_eq!(back, blob, "{kind:?} {dtype:?} with cold-start vectors");
         }
     }
 }
@@ -222,6 +233,26 @@ fn each_corruption_has_its_own_error() {
     assert!(matches!(
         Blob::from_bytes(&bad),
         Err(BlobError::OutOfRange { field: "dim", .. })
+    ));
+
+    // The cold-start flag without its section, an unknown flag, a section of the wrong size.
+    let mut bad = bytes.clone();
+    bad[14] |= 2;
+    assert!(
+        matches!(Blob::from_bytes(&bad), Err(BlobError::Truncated { ref what, .. }) if what.starts_with("cold-start rows")),
+        "{:?}",
+        Blob::from_bytes(&bad)
+    );
+    let mut bad = bytes.clone();
+    bad[14] = 4;
+    assert!(matches!(
+        Blob::from_bytes(&bad),
+        Err(BlobError::OutOfRange { field: "flags", .. })
+    ));
+    let two_rows = l2d::score::ItemMatrix::from_f32(vec![0.0; 16], 8, vec![true; 2]).unwrap();
+    assert!(matches!(
+        blob.clone().with_cold(&two_rows),
+        Err(BlobError::Invalid(_))
     ));
 
     let good = Blob::from_bytes(&bytes).unwrap();
@@ -348,6 +379,28 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
         }
         for &i in &warm {
             assert_eq!(old[i], new[i], "{mode:?} warm item {i}");
+        }
+    }
+
+    // Stored in the blob and read back, as the browser loads it: the same scores (cold rows
+    // rounded to the blob's int8 like every other row).
+    let vectors = filled.cold_vectors().unwrap().unwrap();
+    let stored = blob.clone().with_cold(&vectors).unwrap();
+    let back =
+        l2d::recommend::Representations::from_blob(&Blob::from_bytes(&stored.to_bytes()).unwrap())
+            .unwrap();
+    assert_eq!(back.cold_filled, filled.cold_filled);
+    for mode in [
+        l2d::recommend::Mode::Global,
+        l2d::recommend::Mode::Local { m: 10 },
+    ] {
+        let want = filled.distances(&query, mode).unwrap();
+        let got = back.distances(&query, mode).unwrap();
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert!(
+                (w - g).abs() <= 0.02 * w.abs().max(1.0),
+                "{mode:?} item {i}: {w} vs {g}"
+            );
         }
     }
 }

@@ -189,7 +189,7 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         }
         other => bail!("unknown blob kind `{other}` (expected global or memory)"),
     };
-    let blob = Blob::new(
+    let mut blob = Blob::new(
         kind,
         model_fingerprint(&files),
         &dataset.catalog,
@@ -197,10 +197,22 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         counts,
         matrix.to_dtype(dtype),
     )?;
+    match args.cold_start.as_str() {
+        "last" => {}
+        "title" => {
+            let model = Model::from_files(&files)?;
+            let mut reps = Representations::from_memory(&memory, n, Geometry::plain())?;
+            reps.fill_cold_from_titles(&model, &dataset.catalog)?;
+            if let Some(cold) = reps.cold_vectors()? {
+                blob = blob.with_cold(&cold)?;
+            }
+        }
+        other => bail!("unknown cold-start rule `{other}` (expected last or title)"),
+    }
     let bytes = blob.to_bytes();
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "wrote {}: {:?} blob, {} rows × {} {:?}, {} items ({} without a state), {:.2} MB",
+        "wrote {}: {:?} blob, {} rows × {} {:?}, {} items ({} without a state{}), {:.2} MB",
         args.out.display(),
         kind,
         blob.matrix.rows(),
@@ -208,15 +220,19 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         dtype,
         blob.items.len(),
         blob.counts.iter().filter(|&&c| c == 0).count(),
+        if blob.cold.is_some() {
+            ", given title vectors"
+        } else {
+            ""
+        },
         bytes.len() as f64 / 1e6
     );
     Ok(())
 }
 
-/// A treatment name → its geometry and popularity-prior weight (`prior=W`, combinable with
-/// `+`, e.g. `center+cosine+prior=0.5`).
-/// A treatment's parts: geometry, popularity prior weight, and whether cold items get title
-/// vectors (`cold=title`) instead of the default rule (`cold=last`).
+/// A treatment name → its geometry, popularity-prior weight (`prior=W`) and whether cold items
+/// get title vectors (`cold=title`) instead of the default rule (`cold=last`); parts combine
+/// with `+`, e.g. `center+cosine+prior=0.5`.
 fn treatment_for(treatment: &str, memory: &Memory) -> Result<(Geometry, f32, bool)> {
     let mut prior = 0.0;
     let mut cold_titles = false;

@@ -217,6 +217,10 @@ struct BlobArgs {
     /// Leave titles out (ids only).
     #[arg(long)]
     no_titles: bool,
+    /// Cold-start rule stored in the blob: `last` (items without states rank last, the
+    /// paper's rule) or `title` (they get title vectors; see `eval --treatments cold=title`).
+    #[arg(long, default_value = "last")]
+    cold_start: String,
     /// Output file.
     #[arg(long)]
     out: PathBuf,
