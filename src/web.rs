@@ -462,13 +462,14 @@ impl Recommender {
         query_state(&self.inner.model, &self.inner.catalog, &history).map_err(js_error)
     }
 
-    /// Sizes and identity: `{items, dim, coldItems, memoryStates, modelFingerprint}`.
+    /// Sizes and identity: `{items, dim, coldItems, coldWithVectors, memoryStates, modelFingerprint, …}`.
     pub fn info(&self) -> Result<JsValue, JsError> {
         let reps = &self.inner.reps;
         to_js(&serde_json::json!({
             "items": reps.n_items(),
             "dim": self.inner.model.hidden_size(),
             "coldItems": reps.cold_items(),
+            "coldWithVectors": reps.cold_filled.len(),
             "memoryStates": reps.local.as_ref().map(|l| l.states().rows()),
             "modelFingerprint": self.inner.model.fingerprint.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "popularityPrior": reps.popularity_prior,

@@ -145,7 +145,7 @@ async function main() {
     });
     catalog = await l2d.items();
     $("progress").hidden = true;
-    text($("status"), `Ready: ${info.items} movies, ${info.dim}-dimensional states, ${info.memoryStates} memory states (${info.coldItems} items without any).`);
+    text($("status"), `Ready: ${info.items} movies, ${info.dim}-dimensional states, ${info.memoryStates} memory states (${info.coldItems} items without any, ${info.coldWithVectors ? "ranked by their title vectors" : "ranked last"}).`);
     $("search").disabled = false;
     document.body.dataset.ready = "loaded";
     const params = new URLSearchParams(location.search);
