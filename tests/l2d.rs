@@ -305,7 +305,16 @@ fn f16_ranking_agrees_with_f32_on_the_default_model() {
 #[test]
 fn cold_start_by_title_fills_exactly_the_cold_items() {
     let model = common::default_model();
-    let blob = common::default_blob("memory.blob");
+    let shipped = common::default_blob("memory.blob");
+    // The shipped blob carries cold-start vectors; start from the paper's rule without them.
+    assert_eq!(
+        shipped.cold.as_ref().map(|c| c.rows()),
+        Some(shipped.cold_items().len())
+    );
+    let blob = Blob {
+        cold: None,
+        ..shipped
+    };
     let (catalog, plain) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
     let cold: Vec<usize> = (0..catalog.len())
         .filter(|&i| plain.counts[i] == 0)
