@@ -93,26 +93,17 @@ pub fn state_counts(memory: &Memory, n_items: usize) -> Result<Vec<u32>> {
     item_counts(&memory.items, n_items)
 }
 
+/// Items without any memory state (count 0), in catalog order.
+pub fn stateless_items(counts: &[u32]) -> Vec<ItemIndex> {
+    (0..counts.len())
+        .filter(|&i| counts[i] == 0)
+        .map(|i| i as ItemIndex)
+        .collect()
+}
+
 /// L2D-G: per-item mean of its memory states; items without a state are invalid rows.
 pub fn global_item_vectors(memory: &Memory, n_items: usize) -> Result<ItemMatrix> {
-    let counts = state_counts(memory, n_items)?;
-    let dim = memory.dim;
-    let mut sums = vec![0f64; n_items * dim];
-    for (i, &item) in memory.items.iter().enumerate() {
-        let row = &mut sums[item as usize * dim..(item as usize + 1) * dim];
-        for (s, &v) in row.iter_mut().zip(memory.state(i)) {
-            *s += v as f64;
-        }
-    }
-    let values = sums
-        .chunks(dim)
-        .zip(&counts)
-        .flat_map(|(row, &c)| {
-            row.iter()
-                .map(move |&s| if c > 0 { (s / c as f64) as f32 } else { 0.0 })
-        })
-        .collect();
-    ItemMatrix::from_f32(values, dim, counts.iter().map(|&c| c > 0).collect())
+    LocalIndex::new(memory, n_items)?.global_vectors()
 }
 
 /// Memory states grouped by item, for per-query local aggregation without copying memory.
@@ -142,16 +133,12 @@ impl LocalIndex {
     /// Groups `memory` by item (`n_items` catalog items).
     pub fn new(memory: &Memory, n_items: usize) -> Result<Self> {
         let counts = state_counts(memory, n_items)?;
-        let mut offsets = Vec::with_capacity(n_items + 1);
-        offsets.push(0);
-        for c in &counts {
-            offsets.push(offsets.last().expect("non-empty") + *c as usize);
-        }
+        // Stable: an item's states keep their memory order.
         let mut order: Vec<usize> = (0..memory.len()).collect();
         order.sort_by_key(|&i| memory.items[i]);
         let grouped = memory.select(&order);
         let states = ItemMatrix::from_f32(grouped.states, memory.dim, vec![true; memory.len()])?;
-        Ok(LocalIndex { states, offsets })
+        Self::from_grouped(states, &counts)
     }
 
     /// Builds from states already grouped by item (e.g. a memory blob) and per-item counts.
@@ -178,6 +165,30 @@ impl LocalIndex {
     /// The grouped states (rows sorted by item).
     pub fn states(&self) -> &ItemMatrix {
         &self.states
+    }
+
+    /// L2D-G from the grouped states: each item's mean state (f64 sums, in memory order);
+    /// items without a state are invalid rows.
+    pub fn global_vectors(&self) -> Result<ItemMatrix> {
+        let dim = self.states.dim();
+        let mut scratch = vec![0f32; dim];
+        let mut sums = vec![0f64; dim];
+        let mut values = Vec::with_capacity(self.n_items() * dim);
+        for w in self.offsets.windows(2) {
+            sums.iter_mut().for_each(|s| *s = 0.0);
+            for r in w[0]..w[1] {
+                for (s, &v) in sums.iter_mut().zip(self.states.row_into(r, &mut scratch)) {
+                    *s += v as f64;
+                }
+            }
+            let count = (w[1] - w[0]) as f64;
+            values.extend(
+                sums.iter()
+                    .map(|&s| if count > 0.0 { (s / count) as f32 } else { 0.0 }),
+            );
+        }
+        let valid = self.offsets.windows(2).map(|w| w[1] > w[0]).collect();
+        ItemMatrix::from_f32(values, dim, valid)
     }
 
     /// Per-item state counts.

@@ -155,10 +155,8 @@ impl Blob {
     }
 
     /// Items whose count is 0, in catalog order (the rows of [`Blob::cold`]).
-    pub fn cold_items(&self) -> Vec<usize> {
-        (0..self.counts.len())
-            .filter(|&i| self.counts[i] == 0)
-            .collect()
+    pub fn cold_items(&self) -> Vec<crate::catalog::ItemIndex> {
+        crate::aggregate::stateless_items(&self.counts)
     }
 
     fn check_shape(&self) -> Result<(), BlobError> {
@@ -180,7 +178,7 @@ impl Blob {
             });
         }
         if let Some(cold) = &self.cold {
-            let zero = self.counts.iter().filter(|&&c| c == 0).count();
+            let zero = self.cold_items().len();
             if cold.rows() != zero || cold.dim() != self.matrix.dim() {
                 return Err(BlobError::Invalid(format!(
                     "{} cold-start vectors of dimension {} for {zero} items without states of dimension {}",

@@ -2,7 +2,7 @@
 //! state → distances to item representations (global or local) → top-K. Shared by the CLI
 //! (`recommend`, `eval`, `bench`) and the browser.
 
-use crate::aggregate::{global_item_vectors, Geometry, LocalIndex};
+use crate::aggregate::{stateless_items, Geometry, LocalIndex};
 use crate::blob::{Blob, BlobKind};
 use crate::catalog::{Catalog, ItemIndex};
 use crate::dataset::history_titles;
@@ -45,7 +45,7 @@ impl Representations {
         let memory = geometry.apply_memory(memory);
         let local = LocalIndex::new(&memory, n_items)?;
         Ok(Representations {
-            global: global_item_vectors(&memory, n_items)?,
+            global: local.global_vectors()?,
             counts: local.counts(),
             local: Some(local),
             geometry,
@@ -59,8 +59,7 @@ impl Representations {
     pub fn from_blob(blob: &Blob) -> Result<Self> {
         let mut reps = Self::from_blob_rows(blob)?;
         if let Some(cold) = &blob.cold {
-            let items: Vec<ItemIndex> = blob.cold_items().iter().map(|&i| i as ItemIndex).collect();
-            reps.set_cold(&items, &cold.to_f32_values())?;
+            reps.set_cold(&blob.cold_items(), &cold.to_f32_values())?;
         }
         Ok(reps)
     }
@@ -77,17 +76,8 @@ impl Representations {
             }),
             BlobKind::Memory => {
                 let local = LocalIndex::from_grouped(blob.matrix.clone(), &blob.counts)?;
-                let mut items = Vec::with_capacity(blob.matrix.rows());
-                for (i, &c) in blob.counts.iter().enumerate() {
-                    items.extend(std::iter::repeat_n(i as ItemIndex, c as usize));
-                }
-                let memory = Memory {
-                    dim: blob.matrix.dim(),
-                    states: blob.matrix.to_f32_values(),
-                    items,
-                };
                 Ok(Representations {
-                    global: global_item_vectors(&memory, blob.counts.len())?,
+                    global: local.global_vectors()?,
                     local: Some(local),
                     counts: blob.counts.clone(),
                     geometry: Geometry::plain(),
@@ -196,10 +186,7 @@ impl Representations {
                 offset[d] += f64::from(values[i * dim + d] - title_states[i * dim + d]);
             }
         }
-        let cold: Vec<ItemIndex> = (0..n)
-            .filter(|&i| self.counts[i] == 0)
-            .map(|i| i as ItemIndex)
-            .collect();
+        let cold = stateless_items(&self.counts);
         let mut vectors = Vec::with_capacity(cold.len() * dim);
         for &i in &cold {
             let i = i as usize;
