@@ -325,14 +325,8 @@ impl Blob {
             });
         }
         // Bounds before allocation: every item needs ≥ 8 bytes (id length + count), every row
-        // dim × element bytes.
-        let element = match dtype {
-            DType::F32 => 4u64,
-            DType::F16 => 2,
-            DType::I8 => 1,
-        };
-        let minimum = n_items as u64 * 8
-            + rows as u64 * (dim as u64 * element + if dtype == DType::I8 { 4 } else { 0 });
+        // `row_bytes`.
+        let minimum = n_items as u64 * 8 + rows as u64 * row_bytes(dtype, dim);
         if minimum > payload.len() as u64 {
             return Err(BlobError::Truncated {
                 what: format!("{n_items} items and {rows} rows × {dim}"),
@@ -395,6 +389,16 @@ impl Blob {
         };
         blob.check_shape()?;
         Ok(blob)
+    }
+}
+
+/// Stored bytes of one row of `dim` values: the elements, plus an f32 scale for int8.
+fn row_bytes(dtype: DType, dim: usize) -> u64 {
+    let dim = dim as u64;
+    match dtype {
+        DType::F32 => 4 * dim,
+        DType::F16 => 2 * dim,
+        DType::I8 => dim + 4,
     }
 }
 
@@ -463,12 +467,7 @@ impl<'a> Reader<'a> {
         dtype: DType,
         what: &str,
     ) -> Result<RowData, BlobError> {
-        let (element, scale) = match dtype {
-            DType::F32 => (4u64, 0u64),
-            DType::F16 => (2, 0),
-            DType::I8 => (1, 4),
-        };
-        let needed = rows as u64 * (dim as u64 * element + scale);
+        let needed = rows as u64 * row_bytes(dtype, dim);
         let available = self.bytes.len() - self.pos;
         if needed > available as u64 {
             return Err(BlobError::Truncated {
