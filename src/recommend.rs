@@ -275,6 +275,16 @@ impl Representations {
         })
     }
 
+    /// The `k` best items of `scores` (from [`Representations::distances`] or
+    /// [`Representations::scores_from_row_distances`]), leaving out `exclude`, each with its
+    /// [`Representations::display_distance`]: what a user is shown.
+    pub fn top(&self, scores: &[f32], k: usize, exclude: &[ItemIndex]) -> Vec<(ItemIndex, f32)> {
+        top_k(scores, k, exclude)
+            .into_iter()
+            .map(|(i, d)| (i, self.display_distance(d)))
+            .collect()
+    }
+
     /// A ranking score as a distance for display: `‖h − r‖` without a prior, the adjusted
     /// score with one.
     pub fn display_distance(&self, score: f32) -> f32 {
@@ -343,10 +353,7 @@ pub fn recommend(
             .collect());
     }
     let query = query_state(model, catalog, history)?;
-    Ok(rank(reps, &query, mode, k, exclude)?
-        .into_iter()
-        .map(|(i, d)| (i, reps.display_distance(d)))
-        .collect())
+    Ok(reps.top(&reps.distances(&query, mode)?, k, exclude))
 }
 
 /// Top-`k` items for a query state; `exclude` items (e.g. the history) are left out.

@@ -16,7 +16,6 @@ use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::gpu::GpuScorer;
 use crate::model::{sha256_hex, Model, ModelFiles};
 use crate::recommend::{load_blob, popular, query_state, Mode, Representations};
-use crate::score::top_k;
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
 extern "C" {
@@ -602,9 +601,11 @@ async fn recommend_async(
             "cpu".to_string(),
         ),
     };
-    let items = top_k(&distances, k, &exclude)
+    let items = inner
+        .reps
+        .top(&distances, k, &exclude)
         .into_iter()
-        .map(|(i, d)| item_out(&inner.catalog, i, inner.reps.display_distance(d)))
+        .map(|(i, d)| item_out(&inner.catalog, i, d))
         .collect();
     let score_ms = now() - start;
     to_js(&RecommendResult {
