@@ -66,27 +66,13 @@ impl Memory {
         batch_size: usize,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Memory> {
-        let dim = model.hidden_size();
         let prompts = samples
             .iter()
             .map(|s| model.history_prompt_ids(catalog, &s.history))
             .collect::<Result<Vec<_>>>()?;
-        let mut order: Vec<usize> = (0..samples.len()).collect();
-        order.sort_by_key(|&i| prompts[i].len());
-        let mut states = vec![0f32; samples.len() * dim];
-        let mut done = 0;
-        for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
-            let hidden = model.last_hidden_batch(&batch)?;
-            for (&i, h) in chunk.iter().zip(hidden) {
-                states[i * dim..(i + 1) * dim].copy_from_slice(&h);
-            }
-            done += chunk.len();
-            progress(done, samples.len());
-        }
         Ok(Memory {
-            dim,
-            states,
+            dim: model.hidden_size(),
+            states: model.last_hidden_many(&prompts, batch_size, progress)?,
             items: samples.iter().map(|s| s.target).collect(),
         })
     }

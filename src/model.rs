@@ -779,6 +779,31 @@ impl Model {
             .collect()
     }
 
+    /// Last-token hidden states of many prompts, row-major (`prompts.len()` × hidden size), in
+    /// batches of `batch_size` prompts of similar length (little padding); `progress(done,
+    /// total)` is called after each batch.
+    pub fn last_hidden_many(
+        &self,
+        prompts: &[Vec<u32>],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f32>> {
+        let dim = self.hidden_size();
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        order.sort_by_key(|&i| prompts[i].len());
+        let mut states = vec![0f32; prompts.len() * dim];
+        let mut done = 0;
+        for chunk in order.chunks(batch_size.max(1)) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
+            for (&i, h) in chunk.iter().zip(self.last_hidden_batch(&batch)?) {
+                states[i * dim..(i + 1) * dim].copy_from_slice(&h);
+            }
+            done += chunk.len();
+            progress(done, prompts.len());
+        }
+        Ok(states)
+    }
+
     /// The L2D representation of one history of titles.
     pub fn last_hidden<S: AsRef<str>>(&self, history: &[S]) -> Result<Vec<f32>> {
         let ids = self.prompt_ids(history)?;

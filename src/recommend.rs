@@ -166,11 +166,9 @@ impl Representations {
             .iter()
             .map(|item| model.prompt_ids(&[item.title.as_str()]))
             .collect::<Result<_>>()?;
-        let mut title_states = Vec::with_capacity(n * dim);
-        for chunk in prompts.chunks(64) {
-            for state in model.last_hidden_batch(chunk)? {
-                title_states.extend(self.prepared_query(&state));
-            }
+        let mut title_states = model.last_hidden_many(&prompts, 64, &mut |_, _| {})?;
+        for state in title_states.chunks_mut(dim) {
+            self.geometry.apply(state);
         }
         let values = self.global.to_f32_values();
         let warm: Vec<usize> = (0..n).filter(|&i| self.counts[i] > 0).collect();
