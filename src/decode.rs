@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Device, IndexOp, Tensor, D};
+use candle_core::{Device, Tensor, D};
 
 use crate::catalog::{Catalog, ItemIndex};
 use crate::error::{Error, Result};
@@ -183,9 +183,9 @@ pub fn greedy(model: &Model, prompt_ids: &[u32], max_tokens: usize) -> Result<St
     let mut input = Tensor::new(prompt_ids, &Device::Cpu)?.unsqueeze(0)?;
     let mut out = Vec::new();
     for _ in 0..max_tokens {
-        let hidden = net.forward(&input, Some(&mut cache), Pass::Infer)?;
-        let seq = hidden.dim(1)?;
-        let logits = net.logits(&hidden.i((.., seq - 1, ..))?)?.squeeze(0)?;
+        let last = input.dim(1)? - 1;
+        let hidden = net.forward_rows(&input, Some(&mut cache), &[last])?;
+        let logits = net.logits(&hidden.squeeze(1)?)?.squeeze(0)?;
         let next = logits.argmax(D::Minus1)?.to_scalar::<u32>()?;
         if next == end {
             break;
