@@ -4,7 +4,13 @@
 
 use serde::Serialize;
 
-use crate::catalog::ItemIndex;
+use crate::aggregate::Geometry;
+use crate::catalog::{Catalog, ItemIndex};
+use crate::dataset::Sample;
+use crate::error::Result;
+use crate::memory::Memory;
+use crate::model::Model;
+use crate::recommend::{Mode, Representations};
 
 /// Cut-offs reported everywhere.
 pub const KS: [usize; 5] = [5, 10, 20, 50, 100];
@@ -105,6 +111,43 @@ pub fn popularity_ranking(train_counts: &[u32], k: usize) -> Vec<ItemIndex> {
     });
     order.truncate(k);
     order
+}
+
+/// 0-based rank of `target` in `scores` (smaller is better; ties by item index, as `top_k`).
+pub fn rank_of(scores: &[f32], target: ItemIndex) -> usize {
+    let t = target as usize;
+    let own = scores[t];
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, &s)| s < own || (s == own && i < t))
+        .count()
+}
+
+/// L2D Recall@`k` of `queries` with a memory built from `memory_samples`: the quick check that
+/// selects weights during training (a seeded subset of valid against a seeded fraction of the
+/// train memory, plain L2, no cold-start vectors).
+pub fn l2d_recall(
+    model: &Model,
+    catalog: &Catalog,
+    memory_samples: &[Sample],
+    queries: &[Sample],
+    mode: Mode,
+    k: usize,
+) -> Result<f64> {
+    let memory_refs: Vec<&Sample> = memory_samples.iter().collect();
+    let query_refs: Vec<&Sample> = queries.iter().collect();
+    let memory = Memory::build(model, catalog, &memory_refs, 64, &mut |_, _| {})?;
+    let states = Memory::build(model, catalog, &query_refs, 64, &mut |_, _| {})?;
+    let reps = Representations::from_memory(&memory, catalog.len(), Geometry::plain())?;
+    let mut hits = 0usize;
+    for (q, &target) in states.items.iter().enumerate() {
+        let scores = reps.distances(states.state(q), mode)?;
+        if rank_of(&scores, target) < k {
+            hits += 1;
+        }
+    }
+    Ok(hits as f64 / queries.len().max(1) as f64)
 }
 
 /// A Markdown table of reports (R@K and N@K for every K).

@@ -268,6 +268,89 @@ impl ModelFiles {
     }
 }
 
+/// Dropout rates of a training pass (all 0 = no dropout). Inference never drops anything, so
+/// nothing of it is exported with the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct DropoutRates {
+    /// On the token embeddings entering the first layer.
+    pub embedding: f32,
+    /// On the attention probabilities.
+    pub attention: f32,
+    /// On each residual branch's output (attention and MLP) before it is added.
+    pub residual: f32,
+    /// On the MLP's gated hidden activations.
+    pub mlp: f32,
+}
+
+impl DropoutRates {
+    /// True when no rate is positive.
+    pub fn is_off(&self) -> bool {
+        [self.embedding, self.attention, self.residual, self.mlp]
+            .iter()
+            .all(|&p| p <= 0.0)
+    }
+
+    /// Checks every rate lies in [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        for (name, p) in [
+            ("dropout.embedding", self.embedding),
+            ("dropout.attention", self.attention),
+            ("dropout.residual", self.residual),
+            ("dropout.mlp", self.mlp),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::invalid(name, format!("{p} (expected 0 ≤ p < 1)")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The randomness of a training pass: dropout rates and a seeded generator for the masks
+/// (candle's own random tensors are not seedable on the CPU).
+pub struct Noise {
+    rates: DropoutRates,
+    rng: std::cell::RefCell<rand::rngs::StdRng>,
+}
+
+impl Noise {
+    /// Dropout with `rates`, masks drawn from a generator seeded with `seed`.
+    pub fn new(rates: DropoutRates, seed: u64) -> Self {
+        use rand::SeedableRng;
+        Noise {
+            rates,
+            rng: std::cell::RefCell::new(rand::rngs::StdRng::seed_from_u64(seed)),
+        }
+    }
+
+    /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
+    /// 1 / (1 − p), so expectations match inference.
+    fn drop(&self, xs: &Tensor, p: f32) -> Result<Tensor> {
+        use rand::Rng;
+        if p <= 0.0 {
+            return Ok(xs.clone());
+        }
+        let keep = 1.0 / (1.0 - p);
+        let mut rng = self.rng.borrow_mut();
+        let mask: Vec<f32> = (0..xs.elem_count())
+            .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
+            .collect();
+        Ok((xs * Tensor::from_vec(mask, xs.shape(), xs.device())?)?)
+    }
+}
+
+/// Applies `noise`'s dropout at rate `pick(rates)`, or nothing without noise.
+fn dropout(
+    xs: Tensor,
+    noise: Option<&Noise>,
+    pick: impl Fn(&DropoutRates) -> f32,
+) -> Result<Tensor> {
+    match noise {
+        Some(n) => n.drop(&xs, pick(&n.rates)),
+        None => Ok(xs),
+    }
+}
+
 /// Which ops a forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -427,7 +510,13 @@ impl Qwen2 {
     /// Final-norm hidden states `(batch, seq, hidden)` for token ids `(batch, seq)` that follow
     /// the `cache`'s positions (appending to it), or start at position 0 without a cache.
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>, pass: Pass) -> Result<Tensor> {
-        self.run(ids, cache, pass, None)
+        self.run(ids, cache, pass, None, None)
+    }
+
+    /// The training forward ([`Pass::Train`]) with dropout from `noise`: every call draws new
+    /// masks. With all rates 0 it equals `forward(ids, None, Pass::Train)`.
+    pub fn forward_train(&self, ids: &Tensor, noise: &Noise) -> Result<Tensor> {
+        self.run(ids, None, Pass::Train, None, Some(noise))
     }
 
     /// Final-norm hidden state `(batch, 1, hidden)` of one position per batch row (`rows[b]`,
@@ -456,7 +545,7 @@ impl Qwen2 {
                 row,
             ));
         }
-        self.run(ids, cache, Pass::Infer, Some(rows))
+        self.run(ids, cache, Pass::Infer, Some(rows), None)
     }
 
     fn run(
@@ -465,6 +554,7 @@ impl Qwen2 {
         cache: Option<&mut KvCache>,
         pass: Pass,
         rows: Option<&[usize]>,
+        noise: Option<&Noise>,
     ) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let mut cache = cache;
@@ -487,10 +577,11 @@ impl Qwen2 {
         let selected = rows
             .map(|rows| Selection::new(rows, offset, seq, device))
             .transpose()?;
-        let mut xs = self
-            .embed_tokens
-            .embedding(&ids.flatten_all()?)?
-            .reshape((batch, seq, ()))?;
+        let embedded =
+            self.embed_tokens
+                .embedding(&ids.flatten_all()?)?
+                .reshape((batch, seq, ()))?;
+        let mut xs = dropout(embedded, noise, |r| r.embedding)?;
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.layers[i]);
@@ -504,6 +595,7 @@ impl Qwen2 {
                     slot,
                     pass,
                     None,
+                    noise,
                 )?,
                 Some(sel) => {
                     xs = sel.gather(&xs, 1)?;
@@ -514,15 +606,17 @@ impl Qwen2 {
                         slot,
                         pass,
                         Some(sel),
+                        noise,
                     )?
                 }
             };
-            xs = (xs + attn)?;
+            xs = (xs + dropout(attn, noise, |r| r.residual)?)?;
             let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
             let mlp = &layer.mlp;
             let gated = (candle_nn::ops::silu(&mlp.gate_proj.forward(&normed)?)?
                 * mlp.up_proj.forward(&normed)?)?;
-            xs = (xs + mlp.down_proj.forward(&gated)?)?;
+            let gated = dropout(gated, noise, |r| r.mlp)?;
+            xs = (xs + dropout(mlp.down_proj.forward(&gated)?, noise, |r| r.residual)?)?;
         }
         rms_norm(&xs, &self.norm, self.eps, pass)
     }
@@ -547,6 +641,7 @@ impl Attention {
         cache: Option<&mut Option<(Tensor, Tensor)>>,
         pass: Pass,
         select: Option<&Selection>,
+        noise: Option<&Noise>,
     ) -> Result<Tensor> {
         let (b, seq, hidden) = xs.dims3()?;
         let split = |t: Tensor, heads: usize| -> Result<Tensor> {
@@ -595,6 +690,7 @@ impl Attention {
             Pass::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
             Pass::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
         };
+        let weights = dropout(weights, noise, |r| r.attention)?;
         let out = weights
             .matmul(&v)?
             .transpose(1, 2)?

@@ -24,7 +24,8 @@ use crate::catalog::ItemIndex;
 use crate::dataset::{Dataset, Sample, Split, MAX_HISTORY};
 use crate::error::{Error, Result};
 use crate::model::{
-    ModelConfig, ModelMeta, Pass, Qwen2, CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
+    DropoutRates, Model, ModelConfig, ModelMeta, Noise, Pass, Qwen2, CONFIG_FILE, META_FILE,
+    TOKENIZER_FILE, WEIGHTS_FILE,
 };
 use crate::prompt::{Template, PAD};
 use crate::tokenizer::Tokenizer;
@@ -53,7 +54,72 @@ pub struct TrainConfig {
     pub eval_samples: usize,
     /// Save a resumable checkpoint every this many seconds.
     pub checkpoint_seconds: u64,
+    /// Dropout in training passes (never at inference).
+    #[serde(default)]
+    pub dropout: DropoutRates,
+    /// Label smoothing ε on target tokens: the loss mixes (1 − ε) × cross-entropy with ε × the
+    /// mean negative log-probability over the vocabulary.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Probability that a train window (packed) or history (per-sample) is cropped to a random
+    /// shorter length.
+    #[serde(default)]
+    pub history_crop: f64,
+    /// Probability that each item of a train window or history is dropped from it.
+    #[serde(default)]
+    pub item_dropout: f64,
+    /// What selects the exported weights at each evaluation.
+    #[serde(default)]
+    pub select: Selection,
+    /// Fraction of train samples whose states form the memory of the in-training recall.
+    #[serde(default = "default_select_fraction")]
+    pub select_memory_fraction: f64,
+    /// Valid samples (the first of the valid-loss subset) the in-training recall ranks for.
+    #[serde(default = "default_select_samples")]
+    pub select_samples: usize,
+    /// Stop after this many evaluations without a better selection metric (0 = never).
+    #[serde(default)]
+    pub patience: usize,
 }
+
+fn default_select_fraction() -> f64 {
+    0.1
+}
+
+fn default_select_samples() -> usize {
+    1000
+}
+
+/// The metric that selects the exported weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Lowest valid loss (next-title cross-entropy).
+    #[default]
+    ValidLoss,
+    /// Highest L2D-L (M = [`SELECT_M`]) Recall@20 on the valid subset, with a memory from a
+    /// seeded fraction of train samples: the metric that is shipped.
+    L2dRecall,
+}
+
+impl std::str::FromStr for Selection {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "loss" | "valid_loss" => Ok(Selection::ValidLoss),
+            "recall" | "l2d_recall" => Ok(Selection::L2dRecall),
+            other => Err(Error::invalid(
+                "select",
+                format!("`{other}` (expected loss or recall)"),
+            )),
+        }
+    }
+}
+
+/// M of the L2D-L recall that selects weights during training.
+pub const SELECT_M: usize = 10;
+/// Cut-off of the in-training recall.
+pub const SELECT_K: usize = 20;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -73,6 +139,19 @@ impl Default for TrainConfig {
             eval_every: 400,
             eval_samples: 2000,
             checkpoint_seconds: 120,
+            dropout: DropoutRates {
+                embedding: 0.1,
+                attention: 0.1,
+                residual: 0.1,
+                mlp: 0.1,
+            },
+            label_smoothing: 0.1,
+            history_crop: 0.2,
+            item_dropout: 0.1,
+            select: Selection::L2dRecall,
+            select_memory_fraction: default_select_fraction(),
+            select_samples: default_select_samples(),
+            patience: 3,
         }
     }
 }
@@ -133,20 +212,58 @@ pub fn timelines(samples: &[Sample]) -> Vec<Vec<ItemIndex>> {
 }
 
 /// Cuts timelines into windows of ≤ `MAX_HISTORY + 1` items whose targets (every item but the
-/// first of a window) partition each timeline's targets; `shift` varies where cuts fall.
-fn windows(timelines: &[Vec<ItemIndex>], rng: &mut StdRng) -> Vec<Vec<ItemIndex>> {
+/// first of a window) partition each timeline's targets; a random first length varies where
+/// cuts fall, and with probability `crop` a window is cut to a random shorter length (history
+/// augmentation: the targets still partition the timeline).
+fn windows(timelines: &[Vec<ItemIndex>], crop: f64, rng: &mut StdRng) -> Vec<Vec<ItemIndex>> {
     let mut out = Vec::new();
     for timeline in timelines {
         let first_len = MAX_HISTORY + 1 - rng.random_range(0..MAX_HISTORY);
         let mut start = 0;
         let mut len = first_len.min(timeline.len());
         while start + 1 < timeline.len() {
+            if crop > 0.0 && len > 2 && rng.random_bool(crop) {
+                len = rng.random_range(2..len);
+            }
             out.push(timeline[start..start + len].to_vec());
             start += len - 1;
             len = (MAX_HISTORY + 1).min(timeline.len() - start);
         }
     }
     out
+}
+
+/// History augmentation: drops each item with probability `p`, keeping at least `min_len`
+/// items (the sequence is kept whole when too few would remain).
+fn drop_items(items: &[ItemIndex], p: f64, min_len: usize, rng: &mut StdRng) -> Vec<ItemIndex> {
+    if p <= 0.0 {
+        return items.to_vec();
+    }
+    let kept: Vec<ItemIndex> = items
+        .iter()
+        .copied()
+        .filter(|_| !rng.random_bool(p))
+        .collect();
+    if kept.len() < min_len {
+        items.to_vec()
+    } else {
+        kept
+    }
+}
+
+/// History augmentation of one per-sample history: with probability `crop` only a random
+/// number (≥ 1) of its latest items is kept, then items drop with probability `item_dropout`.
+fn augment_history(
+    history: &[ItemIndex],
+    crop: f64,
+    item_dropout: f64,
+    rng: &mut StdRng,
+) -> Vec<ItemIndex> {
+    let mut h = history;
+    if crop > 0.0 && h.len() > 1 && rng.random_bool(crop) {
+        h = &h[h.len() - rng.random_range(1..h.len())..];
+    }
+    drop_items(h, item_dropout, 1.min(h.len()), rng)
 }
 
 /// The packed sequence of a window (compact template): BOS, then each title's target text;
@@ -208,21 +325,24 @@ struct Corpus {
 }
 
 impl Corpus {
-    fn epoch_sequences(&self, rng: &mut StdRng) -> Result<Vec<TrainSequence>> {
+    fn epoch_sequences(&self, cfg: &TrainConfig, rng: &mut StdRng) -> Result<Vec<TrainSequence>> {
         match self.template {
             Template::Compact => {
                 let bos = self.tokenizer.token_id(crate::prompt::BOS)?;
-                Ok(windows(&self.timelines, rng)
+                Ok(windows(&self.timelines, cfg.history_crop, rng)
                     .iter()
-                    .map(|w| packed_sequence(w, bos, &self.targets))
+                    .map(|w| {
+                        let w = drop_items(w, cfg.item_dropout, 2, rng);
+                        packed_sequence(&w, bos, &self.targets)
+                    })
                     .collect())
             }
             Template::D3 { .. } => self
                 .train
                 .iter()
                 .map(|s| {
-                    let history: Vec<&str> = s
-                        .history
+                    let kept = augment_history(&s.history, cfg.history_crop, cfg.item_dropout, rng);
+                    let history: Vec<&str> = kept
                         .iter()
                         .map(|&i| self.titles[i as usize].as_str())
                         .collect();
@@ -238,7 +358,7 @@ impl Corpus {
 fn epoch_plan(corpus: &Corpus, cfg: &TrainConfig, epoch: usize) -> Result<Vec<Vec<TrainSequence>>> {
     let mut rng =
         StdRng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
-    let seqs = corpus.epoch_sequences(&mut rng)?;
+    let seqs = corpus.epoch_sequences(cfg, &mut rng)?;
     Ok(batches(seqs, cfg.batch_tokens, &mut rng))
 }
 
@@ -280,19 +400,44 @@ fn batch_tensors(batch: &[TrainSequence], pad: u32) -> Result<(Tensor, Tensor, T
     ))
 }
 
-/// Mean cross-entropy over the batch's loss positions (a differentiable scalar).
+/// How a batch's loss is computed: a training pass (dropout, label smoothing) or the plain
+/// inference loss.
+enum LossPass<'a> {
+    Train { noise: &'a Noise, smoothing: f64 },
+    Infer,
+}
+
+/// Mean loss over the batch's loss positions (a differentiable scalar): cross-entropy, mixed
+/// with the mean negative log-probability over the vocabulary under label smoothing.
 fn batch_loss(
     net: &Qwen2,
     batch: &[TrainSequence],
     pad: u32,
-    pass: Pass,
+    pass: LossPass,
 ) -> Result<(Tensor, usize)> {
     let (inputs, rows, labels, n) = batch_tensors(batch, pad)?;
-    let hidden = net.forward(&inputs, None, pass)?;
+    let hidden = match pass {
+        LossPass::Train { noise, .. } => net.forward_train(&inputs, noise)?,
+        LossPass::Infer => net.forward(&inputs, None, Pass::Infer)?,
+    };
     let flat = hidden.reshape(((), net.config().hidden_size))?;
     let selected = flat.index_select(&rows, 0)?;
     let logits = net.logits(&selected)?;
-    Ok((candle_nn::loss::cross_entropy(&logits, &labels)?, n))
+    let loss = match pass {
+        LossPass::Train { smoothing, .. } if smoothing > 0.0 => {
+            smoothed_cross_entropy(&logits, &labels, smoothing)?
+        }
+        _ => candle_nn::loss::cross_entropy(&logits, &labels)?,
+    };
+    Ok((loss, n))
+}
+
+/// Label-smoothed cross-entropy: (1 − ε)·NLL(label) + ε·mean over the vocabulary of −log p.
+pub fn smoothed_cross_entropy(logits: &Tensor, labels: &Tensor, epsilon: f64) -> Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    let nll = candle_nn::loss::nll(&log_p, labels)?;
+    let uniform = log_p.mean(candle_core::D::Minus1)?.neg()?.mean_all()?;
+    Ok(((nll * (1.0 - epsilon))? + (uniform * epsilon)?)?)
 }
 
 /// Token-weighted mean loss of fixed sequences (valid loss), without gradients.
@@ -300,7 +445,7 @@ fn mean_loss(net: &Qwen2, seqs: &[TrainSequence], pad: u32, batch_tokens: usize)
     let mut rng = StdRng::seed_from_u64(0);
     let (mut total, mut count) = (0.0, 0usize);
     for batch in batches(seqs.to_vec(), batch_tokens, &mut rng) {
-        let (loss, n) = batch_loss(net, &batch, pad, Pass::Infer)?;
+        let (loss, n) = batch_loss(net, &batch, pad, LossPass::Infer)?;
         total += loss.to_scalar::<f32>()? as f64 * n as f64;
         count += n;
     }
@@ -477,6 +622,23 @@ pub struct TrainState {
     /// learning-rate schedule is then recomputed over the new total).
     #[serde(default)]
     pub epoch_changes: Vec<(usize, usize)>,
+    /// (step, L2D-L Recall@20 on the valid subset) at each evaluation, when selecting by recall.
+    #[serde(default)]
+    pub valid_recall: Vec<(usize, f64)>,
+    /// Best in-training recall and the step it was reached at (the exported weights).
+    #[serde(default)]
+    pub best_valid_recall: Option<f64>,
+    /// The step at which patience ran out, when the run stopped early.
+    #[serde(default)]
+    pub stopped_early_at: Option<usize>,
+}
+
+impl TrainState {
+    /// Evaluations since the selected (best) step.
+    fn evaluations_since_best(&self) -> usize {
+        let best = self.best_step.unwrap_or(0);
+        self.history.iter().filter(|h| h.0 > best).count()
+    }
 }
 
 /// Progress reporting hook so the CLI can draw a progress bar.
@@ -549,9 +711,43 @@ pub fn train(
 
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let net = Qwen2::new(&model_cfg, vb)?;
+    let net = Qwen2::new(&model_cfg, vb.clone())?;
     initialise(&varmap, cfg.layers, cfg.seed)?;
     let mut optimizer = AdamW::new(&varmap)?;
+    cfg.dropout.validate()?;
+    for (name, p) in [
+        ("label_smoothing", cfg.label_smoothing),
+        ("history_crop", cfg.history_crop),
+        ("item_dropout", cfg.item_dropout),
+    ] {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::invalid(name, format!("{p} (expected 0 ≤ p < 1)")));
+        }
+    }
+    // The in-training recall reads the same variables through a second view of the network.
+    let recall_probe = match cfg.select {
+        Selection::ValidLoss => None,
+        Selection::L2dRecall => {
+            let model = Model {
+                net: Qwen2::new(&model_cfg, vb)?,
+                tokenizer: tokenizer.clone(),
+                template: template.clone(),
+                fingerprint: [0; 32],
+            };
+            let keep = crate::memory::subset(
+                corpus.train.len(),
+                cfg.select_memory_fraction,
+                cfg.seed ^ 0x3e3,
+            )?;
+            let memory: Vec<Sample> = keep.iter().map(|&i| corpus.train[i].clone()).collect();
+            let queries: Vec<Sample> = eval_samples
+                .iter()
+                .take(cfg.select_samples)
+                .map(|&s| s.clone())
+                .collect();
+            Some((model, memory, queries))
+        }
+    };
 
     let plans_len: Vec<usize> = (0..cfg.epochs)
         .map(|e| epoch_plan(&corpus, cfg, e).map(|p| p.len()))
@@ -569,6 +765,9 @@ pub fn train(
         unigram_valid_loss: 0.0,
         history: Vec::new(),
         epoch_changes: Vec::new(),
+        valid_recall: Vec::new(),
+        best_valid_recall: None,
+        stopped_early_at: None,
     };
     if resume && checkpoint_dir.join("state.json").exists() {
         let path = checkpoint_dir.join("state.json");
@@ -621,8 +820,19 @@ pub fn train(
             state.step, state.total_steps
         ));
     }
+    let plain = TrainConfig {
+        history_crop: 0.0,
+        item_dropout: 0.0,
+        ..cfg.clone()
+    };
+    if let Some(at) = state.stopped_early_at {
+        progress.message(&format!(
+            "nothing to do: the run stopped early at step {at}"
+        ));
+        return Ok(state);
+    }
     state.unigram_valid_loss = unigram_loss(
-        &corpus.epoch_sequences(&mut StdRng::seed_from_u64(cfg.seed))?,
+        &corpus.epoch_sequences(&plain, &mut StdRng::seed_from_u64(cfg.seed))?,
         &corpus.eval,
         model_cfg.vocab_size,
     );
@@ -668,7 +878,18 @@ pub fn train(
                 continue;
             }
             let lr = learning_rate(cfg, state.step, total_steps);
-            let (loss, n) = batch_loss(&net, &batch, pad, Pass::Train)?;
+            // Masks depend on the seed and the step only, so a resumed run draws the same ones.
+            let noise = Noise::new(
+                cfg.dropout,
+                cfg.seed
+                    .wrapping_mul(0x9e37_79b9)
+                    .wrapping_add(state.step as u64),
+            );
+            let pass = LossPass::Train {
+                noise: &noise,
+                smoothing: cfg.label_smoothing,
+            };
+            let (loss, n) = batch_loss(&net, &batch, pad, pass)?;
             let grads = loss.backward()?;
             let mut norm_sq = 0.0f64;
             for var in varmap.all_vars() {
@@ -707,9 +928,38 @@ pub fn train(
                 let valid_loss = mean_loss(&net, &corpus.eval, pad, cfg.batch_tokens)?;
                 let train_loss = recent.iter().sum::<f64>() / recent.len() as f64;
                 state.history.push((state.step, train_loss, valid_loss));
-                let improved = state.best_valid_loss.is_none_or(|b| valid_loss < b);
-                if improved {
+                let recall = match &recall_probe {
+                    None => None,
+                    Some((model, memory, queries)) => {
+                        let started = Instant::now();
+                        let r = crate::eval::l2d_recall(
+                            model,
+                            &dataset.catalog,
+                            memory,
+                            queries,
+                            crate::recommend::Mode::Local { m: SELECT_M },
+                            SELECT_K,
+                        )?;
+                        state.valid_recall.push((state.step, r));
+                        progress.message(&format!(
+                            "step {}: valid L2D-L (M={SELECT_M}) R@{SELECT_K} {r:.4} on {} samples, memory of {} train states ({:.0} s)",
+                            state.step,
+                            queries.len(),
+                            memory.len(),
+                            started.elapsed().as_secs_f64()
+                        ));
+                        Some(r)
+                    }
+                };
+                let improved = match recall {
+                    Some(r) => state.best_valid_recall.is_none_or(|b| r > b),
+                    None => state.best_valid_loss.is_none_or(|b| valid_loss < b),
+                };
+                if state.best_valid_loss.is_none_or(|b| valid_loss < b) {
                     state.best_valid_loss = Some(valid_loss);
+                }
+                if improved {
+                    state.best_valid_recall = recall;
                     state.best_step = Some(state.step);
                     export(&state)?;
                 }
@@ -719,6 +969,18 @@ pub fn train(
                     epoch + 1,
                     if improved { " (best, exported)" } else { "" }
                 ));
+                if cfg.patience > 0 && state.evaluations_since_best() >= cfg.patience && !last {
+                    state.stopped_early_at = Some(state.step);
+                    save_checkpoint(&state, &optimizer)?;
+                    progress.message(&format!(
+                        "stopped early at step {}: {} evaluations without a better {} (best at step {})",
+                        state.step,
+                        cfg.patience,
+                        if recall.is_some() { "valid recall" } else { "valid loss" },
+                        state.best_step.unwrap_or(0)
+                    ));
+                    break 'epochs;
+                }
             }
             let stop = until_step.is_some_and(|s| state.step >= s);
             if last || stop || last_checkpoint.elapsed().as_secs() >= cfg.checkpoint_seconds {
@@ -777,13 +1039,99 @@ mod tests {
         let timeline: Vec<u32> = (0..37).collect();
         for seed in 0..20 {
             let mut rng = StdRng::seed_from_u64(seed);
-            let ws = windows(std::slice::from_ref(&timeline), &mut rng);
+            let ws = windows(std::slice::from_ref(&timeline), 0.5, &mut rng);
             let targets: Vec<u32> = ws.iter().flat_map(|w| w[1..].to_vec()).collect();
             assert_eq!(targets, (1..37).collect::<Vec<_>>());
             assert!(ws
                 .iter()
                 .all(|w| w.len() >= 2 && w.len() <= MAX_HISTORY + 1));
         }
+    }
+
+    #[test]
+    fn cropped_windows_still_partition_targets() {
+        let timeline: Vec<u32> = (0..53).collect();
+        let mut shorter = 0;
+        for seed in 0..20 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let ws = windows(std::slice::from_ref(&timeline), 0.5, &mut rng);
+            let targets: Vec<u32> = ws.iter().flat_map(|w| w[1..].to_vec()).collect();
+            assert_eq!(targets, (1..53).collect::<Vec<_>>());
+            assert!(ws.iter().all(|w| w.len() >= 2));
+            shorter += ws.iter().filter(|w| w.len() < MAX_HISTORY + 1).count();
+        }
+        assert!(
+            shorter > 40,
+            "cropping never shortened a window ({shorter})"
+        );
+    }
+
+    #[test]
+    fn item_dropout_keeps_order_and_a_minimum() {
+        let items: Vec<u32> = (0..11).collect();
+        let cases = [(0.0, 2), (0.3, 2), (0.9, 2), (0.5, 1)];
+        for (p, min_len) in cases {
+            for seed in 0..30 {
+                let kept = drop_items(&items, p, min_len, &mut StdRng::seed_from_u64(seed));
+                assert!(kept.len() >= min_len);
+                assert!(kept.windows(2).all(|w| w[0] < w[1]), "order kept");
+                if p == 0.0 {
+                    assert_eq!(kept, items);
+                }
+            }
+        }
+        let a = drop_items(&items, 0.3, 2, &mut StdRng::seed_from_u64(5));
+        let b = drop_items(&items, 0.3, 2, &mut StdRng::seed_from_u64(5));
+        assert_eq!(a, b, "seeded");
+        assert!(
+            (0..30).any(|s| drop_items(&items, 0.3, 2, &mut StdRng::seed_from_u64(s)).len() < 11)
+        );
+    }
+
+    #[test]
+    fn augmented_histories_are_ordered_subsequences_of_a_suffix() {
+        let history: Vec<u32> = (10..20).collect();
+        for seed in 0..50 {
+            let h = augment_history(&history, 0.5, 0.2, &mut StdRng::seed_from_u64(seed));
+            assert!(!h.is_empty());
+            assert!(h.windows(2).all(|w| w[0] < w[1]));
+            assert!(h.iter().all(|i| history.contains(i)));
+        }
+        assert_eq!(
+            augment_history(&history, 0.0, 0.0, &mut StdRng::seed_from_u64(1)),
+            history
+        );
+    }
+
+    #[test]
+    fn label_smoothing_mixes_nll_with_the_uniform_term() {
+        let logits = Tensor::new(&[[2.0f32, 0.5, -1.0], [0.1, 0.2, 3.0]], &Device::Cpu).unwrap();
+        let labels = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
+        let plain = candle_nn::loss::cross_entropy(&logits, &labels)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let at = |eps| {
+            smoothed_cross_entropy(&logits, &labels, eps)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!((at(0.0) - plain).abs() < 1e-6);
+        // By hand: mean over rows of (1-ε)·(−log p_label) + ε·mean_v(−log p_v).
+        let rows = [[2.0f32, 0.5, -1.0], [0.1, 0.2, 3.0]];
+        let mut expected = 0.0;
+        for (row, label) in rows.iter().zip([0usize, 1]) {
+            let lse = row.iter().map(|x| x.exp()).sum::<f32>().ln();
+            let nll = lse - row[label];
+            let uniform = row.iter().map(|x| lse - x).sum::<f32>() / 3.0;
+            expected += (0.9 * nll + 0.1 * uniform) / 2.0;
+        }
+        assert!(
+            (at(0.1) - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            at(0.1)
+        );
     }
 
     #[test]

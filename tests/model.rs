@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use l2d::model::{KvCache, Model, ModelConfig, Pass, Qwen2};
+use l2d::model::{DropoutRates, KvCache, Model, ModelConfig, Noise, Pass, Qwen2};
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
@@ -32,7 +32,7 @@ fn full_forward(model: &Model, ids: &[u32]) -> Tensor {
 }
 
 mod common;
-use common::default_model;
+use common::{default_model, seeded_net};
 
 #[test]
 fn our_layers_equal_candle_transformers_qwen2() {
@@ -314,4 +314,104 @@ fn manifest_hashes_match_the_shipped_files() {
     .map(|n| files[*n]["bytes"].as_u64().unwrap())
     .sum();
     assert!(fetched <= 20_000_000, "{fetched} bytes");
+}
+
+/// Each dropout place, alone: two training forwards differ (new masks per call) and differ
+/// from the inference forward; with every rate 0 the training forward equals inference (what
+/// is exported is the plain network).
+#[test]
+fn dropout_is_active_in_training_and_absent_at_inference() {
+    let cfg = ModelConfig::small(61, 32, 2, 4, 64);
+    let (_vars, net) = seeded_net(&cfg, 7);
+    let ids = Tensor::new(
+        &[[3u32, 9, 17, 4, 42, 8], [7, 7, 60, 2, 11, 0]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let infer = net.forward(&ids, None, Pass::Infer).unwrap();
+    let p = 0.3;
+    let cases = [
+        (
+            "embedding",
+            DropoutRates {
+                embedding: p,
+                ..Default::default()
+            },
+        ),
+        (
+            "attention",
+            DropoutRates {
+                attention: p,
+                ..Default::default()
+            },
+        ),
+        (
+            "residual",
+            DropoutRates {
+                residual: p,
+                ..Default::default()
+            },
+        ),
+        (
+            "mlp",
+            DropoutRates {
+                mlp: p,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (place, rates) in cases {
+        let noise = Noise::new(rates, 1);
+        let a = net.forward_train(&ids, &noise).unwrap();
+        let b = net.forward_train(&ids, &noise).unwrap();
+        assert!(
+            max_abs_diff(&a, &b) > 1e-3,
+            "{place}: two training passes are equal"
+        );
+        assert!(
+            max_abs_diff(&a, &infer) > 1e-3,
+            "{place}: training equals inference"
+        );
+        let same_seed = net.forward_train(&ids, &Noise::new(rates, 1)).unwrap();
+        assert!(
+            max_abs_diff(&a, &same_seed) < 1e-6,
+            "{place}: masks are not seeded"
+        );
+    }
+    let off = net
+        .forward_train(&ids, &Noise::new(DropoutRates::default(), 1))
+        .unwrap();
+    assert!(max_abs_diff(&off, &infer) < 1e-5);
+    assert!(max_abs_diff(&net.forward(&ids, None, Pass::Infer).unwrap(), &infer) == 0.0);
+}
+
+#[test]
+fn dropout_rates_outside_zero_one_are_refused_by_name() {
+    for (rates, name) in [
+        (
+            DropoutRates {
+                embedding: 1.0,
+                ..Default::default()
+            },
+            "dropout.embedding",
+        ),
+        (
+            DropoutRates {
+                mlp: -0.1,
+                ..Default::default()
+            },
+            "dropout.mlp",
+        ),
+        (
+            DropoutRates {
+                attention: f32::NAN,
+                ..Default::default()
+            },
+            "dropout.attention",
+        ),
+    ] {
+        let err = rates.validate().unwrap_err().to_string();
+        assert!(err.contains(name), "{err}");
+    }
+    assert!(DropoutRates::default().validate().is_ok());
 }

@@ -19,6 +19,7 @@ use l2d::model::{model_fingerprint, Model, ModelFiles};
 use l2d::recommend::{load_blob, query_state, rank, Mode, Representations};
 use l2d::score::{top_k, DType};
 
+use super::progress::Progress;
 use super::{
     BenchArgs, BlobArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs, RecommendArgs,
 };
@@ -64,18 +65,6 @@ fn resolve_history(catalog: &Catalog, entries: &[String]) -> Result<Vec<ItemInde
     Ok(items)
 }
 
-fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
-}
-
 /// Hidden states of `samples`' histories, with a progress bar.
 fn encode_samples(
     model: &Model,
@@ -83,12 +72,12 @@ fn encode_samples(
     samples: &[&Sample],
     what: &str,
 ) -> Result<(Memory, f64)> {
-    let bar = progress_bar(samples.len(), what);
+    let mut bar = Progress::new(samples.len(), what);
     let start = Instant::now();
     let states = Memory::build(model, catalog, samples, 64, &mut |done, _| {
-        bar.set_position(done as u64)
+        bar.set_position(done)
     })?;
-    bar.finish_and_clear();
+    bar.finish();
     let rate = samples.len() as f64 / start.elapsed().as_secs_f64();
     Ok((states, rate))
 }
@@ -427,11 +416,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     11,
                 )?;
                 for &width in &args.beam {
-                    let bar = progress_bar(beam_keep.len(), &format!("beam {width} queries"));
+                    let bar = std::sync::Mutex::new(Progress::new(
+                        beam_keep.len(),
+                        &format!("beam {width} queries"),
+                    ));
                     let rankings = beam_keep
                         .iter()
                         .map(|&i| {
-                            bar.inc(1);
+                            bar.lock().expect("progress lock").inc(1);
                             let ids = model.history_prompt_ids(catalog, &samples[i].history)?;
                             Ok(ranking(&beam_search(
                                 &model,
@@ -442,7 +434,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                             )?))
                         })
                         .collect::<Result<Vec<_>>>()?;
-                    bar.finish_and_clear();
+                    bar.lock().expect("progress lock").finish();
                     let beam_targets: Vec<ItemIndex> =
                         beam_keep.iter().map(|&i| targets[i]).collect();
                     reports.push(evaluate(

@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch for the `l2d` binary.
 
 mod commands;
+mod progress;
 
 use std::path::{Path, PathBuf};
 
@@ -167,6 +168,44 @@ struct TrainArgs {
     /// Stop (with a checkpoint) once this many steps are done; continue later with --resume.
     #[arg(long)]
     until_step: Option<usize>,
+    /// Dropout rate for embeddings, attention probabilities, residual branches and the MLP
+    /// (training only); the four flags below override single places.
+    #[arg(long)]
+    dropout: Option<f32>,
+    /// Dropout on the token embeddings.
+    #[arg(long)]
+    dropout_embedding: Option<f32>,
+    /// Dropout on attention probabilities.
+    #[arg(long)]
+    dropout_attention: Option<f32>,
+    /// Dropout on residual branch outputs.
+    #[arg(long)]
+    dropout_residual: Option<f32>,
+    /// Dropout on the MLP's hidden activations.
+    #[arg(long)]
+    dropout_mlp: Option<f32>,
+    /// Label smoothing ε on target tokens.
+    #[arg(long, default_value_t = TrainConfig::default().label_smoothing)]
+    label_smoothing: f64,
+    /// Probability of cropping a train window / history to a random shorter length.
+    #[arg(long, default_value_t = TrainConfig::default().history_crop)]
+    history_crop: f64,
+    /// Probability of dropping each item of a train window / history.
+    #[arg(long, default_value_t = TrainConfig::default().item_dropout)]
+    item_dropout: f64,
+    /// What selects the exported weights: `recall` (L2D-L Recall@20 on a valid subset, memory
+    /// from a seeded train fraction) or `loss` (valid loss).
+    #[arg(long, default_value = "recall")]
+    select: String,
+    /// Fraction of train samples in the in-training recall's memory.
+    #[arg(long, default_value_t = TrainConfig::default().select_memory_fraction)]
+    select_memory_fraction: f64,
+    /// Valid samples the in-training recall ranks.
+    #[arg(long, default_value_t = TrainConfig::default().select_samples)]
+    select_samples: usize,
+    /// Stop after this many evaluations without improvement (0 = run every epoch).
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    patience: usize,
 }
 
 #[derive(clap::Args)]
@@ -454,23 +493,39 @@ fn tokenizer(args: TokenizerArgs) -> Result<()> {
 }
 
 struct TrainBar {
-    bar: indicatif::ProgressBar,
+    bar: progress::Progress,
 }
 
 impl l2d::train::Progress for TrainBar {
     fn step(&mut self, state: &TrainState, loss: f64, tokens_per_second: f64) {
-        self.bar.set_length(state.total_steps as u64);
-        self.bar.set_position(state.step as u64);
+        self.bar.set_length(state.total_steps);
         self.bar
-            .set_message(format!("loss {loss:.3} | {tokens_per_second:.0} tok/s"));
+            .set_message(format!("loss {loss:.3}, {tokens_per_second:.0} tok/s"));
+        self.bar.set_position(state.step);
     }
 
     fn message(&mut self, line: &str) {
-        if self.bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            self.bar.println(line);
-        }
+        self.bar.println(line);
+    }
+}
+
+/// The dropout rates the flags ask for: `--dropout` for all four places (else the recipe's
+/// defaults), each overridden by its own flag.
+fn dropout_rates(args: &TrainArgs) -> l2d::model::DropoutRates {
+    let base = match args.dropout {
+        Some(p) => l2d::model::DropoutRates {
+            embedding: p,
+            attention: p,
+            residual: p,
+            mlp: p,
+        },
+        None => TrainConfig::default().dropout,
+    };
+    l2d::model::DropoutRates {
+        embedding: args.dropout_embedding.unwrap_or(base.embedding),
+        attention: args.dropout_attention.unwrap_or(base.attention),
+        residual: args.dropout_residual.unwrap_or(base.residual),
+        mlp: args.dropout_mlp.unwrap_or(base.mlp),
     }
 }
 
@@ -488,17 +543,19 @@ fn train(args: TrainArgs) -> Result<()> {
         warmup_steps: args.warmup,
         seed: args.seed,
         eval_every: args.eval_every,
+        dropout: dropout_rates(&args),
+        label_smoothing: args.label_smoothing,
+        history_crop: args.history_crop,
+        item_dropout: args.item_dropout,
+        select: args.select.parse()?,
+        select_memory_fraction: args.select_memory_fraction,
+        select_samples: args.select_samples,
+        patience: args.patience,
         ..TrainConfig::default()
     };
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let mut progress = TrainBar { bar };
+    let mut progress = TrainBar {
+        bar: progress::Progress::new(0, "steps"),
+    };
     let state = l2d::train::train(
         &dataset,
         &args.model,
@@ -509,12 +566,18 @@ fn train(args: TrainArgs) -> Result<()> {
     )
     .with_context(|| format!("training {}", args.model.display()))?;
     progress.bar.finish();
+    let selected = match state.best_valid_recall {
+        Some(r) => format!("best valid recall {r:.4}"),
+        None => format!(
+            "best valid loss {:.4}",
+            state.best_valid_loss.unwrap_or(f64::NAN)
+        ),
+    };
     println!(
-        "done: {} steps, {} target tokens in {:.0} s; best valid loss {:.4} at step {} (unigram baseline {:.4})",
+        "done: {} steps, {} target tokens in {:.0} s; {selected} at step {} (exported); unigram valid loss {:.4}",
         state.step,
         state.tokens,
         state.seconds,
-        state.best_valid_loss.unwrap_or(f64::NAN),
         state.best_step.unwrap_or(0),
         state.unigram_valid_loss
     );

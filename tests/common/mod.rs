@@ -20,3 +20,42 @@ pub fn default_model() -> Model {
 pub fn default_blob(name: &str) -> Blob {
     Blob::from_bytes(&std::fs::read(default_dir().join(name)).unwrap()).unwrap()
 }
+
+/// A small Qwen2 network with seeded random weights (every variable, biases and norm weights
+/// included, drawn from N(0, 0.3²) around its initial value), for tests that need a network but
+/// not the shipped one. The `VarMap` holds its variables.
+pub fn seeded_net(
+    cfg: &l2d::model::ModelConfig,
+    seed: u64,
+) -> (candle_nn::VarMap, l2d::model::Qwen2) {
+    use rand::{Rng, SeedableRng};
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(
+        &varmap,
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    );
+    let net = l2d::model::Qwen2::new(cfg, vb).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let data = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let base = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let values: Vec<f32> = base
+            .iter()
+            .map(|v| v + 0.3 * (rng.random::<f32>() * 2.0 - 1.0) * 1.7)
+            .collect();
+        let t =
+            candle_core::Tensor::from_vec(values, var.shape(), &candle_core::Device::Cpu).unwrap();
+        var.set(&t).unwrap();
+    }
+    drop(data);
+    (varmap, net)
+}
