@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/default}
-# glibc allocator settings: fewer page faults per step (~20% faster here, see TOOLCHAIN.md).
+# glibc allocator settings: fewer page faults per step (~20% faster on this 2-core machine).
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 cargo build --release --bin l2d
 L2D=target/release/l2d

@@ -93,14 +93,6 @@ pub fn state_counts(memory: &Memory, n_items: usize) -> Result<Vec<u32>> {
     item_counts(&memory.items, n_items)
 }
 
-/// Items without any memory state (count 0), in catalog order.
-pub fn stateless_items(counts: &[u32]) -> Vec<ItemIndex> {
-    (0..counts.len())
-        .filter(|&i| counts[i] == 0)
-        .map(|i| i as ItemIndex)
-        .collect()
-}
-
 /// L2D-G: per-item mean of its memory states; items without a state are invalid rows.
 pub fn global_item_vectors(memory: &Memory, n_items: usize) -> Result<ItemMatrix> {
     LocalIndex::new(memory, n_items)?.global_vectors()

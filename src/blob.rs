@@ -156,7 +156,7 @@ impl Blob {
 
     /// Items whose count is 0, in catalog order (the rows of [`Blob::cold`]).
     pub fn cold_items(&self) -> Vec<crate::catalog::ItemIndex> {
-        crate::aggregate::stateless_items(&self.counts)
+        crate::catalog::stateless_items(&self.counts)
     }
 
     fn check_shape(&self) -> Result<(), BlobError> {
@@ -514,5 +514,11 @@ impl<'a> Reader<'a> {
         }
         let raw = self.take(len, field)?;
         String::from_utf8(raw.to_vec()).map_err(|_| BlobError::BadUtf8 { field, index })
+    }
+}
+
+impl From<BlobError> for crate::error::Error {
+    fn from(e: BlobError) -> Self {
+        crate::error::Error::Blob(Box::new(e))
     }
 }

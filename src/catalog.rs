@@ -10,6 +10,23 @@ use crate::error::{Error, Result};
 /// Dense index of an item inside a [`Catalog`] (0..len).
 pub type ItemIndex = u32;
 
+/// Items by count (train targets, memory states), most first, ties by index; the first `k`.
+/// The popularity baseline and the answer for an empty history.
+pub fn popularity_ranking(counts: &[u32], k: usize) -> Vec<ItemIndex> {
+    let mut order: Vec<ItemIndex> = (0..counts.len() as ItemIndex).collect();
+    order.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
+/// Items whose count is 0 (no memory state: cold-start items), in catalog order.
+pub fn stateless_items(counts: &[u32]) -> Vec<ItemIndex> {
+    (0..counts.len())
+        .filter(|&i| counts[i] == 0)
+        .map(|i| i as ItemIndex)
+        .collect()
+}
+
 /// One catalog entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {

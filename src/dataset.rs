@@ -18,10 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Item, ItemIndex};
 use crate::error::{Error, Result};
+use crate::prompt::MAX_HISTORY;
 use crate::pyliteral::{parse_list, PyValue};
 
-/// Most history items a sample keeps (D3 protocol).
-pub const MAX_HISTORY: usize = 10;
 /// Longest history list accepted in a D3 CSV cell (D3 keeps 10; this only stops absurd input).
 pub const MAX_HISTORY_CELL: usize = 1000;
 /// Longest CSV record or text line accepted, in bytes. Real ones are far shorter (a D3 row with
@@ -29,19 +28,6 @@ pub const MAX_HISTORY_CELL: usize = 1000;
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 /// Iterative k-core threshold of the D3 protocol.
 pub const MIN_INTERACTIONS: usize = 5;
-
-/// The last [`MAX_HISTORY`] items of a history: what a prompt may hold (as in training).
-pub fn truncate_history(history: &[ItemIndex]) -> &[ItemIndex] {
-    &history[history.len().saturating_sub(MAX_HISTORY)..]
-}
-
-/// Titles of the (truncated) history, oldest first: the input of `Template::prompt`.
-pub fn history_titles<'a>(catalog: &'a Catalog, history: &[ItemIndex]) -> Vec<&'a str> {
-    truncate_history(history)
-        .iter()
-        .map(|&i| catalog.title(i))
-        .collect()
-}
 
 /// One of the three splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -405,7 +391,7 @@ fn read_item_table(spec: &RawLogSpec) -> Result<Catalog> {
     Catalog::new(items, &file)
 }
 
-/// Imports a raw log under the D3 protocol (REFERENCE.md): iterative 5-core, stable per-user
+/// Imports a raw log under the D3 protocol (Bao et al., "Decoding Matters", 2024; as used by the L2D paper): iterative 5-core, stable per-user
 /// time sort, one sample per position ≥ 1 with the previous ≤ 10 items, samples sorted stably by
 /// target time and split 80/10/10.
 pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportReport)> {

@@ -67,7 +67,7 @@ pub enum Error {
     Tokenizer(String),
     /// The item-representation blob is malformed or belongs to another model.
     #[error("blob: {0}")]
-    Blob(#[from] crate::blob::BlobError),
+    Blob(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Invalid configuration or option.
     #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },

@@ -1,4 +1,4 @@
-//! Offline evaluation (REFERENCE.md protocol): full ranking over the catalog, history not
+//! Offline evaluation (the D3 / L2D protocol): full ranking over the catalog, history not
 //! masked, Recall@K (the single target is in the top K) and NDCG@K = 1/log2(rank + 2), for
 //! K = 5, 10, 20, 50, 100; overall and split by how often the target occurs as a train target.
 
@@ -101,18 +101,6 @@ pub fn evaluate(
     }
 }
 
-/// The popularity ranking: items by train-target count, ties by index.
-pub fn popularity_ranking(train_counts: &[u32], k: usize) -> Vec<ItemIndex> {
-    let mut order: Vec<ItemIndex> = (0..train_counts.len() as ItemIndex).collect();
-    order.sort_by(|&a, &b| {
-        train_counts[b as usize]
-            .cmp(&train_counts[a as usize])
-            .then(a.cmp(&b))
-    });
-    order.truncate(k);
-    order
-}
-
 /// 0-based rank of `target` in `scores` (smaller is better; ties by item index, as `top_k`).
 pub fn rank_of(scores: &[f32], target: ItemIndex) -> usize {
     let t = target as usize;
@@ -186,10 +174,5 @@ mod tests {
         assert!((r.overall.recall_at(100) - 1.0).abs() < 1e-12);
         let ndcg5 = (1.0 + 1.0 / 4f64.log2()) / 3.0;
         assert!((r.overall.ndcg[0] - ndcg5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn popularity_orders_by_count_then_index() {
-        assert_eq!(popularity_ranking(&[1, 5, 5, 0], 3), vec![1, 2, 0]);
     }
 }

@@ -844,7 +844,7 @@ impl Model {
         catalog: &crate::catalog::Catalog,
         history: &[crate::catalog::ItemIndex],
     ) -> Result<Vec<u32>> {
-        self.prompt_ids(&crate::dataset::history_titles(catalog, history))
+        self.prompt_ids(&crate::prompt::history_titles(catalog, history))
     }
 
     /// Hidden size (dimension of L2D representations).

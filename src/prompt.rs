@@ -4,6 +4,24 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Catalog, ItemIndex};
+
+/// Most history items a prompt holds (the D3 protocol's window; samples keep as many).
+pub const MAX_HISTORY: usize = 10;
+
+/// The last [`MAX_HISTORY`] items of a history: what a prompt may hold (as in training).
+pub fn truncate_history(history: &[ItemIndex]) -> &[ItemIndex] {
+    &history[history.len().saturating_sub(MAX_HISTORY)..]
+}
+
+/// Titles of the (truncated) history, oldest first: the input of [`Template::prompt`].
+pub fn history_titles<'a>(catalog: &'a Catalog, history: &[ItemIndex]) -> Vec<&'a str> {
+    truncate_history(history)
+        .iter()
+        .map(|&i| catalog.title(i))
+        .collect()
+}
+
 /// Beginning-of-sequence special token of the compact template.
 pub const BOS: &str = "<|bos|>";
 /// Item separator of the compact template; it also ends every target title.
@@ -25,7 +43,8 @@ pub enum Template {
     /// A history's prompt followed by a target is exactly the prompt of the longer history,
     /// which lets training pack a user's timeline into one sequence.
     Compact,
-    /// The D3 instruction layout (REFERENCE.md), for instruction-tuned checkpoints.
+    /// The D3 instruction layout (Bao et al., "Decoding Matters", 2024), for instruction-tuned
+    /// checkpoints.
     D3 {
         /// Item category noun, e.g. "movie".
         category: String,

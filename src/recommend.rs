@@ -2,13 +2,13 @@
 //! state → distances to item representations (global or local) → top-K. Shared by the CLI
 //! (`recommend`, `eval`, `bench`) and the browser.
 
-use crate::aggregate::{stateless_items, Geometry, LocalIndex};
+use crate::aggregate::{Geometry, LocalIndex};
 use crate::blob::{Blob, BlobKind};
-use crate::catalog::{Catalog, ItemIndex};
-use crate::dataset::history_titles;
+use crate::catalog::{stateless_items, Catalog, ItemIndex};
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::model::Model;
+use crate::prompt::history_titles;
 use crate::score::{top_k, ItemMatrix};
 
 /// Which latent-space decoding to use.
@@ -324,7 +324,7 @@ pub fn load_blob(model: &Model, blob: &Blob, source: &str) -> Result<(Catalog, R
 /// history (there is no thought to decode).
 pub fn popular(reps: &Representations, k: usize, exclude: &[ItemIndex]) -> Vec<ItemIndex> {
     let excluded = crate::score::exclusion_mask(reps.n_items(), exclude);
-    crate::eval::popularity_ranking(&reps.counts, reps.n_items())
+    crate::catalog::popularity_ranking(&reps.counts, reps.n_items())
         .into_iter()
         .filter(|&i| !excluded[i as usize])
         .take(k)
@@ -332,7 +332,7 @@ pub fn popular(reps: &Representations, k: usize, exclude: &[ItemIndex]) -> Vec<I
 }
 
 /// Recommendations for a history of catalog items on the CPU: its last
-/// [`crate::dataset::MAX_HISTORY`] items → query state → top-`k` by distance (display
+/// [`crate::prompt::MAX_HISTORY`] items → query state → top-`k` by distance (display
 /// distances), or [`popular`] items (distance NaN) for an empty history.
 pub fn recommend(
     model: &Model,
@@ -343,7 +343,7 @@ pub fn recommend(
     k: usize,
     exclude: &[ItemIndex],
 ) -> Result<Vec<(ItemIndex, f32)>> {
-    let history = crate::dataset::truncate_history(history);
+    let history = crate::prompt::truncate_history(history);
     if history.is_empty() {
         return Ok(popular(reps, k, exclude)
             .into_iter()

@@ -21,12 +21,13 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::ItemIndex;
-use crate::dataset::{Dataset, Sample, Split, MAX_HISTORY};
+use crate::dataset::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
 use crate::model::{
     DropoutRates, Model, ModelConfig, ModelMeta, Noise, Pass, Qwen2, CONFIG_FILE, META_FILE,
     TOKENIZER_FILE, WEIGHTS_FILE,
 };
+use crate::prompt::MAX_HISTORY;
 use crate::prompt::{Template, PAD};
 use crate::tokenizer::Tokenizer;
 

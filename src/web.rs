@@ -11,10 +11,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::blob::Blob;
 use crate::catalog::{Catalog, ItemIndex};
-use crate::dataset::truncate_history;
 use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::gpu::GpuScorer;
 use crate::model::{sha256_hex, Model, ModelFiles};
+use crate::prompt::truncate_history;
 use crate::recommend::{load_blob, popular, query_state, Mode, Representations};
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]

@@ -9,13 +9,14 @@ use rayon::prelude::*;
 
 use l2d::aggregate::{global_item_vectors, Geometry, LocalIndex};
 use l2d::blob::{Blob, BlobKind};
+use l2d::catalog::popularity_ranking;
 use l2d::catalog::{Catalog, ItemIndex};
-use l2d::dataset::{history_titles, truncate_history};
 use l2d::dataset::{Dataset, Sample, Split};
 use l2d::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
-use l2d::eval::{evaluate, markdown_table, popularity_ranking, Report, BUCKETS};
+use l2d::eval::{evaluate, markdown_table, Report, BUCKETS};
 use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
+use l2d::prompt::{history_titles, truncate_history};
 use l2d::recommend::{load_blob, query_state, rank, Mode, Representations};
 use l2d::score::{top_k, DType};
 
