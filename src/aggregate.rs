@@ -77,6 +77,39 @@ impl Geometry {
     }
 }
 
+/// Which latent-space decoding to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// L2D-G: distance to each item's mean state.
+    Global,
+    /// L2D-L: distance to the mean of each item's `m` states nearest to the query.
+    Local { m: usize },
+}
+
+impl Mode {
+    /// `global` or `local` with `m` neighbours (`m` ≥ 1 for local); the one parser of mode
+    /// names for the CLI, the manifest and the browser.
+    pub fn parse(name: &str, m: usize) -> Result<Self> {
+        match name {
+            "global" => Ok(Mode::Global),
+            "local" if m == 0 => Err(Error::invalid("m", "must be ≥ 1 for local mode")),
+            "local" => Ok(Mode::Local { m }),
+            other => Err(Error::invalid(
+                "mode",
+                format!("`{other}` (expected global or local)"),
+            )),
+        }
+    }
+
+    /// `global` or `local`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Global => "global",
+            Mode::Local { .. } => "local",
+        }
+    }
+}
+
 /// How often each of `n_items` items occurs in `items` (memory targets, train targets).
 pub fn item_counts(items: &[ItemIndex], n_items: usize) -> Result<Vec<u32>> {
     let mut counts = vec![0u32; n_items];

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod error;
 pub mod eval;
 pub mod gpu;
+pub mod manifest;
 pub mod memory;
 pub mod model;
 pub mod prompt;

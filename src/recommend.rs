@@ -6,19 +6,13 @@ use crate::aggregate::{Geometry, LocalIndex};
 use crate::blob::{Blob, BlobKind};
 use crate::catalog::{stateless_items, Catalog, ItemIndex};
 use crate::error::{Error, Result};
+use crate::manifest::Scoring;
 use crate::memory::Memory;
 use crate::model::Model;
 use crate::prompt::history_titles;
 use crate::score::{top_k, ItemMatrix};
 
-/// Which latent-space decoding to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// L2D-G: distance to each item's mean state.
-    Global,
-    /// L2D-L: distance to the mean of each item's `m` states nearest to the query.
-    Local { m: usize },
-}
+pub use crate::aggregate::Mode;
 
 /// Item representations: global vectors always, local index when memory states are available.
 #[derive(Debug, Clone)]
@@ -37,6 +31,9 @@ pub struct Representations {
     /// Items without memory states that [`Representations::fill_cold_from_titles`] gave a
     /// vector (in `global`); empty = the default rule, cold items ranked last.
     pub cold_filled: Vec<ItemIndex>,
+    /// Adaptive local/global: in local mode, items with fewer memory states than this are
+    /// scored by their global vector (0 or 1 = the paper's L2D-L for every item).
+    pub local_min_states: u32,
 }
 
 impl Representations {
@@ -51,6 +48,7 @@ impl Representations {
             geometry,
             popularity_prior: 0.0,
             cold_filled: Vec::new(),
+            local_min_states: 0,
         })
     }
 
@@ -73,6 +71,7 @@ impl Representations {
                 geometry: Geometry::plain(),
                 popularity_prior: 0.0,
                 cold_filled: Vec::new(),
+                local_min_states: 0,
             }),
             BlobKind::Memory => {
                 let local = LocalIndex::from_grouped(blob.matrix.clone(), &blob.counts)?;
@@ -83,9 +82,19 @@ impl Representations {
                     geometry: Geometry::plain(),
                     popularity_prior: 0.0,
                     cold_filled: Vec::new(),
+                    local_min_states: 0,
                 })
             }
         }
+    }
+
+    /// Applies a manifest's scoring options (popularity prior, adaptive local/global rule);
+    /// the mode itself is chosen per query.
+    pub fn apply_scoring(&mut self, scoring: &Scoring) -> Result<()> {
+        scoring.validate()?;
+        self.popularity_prior = scoring.popularity_prior;
+        self.local_min_states = scoring.local_min_states;
+        Ok(())
     }
 
     /// Number of items.
@@ -137,11 +146,22 @@ impl Representations {
                 let mut squared = self
                     .local_index()?
                     .distances_from_state_distances(q, &to_rows, m)?;
-                // Cold items have no states to aggregate: their filled vector stands in.
+                // Cold items have no states to aggregate: their filled vector stands in; so
+                // does the global vector of items with fewer than `local_min_states` states.
                 let mut scratch = vec![0f32; self.global.dim()];
-                for &i in &self.cold_filled {
-                    let row = self.global.row_into(i as usize, &mut scratch);
-                    squared[i as usize] = row.iter().zip(q).map(|(r, x)| (r - x) * (r - x)).sum();
+                let sparse = (0..self.n_items()).filter(|&i| {
+                    let c = self.counts[i];
+                    c > 0 && c < self.local_min_states
+                });
+                let global_rows: Vec<usize> = self
+                    .cold_filled
+                    .iter()
+                    .map(|&i| i as usize)
+                    .chain(sparse)
+                    .collect();
+                for i in global_rows {
+                    let row = self.global.row_into(i, &mut scratch);
+                    squared[i] = row.iter().zip(q).map(|(r, x)| (r - x) * (r - x)).sum();
                 }
                 squared
             }

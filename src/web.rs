@@ -13,6 +13,7 @@ use crate::blob::Blob;
 use crate::catalog::{Catalog, ItemIndex};
 use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::gpu::GpuScorer;
+use crate::manifest::{Manifest, Scoring};
 use crate::model::{sha256_hex, Model, ModelFiles};
 use crate::prompt::truncate_history;
 use crate::recommend::{load_blob, popular, query_state, Mode, Representations};
@@ -146,54 +147,6 @@ enum HistoryEntry {
     Number(f64),
 }
 
-#[derive(Deserialize)]
-struct ManifestFile {
-    sha256: String,
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    files: BTreeMap<String, ManifestFile>,
-    blobs: BTreeMap<String, String>,
-    #[serde(default)]
-    scoring: Scoring,
-}
-
-/// How the shipped model ranks by default (chosen on the valid split; see `l2d manifest`).
-#[derive(Deserialize, Clone, Copy)]
-struct Scoring {
-    #[serde(default)]
-    popularity_prior: f32,
-    #[serde(default = "default_mode")]
-    mode: DefaultMode,
-    #[serde(default = "default_m")]
-    m: usize,
-}
-
-#[derive(Deserialize, Clone, Copy, PartialEq)]
-#[serde(rename_all = "lowercase")]
-enum DefaultMode {
-    Global,
-    Local,
-}
-
-fn default_mode() -> DefaultMode {
-    DefaultMode::Global
-}
-fn default_m() -> usize {
-    20
-}
-
-impl Default for Scoring {
-    fn default() -> Self {
-        Scoring {
-            popularity_prior: 0.0,
-            mode: DefaultMode::Global,
-            m: 20,
-        }
-    }
-}
-
 enum GpuState {
     Unchecked,
     Unavailable(String),
@@ -241,8 +194,8 @@ impl Recommender {
         };
         let scoring = match manifest {
             Some(text) => {
-                serde_json::from_str::<Manifest>(&text)
-                    .map_err(|e| JsError::new(&format!("manifest: {e}")))?
+                Manifest::from_json(text.as_bytes(), "manifest")
+                    .map_err(js_error)?
                     .scoring
             }
             None => Scoring::default(),
@@ -254,12 +207,7 @@ impl Recommender {
         let model = Model::from_files(files).map_err(js_error)?;
         let blob = Blob::from_bytes(blob).map_err(js_error)?;
         let (catalog, mut reps) = load_blob(&model, &blob, "blob").map_err(js_error)?;
-        if !scoring.popularity_prior.is_finite() || scoring.popularity_prior < 0.0 {
-            return Err(JsError::new(
-                "manifest: scoring.popularity_prior must be a finite number ≥ 0",
-            ));
-        }
-        reps.popularity_prior = scoring.popularity_prior;
+        reps.apply_scoring(&scoring).map_err(js_error)?;
         Ok(Recommender {
             inner: Rc::new(Inner {
                 model,
@@ -300,17 +248,11 @@ impl Recommender {
         .await
         .map_err(js_value_error)?;
         let manifest_bytes = bytes_field(&manifest_bytes)?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| JsError::new(&format!("{manifest_url}: {e}")))?;
+        let manifest = Manifest::from_json(&manifest_bytes, &manifest_url).map_err(js_error)?;
         let blob_name = manifest
-            .blobs
-            .get(&which_blob)
-            .ok_or_else(|| {
-                JsError::new(&format!(
-                    "{manifest_url}: no `{which_blob}` blob in `blobs`"
-                ))
-            })?
-            .clone();
+            .blob_file(&which_blob, &manifest_url)
+            .map_err(js_error)?
+            .to_string();
         let base = web_sys_url(&manifest_url)?;
         let mut fetched = BTreeMap::new();
         for name in crate::model::MODEL_FILES
@@ -318,13 +260,7 @@ impl Recommender {
             .copied()
             .chain(std::iter::once(blob_name.as_str()))
         {
-            let expected = &manifest
-                .files
-                .get(name)
-                .ok_or_else(|| {
-                    JsError::new(&format!("{manifest_url}: `files` has no entry for {name}"))
-                })?
-                .sha256;
+            let expected = &manifest.file(name, &manifest_url).map_err(js_error)?.sha256;
             let url = resolve_url(&base, name)?;
             fetched.insert(
                 name.to_string(),
@@ -368,20 +304,13 @@ impl Recommender {
         let n_items = inner.catalog.len();
         let k = count_option("k", options.k, 10, n_items)?;
         let m = count_option("m", options.m, inner.scoring.m, usize::MAX)?;
-        let default_mode = match (inner.scoring.mode, inner.reps.local.is_some()) {
-            (DefaultMode::Local, true) => "local",
+        // The manifest decides the default; a global-only blob can only serve global mode.
+        let default_mode = match inner.scoring.mode.as_str() {
+            "local" if inner.reps.local.is_some() => "local",
             _ => "global",
         };
-        let mode = match options.mode.as_deref().unwrap_or(default_mode) {
-            "global" => Mode::Global,
-            "local" if m == 0 => return Err(JsError::new("option `m` must be ≥ 1 for local mode")),
-            "local" => Mode::Local { m },
-            other => {
-                return Err(JsError::new(&format!(
-                    "option `mode` must be \"global\" or \"local\", got {other:?}"
-                )))
-            }
-        };
+        let mode =
+            Mode::parse(options.mode.as_deref().unwrap_or(default_mode), m).map_err(js_error)?;
         if matches!(mode, Mode::Local { .. }) && inner.reps.local.is_none() {
             return Err(JsError::new("local mode needs a memory blob; this recommender was loaded with global vectors only"));
         }
@@ -472,7 +401,8 @@ impl Recommender {
             "memoryStates": reps.local.as_ref().map(|l| l.states().rows()),
             "modelFingerprint": self.inner.model.fingerprint.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "popularityPrior": reps.popularity_prior,
-            "defaultMode": if self.inner.scoring.mode == DefaultMode::Local { "local" } else { "global" },
+            "defaultMode": self.inner.scoring.mode,
+            "localMinStates": self.inner.scoring.local_min_states,
             "defaultM": self.inner.scoring.m,
         }))
     }

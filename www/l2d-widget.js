@@ -1,4 +1,4 @@
-// <l2d-recommendations manifest="../models/default/manifest.json" k="8" mode="global">
+// <l2d-recommendations manifest="../models/default/manifest.json" k="8"> (add mode="global" or mode="local" to override the manifest's default scoring)
 // An embeddable storefront widget: keeps the visitor's browsing history in localStorage,
 // decodes recommendations in a Web Worker with the wasm Recommender, and never sends the
 // history anywhere. Usable from a plain <script type="module"> without a build step.
@@ -146,8 +146,10 @@ class L2DRecommendations extends HTMLElement {
     }
     try {
       const k = Number(this.getAttribute("k")) || 8;
-      const mode = this.getAttribute("mode") || "global";
-      const result = await this.client.recommend(ids, { k, mode, excludeHistory: true });
+      // Without a `mode` attribute the manifest's scoring decides (what `l2d eval --shipped` measures).
+      const options = { k, excludeHistory: true };
+      if (this.getAttribute("mode")) options.mode = this.getAttribute("mode");
+      const result = await this.client.recommend(ids, options);
       if (turn !== this.turn) return;
       this.list.replaceChildren(
         ...result.items.map((item, rank) => {

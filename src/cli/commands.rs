@@ -14,6 +14,7 @@ use l2d::catalog::{Catalog, ItemIndex};
 use l2d::dataset::{Dataset, Sample, Split};
 use l2d::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use l2d::eval::{evaluate, markdown_table, Report, BUCKETS};
+use l2d::manifest::{FileEntry, Manifest, Scoring};
 use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
 use l2d::prompt::{history_titles, truncate_history};
@@ -662,59 +663,67 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
 }
 
 pub fn manifest(args: ManifestArgs) -> Result<()> {
-    if !matches!(args.mode.as_str(), "global" | "local")
-        || args.m == 0
-        || args.popularity_prior.is_nan()
-        || args.popularity_prior < 0.0
-    {
-        bail!("--mode must be global or local, --m ≥ 1 and --popularity-prior ≥ 0");
-    }
+    let scoring = Scoring {
+        mode: args.mode.clone(),
+        m: args.m,
+        popularity_prior: args.popularity_prior,
+        local_min_states: args.local_min_states,
+    };
+    scoring.validate().context("scoring options")?;
     let dataset = load_dataset(&args.io.dataset)?;
     let dir = &args.io.model;
-    let mut files = serde_json::Map::new();
-    let mut blobs = serde_json::Map::new();
     let mut names: Vec<String> = l2d::model::MODEL_FILES
         .iter()
         .map(|s| s.to_string())
         .collect();
+    let mut blobs = std::collections::BTreeMap::new();
     for kind in ["global", "memory"] {
         let name = format!("{kind}.blob");
         if dir.join(&name).exists() {
-            blobs.insert(kind.into(), name.clone().into());
+            blobs.insert(kind.to_string(), name.clone());
             names.push(name);
         }
     }
     if dir.join("eval.json").exists() {
         names.push("eval.json".into());
     }
+    let mut files = std::collections::BTreeMap::new();
     for name in &names {
         let bytes = std::fs::read(dir.join(name))
             .with_context(|| format!("reading {}", dir.join(name).display()))?;
         files.insert(
             name.clone(),
-            serde_json::json!({ "sha256": l2d::model::sha256_hex(&bytes), "bytes": bytes.len() }),
+            FileEntry {
+                sha256: l2d::model::sha256_hex(&bytes),
+                bytes: bytes.len() as u64,
+            },
         );
     }
     let model = ModelFiles::read_dir(dir)?;
+    let meta = l2d::model::ModelMeta::from_json(&model.meta, "l2d.json")?;
     let train: serde_json::Value = std::fs::read(dir.join("train.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
-    let meta: serde_json::Value = serde_json::from_slice(&model.meta)?;
     let counts: serde_json::Map<String, serde_json::Value> = dataset
         .counts()
         .iter()
         .map(|(s, c)| (s.name().to_string(), serde_json::json!(c)))
         .collect();
-    let manifest = serde_json::json!({
-        "format": "l2d-manifest-1",
-        "model_fingerprint": model_fingerprint(&model).iter().map(|b| format!("{b:02x}")).collect::<String>(),
-        "template": meta["template"],
-        "files": files,
-        "blobs": blobs,
-        "scoring": { "popularity_prior": args.popularity_prior, "mode": args.mode, "m": args.m },
-        "dataset": { "name": dataset.name, "items": dataset.catalog.len(), "samples": counts },
-        "training": {
+    let manifest = Manifest {
+        format: l2d::manifest::FORMAT.into(),
+        model_fingerprint: model_fingerprint(&model)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        template: Some(meta.template),
+        files,
+        blobs,
+        scoring,
+        dataset: Some(serde_json::json!({
+            "name": dataset.name, "items": dataset.catalog.len(), "samples": counts
+        })),
+        training: Some(serde_json::json!({
             "command": args.command,
             "seed": train["config"]["seed"],
             "config": train["config"],
@@ -722,21 +731,25 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
             "target_tokens": train["tokens"],
             "seconds": train["seconds"],
             "best_valid_loss": train["best_valid_loss"],
+            "best_valid_recall": train["best_valid_recall"],
             "best_step": train["best_step"],
+            "stopped_early_at": train["stopped_early_at"],
             "unigram_valid_loss": train["unigram_valid_loss"],
             "final_train_loss": train["history"].as_array().and_then(|h| h.last()).map(|h| h[1].clone()),
             "epoch_changes": train["epoch_changes"],
-        },
-    });
-    let path = dir.join("manifest.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")
+        })),
+    };
+    manifest.validate("manifest")?;
+    let path = dir.join(l2d::manifest::MANIFEST_FILE);
+    std::fs::write(&path, manifest.to_json())
         .with_context(|| format!("writing {}", path.display()))?;
-    let fetched: u64 = files.values().filter_map(|f| f["bytes"].as_u64()).sum();
+    let fetched: u64 = manifest.files.values().map(|f| f.bytes).sum();
     println!(
-        "wrote {} ({} files, {:.2} MB in all)",
+        "wrote {} ({} files, {:.2} MB in all); default scoring {}",
         path.display(),
-        files.len(),
-        fetched as f64 / 1e6
+        manifest.files.len(),
+        fetched as f64 / 1e6,
+        manifest.scoring.label()
     );
     Ok(())
 }

@@ -351,6 +351,10 @@ struct ManifestArgs {
     /// Default M for local mode.
     #[arg(long, default_value_t = 20)]
     m: usize,
+    /// Adaptive local/global: items with fewer memory states than this use their global vector
+    /// in local mode (0 = off).
+    #[arg(long, default_value_t = 0)]
+    local_min_states: u32,
 }
 
 #[derive(clap::Args)]

@@ -1,0 +1,316 @@
+//! The deployment manifest (`manifest.json`): every file a browser fetches with its sha256 and
+//! size, which blob serves which kind, the scoring the browser applies by default (chosen on the
+//! valid split, evaluated with `l2d eval --shipped`), and a record of how the model was made.
+//! `l2d manifest` writes it, the browser and `l2d eval --shipped` read it: this type is the one
+//! definition of its shape and of the scoring defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Mode;
+use crate::error::{Error, Result};
+use crate::prompt::Template;
+
+/// The manifest format this code writes and reads.
+pub const FORMAT: &str = "l2d-manifest-1";
+/// File name of the manifest in a model or site directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// One fetched file: its sha256 (lower-case hex) and size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub sha256: String,
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+/// How the browser ranks unless a page overrides it: the recipe chosen on valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scoring {
+    /// `global` (L2D-G) or `local` (L2D-L).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Neighbours per item for local mode.
+    #[serde(default = "default_m")]
+    pub m: usize,
+    /// Popularity prior weight `w`: rank by `‖h − r‖ − w·ln(1 + states)` (0 = plain L2).
+    #[serde(default)]
+    pub popularity_prior: f32,
+    /// Adaptive local/global: in local mode, items with fewer memory states than this are
+    /// scored by their global vector (0 or 1 = every item local).
+    #[serde(default)]
+    pub local_min_states: u32,
+}
+
+fn default_mode() -> String {
+    "global".into()
+}
+fn default_m() -> usize {
+    20
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Scoring {
+            mode: default_mode(),
+            m: default_m(),
+            popularity_prior: 0.0,
+            local_min_states: 0,
+        }
+    }
+}
+
+impl Scoring {
+    /// The decoding mode (`mode` and `m` checked).
+    pub fn mode(&self) -> Result<Mode> {
+        Mode::parse(&self.mode, self.m)
+    }
+
+    /// Checks every field: a known mode, `m ≥ 1`, a finite prior ≥ 0.
+    pub fn validate(&self) -> Result<()> {
+        self.mode()?;
+        if self.m == 0 {
+            return Err(Error::invalid("scoring.m", "must be ≥ 1"));
+        }
+        if !self.popularity_prior.is_finite() || self.popularity_prior < 0.0 {
+            return Err(Error::invalid(
+                "scoring.popularity_prior",
+                format!("{} (expected a finite number ≥ 0)", self.popularity_prior),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A short label of the recipe, e.g. `L2D-L (M=10) [prior=0.5, local≥3]`.
+    pub fn label(&self) -> String {
+        let mut label = match self.mode() {
+            Ok(Mode::Local { m }) => format!("L2D-L (M={m})"),
+            _ => "L2D-G".to_string(),
+        };
+        let mut extras = Vec::new();
+        if self.popularity_prior != 0.0 {
+            extras.push(format!("prior={}", self.popularity_prior));
+        }
+        if self.local_min_states > 1 && self.mode == "local" {
+            extras.push(format!("local≥{}", self.local_min_states));
+        }
+        if !extras.is_empty() {
+            label += &format!(" [{}]", extras.join(", "));
+        }
+        label
+    }
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The model fingerprint (hex) every blob must carry.
+    #[serde(default)]
+    pub model_fingerprint: String,
+    /// The prompt template of the model.
+    #[serde(default)]
+    pub template: Option<Template>,
+    /// Every fetched file by name (relative to the manifest's URL).
+    pub files: BTreeMap<String, FileEntry>,
+    /// Blob file per kind: `global`, `memory`.
+    pub blobs: BTreeMap<String, String>,
+    /// The default scoring.
+    #[serde(default)]
+    pub scoring: Scoring,
+    /// The dataset the model and blobs were built from (record only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<serde_json::Value>,
+    /// How the model was trained (record only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    /// Parses and validates manifest text; `source` names it in errors.
+    pub fn from_json(text: &[u8], source: &str) -> Result<Self> {
+        let manifest: Manifest = serde_json::from_slice(text).map_err(|e| Error::Json {
+            file: source.into(),
+            source: e,
+        })?;
+        manifest.validate(source)?;
+        Ok(manifest)
+    }
+
+    /// Checks the format, every sha256, that each blob is a listed file, and the scoring.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        if self.format != FORMAT {
+            return Err(Error::mismatch(
+                format!("{source}: format"),
+                format!("\"{FORMAT}\""),
+                format!("{:?}", self.format),
+            ));
+        }
+        for (name, entry) in &self.files {
+            let hex = entry.sha256.len() == 64
+                && entry
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex {
+                return Err(Error::mismatch(
+                    format!("{source}: files.{name}.sha256"),
+                    "64 lower-case hex digits",
+                    format!("{:?}", entry.sha256),
+                ));
+            }
+        }
+        for (kind, file) in &self.blobs {
+            if !self.files.contains_key(file) {
+                return Err(Error::mismatch(
+                    format!("{source}: blobs.{kind}"),
+                    "a file listed in `files`",
+                    format!("{file:?}"),
+                ));
+            }
+        }
+        self.scoring.validate().map_err(|e| match e {
+            Error::Invalid { what, message } => Error::Invalid {
+                what: format!("{source}: {what}"),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// The file a blob kind is served from.
+    pub fn blob_file(&self, kind: &str, source: &str) -> Result<&str> {
+        self.blobs.get(kind).map(String::as_str).ok_or_else(|| {
+            Error::mismatch(
+                format!("{source}: blobs"),
+                format!("a `{kind}` blob"),
+                format!("{:?}", self.blobs.keys().collect::<Vec<_>>()),
+            )
+        })
+    }
+
+    /// The entry of a listed file.
+    pub fn file(&self, name: &str, source: &str) -> Result<&FileEntry> {
+        self.files.get(name).ok_or_else(|| {
+            Error::mismatch(
+                format!("{source}: files"),
+                format!("an entry for {name}"),
+                "none",
+            )
+        })
+    }
+
+    /// Pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest serializes") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Manifest {
+        let sha = "a".repeat(64);
+        Manifest {
+            format: FORMAT.into(),
+            model_fingerprint: sha.clone(),
+            template: Some(Template::Compact),
+            files: [(
+                "memory.blob".to_string(),
+                FileEntry {
+                    sha256: sha,
+                    bytes: 3,
+                },
+            )]
+            .into(),
+            blobs: [("memory".to_string(), "memory.blob".to_string())].into(),
+            scoring: Scoring::default(),
+            dataset: None,
+            training: None,
+        }
+    }
+
+    #[test]
+    fn a_manifest_round_trips_through_json() {
+        let m = valid();
+        assert_eq!(Manifest::from_json(m.to_json().as_bytes(), "m").unwrap(), m);
+    }
+
+    /// Each broken field, and the words its error must contain.
+    #[test]
+    fn invalid_manifests_are_refused_naming_the_field() {
+        type Edit = fn(&mut Manifest);
+        let cases: [(Edit, &str); 7] = [
+            (|m| m.format = "l2d-manifest-0".into(), "format"),
+            (
+                |m| m.files.get_mut("memory.blob").unwrap().sha256 = "xyz".into(),
+                "files.memory.blob.sha256",
+            ),
+            (
+                |m| {
+                    m.blobs.insert("global".into(), "nope.blob".into());
+                },
+                "blobs.global",
+            ),
+            (|m| m.scoring.mode = "sideways".into(), "mode"),
+            (
+                |m| {
+                    m.scoring.mode = "local".into();
+                    m.scoring.m = 0
+                },
+                "m",
+            ),
+            (
+                |m| m.scoring.popularity_prior = f32::NAN,
+                "scoring.popularity_prior",
+            ),
+            (
+                |m| m.scoring.popularity_prior = -1.0,
+                "scoring.popularity_prior",
+            ),
+        ];
+        for (edit, field) in cases {
+            let mut m = valid();
+            edit(&mut m);
+            let err = Manifest::from_json(m.to_json().as_bytes(), "site/manifest.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(field) && err.contains("site/manifest.json"),
+                "{field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn scoring_defaults_and_labels() {
+        let cases = [
+            (Scoring::default(), "L2D-G"),
+            (
+                Scoring {
+                    mode: "local".into(),
+                    m: 10,
+                    ..Scoring::default()
+                },
+                "L2D-L (M=10)",
+            ),
+            (
+                Scoring {
+                    mode: "local".into(),
+                    m: 10,
+                    popularity_prior: 0.5,
+                    local_min_states: 3,
+                },
+                "L2D-L (M=10) [prior=0.5, local≥3]",
+            ),
+        ];
+        for (scoring, label) in cases {
+            assert_eq!(scoring.label(), label);
+        }
+        let parsed: Scoring = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, Scoring::default());
+    }
+}
