@@ -161,13 +161,14 @@ pub fn beam_search(
     Ok(finished)
 }
 
-/// The ranking a beam search produces: items of finished titles in order, duplicates once.
-pub fn ranking(finished: &[Finished]) -> Vec<ItemIndex> {
-    let mut out = Vec::new();
+/// The ranking a beam search produces: items of finished titles in order, duplicates once,
+/// each with its title's log-probability (the beam's score).
+pub fn ranking(finished: &[Finished]) -> Vec<(ItemIndex, f32)> {
+    let mut out: Vec<(ItemIndex, f32)> = Vec::new();
     for f in finished {
         for &i in &f.items {
-            if !out.contains(&i) {
-                out.push(i);
+            if !out.iter().any(|&(j, _)| j == i) {
+                out.push((i, f.log_prob));
             }
         }
     }

@@ -2,15 +2,29 @@
 //! masked, Recall@K (the single target is in the top K) and NDCG@K = 1/log2(rank + 2), for
 //! K = 5, 10, 20, 50, 100; overall and split by how often the target occurs as a train target.
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::aggregate::Geometry;
-use crate::catalog::{Catalog, ItemIndex};
+use crate::blob::Blob;
+use crate::catalog::{popularity_ranking, Catalog, ItemIndex};
 use crate::dataset::Sample;
-use crate::error::Result;
-use crate::memory::Memory;
+use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
+use crate::error::{Error, Result};
+use crate::manifest::Scoring;
+use crate::memory::{subset, Memory};
 use crate::model::Model;
-use crate::recommend::{Mode, Representations};
+use crate::recommend::{load_blob, Mode, Representations};
+use crate::score::{top_k, DType, ItemMatrix};
+
+/// Ranking depth of every evaluation (the largest K).
+pub const EVAL_DEPTH: usize = 100;
+/// Bootstrap resamples behind every interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+/// Seed of the bootstrap (intervals are reproducible).
+pub const BOOTSTRAP_SEED: u64 = 2025;
 
 /// Cut-offs reported everywhere.
 pub const KS: [usize; 5] = [5, 10, 20, 50, 100];
@@ -75,6 +89,139 @@ pub struct Report {
     pub overall: Metrics,
     /// Per frequency bucket ([`BUCKETS`] order).
     pub by_frequency: Vec<(String, Metrics)>,
+    /// 95 % bootstrap intervals of the overall metrics.
+    pub intervals: Intervals,
+    /// Paired difference against the reference row (filled by [`compare`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versus: Option<Paired>,
+    /// Which evaluated samples (indices) this report covers, and each one's target rank.
+    #[serde(skip)]
+    pub ranks: Vec<(u32, Option<u32>)>,
+}
+
+/// Lower and upper 95 % bootstrap bounds per K, for recall and NDCG.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Intervals {
+    pub recall: [(f64, f64); 5],
+    pub ndcg: [(f64, f64); 5],
+}
+
+/// A variant minus a reference on the samples both cover: mean difference and its 95 %
+/// bootstrap interval (paired: the same resampled samples for both), per K.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paired {
+    pub reference: String,
+    pub samples: usize,
+    pub recall: [(f64, f64, f64); 5],
+    pub ndcg: [(f64, f64, f64); 5],
+}
+
+/// Per-sample recall and NDCG at each K for a rank.
+fn gains(rank: Option<u32>) -> ([f64; 5], [f64; 5]) {
+    let mut recall = [0.0; 5];
+    let mut ndcg = [0.0; 5];
+    if let Some(r) = rank {
+        for (j, &k) in KS.iter().enumerate() {
+            if (r as usize) < k {
+                recall[j] = 1.0;
+                ndcg[j] = 1.0 / ((r + 2) as f64).log2();
+            }
+        }
+    }
+    (recall, ndcg)
+}
+
+/// Percentile bootstrap: `values[i]` per sample (10 metrics), resampled with replacement;
+/// returns (mean, 2.5 %, 97.5 %) per metric.
+fn bootstrap(values: &[[f64; 10]], seed: u64) -> [(f64, f64, f64); 10] {
+    let n = values.len();
+    let mut out = [(0.0, 0.0, 0.0); 10];
+    if n == 0 {
+        return out;
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut means: Vec<[f64; 10]> = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        let mut sum = [0.0; 10];
+        for _ in 0..n {
+            let v = &values[rng.random_range(0..n)];
+            sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+        }
+        means.push(sum.map(|s| s / n as f64));
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        let mut col: Vec<f64> = means.iter().map(|m| m[j]).collect();
+        col.sort_by(f64::total_cmp);
+        let at = |q: f64| col[((q * (col.len() - 1) as f64).round() as usize).min(col.len() - 1)];
+        let mean = values.iter().map(|v| v[j]).sum::<f64>() / n as f64;
+        *o = (mean, at(0.025), at(0.975));
+    }
+    out
+}
+
+fn metric_rows(ranks: impl Iterator<Item = Option<u32>>) -> Vec<[f64; 10]> {
+    ranks
+        .map(|r| {
+            let (rec, nd) = gains(r);
+            let mut row = [0.0; 10];
+            row[..5].copy_from_slice(&rec);
+            row[5..].copy_from_slice(&nd);
+            row
+        })
+        .collect()
+}
+
+/// Fills `versus` of every report but the reference with its paired difference against the
+/// report labelled `reference`, over the samples both cover.
+pub fn compare(reports: &mut [Report], reference: &str) -> Result<()> {
+    let base = reports
+        .iter()
+        .find(|r| r.method == reference)
+        .ok_or_else(|| {
+            Error::invalid(
+                "reference",
+                format!(
+                    "`{reference}` is not an evaluated row (rows: {})",
+                    reports
+                        .iter()
+                        .map(|r| r.method.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+    let base_ranks: std::collections::HashMap<u32, Option<u32>> =
+        base.ranks.iter().copied().collect();
+    let name = base.method.clone();
+    for report in reports.iter_mut().filter(|r| r.method != reference) {
+        let pairs: Vec<(Option<u32>, Option<u32>)> = report
+            .ranks
+            .iter()
+            .filter_map(|(i, r)| base_ranks.get(i).map(|b| (*r, *b)))
+            .collect();
+        let diffs: Vec<[f64; 10]> = pairs
+            .iter()
+            .map(|(r, b)| {
+                let (a, c) = (
+                    metric_rows(std::iter::once(*r)),
+                    metric_rows(std::iter::once(*b)),
+                );
+                let mut d = [0.0; 10];
+                d.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, x)| *x = a[0][j] - c[0][j]);
+                d
+            })
+            .collect();
+        let b = bootstrap(&diffs, BOOTSTRAP_SEED ^ 0xd1ff);
+        report.versus = Some(Paired {
+            reference: name.clone(),
+            samples: pairs.len(),
+            recall: [b[0], b[1], b[2], b[3], b[4]],
+            ndcg: [b[5], b[6], b[7], b[8], b[9]],
+        });
+    }
+    Ok(())
 }
 
 /// Scores rankings (best first) against targets; `train_counts[i]` = train samples whose
@@ -85,19 +232,44 @@ pub fn evaluate(
     targets: &[ItemIndex],
     train_counts: &[u32],
 ) -> Report {
+    let indices: Vec<u32> = (0..targets.len() as u32).collect();
+    evaluate_samples(method, rankings, targets, &indices, train_counts)
+}
+
+/// [`evaluate`] for rankings of a subset: `indices[i]` is the evaluated sample `rankings[i]`
+/// and `targets[i]` belong to (what pairs rows for [`compare`]).
+pub fn evaluate_samples(
+    method: &str,
+    rankings: &[Vec<ItemIndex>],
+    targets: &[ItemIndex],
+    indices: &[u32],
+    train_counts: &[u32],
+) -> Report {
+    assert_eq!(rankings.len(), targets.len(), "one ranking per target");
+    assert_eq!(indices.len(), targets.len(), "one sample index per target");
     let mut overall = Metrics::default();
     let mut buckets = vec![Metrics::default(); BUCKETS.len()];
-    for (ranking, &target) in rankings.iter().zip(targets) {
+    let mut ranks = Vec::with_capacity(targets.len());
+    for ((ranking, &target), &index) in rankings.iter().zip(targets).zip(indices) {
         let rank = ranking.iter().position(|&i| i == target);
         overall.add(rank);
         buckets[bucket(train_counts.get(target as usize).copied().unwrap_or(0))].add(rank);
+        ranks.push((index, rank.map(|r| r as u32)));
     }
     overall.finish();
     buckets.iter_mut().for_each(Metrics::finish);
+    let b = bootstrap(&metric_rows(ranks.iter().map(|r| r.1)), BOOTSTRAP_SEED);
+    let interval = |j: usize| (b[j].1, b[j].2);
     Report {
         method: method.to_string(),
         overall,
         by_frequency: BUCKETS.iter().map(|b| b.to_string()).zip(buckets).collect(),
+        intervals: Intervals {
+            recall: [0, 1, 2, 3, 4].map(interval),
+            ndcg: [5, 6, 7, 8, 9].map(interval),
+        },
+        versus: None,
+        ranks,
     }
 }
 
@@ -138,7 +310,241 @@ pub fn l2d_recall(
     Ok(hits as f64 / queries.len().max(1) as f64)
 }
 
-/// A Markdown table of reports (R@K and N@K for every K).
+/// A latent-space treatment evaluated against plain L2 (`l2d eval --treatments`): parts joined
+/// by `+`: `center`, `cosine`, `prior=W` (popularity prior), `cold=title|last` (cold-start
+/// rule), `local>=T` (adaptive local/global threshold).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Treatment {
+    /// The text it was parsed from (`plain` for none).
+    pub name: String,
+    pub center: bool,
+    pub cosine: bool,
+    pub prior: f32,
+    pub cold_titles: bool,
+    pub local_min_states: u32,
+}
+
+impl Treatment {
+    /// The paper's plain L2.
+    pub fn plain() -> Self {
+        Treatment {
+            name: "plain".into(),
+            center: false,
+            cosine: false,
+            prior: 0.0,
+            cold_titles: false,
+            local_min_states: 0,
+        }
+    }
+
+    /// The treatment that applies a manifest's scoring options.
+    pub fn from_scoring(scoring: &Scoring) -> Self {
+        Treatment {
+            prior: scoring.popularity_prior,
+            local_min_states: scoring.local_min_states,
+            ..Treatment::plain()
+        }
+    }
+}
+
+impl std::str::FromStr for Treatment {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        let mut t = Treatment {
+            name: text.to_string(),
+            ..Treatment::plain()
+        };
+        let bad = |part: &str, expected: &str| {
+            Error::invalid(
+                "treatment",
+                format!("`{text}`: `{part}` (expected {expected})"),
+            )
+        };
+        for part in text.split('+') {
+            if let Some(w) = part.strip_prefix("prior=") {
+                t.prior = w
+                    .parse()
+                    .ok()
+                    .filter(|w: &f32| w.is_finite() && *w >= 0.0)
+                    .ok_or_else(|| bad(part, "a weight ≥ 0"))?;
+            } else if let Some(rule) = part.strip_prefix("cold=") {
+                t.cold_titles = match rule {
+                    "title" => true,
+                    "last" => false,
+                    _ => return Err(bad(part, "cold=title or cold=last")),
+                };
+            } else if let Some(n) = part.strip_prefix("local>=") {
+                t.local_min_states = n.parse().map_err(|_| bad(part, "local>=T, T a count"))?;
+            } else {
+                match part {
+                    "plain" => {}
+                    "center" => t.center = true,
+                    "cosine" => t.cosine = true,
+                    _ => {
+                        return Err(bad(
+                            part,
+                            "plain, center, cosine, prior=W, cold=title|last or local>=T",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The memory states rounded through `dtype` (as a blob stores them).
+pub fn round_memory(memory: &Memory, dtype: DType) -> Result<Memory> {
+    if dtype == DType::F32 {
+        return Ok(memory.clone());
+    }
+    let matrix = ItemMatrix::from_f32(memory.states.clone(), memory.dim, vec![true; memory.len()])?;
+    Ok(Memory {
+        dim: memory.dim,
+        states: matrix.to_dtype(dtype).to_f32_values(),
+        items: memory.items.clone(),
+    })
+}
+
+/// Item representations of `memory` under a treatment (geometry, prior, cold-start rule,
+/// adaptive threshold).
+pub fn representations(
+    model: &Model,
+    catalog: &Catalog,
+    memory: &Memory,
+    treatment: &Treatment,
+) -> Result<Representations> {
+    let geometry = if treatment.center || treatment.cosine {
+        Geometry::fit(memory, treatment.center, treatment.cosine)
+    } else {
+        Geometry::plain()
+    };
+    let mut reps = Representations::from_memory(memory, catalog.len(), geometry)?;
+    reps.popularity_prior = treatment.prior;
+    reps.local_min_states = treatment.local_min_states;
+    if treatment.cold_titles {
+        reps.fill_cold_from_titles(model, catalog)?;
+    }
+    Ok(reps)
+}
+
+/// The top-[`EVAL_DEPTH`] ranking of every query state (rows of `queries`), in parallel.
+pub fn rank_queries(
+    reps: &Representations,
+    queries: &Memory,
+    mode: Mode,
+) -> Result<Vec<Vec<ItemIndex>>> {
+    (0..queries.len())
+        .into_par_iter()
+        .map(|q| {
+            let scores = reps.distances(queries.state(q), mode)?;
+            Ok(top_k(&scores, EVAL_DEPTH, &[])
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect())
+        })
+        .collect()
+}
+
+/// L2D-L rankings for several M at once (outer: M, inner: queries); the query-to-state
+/// distances are computed once per query.
+pub fn rank_queries_local(
+    reps: &Representations,
+    queries: &Memory,
+    ms: &[usize],
+) -> Result<Vec<Vec<Vec<ItemIndex>>>> {
+    let per_query: Vec<Vec<Vec<ItemIndex>>> = (0..queries.len())
+        .into_par_iter()
+        .map(|q| {
+            Ok(reps
+                .local_scores(queries.state(q), ms)?
+                .into_iter()
+                .map(|scores| {
+                    top_k(&scores, EVAL_DEPTH, &[])
+                        .into_iter()
+                        .map(|(i, _)| i)
+                        .collect()
+                })
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    Ok((0..ms.len())
+        .map(|j| per_query.iter().map(|r| r[j].clone()).collect())
+        .collect())
+}
+
+/// The popularity baseline's report (train-target counts).
+pub fn popularity_report(targets: &[ItemIndex], train_counts: &[u32]) -> Report {
+    let ranking = popularity_ranking(train_counts, EVAL_DEPTH);
+    evaluate(
+        "popularity",
+        &vec![ranking; targets.len()],
+        targets,
+        train_counts,
+    )
+}
+
+/// Beam-search reports, one per width, on a seeded subset of at most `limit` of `samples`
+/// (beam search is slow); `progress(width, done, total)` after each query.
+pub fn beam_reports(
+    model: &Model,
+    catalog: &Catalog,
+    samples: &[&Sample],
+    widths: &[usize],
+    limit: usize,
+    train_counts: &[u32],
+    progress: &mut dyn FnMut(usize, usize, usize),
+) -> Result<Vec<Report>> {
+    let trie = TitleTrie::build(model, catalog)?;
+    let keep = subset(
+        samples.len(),
+        (limit as f64 / samples.len().max(1) as f64).min(1.0),
+        11,
+    )?;
+    let targets: Vec<ItemIndex> = keep.iter().map(|&i| samples[i].target).collect();
+    let indices: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
+    let mut reports = Vec::new();
+    for &width in widths {
+        let mut rankings = Vec::with_capacity(keep.len());
+        for (done, &i) in keep.iter().enumerate() {
+            let ids = model.history_prompt_ids(catalog, &samples[i].history)?;
+            let found = beam_search(model, &trie, &ids, width, MAX_TITLE_TOKENS)?;
+            rankings.push(ranking(&found).into_iter().map(|(i, _)| i).collect());
+            progress(width, done + 1, keep.len());
+        }
+        reports.push(evaluate_samples(
+            &format!("beam {width}"),
+            &rankings,
+            &targets,
+            &indices,
+            train_counts,
+        ));
+    }
+    Ok(reports)
+}
+
+/// What the browser runs by default: the manifest's scoring applied to the shipped blob file
+/// itself (its dtype, its memory fraction, its cold-start vectors), ranked for `queries`.
+pub fn shipped_report(
+    model: &Model,
+    blob: &Blob,
+    scoring: &Scoring,
+    queries: &Memory,
+    targets: &[ItemIndex],
+    train_counts: &[u32],
+) -> Result<Report> {
+    let (_, mut reps) = load_blob(model, blob, "shipped blob")?;
+    reps.apply_scoring(scoring)?;
+    let rankings = rank_queries(&reps, queries, scoring.mode()?)?;
+    Ok(evaluate(
+        &format!("shipped: {}", scoring.label()),
+        &rankings,
+        targets,
+        train_counts,
+    ))
+}
+
+/// A Markdown table of reports: each metric with its 95 % bootstrap interval.
 pub fn markdown_table(reports: &[Report]) -> String {
     let mut out = String::from("| method | samples |");
     for k in KS {
@@ -152,8 +558,37 @@ pub fn markdown_table(reports: &[Report]) -> String {
     out += "\n";
     for r in reports {
         out += &format!("| {} | {} |", r.method, r.overall.samples);
-        for v in r.overall.recall.iter().chain(&r.overall.ndcg) {
-            out += &format!(" {v:.4} |");
+        let values = r.overall.recall.iter().chain(&r.overall.ndcg);
+        let bounds = r.intervals.recall.iter().chain(&r.intervals.ndcg);
+        for (v, (lo, hi)) in values.zip(bounds) {
+            out += &format!(" {v:.4} ({lo:.4}–{hi:.4}) |");
+        }
+        out += "\n";
+    }
+    out
+}
+
+/// A Markdown table of each row's paired difference against its reference (mean and 95 %
+/// bootstrap interval; an interval above 0 means the row wins at that K).
+pub fn paired_table(reports: &[Report]) -> String {
+    let Some(reference) = reports.iter().find_map(|r| r.versus.as_ref()) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "Paired difference against `{}`:\n\n| method | paired samples |",
+        reference.reference
+    );
+    for k in KS {
+        out += &format!(" ΔR@{k} |");
+    }
+    out += " ΔN@20 |\n|---|---|";
+    out += &"---|".repeat(KS.len() + 1);
+    out += "\n";
+    for r in reports {
+        let Some(p) = &r.versus else { continue };
+        out += &format!("| {} | {} |", r.method, p.samples);
+        for (mean, lo, hi) in p.recall.iter().chain(std::iter::once(&p.ndcg[2])) {
+            out += &format!(" {mean:+.4} ({lo:+.4}…{hi:+.4}) |");
         }
         out += "\n";
     }

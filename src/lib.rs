@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod dataset;
 pub mod decode;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
 pub mod gpu;
 pub mod manifest;

@@ -351,9 +351,85 @@ pub fn popular(reps: &Representations, k: usize, exclude: &[ItemIndex]) -> Vec<I
         .collect()
 }
 
-/// Recommendations for a history of catalog items on the CPU: its last
-/// [`crate::prompt::MAX_HISTORY`] items → query state → top-`k` by distance (display
-/// distances), or [`popular`] items (distance NaN) for an empty history.
+/// A history made ready for scoring by [`prepare`]: what [`finish`] needs besides the
+/// distances to [`Representations::rows`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// The history items the prompt used (its last [`crate::prompt::MAX_HISTORY`]).
+    pub history: Vec<ItemIndex>,
+    /// The query state in the representations' geometry; `None` for an empty history (then
+    /// the answer is [`popular`]).
+    pub state: Option<Vec<f32>>,
+    /// Decoding mode.
+    pub mode: Mode,
+    /// How many items to return.
+    pub k: usize,
+    /// Items never returned (e.g. the history).
+    pub exclude: Vec<ItemIndex>,
+}
+
+/// Step 1 of the online path: truncates the history, runs the one forward pass and puts the
+/// state into the representations' geometry. Checks the mode fits the representations.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    model: &Model,
+    catalog: &Catalog,
+    reps: &Representations,
+    history: &[ItemIndex],
+    mode: Mode,
+    k: usize,
+    exclude: &[ItemIndex],
+) -> Result<Query> {
+    let history = crate::prompt::truncate_history(history).to_vec();
+    let state = if history.is_empty() {
+        None
+    } else {
+        Some(reps.prepared_query(&query_state(model, catalog, &history)?))
+    };
+    Ok(Query {
+        history,
+        state,
+        mode,
+        k,
+        exclude: exclude.to_vec(),
+    })
+}
+
+/// Step 2 on the CPU: squared distances from the query state to [`Representations::rows`]
+/// (the browser may compute the same on the GPU instead); `None` for an empty history.
+pub fn row_distances(reps: &Representations, query: &Query) -> Result<Option<Vec<f32>>> {
+    query
+        .state
+        .as_ref()
+        .map(|q| reps.rows(query.mode)?.distances(q))
+        .transpose()
+}
+
+/// Step 3: the top-`k` items with display distances from the row distances (local
+/// aggregation, prior, exclusions), or [`popular`] items (distance NaN) for an empty history.
+pub fn finish(
+    reps: &Representations,
+    query: &Query,
+    row_distances: Option<Vec<f32>>,
+) -> Result<Vec<(ItemIndex, f32)>> {
+    match (&query.state, row_distances) {
+        (None, _) => Ok(popular(reps, query.k, &query.exclude)
+            .into_iter()
+            .map(|i| (i, f32::NAN))
+            .collect()),
+        (Some(q), Some(to_rows)) => {
+            let scores = reps.scores_from_row_distances(q, to_rows, query.mode)?;
+            Ok(reps.top(&scores, query.k, &query.exclude))
+        }
+        (Some(_), None) => Err(Error::invalid(
+            "row distances",
+            "missing for a non-empty history",
+        )),
+    }
+}
+
+/// Recommendations for a history of catalog items on the CPU: [`prepare`] →
+/// [`row_distances`] → [`finish`].
 pub fn recommend(
     model: &Model,
     catalog: &Catalog,
@@ -363,15 +439,9 @@ pub fn recommend(
     k: usize,
     exclude: &[ItemIndex],
 ) -> Result<Vec<(ItemIndex, f32)>> {
-    let history = crate::prompt::truncate_history(history);
-    if history.is_empty() {
-        return Ok(popular(reps, k, exclude)
-            .into_iter()
-            .map(|i| (i, f32::NAN))
-            .collect());
-    }
-    let query = query_state(model, catalog, history)?;
-    Ok(reps.top(&reps.distances(&query, mode)?, k, exclude))
+    let query = prepare(model, catalog, reps, history, mode, k, exclude)?;
+    let to_rows = row_distances(reps, &query)?;
+    finish(reps, &query, to_rows)
 }
 
 /// Top-`k` items for a query state; `exclude` items (e.g. the history) are left out.

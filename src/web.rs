@@ -15,8 +15,9 @@ use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::gpu::GpuScorer;
 use crate::manifest::{Manifest, Scoring};
 use crate::model::{sha256_hex, Model, ModelFiles};
-use crate::prompt::truncate_history;
-use crate::recommend::{load_blob, popular, query_state, Mode, Representations};
+use crate::recommend::{
+    finish, load_blob, prepare, query_state, row_distances, Mode, Representations,
+};
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
 extern "C" {
@@ -356,13 +357,7 @@ impl Recommender {
         let items: Vec<RecommendedItem> = ranking(&finished)
             .into_iter()
             .take(k)
-            .map(|i| {
-                let log_prob = finished
-                    .iter()
-                    .find(|f| f.items.contains(&i))
-                    .map_or(f32::NAN, |f| f.log_prob);
-                item_out(&self.inner.catalog, i, -log_prob)
-            })
+            .map(|(i, log_prob)| item_out(&self.inner.catalog, i, -log_prob))
             .collect();
         let out = serde_json::json!({ "items": items, "ms": now() - start, "beam": beam });
         to_js(&out)
@@ -475,65 +470,59 @@ async fn recommend_async(
     mode: Mode,
     backend: String,
 ) -> Result<JsValue, JsError> {
-    let history = truncate_history(&history).to_vec();
-    let history_used: Vec<String> = history
+    let start = now();
+    let query = prepare(
+        &inner.model,
+        &inner.catalog,
+        &inner.reps,
+        &history,
+        mode,
+        k,
+        &exclude,
+    )
+    .map_err(js_error)?;
+    let encode_ms = now() - start;
+    let history_used: Vec<String> = query
+        .history
         .iter()
         .map(|&i| inner.catalog.item(i).id.clone())
         .collect();
-    if history.is_empty() {
-        let items = popular(&inner.reps, k, &exclude)
-            .into_iter()
-            .map(|i| item_out(&inner.catalog, i, f32::NAN))
-            .collect();
-        return to_js(&RecommendResult {
-            items,
-            encode_ms: 0.0,
-            score_ms: 0.0,
-            backend: "popularity".into(),
-            history_used,
-            unknown,
-        });
-    }
     let start = now();
-    let query = query_state(&inner.model, &inner.catalog, &history).map_err(js_error)?;
-    let encode_ms = now() - start;
-    let start = now();
-    let scorer = if backend == "cpu" {
-        None
-    } else {
-        gpu_scorer(&inner, &gpu, mode).await
-    };
-    let (distances, used) = match scorer {
-        Some((scorer, name)) => {
-            let q = inner.reps.prepared_query(&query);
-            let to_rows = scorer
-                .distances(std::slice::from_ref(&q))
-                .await
-                .map_err(js_error)?
-                .remove(0);
-            let scores = inner
-                .reps
-                .scores_from_row_distances(&q, to_rows, mode)
-                .map_err(js_error)?;
-            (scores, format!("webgpu: {name}"))
-        }
-        None if backend == "webgpu" => {
-            let why = match &*gpu.borrow() {
-                GpuState::Unavailable(why) => why.clone(),
-                _ => "no adapter".into(),
+    let (to_rows, used) = match &query.state {
+        None => (None, "popularity".to_string()),
+        Some(q) => {
+            let scorer = if backend == "cpu" {
+                None
+            } else {
+                gpu_scorer(&inner, &gpu, mode).await
             };
-            return Err(JsError::new(&format!(
-                "backend \"webgpu\" requested but WebGPU is unavailable: {why}"
-            )));
+            match scorer {
+                Some((scorer, name)) => {
+                    let to_rows = scorer
+                        .distances(std::slice::from_ref(q))
+                        .await
+                        .map_err(js_error)?
+                        .remove(0);
+                    (Some(to_rows), format!("webgpu: {name}"))
+                }
+                None if backend == "webgpu" => {
+                    let why = match &*gpu.borrow() {
+                        GpuState::Unavailable(why) => why.clone(),
+                        _ => "no adapter".into(),
+                    };
+                    return Err(JsError::new(&format!(
+                        "backend \"webgpu\" requested but WebGPU is unavailable: {why}"
+                    )));
+                }
+                None => (
+                    row_distances(&inner.reps, &query).map_err(js_error)?,
+                    "cpu".to_string(),
+                ),
+            }
         }
-        None => (
-            inner.reps.distances(&query, mode).map_err(js_error)?,
-            "cpu".to_string(),
-        ),
     };
-    let items = inner
-        .reps
-        .top(&distances, k, &exclude)
+    let items = finish(&inner.reps, &query, to_rows)
+        .map_err(js_error)?
         .into_iter()
         .map(|(i, d)| item_out(&inner.catalog, i, d))
         .collect();

@@ -17,8 +17,10 @@ fn scorer(matrix: &ItemMatrix) -> GpuScorer {
 
 fn assert_same(matrix: &ItemMatrix, gpu: &GpuScorer, queries: &[Vec<f32>], k: usize) {
     let on_gpu = pollster::block_on(gpu.distances(queries)).unwrap();
+    assert_eq!(on_gpu.len(), queries.len());
     for (q, gpu_d) in queries.iter().zip(&on_gpu) {
         let cpu_d = matrix.distances(q).unwrap();
+        assert_eq!(cpu_d.len(), gpu_d.len());
         for (a, b) in cpu_d.iter().zip(gpu_d) {
             assert!(
                 (a.is_infinite() && b.is_infinite()) || (a - b).abs() <= 1e-3 * a.abs().max(1.0),

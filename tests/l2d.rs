@@ -85,6 +85,7 @@ fn local_with_large_m_equals_global_and_small_m_uses_nearest_states() {
         // Any M ≥ the largest count, up to usize::MAX (a caller's unbounded option), is "all".
         for m in [max_count, 1 << 40, usize::MAX] {
             let l = local.distances(&query, m).unwrap();
+            assert_eq!(g.len(), l.len());
             for (a, b) in g.iter().zip(&l) {
                 assert!(
                     (a.is_infinite() && b.is_infinite()) || (a - b).abs() < 1e-4,
@@ -178,96 +179,108 @@ fn blob_write_read_is_identity() {
     }
 }
 
+/// Each corruption of a valid blob's bytes, and the error it must give.
 #[test]
 fn each_corruption_has_its_own_error() {
+    type Corrupt = fn(&mut Vec<u8>);
+    type Expect = fn(&BlobError) -> bool;
+    let cases: [(&str, Corrupt, Expect); 10] = [
+        (
+            "magic",
+            |b| b[0] = b'X',
+            |e| matches!(e, BlobError::BadMagic { .. }),
+        ),
+        (
+            "version",
+            |b| b[8] = 9,
+            |e| matches!(e, BlobError::UnsupportedVersion { found: 9 }),
+        ),
+        (
+            "cut payload",
+            |b| b.truncate(b.len() - 3),
+            |e| matches!(e, BlobError::Truncated { .. }),
+        ),
+        (
+            "cut header",
+            |b| b.truncate(50),
+            |e| matches!(e, BlobError::Truncated { .. }),
+        ),
+        (
+            "payload byte",
+            |b| *b.last_mut().unwrap() ^= 0x55,
+            |e| matches!(e, BlobError::ChecksumMismatch { .. }),
+        ),
+        (
+            "trailing",
+            |b| b.extend_from_slice(b"junk"),
+            |e| matches!(e, BlobError::TrailingBytes { extra: 4 }),
+        ),
+        // A forged header asking for 10^9 items fails before allocating.
+        (
+            "10^9 items",
+            |b| b[16..20].copy_from_slice(&1_000_000_000u32.to_le_bytes()),
+            |e| matches!(e, BlobError::Truncated { .. }),
+        ),
+        (
+            "dim 0",
+            |b| b[24..28].copy_from_slice(&0u32.to_le_bytes()),
+            |e| matches!(e, BlobError::OutOfRange { field: "dim", .. }),
+        ),
+        (
+            "cold flag without section",
+            |b| b[14] |= 2,
+            |e| matches!(e, BlobError::Truncated { what, .. } if what.starts_with("cold-start rows")),
+        ),
+        (
+            "unknown flag",
+            |b| b[14] = 4,
+            |e| matches!(e, BlobError::OutOfRange { field: "flags", .. }),
+        ),
+    ];
+    let bytes = tiny_blob(BlobKind::Global, DType::F32).to_bytes();
+    assert!(Blob::from_bytes(&bytes).is_ok());
+    for (name, corrupt, expected) in cases {
+        let mut bad = bytes.clone();
+        corrupt(&mut bad);
+        let err = Blob::from_bytes(&bad).expect_err(name);
+        assert!(expected(&err), "{name}: {err:?}");
+    }
+}
+
+#[test]
+fn cold_vectors_must_match_the_stateless_items() {
     let blob = tiny_blob(BlobKind::Global, DType::F32);
-    let bytes = blob.to_bytes();
-
-    let mut bad = bytes.clone();
-    bad[0] = b'X';
-    assert!(matches!(
-        Blob::from_bytes(&bad),
-        Err(BlobError::BadMagic { .. })
-    ));
-
-    let mut bad = bytes.clone();
-    bad[8] = 9;
-    assert!(matches!(
-        Blob::from_bytes(&bad),
-        Err(BlobError::UnsupportedVersion { found: 9 })
-    ));
-
-    assert!(matches!(
-        Blob::from_bytes(&bytes[..bytes.len() - 3]),
-        Err(BlobError::Truncated { .. })
-    ));
-    assert!(matches!(
-        Blob::from_bytes(&bytes[..50]),
-        Err(BlobError::Truncated { .. })
-    ));
-
-    let mut bad = bytes.clone();
-    *bad.last_mut().unwrap() ^= 0x55;
-    assert!(matches!(
-        Blob::from_bytes(&bad),
-        Err(BlobError::ChecksumMismatch { .. })
-    ));
-
-    let mut bad = bytes.clone();
-    bad.extend_from_slice(b"junk");
-    assert!(matches!(
-        Blob::from_bytes(&bad),
-        Err(BlobError::TrailingBytes { extra: 4 })
-    ));
-
-    // A forged header asking for 10^9 items fails before allocating.
-    let mut bad = bytes.clone();
-    bad[16..20].copy_from_slice(&1_000_000_000u32.to_le_bytes());
-    assert!(matches!(
-        Blob::from_bytes(&bad),
-        Err(BlobError::Truncated { .. })
-    ));
-
-    let mut bad = bytes.clone();
-    bad[24..28].copy_from_slice(&0u32.to_le_bytes());
-    assert!(matches!(
-        Blob::from_bytes(&bad),
-        Err(BlobError::OutOfRange { field: "dim", .. })
-    ));
-
-    // The cold-start flag without its section, an unknown flag, a section of the wrong size.
-    let mut bad = bytes.clone();
-    bad[14] |= 2;
-    assert!(
-        matches!(Blob::from_bytes(&bad), Err(BlobError::Truncated { ref what, .. }) if what.starts_with("cold-start rows")),
-        "{:?}",
-        Blob::from_bytes(&bad)
-    );
-    let mut bad = bytes.clone();
-    bad[14] = 4;
-    assert!(matches!(
-        Blob::from_bytes(&bad),
-        Err(BlobError::OutOfRange { field: "flags", .. })
-    ));
     let two_rows = l2d::score::ItemMatrix::from_f32(vec![0.0; 16], 8, vec![true; 2]).unwrap();
     assert!(matches!(
-        blob.clone().with_cold(&two_rows),
+        blob.with_cold(&two_rows),
         Err(BlobError::Invalid(_))
     ));
+}
 
-    let good = Blob::from_bytes(&bytes).unwrap();
-    assert!(matches!(
-        good.check_model(&[8; 32], 8),
-        Err(BlobError::ModelMismatch { .. })
-    ));
-    assert!(matches!(
-        good.check_model(&[7; 32], 192),
-        Err(BlobError::DimensionMismatch {
-            expected: 192,
-            found: 8
-        })
-    ));
-    good.check_model(&[7; 32], 8).unwrap();
+/// A blob is only used with the model it was built from: (fingerprint, dim) → outcome.
+#[test]
+fn a_blob_checks_its_model() {
+    let good = Blob::from_bytes(&tiny_blob(BlobKind::Global, DType::F32).to_bytes()).unwrap();
+    let cases: [([u8; 32], usize, Expect); 3] = [
+        ([8; 32], 8, |r| {
+            matches!(r, Err(BlobError::ModelMismatch { .. }))
+        }),
+        ([7; 32], 192, |r| {
+            matches!(
+                r,
+                Err(BlobError::DimensionMismatch {
+                    expected: 192,
+                    found: 8
+                })
+            )
+        }),
+        ([7; 32], 8, |r| r.is_ok()),
+    ];
+    type Expect = fn(&Result<(), BlobError>) -> bool;
+    for (fingerprint, dim, expected) in cases {
+        let outcome = good.check_model(&fingerprint, dim);
+        assert!(expected(&outcome), "{dim}: {outcome:?}");
+    }
 }
 
 #[test]
@@ -405,6 +418,7 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
     ] {
         let want = filled.distances(&query, mode).unwrap();
         let got = back.distances(&query, mode).unwrap();
+        assert_eq!(want.len(), got.len());
         for (i, (w, g)) in want.iter().zip(&got).enumerate() {
             assert!(
                 (w - g).abs() <= 0.02 * w.abs().max(1.0),

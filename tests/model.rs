@@ -197,6 +197,7 @@ fn last_hidden_is_the_last_row_of_a_full_forward() {
         .to_vec1::<f32>()
         .unwrap();
     let got = model.last_hidden(&history).unwrap();
+    assert_eq!(got.len(), last_row.len());
     let diff = got
         .iter()
         .zip(&last_row)
@@ -206,6 +207,8 @@ fn last_hidden_is_the_last_row_of_a_full_forward() {
     // Right padding in a batch leaves it unchanged.
     let short = model.prompt_ids(&history[..1]).unwrap();
     let batch = model.last_hidden_batch(&[short, ids]).unwrap();
+    assert_eq!(batch.len(), 2);
+    assert_eq!(batch[1].len(), got.len());
     let diff = batch[1]
         .iter()
         .zip(&got)

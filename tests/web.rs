@@ -87,6 +87,7 @@ fn hidden_state_equals_native() {
         let hidden = r
             .hidden(serde_wasm_bindgen::to_value(&case.history).unwrap())
             .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)));
+        assert_eq!(hidden.len(), case.hidden.len());
         let diff = hidden
             .iter()
             .zip(&case.hidden)

@@ -68,7 +68,14 @@ fn native_results_match_the_fixture() {
         return;
     }
     let expected: Vec<Case> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(!cases.is_empty(), "no cases");
+    assert_eq!(
+        expected.len(),
+        cases.len(),
+        "fixture and cases differ in length"
+    );
     for (want, got) in expected.iter().zip(&cases) {
+        assert_eq!(want.hidden.len(), got.hidden.len());
         assert_eq!(want.history, got.history);
         let diff = want
             .hidden

@@ -5,15 +5,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
 
 use l2d::aggregate::{global_item_vectors, Geometry, LocalIndex};
 use l2d::blob::{Blob, BlobKind};
-use l2d::catalog::popularity_ranking;
 use l2d::catalog::{Catalog, ItemIndex};
 use l2d::dataset::{Dataset, Sample, Split};
 use l2d::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
-use l2d::eval::{evaluate, markdown_table, Report, BUCKETS};
+use l2d::eval::{
+    beam_reports, compare, evaluate, markdown_table, paired_table, popularity_report, rank_queries,
+    rank_queries_local, representations, round_memory, shipped_report, Report, Treatment, BUCKETS,
+};
 use l2d::manifest::{FileEntry, Manifest, Scoring};
 use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
@@ -25,9 +26,6 @@ use super::progress::Progress;
 use super::{
     BenchArgs, BlobArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs, RecommendArgs,
 };
-
-/// Ranking depth for evaluation (the largest K).
-const EVAL_DEPTH: usize = 100;
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
     Dataset::read_dir(path).with_context(|| {
@@ -224,97 +222,17 @@ pub fn blob(args: BlobArgs) -> Result<()> {
 /// A treatment name → its geometry, popularity-prior weight (`prior=W`) and whether cold items
 /// get title vectors (`cold=title`) instead of the default rule (`cold=last`); parts combine
 /// with `+`, e.g. `center+cosine+prior=0.5`.
-fn treatment_for(treatment: &str, memory: &Memory) -> Result<(Geometry, f32, bool)> {
-    let mut prior = 0.0;
-    let mut cold_titles = false;
-    let mut parts: Vec<&str> = Vec::new();
-    for part in treatment.split('+') {
-        if let Some(w) = part.strip_prefix("prior=") {
-            prior = w
-                .parse()
-                .with_context(|| format!("treatment `{treatment}`: bad prior weight `{w}`"))?;
-        } else if let Some(rule) = part.strip_prefix("cold=") {
-            cold_titles = match rule {
-                "title" => true,
-                "last" => false,
-                other => bail!(
-                    "treatment `{treatment}`: unknown cold-start rule `{other}` (expected title or last)"
-                ),
-            };
-        } else {
-            parts.push(part);
-        }
-    }
-    let joined = if parts.is_empty() {
-        "plain".to_string()
-    } else {
-        parts.join("+")
-    };
-    let geometry = geometry_for(&joined, memory)?;
-    Ok((geometry, prior, cold_titles))
-}
-
-fn geometry_for(treatment: &str, memory: &Memory) -> Result<Geometry> {
-    Ok(match treatment {
-        "plain" => Geometry::plain(),
-        "center" => Geometry::fit(memory, true, false),
-        "cosine" => Geometry::fit(memory, false, true),
-        "center+cosine" => Geometry::fit(memory, true, true),
-        other => bail!("unknown treatment `{other}` (expected center, cosine or center+cosine)"),
-    })
-}
-
-fn rank_all(reps: &Representations, queries: &Memory, mode: Mode) -> Result<Vec<Vec<ItemIndex>>> {
-    (0..queries.len())
-        .into_par_iter()
-        .map(|q| {
-            Ok(rank(reps, queries.state(q), mode, EVAL_DEPTH, &[])?
-                .into_iter()
-                .map(|(i, _)| i)
-                .collect())
-        })
-        .collect()
-}
-
-/// L2D-L rankings for every M (outer: M, inner: queries).
-fn rank_all_local(
-    reps: &Representations,
-    queries: &Memory,
-    ms: &[usize],
-) -> Result<Vec<Vec<Vec<ItemIndex>>>> {
-    let per_query: Vec<Vec<Vec<ItemIndex>>> = (0..queries.len())
-        .into_par_iter()
-        .map(|q| {
-            Ok(reps
-                .local_scores(queries.state(q), ms)?
-                .into_iter()
-                .map(|scores| {
-                    top_k(&scores, EVAL_DEPTH, &[])
-                        .into_iter()
-                        .map(|(i, _)| i)
-                        .collect()
-                })
-                .collect())
-        })
-        .collect::<Result<_>>()?;
-    Ok((0..ms.len())
-        .map(|j| per_query.iter().map(|r| r[j].clone()).collect())
-        .collect())
-}
-
 pub fn eval(args: EvalArgs) -> Result<()> {
     let dataset = load_dataset(&args.io.dataset)?;
     let split: Split = args.split.parse()?;
     let model = load_model(&args.io.model)?;
-    let memory = load_memory(&args.memory)?;
     let catalog = &dataset.catalog;
-    let n_items = catalog.len();
     let train_targets: Vec<ItemIndex> = dataset
         .split(Split::Train)?
         .iter()
         .map(|s| s.target)
         .collect();
-    let train_counts = l2d::aggregate::item_counts(&train_targets, n_items)?;
+    let train_counts = l2d::aggregate::item_counts(&train_targets, catalog.len())?;
     let all = dataset.split(split)?;
     let keep = match args.limit {
         Some(limit) if limit < all.len() => subset(all.len(), limit as f64 / all.len() as f64, 7)?,
@@ -322,88 +240,64 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     };
     let samples: Vec<&Sample> = keep.iter().map(|&i| &all[i]).collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
+    let treatments = std::iter::once(Ok(Treatment::plain()))
+        .chain(args.treatments.iter().map(|t| t.parse::<Treatment>()))
+        .collect::<l2d::Result<Vec<_>>>()?;
+    let dtype = parse_dtype(&args.dtype)?;
+    let latent = args.methods.iter().any(|m| m == "global" || m == "local");
+    let memory = if latent {
+        Some(load_memory(&args.memory)?)
+    } else {
+        None
+    };
     println!(
-        "{} {split} samples ({} of {}), memory of {} states",
+        "{} {split} samples ({} of {}){}",
         samples.len(),
         samples.len(),
         all.len(),
-        memory.len()
+        memory
+            .as_ref()
+            .map_or(String::new(), |m| format!(", memory of {} states", m.len()))
     );
-    let mut reports: Vec<Report> = Vec::new();
-    let needs_states = args.methods.iter().any(|m| m == "global" || m == "local");
-    let queries = if needs_states {
+    let queries = if latent || args.shipped {
         Some(encode_samples(&model, catalog, &samples, "queries")?.0)
     } else {
         None
     };
+    let mut reports: Vec<Report> = Vec::new();
     for method in &args.methods {
         match method.as_str() {
-            "popularity" => {
-                let ranking = popularity_ranking(&train_counts, EVAL_DEPTH);
-                reports.push(evaluate(
-                    "popularity",
-                    &vec![ranking; samples.len()],
-                    &targets,
-                    &train_counts,
-                ));
-            }
+            "popularity" => reports.push(popularity_report(&targets, &train_counts)),
             "global" | "local" => {
-                let queries = queries
-                    .as_ref()
-                    .expect("states computed for latent methods");
+                let (memory, queries) = (
+                    memory.as_ref().expect("loaded"),
+                    queries.as_ref().expect("encoded"),
+                );
                 for &fraction in &args.fractions {
-                    let mut mem = memory.select(&subset(memory.len(), fraction, 0)?);
-                    let dtype = parse_dtype(&args.dtype)?;
-                    if dtype != DType::F32 {
-                        let rounded = l2d::score::ItemMatrix::from_f32(
-                            mem.states,
-                            mem.dim,
-                            vec![true; mem.items.len()],
-                        )?;
-                        mem.states = rounded.to_dtype(dtype).to_f32_values();
-                    }
-                    let treatments =
-                        std::iter::once("plain").chain(args.treatments.iter().map(String::as_str));
-                    for treatment in treatments {
-                        let (geometry, prior, cold_titles) = treatment_for(treatment, &mem)?;
-                        let mut reps = Representations::from_memory(&mem, n_items, geometry)?;
-                        reps.popularity_prior = prior;
-                        if cold_titles {
-                            let filled = reps.fill_cold_from_titles(&model, catalog)?;
-                            eprintln!("{treatment}: {filled} cold items get title vectors");
-                        }
-                        let mut suffix = String::new();
-                        if fraction < 1.0 {
-                            suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
-                        }
-                        if dtype != DType::F32 {
-                            suffix += &format!(" [{dtype:?}]");
-                        }
-                        if treatment != "plain" {
-                            suffix += &format!(" [{treatment}]");
-                        }
+                    let mem =
+                        round_memory(&memory.select(&subset(memory.len(), fraction, 0)?), dtype)?;
+                    for treatment in &treatments {
+                        let reps = representations(&model, catalog, &mem, treatment)?;
+                        let suffix = variant_suffix(fraction, dtype, &treatment.name);
                         let start = Instant::now();
-                        let (labels, rankings): (Vec<String>, Vec<Vec<Vec<ItemIndex>>>) =
-                            if method == "global" {
-                                (
-                                    vec![format!("L2D-G{suffix}")],
-                                    vec![rank_all(&reps, queries, Mode::Global)?],
-                                )
-                            } else {
-                                let labels = args
-                                    .m
-                                    .iter()
-                                    .map(|m| format!("L2D-L (M={m}){suffix}"))
-                                    .collect();
-                                (labels, rank_all_local(&reps, queries, &args.m)?)
-                            };
-                        for (label, rankings) in labels.iter().zip(&rankings) {
+                        let labelled: Vec<(String, Vec<Vec<ItemIndex>>)> = if method == "global" {
+                            vec![(
+                                format!("L2D-G{suffix}"),
+                                rank_queries(&reps, queries, Mode::Global)?,
+                            )]
+                        } else {
+                            let labels = args.m.iter().map(|m| format!("L2D-L (M={m}){suffix}"));
+                            labels
+                                .zip(rank_queries_local(&reps, queries, &args.m)?)
+                                .collect()
+                        };
+                        for (label, rankings) in &labelled {
                             let report = evaluate(label, rankings, &targets, &train_counts);
                             eprintln!(
                                 "{label}: R@20 {:.4} ({:.1} s for {} variant(s))",
                                 report.overall.recall_at(20),
                                 start.elapsed().as_secs_f64(),
-                                labels.len()
+                                labelled.len()
                             );
                             reports.push(report);
                         }
@@ -411,46 +305,66 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 }
             }
             "beam" => {
-                let trie = TitleTrie::build(&model, catalog)?;
-                let beam_keep = subset(
-                    samples.len(),
-                    (args.beam_limit as f64 / samples.len() as f64).min(1.0),
-                    11,
-                )?;
-                for &width in &args.beam {
-                    let bar = std::sync::Mutex::new(Progress::new(
-                        beam_keep.len(),
-                        &format!("beam {width} queries"),
-                    ));
-                    let rankings = beam_keep
-                        .iter()
-                        .map(|&i| {
-                            bar.lock().expect("progress lock").inc(1);
-                            let ids = model.history_prompt_ids(catalog, &samples[i].history)?;
-                            Ok(ranking(&beam_search(
-                                &model,
-                                &trie,
-                                &ids,
+                let mut bars: Vec<(usize, Progress)> = Vec::new();
+                reports.extend(beam_reports(
+                    &model,
+                    catalog,
+                    &samples,
+                    &args.beam,
+                    args.beam_limit,
+                    &train_counts,
+                    &mut |width, done, total| {
+                        if bars.last().is_none_or(|b| b.0 != width) {
+                            bars.push((
                                 width,
-                                MAX_TITLE_TOKENS,
-                            )?))
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    bar.lock().expect("progress lock").finish();
-                    let beam_targets: Vec<ItemIndex> =
-                        beam_keep.iter().map(|&i| targets[i]).collect();
-                    reports.push(evaluate(
-                        &format!("beam {width}"),
-                        &rankings,
-                        &beam_targets,
-                        &train_counts,
-                    ));
-                }
+                                Progress::new(total, &format!("beam {width} queries")),
+                            ));
+                        }
+                        let bar = &mut bars.last_mut().expect("pushed").1;
+                        bar.set_position(done);
+                        if done == total {
+                            bar.finish();
+                        }
+                    },
+                )?);
             }
             other => bail!("unknown method `{other}` (expected popularity, global, local or beam)"),
         }
     }
+    if args.shipped {
+        let manifest_path = args.io.model.join(l2d::manifest::MANIFEST_FILE);
+        let text = std::fs::read(&manifest_path)
+            .with_context(|| format!("reading {}", manifest_path.display()))?;
+        let manifest = Manifest::from_json(&text, &manifest_path.display().to_string())?;
+        let blob_path = args
+            .io
+            .model
+            .join(manifest.blob_file("memory", "manifest")?);
+        let blob = Blob::from_bytes(
+            &std::fs::read(&blob_path)
+                .with_context(|| format!("reading {}", blob_path.display()))?,
+        )
+        .with_context(|| format!("reading {}", blob_path.display()))?;
+        let queries = queries.as_ref().expect("encoded");
+        reports.push(shipped_report(
+            &model,
+            &blob,
+            &manifest.scoring,
+            queries,
+            &targets,
+            &train_counts,
+        )?);
+    }
+    if reports.is_empty() {
+        bail!("nothing to evaluate: give --methods or --shipped");
+    }
+    let reference = args
+        .reference
+        .clone()
+        .unwrap_or_else(|| reports[0].method.clone());
+    compare(&mut reports, &reference)?;
     println!("{}", markdown_table(&reports));
+    println!("{}", paired_table(&reports));
     println!(
         "Recall@20 by train frequency of the target ({}):",
         BUCKETS.join(" / ")
@@ -469,7 +383,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             "split": split.name(),
             "samples": samples.len(),
             "model": args.io.model.display().to_string(),
-            "memory_states": memory.len(),
+            "memory_states": memory.as_ref().map(|m| m.len()),
+            "reference": reference,
             "reports": reports,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
@@ -477,6 +392,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The label suffix of an evaluated variant: memory fraction, dtype, treatment.
+fn variant_suffix(fraction: f64, dtype: DType, treatment: &str) -> String {
+    let mut suffix = String::new();
+    if fraction < 1.0 {
+        suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
+    }
+    if dtype != DType::F32 {
+        suffix += &format!(" [{dtype:?}]");
+    }
+    if treatment != "plain" {
+        suffix += &format!(" [{treatment}]");
+    }
+    suffix
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

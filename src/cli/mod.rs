@@ -278,6 +278,14 @@ struct EvalArgs {
     /// Methods, comma-separated: popularity, global, local, beam.
     #[arg(long, value_delimiter = ',', default_value = "popularity,global,local")]
     methods: Vec<String>,
+    /// Also evaluate exactly what the browser ships by default: MODEL/manifest.json's scoring
+    /// applied to the blob file it names (`memory`).
+    #[arg(long)]
+    shipped: bool,
+    /// The row every other row is compared with (paired difference with a 95 % bootstrap
+    /// interval); default: the first row.
+    #[arg(long)]
+    reference: Option<String>,
     /// M values for L2D-L.
     #[arg(long, value_delimiter = ',', default_value = "20")]
     m: Vec<usize>,
@@ -289,7 +297,8 @@ struct EvalArgs {
     fractions: Vec<f64>,
     /// Latent-space treatments to add, comma-separated: center, cosine, center+cosine,
     /// prior=W (popularity prior weight), cold=title (cold-start items get their title state
-    /// plus the mean title→item offset instead of ranking last), combinable with `+`.
+    /// plus the mean title→item offset instead of ranking last), local>=T (items with fewer
+    /// than T states use their global vector in local mode), combinable with `+`.
     #[arg(long, value_delimiter = ',')]
     treatments: Vec<String>,
     /// Round memory states through this element type first (f32, f16, i8), as a blob stores them.

@@ -87,11 +87,6 @@ impl Progress {
         }
     }
 
-    /// Advances by `n`.
-    pub fn inc(&mut self, n: usize) {
-        self.set_position(self.position as usize + n);
-    }
-
     /// A short status shown after the counts (loss, tokens/s).
     pub fn set_message(&mut self, message: String) {
         if let Some(bar) = &self.bar {
