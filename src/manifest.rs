@@ -275,9 +275,7 @@ mod tests {
         for (edit, field) in cases {
             let mut m = valid();
             edit(&mut m);
-            let err = Manifest::from_json(m.to_json().as_bytes(), "site/manifest.json")
-                .unwrap_err()
-                .to_string();
+            let err = m.validate("site/manifest.json").unwrap_err().to_string();
             assert!(
                 err.contains(field) && err.contains("site/manifest.json"),
                 "{field}: {err}"
