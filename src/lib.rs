@@ -19,6 +19,8 @@ pub mod recommend;
 pub mod score;
 pub mod tokenizer;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod sasrec;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -325,7 +325,7 @@ impl Noise {
 
     /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
     /// 1 / (1 − p), so expectations match inference.
-    fn drop(&self, xs: &Tensor, p: f32) -> Result<Tensor> {
+    pub fn apply(&self, xs: &Tensor, p: f32) -> Result<Tensor> {
         use rand::Rng;
         if p <= 0.0 {
             return Ok(xs.clone());
@@ -346,7 +346,7 @@ fn dropout(
     pick: impl Fn(&DropoutRates) -> f32,
 ) -> Result<Tensor> {
     match noise {
-        Some(n) => n.drop(&xs, pick(&n.rates)),
+        Some(n) => n.apply(&xs, pick(&n.rates)),
         None => Ok(xs),
     }
 }

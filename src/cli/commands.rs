@@ -328,7 +328,24 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     },
                 )?);
             }
-            other => bail!("unknown method `{other}` (expected popularity, global, local or beam)"),
+            "sasrec" => {
+                let cfg = l2d::sasrec::SasRecConfig {
+                    max_minutes: args.sasrec_minutes,
+                    ..Default::default()
+                };
+                let train: Vec<&Sample> = dataset.split(Split::Train)?.iter().collect();
+                let valid: Vec<&Sample> = dataset.split(Split::Valid)?.iter().collect();
+                let (net, run) = l2d::sasrec::train(&cfg, catalog.len(), &train, &valid, &mut |line| {
+                    eprintln!("{line}")
+                })?;
+                eprintln!(
+                    "sasrec: best valid R@20 {:.4} at epoch {} of {} ({:.0} s)",
+                    run.best_valid_recall, run.best_epoch, run.epochs, run.seconds
+                );
+                let rankings = net.rankings(&samples)?;
+                reports.push(evaluate("SASRec", &rankings, &targets, &train_counts));
+            }
+            other => bail!("unknown method `{other}` (expected popularity, global, local, beam or sasrec)"),
         }
     }
     if args.shipped {

@@ -275,7 +275,8 @@ struct EvalArgs {
     /// Split to evaluate: valid or test.
     #[arg(long, default_value = "valid")]
     split: String,
-    /// Methods, comma-separated: popularity, global, local, beam.
+    /// Methods, comma-separated: popularity, global, local, beam, sasrec (trained here on the
+    /// train split, early-stopped on valid).
     #[arg(long, value_delimiter = ',', default_value = "popularity,global,local")]
     methods: Vec<String>,
     /// Also evaluate exactly what the browser ships by default: MODEL/manifest.json's scoring
@@ -307,6 +308,9 @@ struct EvalArgs {
     /// Evaluate a seeded random subset of this many samples (all when absent).
     #[arg(long)]
     limit: Option<usize>,
+    /// Wall-clock cap on SASRec training, in minutes.
+    #[arg(long, default_value_t = l2d::sasrec::SasRecConfig::default().max_minutes)]
+    sasrec_minutes: f64,
     /// Samples for beam search (slow), a seeded subset of the evaluated ones.
     #[arg(long, default_value_t = 1000)]
     beam_limit: usize,

@@ -1,0 +1,349 @@
+//! SASRec (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018), the
+//! conventional baseline, trained and evaluated in the same harness as L2D: the same split, the
+//! same samples (history ≤ 10 items → next item), the same metrics, full ranking, history not
+//! masked. Item-ID embeddings, learned positions, causal self-attention blocks (post-norm, as in
+//! RecBole's implementation), dropout, cross-entropy over all items; Adam; early stopping on
+//! valid Recall@20. Seeded: initialisation, batch order and dropout masks.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::ItemIndex;
+use crate::dataset::Sample;
+use crate::error::{Error, Result};
+use crate::eval::EVAL_DEPTH;
+use crate::model::{DropoutRates, Noise};
+use crate::prompt::MAX_HISTORY;
+use crate::score::top_k;
+
+/// Hyper-parameters (defaults: RecBole 1.2.1's SASRec with the D3 history cap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SasRecConfig {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub inner: usize,
+    /// Dropout on embeddings, attention probabilities and block outputs.
+    pub dropout: f32,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Epochs without a better valid Recall@20 before stopping.
+    pub patience: usize,
+    /// Wall-clock cap on training, in minutes.
+    pub max_minutes: f64,
+    pub seed: u64,
+}
+
+impl Default for SasRecConfig {
+    fn default() -> Self {
+        SasRecConfig {
+            hidden: 64,
+            layers: 2,
+            heads: 2,
+            inner: 256,
+            dropout: 0.5,
+            learning_rate: 1e-3,
+            batch_size: 256,
+            max_epochs: 200,
+            patience: 10,
+            max_minutes: 15.0,
+            seed: 2020,
+        }
+    }
+}
+
+struct Block {
+    q: candle_nn::Linear,
+    k: candle_nn::Linear,
+    v: candle_nn::Linear,
+    out: candle_nn::Linear,
+    norm1: (Tensor, Tensor),
+    up: candle_nn::Linear,
+    down: candle_nn::Linear,
+    norm2: (Tensor, Tensor),
+}
+
+/// A SASRec network over `items` catalog items (embedding row 0 is padding).
+pub struct SasRec {
+    cfg: SasRecConfig,
+    items: Tensor,
+    positions: Tensor,
+    norm: (Tensor, Tensor),
+    blocks: Vec<Block>,
+}
+
+fn layer_norm(xs: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
+    let mean = xs.mean_keepdim(D::Minus1)?;
+    let centered = xs.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(centered
+        .broadcast_div(&(var + 1e-12)?.sqrt()?)?
+        .broadcast_mul(w)?
+        .broadcast_add(b)?)
+}
+
+fn norm_params(vb: &VarBuilder, name: &str, d: usize) -> Result<(Tensor, Tensor)> {
+    let vb = vb.pp(name);
+    Ok((vb.get(d, "weight")?, vb.get(d, "bias")?))
+}
+
+fn linear(vb: &VarBuilder, name: &str, inp: usize, out: usize) -> Result<candle_nn::Linear> {
+    let vb = vb.pp(name);
+    Ok(candle_nn::Linear::new(
+        vb.get((out, inp), "weight")?,
+        Some(vb.get(out, "bias")?),
+    ))
+}
+
+impl SasRec {
+    /// Builds the network's variables in `vb` for a catalog of `n_items` items.
+    pub fn new(cfg: &SasRecConfig, n_items: usize, vb: VarBuilder) -> Result<Self> {
+        if cfg.hidden == 0 || cfg.heads == 0 || !cfg.hidden.is_multiple_of(cfg.heads) {
+            return Err(Error::invalid(
+                "sasrec hidden / heads",
+                format!("{} / {} (a whole head size)", cfg.hidden, cfg.heads),
+            ));
+        }
+        let d = cfg.hidden;
+        let blocks = (0..cfg.layers)
+            .map(|i| {
+                let vb = vb.pp(format!("blocks.{i}"));
+                Ok(Block {
+                    q: linear(&vb, "q", d, d)?,
+                    k: linear(&vb, "k", d, d)?,
+                    v: linear(&vb, "v", d, d)?,
+                    out: linear(&vb, "out", d, d)?,
+                    norm1: norm_params(&vb, "norm1", d)?,
+                    up: linear(&vb, "up", d, cfg.inner)?,
+                    down: linear(&vb, "down", cfg.inner, d)?,
+                    norm2: norm_params(&vb, "norm2", d)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(SasRec {
+            cfg: cfg.clone(),
+            items: vb.pp("items").get((n_items + 1, d), "weight")?,
+            positions: vb.pp("positions").get((MAX_HISTORY, d), "weight")?,
+            norm: norm_params(&vb, "norm", d)?,
+            blocks,
+        })
+    }
+
+    /// Final hidden state of the last position for left-padded histories `(b, MAX_HISTORY)`
+    /// of item ids + 1 (0 = padding); dropout when `noise` is given.
+    fn forward(&self, ids: &Tensor, noise: Option<&Noise>) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let d = self.cfg.hidden;
+        let heads = self.cfg.heads;
+        let hd = d / heads;
+        let drop = |x: Tensor| -> Result<Tensor> {
+            match noise {
+                Some(n) => n.apply(&x, self.cfg.dropout),
+                None => Ok(x),
+            }
+        };
+        let emb = self.items.embedding(&ids.flatten_all()?)?.reshape((b, t, d))?;
+        let mut xs = emb.broadcast_add(&self.positions.narrow(0, MAX_HISTORY - t, t)?)?;
+        xs = drop(layer_norm(&xs, &self.norm)?)?;
+        // Causal mask plus padded keys, as large negatives (a padded query row stays finite).
+        let ids_v = ids.to_vec2::<u32>()?;
+        let mut mask = vec![0f32; b * t * t];
+        for (r, row) in ids_v.iter().enumerate() {
+            for i in 0..t {
+                for j in 0..t {
+                    if j > i || row[j] == 0 {
+                        mask[(r * t + i) * t + j] = -1e9;
+                    }
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, (b, 1, t, t), ids.device())?;
+        let split = |x: Tensor| -> Result<Tensor> {
+            Ok(x.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        for block in &self.blocks {
+            use candle_core::Module;
+            let q = split(block.q.forward(&xs)?)?;
+            let k = split(block.k.forward(&xs)?)?;
+            let v = split(block.v.forward(&xs)?)?;
+            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(&mask)?;
+            let weights = drop(candle_nn::ops::softmax(&scores, D::Minus1)?)?;
+            let attn = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+            let attn = drop(block.out.forward(&attn)?)?;
+            xs = layer_norm(&(xs + attn)?, &block.norm1)?;
+            let ff = drop(block.down.forward(&block.up.forward(&xs)?.gelu_erf()?)?)?;
+            xs = layer_norm(&(xs + ff)?, &block.norm2)?;
+        }
+        Ok(xs.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
+    /// Scores `(b, n_items)` over the catalog (padding row dropped).
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let n = self.items.dim(0)? - 1;
+        Ok(hidden.matmul(&self.items.narrow(0, 1, n)?.t()?)?)
+    }
+
+    /// Top-[`EVAL_DEPTH`] rankings of `samples`' next items, in batches.
+    pub fn rankings(&self, samples: &[&Sample]) -> Result<Vec<Vec<ItemIndex>>> {
+        let mut out = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(512) {
+            let ids = history_tensor(chunk.iter().map(|s| s.history.as_slice()))?;
+            let logits = self.logits(&self.forward(&ids, None)?)?.to_vec2::<f32>()?;
+            for row in logits {
+                let negated: Vec<f32> = row.iter().map(|x| -x).collect();
+                out.push(top_k(&negated, EVAL_DEPTH, &[]).into_iter().map(|(i, _)| i).collect());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Left-padded `(b, MAX_HISTORY)` ids + 1 of the histories' last items.
+fn history_tensor<'a>(histories: impl Iterator<Item = &'a [ItemIndex]>) -> Result<Tensor> {
+    let mut ids = Vec::new();
+    let mut rows = 0;
+    for h in histories {
+        let h = crate::prompt::truncate_history(h);
+        ids.extend(std::iter::repeat_n(0u32, MAX_HISTORY - h.len()));
+        ids.extend(h.iter().map(|&i| i + 1));
+        rows += 1;
+    }
+    Ok(Tensor::from_vec(ids, (rows, MAX_HISTORY), &Device::Cpu)?)
+}
+
+/// Seeded initialisation: N(0, 0.02) weights, zero biases, unit norm weights (RecBole's).
+fn initialise(varmap: &VarMap, seed: u64) -> Result<()> {
+    use rand::Rng;
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = StdRng::seed_from_u64(seed);
+    for name in names {
+        let var = &data[name];
+        let n = var.elem_count();
+        let values: Vec<f32> = if name.contains("norm") && name.ends_with("weight") {
+            vec![1.0; n]
+        } else if name.ends_with("bias") {
+            vec![0.0; n]
+        } else {
+            (0..n)
+                .map(|_| {
+                    let (u1, u2): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
+                    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * 0.02) as f32
+                })
+                .collect()
+        };
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu)?)?;
+    }
+    Ok(())
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SasRecRun {
+    pub config: SasRecConfig,
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub best_valid_recall: f64,
+    pub seconds: f64,
+    /// (epoch, mean train loss, valid Recall@20).
+    pub history: Vec<(usize, f64, f64)>,
+}
+
+/// Trains on `train` with early stopping on `valid` Recall@20; returns the network with the
+/// best valid weights. `progress` receives one line per epoch.
+pub fn train(
+    cfg: &SasRecConfig,
+    n_items: usize,
+    train: &[&Sample],
+    valid: &[&Sample],
+    progress: &mut dyn FnMut(&str),
+) -> Result<(SasRec, SasRecRun)> {
+    if train.is_empty() || valid.is_empty() {
+        return Err(Error::invalid("sasrec", "needs train and valid samples"));
+    }
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let net = SasRec::new(cfg, n_items, vb)?;
+    initialise(&varmap, cfg.seed)?;
+    let vars: Vec<Var> = varmap.all_vars();
+    let mut optimizer = candle_nn::AdamW::new(
+        vars.clone(),
+        candle_nn::ParamsAdamW {
+            lr: cfg.learning_rate,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let valid_targets: Vec<ItemIndex> = valid.iter().map(|s| s.target).collect();
+    let recall_at_20 = |net: &SasRec| -> Result<f64> {
+        let rankings = net.rankings(valid)?;
+        let hits = rankings
+            .iter()
+            .zip(&valid_targets)
+            .filter(|(r, t)| r.iter().take(20).any(|i| i == *t))
+            .count();
+        Ok(hits as f64 / valid.len() as f64)
+    };
+    let started = Instant::now();
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut history = Vec::new();
+    let rates = DropoutRates::default();
+    let mut step = 0u64;
+    for epoch in 1..=cfg.max_epochs {
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        let mut batches = 0usize;
+        for chunk in order.chunks(cfg.batch_size) {
+            let ids = history_tensor(chunk.iter().map(|&i| train[i].history.as_slice()))?;
+            let labels: Vec<u32> = chunk.iter().map(|&i| train[i].target).collect();
+            let labels = Tensor::from_vec(labels, chunk.len(), &Device::Cpu)?;
+            step += 1;
+            let noise = Noise::new(rates, cfg.seed.wrapping_mul(0x5a5e).wrapping_add(step));
+            let logits = net.logits(&net.forward(&ids, Some(&noise))?)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+            optimizer.backward_step(&loss)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            batches += 1;
+        }
+        let recall = recall_at_20(&net)?;
+        let loss = loss_sum / batches.max(1) as f64;
+        history.push((epoch, loss, recall));
+        let improved = best.as_ref().is_none_or(|b| recall > b.0);
+        if improved {
+            let weights = vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+            best = Some((recall, epoch, weights));
+        }
+        let minutes = started.elapsed().as_secs_f64() / 60.0;
+        progress(&format!(
+            "sasrec epoch {epoch}: train loss {loss:.4}, valid R@20 {recall:.4}{} ({minutes:.1} min)",
+            if improved { " (best)" } else { "" }
+        ));
+        let since = epoch - best.as_ref().map_or(epoch, |b| b.1);
+        if since >= cfg.patience || minutes >= cfg.max_minutes {
+            break;
+        }
+    }
+    let (best_recall, best_epoch, weights) = best.expect("at least one epoch");
+    for (var, w) in vars.iter().zip(&weights) {
+        var.set(w)?;
+    }
+    let run = SasRecRun {
+        config: cfg.clone(),
+        epochs: history.len(),
+        best_epoch,
+        best_valid_recall: best_recall,
+        seconds: started.elapsed().as_secs_f64(),
+        history,
+    };
+    Ok((net, run))
+}
