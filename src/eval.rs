@@ -544,6 +544,69 @@ pub fn shipped_report(
     ))
 }
 
+/// Neighbour counts tried for L2D-L when choosing the shipped scoring.
+pub const CHOOSE_M: [usize; 5] = [5, 10, 20, 50, 100];
+/// Popularity-prior weights tried (0 = plain L2).
+pub const CHOOSE_PRIOR: [f32; 6] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
+/// Adaptive thresholds tried for local mode (0 = every item local).
+pub const CHOOSE_LOCAL_MIN: [u32; 6] = [0, 2, 3, 5, 10, 20];
+
+/// Chooses the scoring the browser ships, on a validation split, from the shipped blob's own
+/// representations (`base`, as `load_blob` gives them): coordinate search over mode and M,
+/// then the popularity prior, then (local mode) the adaptive threshold, each step keeping the
+/// best Recall@20 (ties: NDCG@20). The grids are fixed above, not tuned to one dataset.
+/// Returns the choice and every evaluated variant.
+pub fn choose_scoring(
+    base: &Representations,
+    queries: &Memory,
+    targets: &[ItemIndex],
+    train_counts: &[u32],
+    progress: &mut dyn FnMut(&Report),
+) -> Result<(Scoring, Vec<Report>)> {
+    let mut reports: Vec<Report> = Vec::new();
+    let mut run = |scoring: &Scoring, reports: &mut Vec<Report>| -> Result<(f64, f64)> {
+        let mut reps = base.clone();
+        reps.apply_scoring(scoring)?;
+        let rankings = rank_queries(&reps, queries, scoring.mode()?)?;
+        let report = evaluate(&scoring.label(), &rankings, targets, train_counts);
+        progress(&report);
+        let key = (report.overall.recall_at(20), report.overall.ndcg[2]);
+        reports.push(report);
+        Ok(key)
+    };
+    let better = |a: (f64, f64), b: (f64, f64)| a.0 > b.0 || (a.0 == b.0 && a.1 > b.1);
+    let mut best = Scoring::default();
+    let mut best_key = run(&best, &mut reports)?;
+    if base.local.is_some() {
+        for m in CHOOSE_M {
+            let s = Scoring { mode: "local".into(), m, ..Scoring::default() };
+            let key = run(&s, &mut reports)?;
+            if better(key, best_key) {
+                (best, best_key) = (s, key);
+            }
+        }
+    }
+    let stage = best.clone();
+    for prior in CHOOSE_PRIOR.into_iter().filter(|&p| p != 0.0) {
+        let s = Scoring { popularity_prior: prior, ..stage.clone() };
+        let key = run(&s, &mut reports)?;
+        if better(key, best_key) {
+            (best, best_key) = (s, key);
+        }
+    }
+    if best.mode == "local" {
+        let stage = best.clone();
+        for t in CHOOSE_LOCAL_MIN.into_iter().filter(|&t| t > 1) {
+            let s = Scoring { local_min_states: t, ..stage.clone() };
+            let key = run(&s, &mut reports)?;
+            if better(key, best_key) {
+                (best, best_key) = (s, key);
+            }
+        }
+    }
+    Ok((best, reports))
+}
+
 /// A Markdown table of reports: each metric with its 95 % bootstrap interval.
 pub fn markdown_table(reports: &[Report]) -> String {
     let mut out = String::from("| method | samples |");

@@ -24,7 +24,7 @@ use l2d::score::{top_k, DType};
 
 use super::progress::Progress;
 use super::{
-    BenchArgs, BlobArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs, RecommendArgs,
+    BenchArgs, ChooseArgs, BlobArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs, RecommendArgs,
 };
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
@@ -407,6 +407,48 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+pub fn choose(args: ChooseArgs) -> Result<()> {
+    let dataset = load_dataset(&args.io.dataset)?;
+    let split: Split = args.split.parse()?;
+    if split == Split::Test {
+        bail!("--split test: the scoring is chosen on valid only; test is reported once");
+    }
+    let model = load_model(&args.io.model)?;
+    let manifest_path = args.io.model.join(l2d::manifest::MANIFEST_FILE);
+    let text = std::fs::read(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let mut manifest = Manifest::from_json(&text, &manifest_path.display().to_string())?;
+    let blob_path = args.io.model.join(manifest.blob_file("memory", "manifest")?);
+    let blob = Blob::from_bytes(
+        &std::fs::read(&blob_path).with_context(|| format!("reading {}", blob_path.display()))?,
+    )
+    .with_context(|| format!("reading {}", blob_path.display()))?;
+    let (_, base) = load_blob(&model, &blob, &blob_path.display().to_string())?;
+    let train_targets: Vec<ItemIndex> = dataset.split(Split::Train)?.iter().map(|s| s.target).collect();
+    let train_counts = l2d::aggregate::item_counts(&train_targets, dataset.catalog.len())?;
+    let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
+    let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
+    let queries = encode_samples(&model, &dataset.catalog, &samples, "queries")?.0;
+    let (scoring, reports) = l2d::eval::choose_scoring(&base, &queries, &targets, &train_counts, &mut |r| {
+        eprintln!("{}: R@20 {:.4}, N@20 {:.4}", r.method, r.overall.recall_at(20), r.overall.ndcg[2])
+    })?;
+    println!("{}", markdown_table(&reports));
+    println!("chosen on {split}: {}", scoring.label());
+    manifest.scoring = scoring;
+    std::fs::write(&manifest_path, manifest.to_json())
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
+    println!("wrote the scoring into {}", manifest_path.display());
+    if let Some(path) = &args.json {
+        let out = serde_json::json!({
+            "split": split.name(), "blob": blob_path.display().to_string(),
+            "chosen": manifest.scoring, "reports": reports,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

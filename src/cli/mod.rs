@@ -44,6 +44,10 @@ enum Command {
     Blob(BlobArgs),
     /// Evaluate popularity, L2D-G, L2D-L and beam search: Recall/NDCG@{5,10,20,50,100}.
     Eval(EvalArgs),
+    /// Choose the browser's default scoring on the valid split, on the shipped memory blob
+    /// itself (mode and M, then popularity prior, then the adaptive local/global threshold),
+    /// and write it into MODEL/manifest.json.
+    Choose(ChooseArgs),
     /// Per-query latency of history → top-20 for L2D-G, L2D-L and beam 1/5/10, plus scoring
     /// throughput, in one run on the same model and queries.
     Bench(BenchArgs),
@@ -320,6 +324,18 @@ struct EvalArgs {
 }
 
 #[derive(clap::Args)]
+struct ChooseArgs {
+    #[command(flatten)]
+    io: ModelAndData,
+    /// Split to choose on (never test).
+    #[arg(long, default_value = "valid")]
+    split: String,
+    /// Write the reports as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 struct BenchArgs {
     #[command(flatten)]
     io: ModelAndData,
@@ -405,6 +421,7 @@ pub fn run() -> Result<()> {
         Command::Memory(args) => commands::memory(args),
         Command::Blob(args) => commands::blob(args),
         Command::Eval(args) => commands::eval(args),
+        Command::Choose(args) => commands::choose(args),
         Command::Bench(args) => commands::bench(args),
         Command::Recommend(args) => commands::recommend(args),
         Command::Convert(args) => commands::convert(args),
