@@ -1,25 +1,45 @@
 #!/usr/bin/env bash
-# After scripts/train-default.sh: converts the weights to f16, builds the full memory, writes
-# the two blobs and the manifest of models/default, and refreshes the native parity fixture.
-# The ranking defaults (prior, mode, M) are the ones chosen on the valid split by
-# scripts/eval-default.sh (see README).
+# After training (scripts/train-default.sh): converts the weights to f16, builds the full memory,
+# writes the global blob (f16) and the memory blob (int8, the largest memory fraction that keeps
+# model + tokenizer + blob within the 16.5 MB download budget), the manifest; chooses the
+# browser's default scoring on valid from that blob (`l2d choose`); evaluates what the browser
+# ships on test once (`l2d eval --shipped`, next to popularity); refreshes the browser fixtures.
+#
+#   scripts/build-default-assets.sh [PREPARED_DATASET] [MODEL_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${MODEL:-models/default}
-MEMORY=target/l2d/memory.safetensors
+DATASET=${1:-target/data/ml-latest-small}
+MODEL=${2:-models/default}
+BUDGET=${BUDGET:-16500000}
+WORK=target/l2d/$(basename "$MODEL")
+MEMORY=$WORK/memory.safetensors
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 cargo build --release --bin l2d
 L2D=target/release/l2d
-$L2D prepare --movielens data/ml-latest-small --out target/data/ml-latest-small
+mkdir -p "$WORK"
 $L2D convert --model "$MODEL" --dtype f16
-$L2D memory --model "$MODEL" --out "$MEMORY"
-# Cold-start rule `title` (items without states get title vectors): valid R@20 of the shipped
-# variant 0.1031 → 0.1041 (docs/eval-cold-start-shipped-valid.txt).
-$L2D blob --model "$MODEL" --memory "$MEMORY" --kind global --dtype f16 --cold-start title \
-  --out "$MODEL/global.blob"
-# 70% of the memory in int8 keeps valid R@20 of L2D-L (M=10) at 0.1031 (full f32: 0.1049)
-# in 9.9 MB, so model + blob stay under 20 MB (docs/eval-valid-fractions.md).
-$L2D blob --model "$MODEL" --memory "$MEMORY" --kind memory --dtype i8 --cold-start title \
-  --fraction "${MEMORY_FRACTION:-0.7}" --out "$MODEL/memory.blob"
-$L2D manifest --model "$MODEL" --popularity-prior "${PRIOR:-0}" --mode "${MODE:-local}" --m "${M:-10}"
-L2D_BLESS=1 cargo test --release --test web_parity
+# The memory depends on the model files only: rebuilt when their hashes change.
+STAMP=$(cd "$MODEL" && sha256sum config.json model.safetensors tokenizer.json l2d.json | sha256sum | cut -c1-64)
+if [ ! -f "$MEMORY" ] || [ "$(cat "$WORK/memory.stamp" 2>/dev/null)" != "$STAMP" ]; then
+  $L2D memory --dataset "$DATASET" --model "$MODEL" --out "$MEMORY"
+  echo "$STAMP" > "$WORK/memory.stamp"
+fi
+$L2D blob --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --kind global --dtype f16 \
+  --cold-start title --out "$MODEL/global.blob"
+FIXED=$(( $(stat -c%s "$MODEL/model.safetensors") + $(stat -c%s "$MODEL/tokenizer.json") \
+  + $(stat -c%s "$MODEL/config.json") + $(stat -c%s "$MODEL/l2d.json") ))
+$L2D blob --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --kind memory --dtype i8 \
+  --cold-start title --max-bytes $(( BUDGET - FIXED )) --out "$MODEL/memory.blob"
+rm -f "$MODEL/eval.json"
+$L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL"
+$L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.json" | tee "$WORK/choose-valid.md"
+$L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularity,sasrec,beam \
+  --beam 1,5,10 --shipped --reference shipped --json "$MODEL/eval.json" | tee "$WORK/eval-test-shipped.md"
+# The manifest lists eval.json with its hash: rewrite it, keeping the chosen scoring.
+SCORING=$(python3 -c "import json;s=json.load(open('$MODEL/manifest.json'))['scoring'];print(s['mode'],s['m'],s['popularity_prior'],s['local_min_states'])")
+read -r MODE M PRIOR LOCALMIN <<< "$SCORING"
+$L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL" \
+  --mode "$MODE" --m "$M" --popularity-prior "$PRIOR" --local-min-states "$LOCALMIN"
+if [ "$MODEL" = models/default ]; then
+  L2D_BLESS=1 cargo test --release --test web_parity
+fi

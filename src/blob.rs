@@ -146,6 +146,36 @@ impl Blob {
         Ok(blob)
     }
 
+    /// The blob of a memory: per-item mean vectors ([`BlobKind::Global`], L2D-G) or the states
+    /// grouped by item ([`BlobKind::Memory`], serving L2D-G and L2D-L), in `dtype`.
+    pub fn from_memory(
+        kind: BlobKind,
+        model_fingerprint: [u8; 32],
+        catalog: &Catalog,
+        with_titles: bool,
+        memory: &crate::memory::Memory,
+        dtype: DType,
+    ) -> crate::error::Result<Self> {
+        let local = crate::aggregate::LocalIndex::new(memory, catalog.len())?;
+        let matrix = match kind {
+            BlobKind::Global => local.global_vectors()?,
+            BlobKind::Memory => local.states().clone(),
+        };
+        Ok(Blob::new(
+            kind,
+            model_fingerprint,
+            catalog,
+            with_titles,
+            local.counts(),
+            matrix.to_dtype(dtype),
+        )?)
+    }
+
+    /// Bytes one row takes in this blob's element type (how a size budget maps to rows).
+    pub fn row_bytes(&self) -> u64 {
+        row_bytes(self.matrix.dtype(), self.matrix.dim())
+    }
+
     /// Adds cold-start vectors: one row per item with count 0, in catalog order, stored in the
     /// main matrix's element type.
     pub fn with_cold(mut self, cold: &ItemMatrix) -> Result<Self, BlobError> {

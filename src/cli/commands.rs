@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use l2d::aggregate::{global_item_vectors, Geometry, LocalIndex};
+use l2d::aggregate::Geometry;
 use l2d::blob::{Blob, BlobKind};
 use l2d::catalog::{Catalog, ItemIndex};
 use l2d::dataset::{Dataset, Sample, Split};
@@ -162,46 +162,61 @@ fn parse_dtype(name: &str) -> Result<DType> {
 pub fn blob(args: BlobArgs) -> Result<()> {
     let dataset = load_dataset(&args.io.dataset)?;
     let files = ModelFiles::read_dir(&args.io.model)?;
-    let memory = load_memory(&args.memory)?;
-    let memory = memory.select(&subset(memory.len(), args.fraction, args.seed)?);
-    let n = dataset.catalog.len();
-    let dtype = parse_dtype(&args.dtype)?;
-    let (kind, matrix, counts) = match args.kind.as_str() {
-        "global" => (
-            BlobKind::Global,
-            global_item_vectors(&memory, n)?,
-            l2d::aggregate::state_counts(&memory, n)?,
-        ),
-        "memory" => {
-            let local = LocalIndex::new(&memory, n)?;
-            (BlobKind::Memory, local.states().clone(), local.counts())
-        }
+    let full = load_memory(&args.memory)?;
+    let kind = match args.kind.as_str() {
+        "global" => BlobKind::Global,
+        "memory" => BlobKind::Memory,
         other => bail!("unknown blob kind `{other}` (expected global or memory)"),
     };
-    let mut blob = Blob::new(
-        kind,
-        model_fingerprint(&files),
-        &dataset.catalog,
-        !args.no_titles,
-        counts,
-        matrix.to_dtype(dtype),
-    )?;
-    match args.cold_start.as_str() {
-        "last" => {}
-        "title" => {
-            let model = Model::from_files(&files)?;
-            let mut reps = Representations::from_memory(&memory, n, Geometry::plain())?;
-            reps.fill_cold_from_titles(&model, &dataset.catalog)?;
-            if let Some(cold) = reps.cold_vectors()? {
-                blob = blob.with_cold(&cold)?;
-            }
-        }
+    let dtype = parse_dtype(&args.dtype)?;
+    let fingerprint = model_fingerprint(&files);
+    let model = match args.cold_start.as_str() {
+        "last" => None,
+        "title" => Some(Model::from_files(&files)?),
         other => bail!("unknown cold-start rule `{other}` (expected last or title)"),
+    };
+    // The blob at a memory fraction, with the cold-start vectors of the items it leaves cold.
+    let build = |fraction: f64| -> Result<Blob> {
+        let memory = full.select(&subset(full.len(), fraction, args.seed)?);
+        let blob = Blob::from_memory(kind, fingerprint, &dataset.catalog, !args.no_titles, &memory, dtype)?;
+        Ok(match &model {
+            None => blob,
+            Some(model) => {
+                let mut reps = Representations::from_memory(&memory, dataset.catalog.len(), Geometry::plain())?;
+                reps.fill_cold_from_titles(model, &dataset.catalog)?;
+                match reps.cold_vectors()? {
+                    Some(cold) => blob.with_cold(&cold)?,
+                    None => blob,
+                }
+            }
+        })
+    };
+    let mut fraction = args.fraction;
+    let mut blob = build(fraction)?;
+    if let Some(max) = args.max_bytes {
+        // Largest memory fraction whose blob fits: rows are the part that scales with it.
+        for _ in 0..8 {
+            let size = blob.to_bytes().len() as u64;
+            if size <= max {
+                break;
+            }
+            let over = (size - max) as f64;
+            let rows_bytes = (blob.matrix.rows() as u64 * blob.row_bytes()) as f64;
+            fraction *= (1.0 - over / rows_bytes.max(1.0)) * 0.995;
+            if kind == BlobKind::Global || fraction <= 0.0 {
+                bail!("a {kind:?} blob of {size} bytes cannot fit --max-bytes {max}");
+            }
+            blob = build(fraction)?;
+        }
+        if blob.to_bytes().len() as u64 > max {
+            bail!("no memory fraction fits --max-bytes {max}");
+        }
+        eprintln!("memory fraction {fraction:.4} fits --max-bytes {max}");
     }
     let bytes = blob.to_bytes();
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "wrote {}: {:?} blob, {} rows × {} {:?}, {} items ({} without a state{}), {:.2} MB",
+        "wrote {}: {:?} blob, memory fraction {fraction:.4}, {} rows × {} {:?}, {} items ({} without a state{}), {:.2} MB",
         args.out.display(),
         kind,
         blob.matrix.rows(),

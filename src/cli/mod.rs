@@ -260,6 +260,10 @@ struct BlobArgs {
     /// Leave titles out (ids only).
     #[arg(long)]
     no_titles: bool,
+    /// Largest blob size in bytes: a memory blob keeps the largest seeded fraction (at most
+    /// --fraction) that fits (a download budget, not a tuned constant).
+    #[arg(long)]
+    max_bytes: Option<u64>,
     /// Cold-start rule stored in the blob: `last` (items without states rank last, the
     /// paper's rule) or `title` (they get title vectors; see `eval --treatments cold=title`).
     #[arg(long, default_value = "last")]
