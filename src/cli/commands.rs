@@ -390,10 +390,15 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if reports.is_empty() {
         bail!("nothing to evaluate: give --methods or --shipped");
     }
-    let reference = args
-        .reference
-        .clone()
-        .unwrap_or_else(|| reports[0].method.clone());
+    let reference = match args.reference.as_deref() {
+        None => reports[0].method.clone(),
+        Some("shipped") => reports
+            .iter()
+            .find(|r| r.method.starts_with("shipped:"))
+            .map(|r| r.method.clone())
+            .context("--reference shipped needs --shipped")?,
+        Some(name) => name.to_string(),
+    };
     compare(&mut reports, &reference)?;
     println!("{}", markdown_table(&reports));
     println!("{}", paired_table(&reports));

@@ -292,7 +292,7 @@ struct EvalArgs {
     #[arg(long)]
     shipped: bool,
     /// The row every other row is compared with (paired difference with a 95 % bootstrap
-    /// interval); default: the first row.
+    /// interval); `shipped` names the --shipped row; default: the first row.
     #[arg(long)]
     reference: Option<String>,
     /// M values for L2D-L.
