@@ -579,7 +579,11 @@ pub fn choose_scoring(
     let mut best_key = run(&best, &mut reports)?;
     if base.local.is_some() {
         for m in CHOOSE_M {
-            let s = Scoring { mode: "local".into(), m, ..Scoring::default() };
+            let s = Scoring {
+                mode: "local".into(),
+                m,
+                ..Scoring::default()
+            };
             let key = run(&s, &mut reports)?;
             if better(key, best_key) {
                 (best, best_key) = (s, key);
@@ -588,7 +592,10 @@ pub fn choose_scoring(
     }
     let stage = best.clone();
     for prior in CHOOSE_PRIOR.into_iter().filter(|&p| p != 0.0) {
-        let s = Scoring { popularity_prior: prior, ..stage.clone() };
+        let s = Scoring {
+            popularity_prior: prior,
+            ..stage.clone()
+        };
         let key = run(&s, &mut reports)?;
         if better(key, best_key) {
             (best, best_key) = (s, key);
@@ -597,7 +604,10 @@ pub fn choose_scoring(
     if best.mode == "local" {
         let stage = best.clone();
         for t in CHOOSE_LOCAL_MIN.into_iter().filter(|&t| t > 1) {
-            let s = Scoring { local_min_states: t, ..stage.clone() };
+            let s = Scoring {
+                local_min_states: t,
+                ..stage.clone()
+            };
             let key = run(&s, &mut reports)?;
             if better(key, best_key) {
                 (best, best_key) = (s, key);

@@ -16,10 +16,10 @@ pub mod model;
 pub mod prompt;
 pub mod pyliteral;
 pub mod recommend;
-pub mod score;
-pub mod tokenizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sasrec;
+pub mod score;
+pub mod tokenizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 #[cfg(target_arch = "wasm32")]

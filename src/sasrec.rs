@@ -149,7 +149,10 @@ impl SasRec {
                 None => Ok(x),
             }
         };
-        let emb = self.items.embedding(&ids.flatten_all()?)?.reshape((b, t, d))?;
+        let emb = self
+            .items
+            .embedding(&ids.flatten_all()?)?
+            .reshape((b, t, d))?;
         let mut xs = emb.broadcast_add(&self.positions.narrow(0, MAX_HISTORY - t, t)?)?;
         xs = drop(layer_norm(&xs, &self.norm)?)?;
         // Causal mask plus padded keys, as large negatives (a padded query row stays finite).
@@ -166,7 +169,9 @@ impl SasRec {
         }
         let mask = Tensor::from_vec(mask, (b, 1, t, t), ids.device())?;
         let split = |x: Tensor| -> Result<Tensor> {
-            Ok(x.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
+            Ok(x.reshape((b, t, heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?)
         };
         for block in &self.blocks {
             use candle_core::Module;
@@ -198,7 +203,12 @@ impl SasRec {
             let logits = self.logits(&self.forward(&ids, None)?)?.to_vec2::<f32>()?;
             for row in logits {
                 let negated: Vec<f32> = row.iter().map(|x| -x).collect();
-                out.push(top_k(&negated, EVAL_DEPTH, &[]).into_iter().map(|(i, _)| i).collect());
+                out.push(
+                    top_k(&negated, EVAL_DEPTH, &[])
+                        .into_iter()
+                        .map(|(i, _)| i)
+                        .collect(),
+                );
             }
         }
         Ok(out)
@@ -320,7 +330,10 @@ pub fn train(
         history.push((epoch, loss, recall));
         let improved = best.as_ref().is_none_or(|b| recall > b.0);
         if improved {
-            let weights = vars.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+            let weights = vars
+                .iter()
+                .map(|v| v.as_tensor().copy())
+                .collect::<candle_core::Result<_>>()?;
             best = Some((recall, epoch, weights));
         }
         let minutes = started.elapsed().as_secs_f64() / 60.0;

@@ -1,7 +1,8 @@
-//! The L2D subcommands: hidden, memory, blob, eval, bench, recommend. Each parses its inputs,
+//! The subcommands: prepare, tokenizer, train, hidden, generate, memory, blob, eval, choose,
+//! bench, recommend, convert, manifest. Each reads its inputs,
 //! calls the library and prints; the algorithms live in the library modules.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -9,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use l2d::aggregate::Geometry;
 use l2d::blob::{Blob, BlobKind};
 use l2d::catalog::{Catalog, ItemIndex};
-use l2d::dataset::{Dataset, Sample, Split};
+use l2d::dataset::{self, Dataset, RawLogSpec, Sample, Split};
 use l2d::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use l2d::eval::{
     beam_reports, compare, evaluate, markdown_table, paired_table, popularity_report, rank_queries,
@@ -18,13 +19,16 @@ use l2d::eval::{
 use l2d::manifest::{FileEntry, Manifest, Scoring};
 use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
+use l2d::prompt::Template;
 use l2d::prompt::{history_titles, truncate_history};
 use l2d::recommend::{load_blob, query_state, rank, Mode, Representations};
 use l2d::score::{top_k, DType};
+use l2d::train::{TrainConfig, TrainState};
 
 use super::progress::Progress;
 use super::{
-    BenchArgs, ChooseArgs, BlobArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs, RecommendArgs,
+    BenchArgs, BlobArgs, ChooseArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs,
+    PrepareArgs, RecommendArgs, TokenizerArgs, TrainArgs,
 };
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
@@ -178,11 +182,22 @@ pub fn blob(args: BlobArgs) -> Result<()> {
     // The blob at a memory fraction, with the cold-start vectors of the items it leaves cold.
     let build = |fraction: f64| -> Result<Blob> {
         let memory = full.select(&subset(full.len(), fraction, args.seed)?);
-        let blob = Blob::from_memory(kind, fingerprint, &dataset.catalog, !args.no_titles, &memory, dtype)?;
+        let blob = Blob::from_memory(
+            kind,
+            fingerprint,
+            &dataset.catalog,
+            !args.no_titles,
+            &memory,
+            dtype,
+        )?;
         Ok(match &model {
             None => blob,
             Some(model) => {
-                let mut reps = Representations::from_memory(&memory, dataset.catalog.len(), Geometry::plain())?;
+                let mut reps = Representations::from_memory(
+                    &memory,
+                    dataset.catalog.len(),
+                    Geometry::plain(),
+                )?;
                 reps.fill_cold_from_titles(model, &dataset.catalog)?;
                 match reps.cold_vectors()? {
                     Some(cold) => blob.with_cold(&cold)?,
@@ -350,9 +365,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 };
                 let train: Vec<&Sample> = dataset.split(Split::Train)?.iter().collect();
                 let valid: Vec<&Sample> = dataset.split(Split::Valid)?.iter().collect();
-                let (net, run) = l2d::sasrec::train(&cfg, catalog.len(), &train, &valid, &mut |line| {
-                    eprintln!("{line}")
-                })?;
+                let (net, run) =
+                    l2d::sasrec::train(&cfg, catalog.len(), &train, &valid, &mut |line| {
+                        eprintln!("{line}")
+                    })?;
                 eprintln!(
                     "sasrec: best valid R@20 {:.4} at epoch {} of {} ({:.0} s)",
                     run.best_valid_recall, run.best_epoch, run.epochs, run.seconds
@@ -360,7 +376,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 let rankings = net.rankings(&samples)?;
                 reports.push(evaluate("SASRec", &rankings, &targets, &train_counts));
             }
-            other => bail!("unknown method `{other}` (expected popularity, global, local, beam or sasrec)"),
+            other => bail!(
+                "unknown method `{other}` (expected popularity, global, local, beam or sasrec)"
+            ),
         }
     }
     if args.shipped {
@@ -442,20 +460,33 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let text = std::fs::read(&manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;
     let mut manifest = Manifest::from_json(&text, &manifest_path.display().to_string())?;
-    let blob_path = args.io.model.join(manifest.blob_file("memory", "manifest")?);
+    let blob_path = args
+        .io
+        .model
+        .join(manifest.blob_file("memory", "manifest")?);
     let blob = Blob::from_bytes(
         &std::fs::read(&blob_path).with_context(|| format!("reading {}", blob_path.display()))?,
     )
     .with_context(|| format!("reading {}", blob_path.display()))?;
     let (_, base) = load_blob(&model, &blob, &blob_path.display().to_string())?;
-    let train_targets: Vec<ItemIndex> = dataset.split(Split::Train)?.iter().map(|s| s.target).collect();
+    let train_targets: Vec<ItemIndex> = dataset
+        .split(Split::Train)?
+        .iter()
+        .map(|s| s.target)
+        .collect();
     let train_counts = l2d::aggregate::item_counts(&train_targets, dataset.catalog.len())?;
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
     let queries = encode_samples(&model, &dataset.catalog, &samples, "queries")?.0;
-    let (scoring, reports) = l2d::eval::choose_scoring(&base, &queries, &targets, &train_counts, &mut |r| {
-        eprintln!("{}: R@20 {:.4}, N@20 {:.4}", r.method, r.overall.recall_at(20), r.overall.ndcg[2])
-    })?;
+    let (scoring, reports) =
+        l2d::eval::choose_scoring(&base, &queries, &targets, &train_counts, &mut |r| {
+            eprintln!(
+                "{}: R@20 {:.4}, N@20 {:.4}",
+                r.method,
+                r.overall.recall_at(20),
+                r.overall.ndcg[2]
+            )
+        })?;
     println!("{}", markdown_table(&reports));
     println!("chosen on {split}: {}", scoring.label());
     manifest.scoring = scoring;
@@ -759,6 +790,195 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
         manifest.files.len(),
         fetched as f64 / 1e6,
         manifest.scoring.label()
+    );
+    Ok(())
+}
+
+fn dir_stem(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned())
+}
+
+pub fn prepare(args: PrepareArgs) -> Result<()> {
+    let (dataset, source) = if let Some(dir) = &args.d3 {
+        let mut dataset = dataset::load_d3_dir(dir)
+            .with_context(|| format!("loading D3 directory {}", dir.display()))?;
+        if let Some(name) = &args.name {
+            dataset.name = name.clone();
+        }
+        (dataset, dir.clone())
+    } else {
+        let (spec, source) = match (&args.movielens, &args.interactions, &args.items) {
+            (Some(dir), _, _) => (RawLogSpec::movielens(dir), dir.clone()),
+            (None, Some(interactions), Some(items)) => (
+                RawLogSpec {
+                    interactions: interactions.clone(),
+                    items: items.clone(),
+                    user_column: args.user_column.clone(),
+                    item_column: args.item_column.clone(),
+                    time_column: args.time_column.clone(),
+                    item_id_column: args.item_id_column.clone(),
+                    title_column: args.title_column.clone(),
+                },
+                interactions
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                anyhow::bail!("give --movielens DIR, --d3 DIR, or --interactions FILE --items FILE")
+            }
+        };
+        let name = args.name.clone().unwrap_or_else(|| dir_stem(&source));
+        let (dataset, report) = dataset::import_raw_log(&spec, &name).with_context(|| {
+            format!(
+                "importing {} and {}",
+                spec.interactions.display(),
+                spec.items.display()
+            )
+        })?;
+        println!("{report}");
+        (dataset, source)
+    };
+    println!("{}", dataset.summary());
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("target/data").join(&dataset.name));
+    dataset
+        .write_dir(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {} (from {})", out.display(), source.display());
+    Ok(())
+}
+
+fn parse_template(name: &str, category: &str) -> Result<Template> {
+    match name {
+        "compact" => Ok(Template::Compact),
+        "d3" => Ok(Template::D3 {
+            category: category.to_string(),
+            end_marker: l2d::prompt::EOS.to_string(),
+        }),
+        other => anyhow::bail!("unknown template `{other}` (expected compact or d3)"),
+    }
+}
+
+pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
+    let dataset = Dataset::read_dir(&args.dataset)
+        .with_context(|| format!("reading {}", args.dataset.display()))?;
+    let template = parse_template(&args.template, &args.category)?;
+    let tokenizer = l2d::tokenizer::train_bpe(
+        dataset.catalog.items().iter().map(|i| i.title.as_str()),
+        &template,
+        args.vocab_size,
+    )?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let path = args.out.join("tokenizer.json");
+    tokenizer.save(&path)?;
+    l2d::model::ModelMeta::new(template).write(&args.out)?;
+    let tokens: usize = dataset
+        .catalog
+        .items()
+        .iter()
+        .map(|i| tokenizer.encode(&i.title).map(|ids| ids.len()))
+        .sum::<l2d::Result<usize>>()?;
+    println!(
+        "wrote {} (vocab {}); catalog titles average {:.2} tokens",
+        path.display(),
+        tokenizer.vocab_size(),
+        tokens as f64 / dataset.catalog.len() as f64
+    );
+    Ok(())
+}
+
+struct TrainBar {
+    bar: Progress,
+}
+
+impl l2d::train::Progress for TrainBar {
+    fn step(&mut self, state: &TrainState, loss: f64, tokens_per_second: f64) {
+        self.bar.set_length(state.total_steps);
+        self.bar
+            .set_message(format!("loss {loss:.3}, {tokens_per_second:.0} tok/s"));
+        self.bar.set_position(state.step);
+    }
+
+    fn message(&mut self, line: &str) {
+        self.bar.println(line);
+    }
+}
+
+/// The dropout rates the flags ask for: `--dropout` for all four places (else the recipe's
+/// defaults), each overridden by its own flag.
+fn dropout_rates(args: &TrainArgs) -> l2d::model::DropoutRates {
+    let base = match args.dropout {
+        Some(p) => l2d::model::DropoutRates {
+            embedding: p,
+            attention: p,
+            residual: p,
+            mlp: p,
+        },
+        None => TrainConfig::default().dropout,
+    };
+    l2d::model::DropoutRates {
+        embedding: args.dropout_embedding.unwrap_or(base.embedding),
+        attention: args.dropout_attention.unwrap_or(base.attention),
+        residual: args.dropout_residual.unwrap_or(base.residual),
+        mlp: args.dropout_mlp.unwrap_or(base.mlp),
+    }
+}
+
+pub fn train(args: TrainArgs) -> Result<()> {
+    let dataset = Dataset::read_dir(&args.dataset)
+        .with_context(|| format!("reading {}", args.dataset.display()))?;
+    let cfg = TrainConfig {
+        hidden_size: args.hidden,
+        layers: args.layers,
+        heads: args.heads,
+        intermediate_size: args.intermediate,
+        epochs: args.epochs,
+        batch_tokens: args.batch_tokens,
+        learning_rate: args.lr,
+        warmup_steps: args.warmup,
+        seed: args.seed,
+        eval_every: args.eval_every,
+        dropout: dropout_rates(&args),
+        label_smoothing: args.label_smoothing,
+        history_crop: args.history_crop,
+        item_dropout: args.item_dropout,
+        select: args.select.parse()?,
+        select_memory_fraction: args.select_memory_fraction,
+        select_samples: args.select_samples,
+        patience: args.patience,
+        ..TrainConfig::default()
+    };
+    let mut progress = TrainBar {
+        bar: Progress::new(0, "steps"),
+    };
+    let state = l2d::train::train(
+        &dataset,
+        &args.model,
+        &cfg,
+        args.resume,
+        args.until_step,
+        &mut progress,
+    )
+    .with_context(|| format!("training {}", args.model.display()))?;
+    progress.bar.finish();
+    let selected = match state.best_valid_recall {
+        Some(r) => format!("best valid recall {r:.4}"),
+        None => format!(
+            "best valid loss {:.4}",
+            state.best_valid_loss.unwrap_or(f64::NAN)
+        ),
+    };
+    println!(
+        "done: {} steps, {} target tokens in {:.0} s; {selected} at step {} (exported); unigram valid loss {:.4}",
+        state.step,
+        state.tokens,
+        state.seconds,
+        state.best_step.unwrap_or(0),
+        state.unigram_valid_loss
     );
     Ok(())
 }

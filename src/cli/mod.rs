@@ -3,14 +3,12 @@
 mod commands;
 mod progress;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use l2d::dataset::{self, Dataset, RawLogSpec};
-use l2d::prompt::Template;
-use l2d::train::{TrainConfig, TrainState};
+use l2d::train::TrainConfig;
 
 #[derive(Parser)]
 #[command(name = "l2d", version, about = "Light Latent-space Decoding: LLM recommendation decoded in latent space", long_about = None)]
@@ -417,9 +415,9 @@ struct RecommendArgs {
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> Result<()> {
     match Cli::parse().command {
-        Command::Prepare(args) => prepare(args),
-        Command::Tokenizer(args) => tokenizer(args),
-        Command::Train(args) => train(args),
+        Command::Prepare(args) => commands::prepare(args),
+        Command::Tokenizer(args) => commands::tokenizer(args),
+        Command::Train(args) => commands::train(args),
         Command::Hidden(args) => commands::hidden(args),
         Command::Generate(args) => commands::generate(args),
         Command::Memory(args) => commands::memory(args),
@@ -431,193 +429,4 @@ pub fn run() -> Result<()> {
         Command::Convert(args) => commands::convert(args),
         Command::Manifest(args) => commands::manifest(args),
     }
-}
-
-fn dir_stem(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| "dataset".into(), |n| n.to_string_lossy().into_owned())
-}
-
-fn prepare(args: PrepareArgs) -> Result<()> {
-    let (dataset, source) = if let Some(dir) = &args.d3 {
-        let mut dataset = dataset::load_d3_dir(dir)
-            .with_context(|| format!("loading D3 directory {}", dir.display()))?;
-        if let Some(name) = &args.name {
-            dataset.name = name.clone();
-        }
-        (dataset, dir.clone())
-    } else {
-        let (spec, source) = match (&args.movielens, &args.interactions, &args.items) {
-            (Some(dir), _, _) => (RawLogSpec::movielens(dir), dir.clone()),
-            (None, Some(interactions), Some(items)) => (
-                RawLogSpec {
-                    interactions: interactions.clone(),
-                    items: items.clone(),
-                    user_column: args.user_column.clone(),
-                    item_column: args.item_column.clone(),
-                    time_column: args.time_column.clone(),
-                    item_id_column: args.item_id_column.clone(),
-                    title_column: args.title_column.clone(),
-                },
-                interactions
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-            ),
-            _ => {
-                anyhow::bail!("give --movielens DIR, --d3 DIR, or --interactions FILE --items FILE")
-            }
-        };
-        let name = args.name.clone().unwrap_or_else(|| dir_stem(&source));
-        let (dataset, report) = dataset::import_raw_log(&spec, &name).with_context(|| {
-            format!(
-                "importing {} and {}",
-                spec.interactions.display(),
-                spec.items.display()
-            )
-        })?;
-        println!("{report}");
-        (dataset, source)
-    };
-    println!("{}", dataset.summary());
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("target/data").join(&dataset.name));
-    dataset
-        .write_dir(&out)
-        .with_context(|| format!("writing {}", out.display()))?;
-    println!("wrote {} (from {})", out.display(), source.display());
-    Ok(())
-}
-
-fn parse_template(name: &str, category: &str) -> Result<Template> {
-    match name {
-        "compact" => Ok(Template::Compact),
-        "d3" => Ok(Template::D3 {
-            category: category.to_string(),
-            end_marker: l2d::prompt::EOS.to_string(),
-        }),
-        other => anyhow::bail!("unknown template `{other}` (expected compact or d3)"),
-    }
-}
-
-fn tokenizer(args: TokenizerArgs) -> Result<()> {
-    let dataset = Dataset::read_dir(&args.dataset)
-        .with_context(|| format!("reading {}", args.dataset.display()))?;
-    let template = parse_template(&args.template, &args.category)?;
-    let tokenizer = l2d::tokenizer::train_bpe(
-        dataset.catalog.items().iter().map(|i| i.title.as_str()),
-        &template,
-        args.vocab_size,
-    )?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let path = args.out.join("tokenizer.json");
-    tokenizer.save(&path)?;
-    l2d::model::ModelMeta::new(template).write(&args.out)?;
-    let tokens: usize = dataset
-        .catalog
-        .items()
-        .iter()
-        .map(|i| tokenizer.encode(&i.title).map(|ids| ids.len()))
-        .sum::<l2d::Result<usize>>()?;
-    println!(
-        "wrote {} (vocab {}); catalog titles average {:.2} tokens",
-        path.display(),
-        tokenizer.vocab_size(),
-        tokens as f64 / dataset.catalog.len() as f64
-    );
-    Ok(())
-}
-
-struct TrainBar {
-    bar: progress::Progress,
-}
-
-impl l2d::train::Progress for TrainBar {
-    fn step(&mut self, state: &TrainState, loss: f64, tokens_per_second: f64) {
-        self.bar.set_length(state.total_steps);
-        self.bar
-            .set_message(format!("loss {loss:.3}, {tokens_per_second:.0} tok/s"));
-        self.bar.set_position(state.step);
-    }
-
-    fn message(&mut self, line: &str) {
-        self.bar.println(line);
-    }
-}
-
-/// The dropout rates the flags ask for: `--dropout` for all four places (else the recipe's
-/// defaults), each overridden by its own flag.
-fn dropout_rates(args: &TrainArgs) -> l2d::model::DropoutRates {
-    let base = match args.dropout {
-        Some(p) => l2d::model::DropoutRates {
-            embedding: p,
-            attention: p,
-            residual: p,
-            mlp: p,
-        },
-        None => TrainConfig::default().dropout,
-    };
-    l2d::model::DropoutRates {
-        embedding: args.dropout_embedding.unwrap_or(base.embedding),
-        attention: args.dropout_attention.unwrap_or(base.attention),
-        residual: args.dropout_residual.unwrap_or(base.residual),
-        mlp: args.dropout_mlp.unwrap_or(base.mlp),
-    }
-}
-
-fn train(args: TrainArgs) -> Result<()> {
-    let dataset = Dataset::read_dir(&args.dataset)
-        .with_context(|| format!("reading {}", args.dataset.display()))?;
-    let cfg = TrainConfig {
-        hidden_size: args.hidden,
-        layers: args.layers,
-        heads: args.heads,
-        intermediate_size: args.intermediate,
-        epochs: args.epochs,
-        batch_tokens: args.batch_tokens,
-        learning_rate: args.lr,
-        warmup_steps: args.warmup,
-        seed: args.seed,
-        eval_every: args.eval_every,
-        dropout: dropout_rates(&args),
-        label_smoothing: args.label_smoothing,
-        history_crop: args.history_crop,
-        item_dropout: args.item_dropout,
-        select: args.select.parse()?,
-        select_memory_fraction: args.select_memory_fraction,
-        select_samples: args.select_samples,
-        patience: args.patience,
-        ..TrainConfig::default()
-    };
-    let mut progress = TrainBar {
-        bar: progress::Progress::new(0, "steps"),
-    };
-    let state = l2d::train::train(
-        &dataset,
-        &args.model,
-        &cfg,
-        args.resume,
-        args.until_step,
-        &mut progress,
-    )
-    .with_context(|| format!("training {}", args.model.display()))?;
-    progress.bar.finish();
-    let selected = match state.best_valid_recall {
-        Some(r) => format!("best valid recall {r:.4}"),
-        None => format!(
-            "best valid loss {:.4}",
-            state.best_valid_loss.unwrap_or(f64::NAN)
-        ),
-    };
-    println!(
-        "done: {} steps, {} target tokens in {:.0} s; {selected} at step {} (exported); unigram valid loss {:.4}",
-        state.step,
-        state.tokens,
-        state.seconds,
-        state.best_step.unwrap_or(0),
-        state.unigram_valid_loss
-    );
-    Ok(())
 }
