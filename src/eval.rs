@@ -246,15 +246,32 @@ pub fn evaluate_samples(
     train_counts: &[u32],
 ) -> Report {
     assert_eq!(rankings.len(), targets.len(), "one ranking per target");
+    let ranks: Vec<Option<u32>> = rankings
+        .iter()
+        .zip(targets)
+        .map(|(ranking, &target)| ranking.iter().position(|&i| i == target).map(|r| r as u32))
+        .collect();
+    evaluate_ranks(method, &ranks, targets, indices, train_counts)
+}
+
+/// A report from each sample's 0-based target rank (`None` = not in the ranked depth).
+pub fn evaluate_ranks(
+    method: &str,
+    target_ranks: &[Option<u32>],
+    targets: &[ItemIndex],
+    indices: &[u32],
+    train_counts: &[u32],
+) -> Report {
+    assert_eq!(target_ranks.len(), targets.len(), "one rank per target");
     assert_eq!(indices.len(), targets.len(), "one sample index per target");
     let mut overall = Metrics::default();
     let mut buckets = vec![Metrics::default(); BUCKETS.len()];
     let mut ranks = Vec::with_capacity(targets.len());
-    for ((ranking, &target), &index) in rankings.iter().zip(targets).zip(indices) {
-        let rank = ranking.iter().position(|&i| i == target);
-        overall.add(rank);
-        buckets[bucket(train_counts.get(target as usize).copied().unwrap_or(0))].add(rank);
-        ranks.push((index, rank.map(|r| r as u32)));
+    for ((&rank, &target), &index) in target_ranks.iter().zip(targets).zip(indices) {
+        let rank_usize = rank.map(|r| r as usize);
+        overall.add(rank_usize);
+        buckets[bucket(train_counts.get(target as usize).copied().unwrap_or(0))].add(rank_usize);
+        ranks.push((index, rank));
     }
     overall.finish();
     buckets.iter_mut().for_each(Metrics::finish);
@@ -551,9 +568,65 @@ pub const CHOOSE_PRIOR: [f32; 6] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
 /// Adaptive thresholds tried for local mode (0 = every item local).
 pub const CHOOSE_LOCAL_MIN: [u32; 6] = [0, 2, 3, 5, 10, 20];
 
+/// Reports for several scorings of the same representations in one pass over the queries:
+/// each query's distances to the memory states (and item vectors) are computed once and every
+/// candidate is aggregated from them.
+pub fn score_candidates(
+    base: &Representations,
+    candidates: &[Scoring],
+    queries: &Memory,
+    targets: &[ItemIndex],
+    train_counts: &[u32],
+) -> Result<Vec<Report>> {
+    assert_eq!(queries.len(), targets.len(), "one target per query");
+    let modes = candidates
+        .iter()
+        .map(|c| {
+            c.validate()?;
+            c.mode()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let needs_local = modes.iter().any(|m| matches!(m, Mode::Local { .. }));
+    let ranks: Vec<Vec<Option<u32>>> = (0..queries.len())
+        .into_par_iter()
+        .map(|i| {
+            let q = base.prepared_query(queries.state(i));
+            let to_global = base.rows(Mode::Global)?.distances(&q)?;
+            let to_states = if needs_local {
+                Some(base.rows(Mode::Local { m: 1 })?.distances(&q)?)
+            } else {
+                None
+            };
+            candidates
+                .iter()
+                .zip(&modes)
+                .map(|(c, &mode)| {
+                    let rows = match mode {
+                        Mode::Global => to_global.clone(),
+                        Mode::Local { .. } => to_states.clone().expect("computed for local"),
+                    };
+                    let scores =
+                        base.scores_with(&q, rows, mode, c.popularity_prior, c.local_min_states)?;
+                    let rank = rank_of(&scores, targets[i]);
+                    Ok((rank < EVAL_DEPTH).then_some(rank as u32))
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let indices: Vec<u32> = (0..targets.len() as u32).collect();
+    Ok(candidates
+        .iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let column: Vec<Option<u32>> = ranks.iter().map(|r| r[j]).collect();
+            evaluate_ranks(&c.label(), &column, targets, &indices, train_counts)
+        })
+        .collect())
+}
+
 /// Chooses the scoring the browser ships, on a validation split, from the shipped blob's own
 /// representations (`base`, as `load_blob` gives them): coordinate search over mode and M,
-/// then the popularity prior, then (local mode) the adaptive threshold, each step keeping the
+/// then the popularity prior, then (local mode) the adaptive threshold, each stage keeping the
 /// best Recall@20 (ties: NDCG@20). The grids are fixed above, not tuned to one dataset.
 /// Returns the choice and every evaluated variant.
 pub fn choose_scoring(
@@ -563,58 +636,59 @@ pub fn choose_scoring(
     train_counts: &[u32],
     progress: &mut dyn FnMut(&Report),
 ) -> Result<(Scoring, Vec<Report>)> {
+    let key = |r: &Report| (r.overall.recall_at(20), r.overall.ndcg[2]);
     let mut reports: Vec<Report> = Vec::new();
-    let mut run = |scoring: &Scoring, reports: &mut Vec<Report>| -> Result<(f64, f64)> {
-        let mut reps = base.clone();
-        reps.apply_scoring(scoring)?;
-        let rankings = rank_queries(&reps, queries, scoring.mode()?)?;
-        let report = evaluate(&scoring.label(), &rankings, targets, train_counts);
-        progress(&report);
-        let key = (report.overall.recall_at(20), report.overall.ndcg[2]);
-        reports.push(report);
-        Ok(key)
+    let mut best: Option<(Scoring, (f64, f64))> = None;
+    let mut stage = |candidates: Vec<Scoring>,
+                     reports: &mut Vec<Report>,
+                     best: &mut Option<(Scoring, (f64, f64))>|
+     -> Result<()> {
+        let stage_reports = score_candidates(base, &candidates, queries, targets, train_counts)?;
+        for (c, r) in candidates.into_iter().zip(stage_reports) {
+            progress(&r);
+            let k = key(&r);
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| k.0 > b.0 || (k.0 == b.0 && k.1 > b.1))
+            {
+                *best = Some((c, k));
+            }
+            reports.push(r);
+        }
+        Ok(())
     };
-    let better = |a: (f64, f64), b: (f64, f64)| a.0 > b.0 || (a.0 == b.0 && a.1 > b.1);
-    let mut best = Scoring::default();
-    let mut best_key = run(&best, &mut reports)?;
+    let mut modes = vec![Scoring::default()];
     if base.local.is_some() {
-        for m in CHOOSE_M {
-            let s = Scoring {
-                mode: "local".into(),
-                m,
-                ..Scoring::default()
-            };
-            let key = run(&s, &mut reports)?;
-            if better(key, best_key) {
-                (best, best_key) = (s, key);
-            }
-        }
+        modes.extend(CHOOSE_M.map(|m| Scoring {
+            mode: "local".into(),
+            m,
+            ..Scoring::default()
+        }));
     }
-    let stage = best.clone();
-    for prior in CHOOSE_PRIOR.into_iter().filter(|&p| p != 0.0) {
-        let s = Scoring {
-            popularity_prior: prior,
-            ..stage.clone()
-        };
-        let key = run(&s, &mut reports)?;
-        if better(key, best_key) {
-            (best, best_key) = (s, key);
-        }
+    stage(modes, &mut reports, &mut best)?;
+    let chosen = best.as_ref().expect("a candidate").0.clone();
+    let priors = CHOOSE_PRIOR
+        .into_iter()
+        .filter(|&p| p != 0.0)
+        .map(|popularity_prior| Scoring {
+            popularity_prior,
+            ..chosen.clone()
+        })
+        .collect();
+    stage(priors, &mut reports, &mut best)?;
+    let chosen = best.as_ref().expect("a candidate").0.clone();
+    if chosen.mode == "local" {
+        let thresholds = CHOOSE_LOCAL_MIN
+            .into_iter()
+            .filter(|&t| t > 1)
+            .map(|local_min_states| Scoring {
+                local_min_states,
+                ..chosen.clone()
+            })
+            .collect();
+        stage(thresholds, &mut reports, &mut best)?;
     }
-    if best.mode == "local" {
-        let stage = best.clone();
-        for t in CHOOSE_LOCAL_MIN.into_iter().filter(|&t| t > 1) {
-            let s = Scoring {
-                local_min_states: t,
-                ..stage.clone()
-            };
-            let key = run(&s, &mut reports)?;
-            if better(key, best_key) {
-                (best, best_key) = (s, key);
-            }
-        }
-    }
-    Ok((best, reports))
+    Ok((best.expect("a candidate").0, reports))
 }
 
 /// A Markdown table of reports: each metric with its 95 % bootstrap interval.

@@ -140,6 +140,25 @@ impl Representations {
         to_rows: Vec<f32>,
         mode: Mode,
     ) -> Result<Vec<f32>> {
+        self.scores_with(
+            q,
+            to_rows,
+            mode,
+            self.popularity_prior,
+            self.local_min_states,
+        )
+    }
+
+    /// [`Representations::scores_from_row_distances`] with the prior and adaptive threshold
+    /// given instead of this value's (one distance computation serves many scorings).
+    pub fn scores_with(
+        &self,
+        q: &[f32],
+        to_rows: Vec<f32>,
+        mode: Mode,
+        popularity_prior: f32,
+        local_min_states: u32,
+    ) -> Result<Vec<f32>> {
         let squared = match mode {
             Mode::Global => to_rows,
             Mode::Local { m } => {
@@ -151,7 +170,7 @@ impl Representations {
                 let mut scratch = vec![0f32; self.global.dim()];
                 let sparse = (0..self.n_items()).filter(|&i| {
                     let c = self.counts[i];
-                    c > 0 && c < self.local_min_states
+                    c > 0 && c < local_min_states
                 });
                 let global_rows: Vec<usize> = self
                     .cold_filled
@@ -166,7 +185,7 @@ impl Representations {
                 squared
             }
         };
-        Ok(self.apply_prior(squared))
+        Ok(apply_prior(squared, &self.counts, popularity_prior))
     }
 
     /// The cold-start rule "title": gives every item without memory states a vector instead of
@@ -266,15 +285,6 @@ impl Representations {
         )?))
     }
 
-    fn apply_prior(&self, mut squared: Vec<f32>) -> Vec<f32> {
-        if self.popularity_prior != 0.0 {
-            for (d, &c) in squared.iter_mut().zip(&self.counts) {
-                *d = d.sqrt() - self.popularity_prior * (1.0 + c as f32).ln();
-            }
-        }
-        squared
-    }
-
     /// L2D-L scores for several M at once (the query-to-state distances are computed once).
     pub fn local_scores(&self, query: &[f32], ms: &[usize]) -> Result<Vec<Vec<f32>>> {
         let q = self.prepared_query(query);
@@ -312,6 +322,17 @@ impl Representations {
             score
         }
     }
+}
+
+/// Ranking scores with a popularity prior `w`: `‖h − r‖ − w·ln(1 + states)` from squared
+/// distances (unchanged when `w` is 0).
+fn apply_prior(mut squared: Vec<f32>, counts: &[u32], weight: f32) -> Vec<f32> {
+    if weight != 0.0 {
+        for (d, &c) in squared.iter_mut().zip(counts) {
+            *d = d.sqrt() - weight * (1.0 + c as f32).ln();
+        }
+    }
+    squared
 }
 
 /// The model input state for a history of items.

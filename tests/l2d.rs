@@ -427,3 +427,44 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
         }
     }
 }
+
+/// One pass over the queries for many scorings gives each scoring the report a separate
+/// ranking pass gives (mode, M, prior and adaptive threshold as cases).
+#[test]
+fn candidate_scorings_in_one_pass_equal_separate_rankings() {
+    use l2d::aggregate::Geometry;
+    use l2d::eval::{evaluate, rank_queries, score_candidates};
+    use l2d::manifest::Scoring;
+    use l2d::recommend::Representations;
+    let mut rng = StdRng::seed_from_u64(9);
+    let (n_items, dim) = (150, 8);
+    let memory = random_memory(&mut rng, n_items, 900, dim);
+    let queries = random_memory(&mut rng, n_items, 60, dim);
+    let reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
+    let counts = vec![1u32; n_items];
+    let local = |m, popularity_prior, local_min_states| Scoring {
+        mode: "local".into(),
+        m,
+        popularity_prior,
+        local_min_states,
+    };
+    let candidates = vec![
+        Scoring::default(),
+        Scoring {
+            popularity_prior: 0.5,
+            ..Scoring::default()
+        },
+        local(3, 0.0, 0),
+        local(10, 1.0, 0),
+        local(3, 0.0, 8),
+    ];
+    let got = score_candidates(&reps, &candidates, &queries, &queries.items, &counts).unwrap();
+    assert_eq!(got.len(), candidates.len());
+    for (c, report) in candidates.iter().zip(&got) {
+        let mut one = reps.clone();
+        one.apply_scoring(c).unwrap();
+        let rankings = rank_queries(&one, &queries, c.mode().unwrap()).unwrap();
+        let want = evaluate(&c.label(), &rankings, &queries.items, &counts);
+        assert_eq!(report.overall, want.overall, "{}", c.label());
+    }
+}
