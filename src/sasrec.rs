@@ -21,6 +21,7 @@ use crate::eval::EVAL_DEPTH;
 use crate::model::{DropoutRates, Noise};
 use crate::prompt::MAX_HISTORY;
 use crate::score::top_k;
+use crate::train::Init;
 
 /// Hyper-parameters (defaults: RecBole 1.2.1's SASRec with the D3 history cap).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,29 +231,15 @@ fn history_tensor<'a>(histories: impl Iterator<Item = &'a [ItemIndex]>) -> Resul
 
 /// Seeded initialisation: N(0, 0.02) weights, zero biases, unit norm weights (RecBole's).
 fn initialise(varmap: &VarMap, seed: u64) -> Result<()> {
-    use rand::Rng;
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let mut rng = StdRng::seed_from_u64(seed);
-    for name in names {
-        let var = &data[name];
-        let n = var.elem_count();
-        let values: Vec<f32> = if name.contains("norm") && name.ends_with("weight") {
-            vec![1.0; n]
+    crate::train::seeded_init(varmap, seed, |name| {
+        if name.contains("norm") && name.ends_with("weight") {
+            Init::Ones
         } else if name.ends_with("bias") {
-            vec![0.0; n]
+            Init::Zeros
         } else {
-            (0..n)
-                .map(|_| {
-                    let (u1, u2): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
-                    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * 0.02) as f32
-                })
-                .collect()
-        };
-        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu)?)?;
-    }
-    Ok(())
+            Init::Normal(0.02)
+        }
+    })
 }
 
 /// What a training run did.

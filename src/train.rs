@@ -477,33 +477,48 @@ fn unigram_loss(train: &[TrainSequence], seqs: &[TrainSequence], vocab: usize) -
     nll / n.max(1) as f64
 }
 
-/// Seeded initialisation (GPT-2 style: N(0, 0.02), residual projections scaled by 1/√(2L),
-/// biases 0, norm weights 1), independent of candle's global RNG.
-fn initialise(varmap: &VarMap, layers: usize, seed: u64) -> Result<()> {
+/// How one variable starts.
+pub(crate) enum Init {
+    Ones,
+    Zeros,
+    /// N(0, std²).
+    Normal(f64),
+}
+
+/// Sets every variable of `varmap` from a generator seeded with `seed`, in name order, as
+/// `rule(name)` says: independent of candle's global RNG, so runs are reproducible.
+pub(crate) fn seeded_init(varmap: &VarMap, seed: u64, rule: impl Fn(&str) -> Init) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     let mut rng = StdRng::seed_from_u64(seed);
     for name in names {
         let var = &data[name];
-        let shape = var.shape().clone();
-        let n = shape.elem_count();
-        let values: Vec<f32> = if name.ends_with("layernorm.weight") || name == "model.norm.weight"
-        {
-            vec![1.0; n]
-        } else if name.ends_with(".bias") {
-            vec![0.0; n]
-        } else {
-            let std = if name.contains("o_proj") || name.contains("down_proj") {
-                0.02 / (2.0 * layers as f64).sqrt()
-            } else {
-                0.02
-            };
-            (0..n).map(|_| (normal(&mut rng) * std) as f32).collect()
+        let n = var.elem_count();
+        let values: Vec<f32> = match rule(name) {
+            Init::Ones => vec![1.0; n],
+            Init::Zeros => vec![0.0; n],
+            Init::Normal(std) => (0..n).map(|_| (normal(&mut rng) * std) as f32).collect(),
         };
-        var.set(&Tensor::from_vec(values, shape, &Device::Cpu)?)?;
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu)?)?;
     }
     Ok(())
+}
+
+/// GPT-2 style initialisation: N(0, 0.02), residual projections scaled by 1/√(2L), biases 0,
+/// norm weights 1.
+fn initialise(varmap: &VarMap, layers: usize, seed: u64) -> Result<()> {
+    seeded_init(varmap, seed, |name| {
+        if name.ends_with("layernorm.weight") || name == "model.norm.weight" {
+            Init::Ones
+        } else if name.ends_with(".bias") {
+            Init::Zeros
+        } else if name.contains("o_proj") || name.contains("down_proj") {
+            Init::Normal(0.02 / (2.0 * layers as f64).sqrt())
+        } else {
+            Init::Normal(0.02)
+        }
+    })
 }
 
 fn normal(rng: &mut StdRng) -> f64 {
