@@ -1,0 +1,150 @@
+//! The `l2d` binary end to end on a small seeded raw log generated here: prepare → tokenizer →
+//! train with stderr redirected to a file (as under `nohup` or in CI), so the test sees what a
+//! log file shows: progress lines with step / total, rate and ETA, the in-training recall, and
+//! both curves in train.json.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A MovieLens-format log: `users` users with 12–20 interactions each over 30 items, seeded.
+fn write_raw_log(dir: &Path, users: usize) {
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut ratings = String::from("userId,movieId,rating,timestamp\n");
+    let mut t = 1_000_000u64;
+    for u in 1..=users {
+        // Each user walks a neighbourhood of the catalog, so next items are predictable.
+        let mut item = rng.random_range(1..=30u32);
+        for _ in 0..rng.random_range(12..=20) {
+            ratings += &format!("{u},{item},4.0,{t}\n");
+            t += 1;
+            item = (item + rng.random_range(1..=3)) % 30 + 1;
+        }
+    }
+    let mut movies = String::from("movieId,title,genres\n");
+    for i in 1..=30 {
+        movies += &format!("{i},Film number {i} ({}),Drama\n", 1980 + i);
+    }
+    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
+    std::fs::write(dir.join("movies.csv"), movies).unwrap();
+}
+
+/// Runs `l2d args…` with stderr into `log`; panics with the log when it fails.
+fn l2d(args: &[&str], log: &Path) {
+    let file = std::fs::File::create(log).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_l2d"))
+        .args(args)
+        .env("L2D_PROGRESS_SECONDS", "0")
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "l2d {args:?} failed:\n{}",
+        std::fs::read_to_string(log).unwrap()
+    );
+}
+
+#[test]
+fn training_logs_progress_lines_and_both_curves_to_a_non_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_raw_log(root, 80);
+    let data = root.join("data");
+    let model = root.join("model");
+    let s = |p: &Path| p.display().to_string();
+    l2d(
+        &[
+            "prepare",
+            "--interactions",
+            &s(&root.join("ratings.csv")),
+            "--items",
+            &s(&root.join("movies.csv")),
+            "--out",
+            &s(&data),
+        ],
+        &root.join("prepare.log"),
+    );
+    l2d(
+        &[
+            "tokenizer",
+            "--dataset",
+            &s(&data),
+            "--out",
+            &s(&model),
+            "--vocab-size",
+            "300",
+        ],
+        &root.join("tokenizer.log"),
+    );
+    let log = root.join("train.log");
+    l2d(
+        &[
+            "train",
+            "--dataset",
+            &s(&data),
+            "--model",
+            &s(&model),
+            "--hidden",
+            "32",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--intermediate",
+            "64",
+            "--epochs",
+            "3",
+            "--batch-tokens",
+            "512",
+            "--eval-every",
+            "4",
+            "--select",
+            "recall",
+            "--select-memory-fraction",
+            "0.5",
+            "--patience",
+            "0",
+        ],
+        &log,
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let progress: Vec<&str> = text.lines().filter(|l| l.starts_with("steps: ")).collect();
+    assert!(!progress.is_empty(), "no progress line in:\n{text}");
+    for line in &progress {
+        for part in ["/", "%)", "/s, elapsed ", ", eta ", "tok/s"] {
+            assert!(line.contains(part), "`{part}` missing in `{line}`");
+        }
+    }
+    assert!(
+        text.lines().any(|l| l.contains("valid L2D-L (M=10) R@20")),
+        "no in-training recall line in:\n{text}"
+    );
+    assert!(!text.contains('\r'), "a terminal bar leaked into the log");
+
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("train.json")).unwrap()).unwrap();
+    let losses = state["history"].as_array().unwrap();
+    let recalls = state["valid_recall"].as_array().unwrap();
+    assert!(!losses.is_empty());
+    assert_eq!(losses.len(), recalls.len(), "one recall per evaluation");
+    let best = state["best_step"].as_u64().unwrap();
+    let best_recall = state["best_valid_recall"].as_f64().unwrap();
+    let max = recalls
+        .iter()
+        .map(|r| r[1].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(
+        best_recall, max,
+        "the exported weights are the best-recall ones"
+    );
+    assert!(recalls
+        .iter()
+        .any(|r| r[0].as_u64() == Some(best) && r[1].as_f64() == Some(max)));
+    assert!(model.join("model.safetensors").exists());
+}
