@@ -1,4 +1,6 @@
 // <l2d-recommendations manifest="../models/default/manifest.json" k="8"> (add mode="global" or mode="local" to override the manifest's default scoring)
+// Attributes: manifest (URL), k, mode (global|local; default: the manifest's scoring), debug (status shows
+// timings and backend instead of the shopper-facing sentence).
 // An embeddable storefront widget: keeps the visitor's browsing history in localStorage,
 // decodes recommendations in a Web Worker with the wasm Recommender, and never sends the
 // history anywhere. Usable from a plain <script type="module"> without a build step.
@@ -161,7 +163,13 @@ class L2DRecommendations extends HTMLElement {
         }),
       );
       this.dataset.items = result.items.map((i) => i.id).join(",");
-      this.setStatus(`${(result.encodeMs + result.scoreMs).toFixed(0)} ms on ${result.backend}`);
+      // Shoppers read a plain sentence; timings and the backend are diagnostics (`debug`).
+      this.dataset.backend = result.backend.startsWith("webgpu") ? "webgpu" : result.backend;
+      this.setStatus(
+        this.hasAttribute("debug")
+          ? `${(result.encodeMs + result.scoreMs).toFixed(0)} ms on ${result.backend}`
+          : "Picked in this browser from what you viewed; your history stays on this device.",
+      );
       this.dispatchEvent(new CustomEvent("l2d-recommendations", { detail: result }));
     } catch (e) {
       this.setStatus("Recommendations are unavailable right now.");
