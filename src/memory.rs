@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use crate::catalog::{Catalog, ItemIndex};
 use crate::dataset::Sample;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, Shard};
 
 /// (hidden state, target item) pairs, states row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +77,65 @@ impl Memory {
         })
     }
 
+    /// One shard of [`Memory::build`] (see [`Model::last_hidden_shard`]): the states of the
+    /// samples it covers and, for [`Memory::merge`], their positions in `samples`.
+    pub fn build_shard(
+        model: &Model,
+        catalog: &Catalog,
+        samples: &[&Sample],
+        batch_size: usize,
+        shard: Shard,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Memory, Vec<u32>)> {
+        let prompts = samples
+            .iter()
+            .map(|s| model.history_prompt_ids(catalog, &s.history))
+            .collect::<Result<Vec<_>>>()?;
+        let (covered, states) = model.last_hidden_shard(&prompts, batch_size, shard, progress)?;
+        let memory = Memory {
+            dim: model.hidden_size(),
+            states,
+            items: covered.iter().map(|&i| samples[i].target).collect(),
+        };
+        Ok((memory, covered.iter().map(|&i| i as u32).collect()))
+    }
+
+    /// Puts shards back together in sample order: the memory a single [`Memory::build`] over
+    /// all samples gives. Every position `0..total` must be covered exactly once.
+    pub fn merge(shards: &[(Memory, Vec<u32>)]) -> Result<Memory> {
+        let total: usize = shards.iter().map(|(m, _)| m.len()).sum();
+        let dim = shards.first().map_or(0, |(m, _)| m.dim);
+        let mut states = vec![0f32; total * dim];
+        let mut items = vec![0; total];
+        let mut seen = vec![false; total];
+        for (k, (memory, positions)) in shards.iter().enumerate() {
+            if memory.dim != dim || positions.len() != memory.len() {
+                return Err(Error::mismatch(
+                    format!("shard {k}"),
+                    format!("dimension {dim} and one position per state"),
+                    format!(
+                        "dimension {}, {} positions for {} states",
+                        memory.dim,
+                        positions.len(),
+                        memory.len()
+                    ),
+                ));
+            }
+            for (row, &p) in positions.iter().enumerate() {
+                let p = p as usize;
+                if p >= total || std::mem::replace(&mut seen[p], true) {
+                    return Err(Error::invalid(
+                        format!("shard {k}"),
+                        format!("sample position {p} is out of range or covered twice"),
+                    ));
+                }
+                states[p * dim..(p + 1) * dim].copy_from_slice(memory.state(row));
+                items[p] = memory.items[row];
+            }
+        }
+        Ok(Memory { dim, states, items })
+    }
+
     /// The states at `indices` (see [`subset`]).
     pub fn select(&self, indices: &[usize]) -> Memory {
         let mut states = Vec::with_capacity(indices.len() * self.dim);
@@ -93,16 +152,48 @@ impl Memory {
     /// Saves as safetensors (`states`: len × dim f32, `items`: len u32).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.save_with_positions(path, None)
+    }
+
+    /// Saves a shard: the memory plus `positions` (u32, the samples' positions for
+    /// [`Memory::merge`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_with_positions(
+        &self,
+        path: &std::path::Path,
+        positions: Option<&[u32]>,
+    ) -> Result<()> {
         let dev = Device::Cpu;
-        let tensors = [
+        let mut tensors = vec![
             (
                 "states",
                 Tensor::from_slice(&self.states, (self.len(), self.dim), &dev)?,
             ),
             ("items", Tensor::from_slice(&self.items, self.len(), &dev)?),
         ];
+        if let Some(p) = positions {
+            tensors.push(("positions", Tensor::from_slice(p, p.len(), &dev)?));
+        }
         candle_core::safetensors::save(&tensors.into_iter().collect(), path)?;
         Ok(())
+    }
+
+    /// Loads a shard written by [`Memory::save_with_positions`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_shard(path: &std::path::Path) -> Result<(Memory, Vec<u32>)> {
+        let memory = Memory::load(path)?;
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let positions = tensors
+            .get("positions")
+            .ok_or_else(|| {
+                Error::mismatch(
+                    format!("{}: tensors", path.display()),
+                    "`positions` (a shard written by `l2d memory --shard`)",
+                    "nothing",
+                )
+            })?
+            .to_vec1::<u32>()?;
+        Ok((memory, positions))
     }
 
     /// Loads a memory saved by [`Memory::save`].

@@ -792,6 +792,35 @@ fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(values, (seq, total), device)?)
 }
 
+/// Shard `index` of `count` (0-based) of a job split across processes or machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole job as one shard.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+    /// `i/n` with 0 ≤ i < n.
+    fn from_str(text: &str) -> Result<Self> {
+        let parsed = text
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count => Ok(Shard { index, count }),
+            _ => Err(Error::invalid(
+                "shard",
+                format!("`{text}` (expected i/n with 0 ≤ i < n)"),
+            )),
+        }
+    }
+}
+
 /// A loaded model: network, tokenizer, template, and its fingerprint.
 pub struct Model {
     /// The network.
@@ -884,20 +913,50 @@ impl Model {
         batch_size: usize,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<f32>> {
+        let (_, states) = self.last_hidden_shard(prompts, batch_size, Shard::WHOLE, progress)?;
+        Ok(states)
+    }
+
+    /// The part of [`Model::last_hidden_many`] that `shard` computes: the length-sorted batches
+    /// of the whole run are dealt round-robin to the shards, so every prompt is computed in
+    /// exactly the batch a single run puts it in (bit-identical states). Returns the prompt
+    /// indices covered (ascending) and their states, row-major in that order.
+    pub fn last_hidden_shard(
+        &self,
+        prompts: &[Vec<u32>],
+        batch_size: usize,
+        shard: Shard,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Vec<usize>, Vec<f32>)> {
         let dim = self.hidden_size();
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         order.sort_by_key(|&i| prompts[i].len());
-        let mut states = vec![0f32; prompts.len() * dim];
+        let mine: Vec<&[usize]> = order
+            .chunks(batch_size.max(1))
+            .enumerate()
+            .filter(|(b, _)| b % shard.count == shard.index)
+            .map(|(_, c)| c)
+            .collect();
+        let mut covered: Vec<usize> = mine.iter().flat_map(|c| c.iter().copied()).collect();
+        covered.sort_unstable();
+        let total = covered.len();
+        let mut row_of = vec![usize::MAX; prompts.len()];
+        for (row, &i) in covered.iter().enumerate() {
+            row_of[i] = row;
+        }
+        let mut states = vec![0f32; total * dim];
         let mut done = 0;
-        for chunk in order.chunks(batch_size.max(1)) {
+        for chunk in mine {
             let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].clone()).collect();
-            for (&i, h) in chunk.iter().zip(self.last_hidden_batch(&batch)?) {
-                states[i * dim..(i + 1) * dim].copy_from_slice(&h);
+            let hidden = self.last_hidden_batch(&batch)?;
+            for (&i, h) in chunk.iter().zip(hidden) {
+                let row = row_of[i];
+                states[row * dim..(row + 1) * dim].copy_from_slice(&h);
             }
             done += chunk.len();
-            progress(done, prompts.len());
+            progress(done, total);
         }
-        Ok(states)
+        Ok((covered, states))
     }
 
     /// The L2D representation of one history of titles.

@@ -50,6 +50,145 @@ fn l2d(args: &[&str], log: &Path) {
     );
 }
 
+/// Prepares the seeded log, a tokenizer and a tiny trained model under `root`; returns
+/// (dataset dir, model dir).
+fn tiny_model(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    write_raw_log(root, 80);
+    let (data, model) = (root.join("data"), root.join("model"));
+    let s = |p: &Path| p.display().to_string();
+    let log = root.join("setup.log");
+    l2d(
+        &[
+            "prepare",
+            "--interactions",
+            &s(&root.join("ratings.csv")),
+            "--items",
+            &s(&root.join("movies.csv")),
+            "--out",
+            &s(&data),
+        ],
+        &log,
+    );
+    l2d(
+        &[
+            "tokenizer",
+            "--dataset",
+            &s(&data),
+            "--out",
+            &s(&model),
+            "--vocab-size",
+            "300",
+        ],
+        &log,
+    );
+    l2d(
+        &[
+            "train",
+            "--dataset",
+            &s(&data),
+            "--model",
+            &s(&model),
+            "--hidden",
+            "32",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--intermediate",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-tokens",
+            "512",
+            "--select",
+            "loss",
+        ],
+        &log,
+    );
+    (data, model)
+}
+
+/// `l2d memory --shard i/4` in four concurrent processes, then `--merge`, writes the very
+/// bytes a single `l2d memory` run writes.
+#[test]
+fn four_memory_shards_merge_to_the_single_run_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (data, model) = tiny_model(root);
+    let s = |p: &Path| p.display().to_string();
+    let common = [
+        "--dataset".to_string(),
+        s(&data),
+        "--model".into(),
+        s(&model),
+        "--batch".into(),
+        "16".into(),
+    ];
+    let single = root.join("single.safetensors");
+    let mut args: Vec<String> = vec!["memory".into()];
+    args.extend(common.iter().cloned());
+    args.extend(["--out".into(), s(&single)]);
+    l2d(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &root.join("single.log"),
+    );
+    let children: Vec<(std::process::Child, std::path::PathBuf)> = (0..4)
+        .map(|i| {
+            let out = root.join(format!("shard{i}.safetensors"));
+            let child = Command::new(env!("CARGO_BIN_EXE_l2d"))
+                .arg("memory")
+                .args(&common)
+                .args(["--shard", &format!("{i}/4"), "--out", &s(&out)])
+                .env("RAYON_NUM_THREADS", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (child, out)
+        })
+        .collect();
+    let mut shards = Vec::new();
+    for (mut child, out) in children {
+        assert!(child.wait().unwrap().success(), "shard process failed");
+        shards.push(out);
+    }
+    let merged = root.join("merged.safetensors");
+    let mut args: Vec<String> = vec![
+        "memory".into(),
+        "--out".into(),
+        s(&merged),
+        "--merge".into(),
+    ];
+    // Any order of the shard files gives the same result.
+    args.extend(shards.iter().rev().map(|p| s(p)));
+    l2d(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &root.join("merge.log"),
+    );
+    let (a, b) = (
+        std::fs::read(&single).unwrap(),
+        std::fs::read(&merged).unwrap(),
+    );
+    assert!(a.len() > 1000);
+    assert!(a == b, "merged memory differs from the single run");
+    // A missing shard is refused, not silently merged into a shorter memory.
+    let status = Command::new(env!("CARGO_BIN_EXE_l2d"))
+        .args([
+            "memory",
+            "--out",
+            &s(&root.join("bad.safetensors")),
+            "--merge",
+            &s(&shards[0]),
+            &s(&shards[1]),
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(err.contains("out of range"), "{err}");
+}
+
 #[test]
 fn training_logs_progress_lines_and_both_curves_to_a_non_terminal() {
     let dir = tempfile::tempdir().unwrap();

@@ -69,16 +69,20 @@ fn resolve_history(catalog: &Catalog, entries: &[String]) -> Result<Vec<ItemInde
     Ok(items)
 }
 
+/// Prompts per forward pass when encoding evaluation queries.
+const QUERY_BATCH: usize = 64;
+
 /// Hidden states of `samples`' histories, with a progress bar.
 fn encode_samples(
     model: &Model,
     catalog: &Catalog,
     samples: &[&Sample],
+    batch: usize,
     what: &str,
 ) -> Result<(Memory, f64)> {
     let mut bar = Progress::new(samples.len(), what);
     let start = Instant::now();
-    let states = Memory::build(model, catalog, samples, 64, &mut |done, _| {
+    let states = Memory::build(model, catalog, samples, batch, &mut |done, _| {
         bar.set_position(done)
     })?;
     bar.finish();
@@ -128,15 +132,66 @@ pub fn generate(args: HiddenArgs) -> Result<()> {
 }
 
 pub fn memory(args: MemoryArgs) -> Result<()> {
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if !args.merge.is_empty() {
+        let shards = args
+            .merge
+            .iter()
+            .map(|p| {
+                Memory::load_shard(p).with_context(|| format!("reading shard {}", p.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let memory = Memory::merge(&shards)?;
+        memory
+            .save(&args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        println!(
+            "wrote {}: {} states × {} from {} shards",
+            args.out.display(),
+            memory.len(),
+            memory.dim,
+            shards.len()
+        );
+        return Ok(());
+    }
     let dataset = load_dataset(&args.io.dataset)?;
     let model = load_model(&args.io.model)?;
     let train = dataset.split(Split::Train)?;
     let keep = subset(train.len(), args.fraction, args.seed)?;
     let samples: Vec<&Sample> = keep.iter().map(|&i| &train[i]).collect();
-    let (memory, rate) = encode_samples(&model, &dataset.catalog, &samples, "samples")?;
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(shard) = &args.shard {
+        let shard: l2d::model::Shard = shard.parse()?;
+        let mut bar = Progress::new(0, "samples");
+        let start = Instant::now();
+        let (memory, positions) = Memory::build_shard(
+            &model,
+            &dataset.catalog,
+            &samples,
+            args.batch,
+            shard,
+            &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done)
+            },
+        )?;
+        bar.finish();
+        memory
+            .save_with_positions(&args.out, Some(&positions))
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        println!(
+            "wrote {}: shard {}/{} of {} samples, {} states ({:.0} samples/s)",
+            args.out.display(),
+            shard.index,
+            shard.count,
+            samples.len(),
+            memory.len(),
+            memory.len() as f64 / start.elapsed().as_secs_f64()
+        );
+        return Ok(());
     }
+    let (memory, rate) = encode_samples(&model, &dataset.catalog, &samples, args.batch, "samples")?;
     memory
         .save(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
@@ -290,7 +345,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             .map_or(String::new(), |m| format!(", memory of {} states", m.len()))
     );
     let queries = if latent || args.shipped {
-        Some(encode_samples(&model, catalog, &samples, "queries")?.0)
+        Some(encode_samples(&model, catalog, &samples, QUERY_BATCH, "queries")?.0)
     } else {
         None
     };
@@ -477,7 +532,7 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let train_counts = l2d::aggregate::item_counts(&train_targets, dataset.catalog.len())?;
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
-    let queries = encode_samples(&model, &dataset.catalog, &samples, "queries")?.0;
+    let queries = encode_samples(&model, &dataset.catalog, &samples, QUERY_BATCH, "queries")?.0;
     let (scoring, reports) =
         l2d::eval::choose_scoring(&base, &queries, &targets, &train_counts, &mut |r| {
             eprintln!(

@@ -231,6 +231,14 @@ struct MemoryArgs {
     /// Prompts per forward pass.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Compute shard i of n (`i/n`, 0-based) only, for n processes or machines; the shard files
+    /// are put together with --merge.
+    #[arg(long, conflicts_with = "merge")]
+    shard: Option<String>,
+    /// Merge these shard files (all n of one run, any order) into --out: byte-identical to a
+    /// single run.
+    #[arg(long, num_args = 1..)]
+    merge: Vec<PathBuf>,
     /// Output file (safetensors).
     #[arg(long, default_value = "target/l2d/memory.safetensors")]
     out: PathBuf,
