@@ -593,9 +593,8 @@ impl Qwen2 {
                     (&cos, &sin),
                     mask.as_ref(),
                     slot,
-                    pass,
+                    (pass, noise),
                     None,
-                    noise,
                 )?,
                 Some(sel) => {
                     xs = sel.gather(&xs, 1)?;
@@ -604,9 +603,8 @@ impl Qwen2 {
                         (&cos, &sin),
                         Some(&sel.mask),
                         slot,
-                        pass,
+                        (pass, noise),
                         Some(sel),
-                        noise,
                     )?
                 }
             };
@@ -639,9 +637,8 @@ impl Attention {
         (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
-        pass: Pass,
+        (pass, noise): (Pass, Option<&Noise>),
         select: Option<&Selection>,
-        noise: Option<&Noise>,
     ) -> Result<Tensor> {
         let (b, seq, hidden) = xs.dims3()?;
         let split = |t: Tensor, heads: usize| -> Result<Tensor> {

@@ -116,7 +116,8 @@ fn the_order_check_catches_upward_imports_and_undocumented_modules() {
             .map(|(m, is)| (m.to_string(), is.iter().map(|s| s.to_string()).collect()))
             .collect()
     };
-    let cases: [(&[(&str, &[&str])], &[&str]); 4] = [
+    type Edges<'a> = &'a [(&'a str, &'a [&'a str])];
+    let cases: [(Edges, &[&str]); 4] = [
         (&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"])], &[]),
         (
             &[("a", &["c"]), ("b", &[]), ("c", &[])],
