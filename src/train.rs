@@ -363,6 +363,33 @@ fn epoch_plan(corpus: &Corpus, cfg: &TrainConfig, epoch: usize) -> Result<Vec<Ve
     Ok(batches(seqs, cfg.batch_tokens, &mut rng))
 }
 
+/// The fixed valid subset of a run (valid loss; its first `select_samples` are the recall
+/// probe's queries).
+fn valid_subset<'a>(valid: &'a [Sample], cfg: &TrainConfig) -> Vec<&'a Sample> {
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed);
+    let mut samples: Vec<&Sample> = valid.iter().collect();
+    samples.shuffle(&mut rng);
+    samples.truncate(cfg.eval_samples);
+    samples
+}
+
+/// The in-training recall probe's samples under `cfg`: the memory's seeded train fraction and
+/// the valid queries. `l2d probe` uses the same to measure any model on a run's probe.
+pub fn probe_samples(
+    train: &[Sample],
+    valid: &[Sample],
+    cfg: &TrainConfig,
+) -> Result<(Vec<Sample>, Vec<Sample>)> {
+    let keep = crate::memory::subset(train.len(), cfg.select_memory_fraction, cfg.seed ^ 0x3e3)?;
+    let memory = keep.iter().map(|&i| train[i].clone()).collect();
+    let queries = valid_subset(valid, cfg)
+        .into_iter()
+        .take(cfg.select_samples)
+        .cloned()
+        .collect();
+    Ok((memory, queries))
+}
+
 /// Learning rate at `step` of `total`: linear warmup, then cosine decay to `min_lr_ratio`.
 pub fn learning_rate(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
     if step < cfg.warmup_steps {
@@ -691,10 +718,7 @@ pub fn train(
     let targets = target_ids(&tokenizer, &template, &title_refs)?;
     let train = dataset.split(Split::Train)?.to_vec();
     let valid = dataset.split(Split::Valid)?;
-    let mut eval_rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed);
-    let mut eval_samples: Vec<&Sample> = valid.iter().collect();
-    eval_samples.shuffle(&mut eval_rng);
-    eval_samples.truncate(cfg.eval_samples);
+    let eval_samples = valid_subset(valid, cfg);
     let eval = eval_samples
         .iter()
         .map(|s| {
@@ -750,17 +774,7 @@ pub fn train(
                 template: template.clone(),
                 fingerprint: [0; 32],
             };
-            let keep = crate::memory::subset(
-                corpus.train.len(),
-                cfg.select_memory_fraction,
-                cfg.seed ^ 0x3e3,
-            )?;
-            let memory: Vec<Sample> = keep.iter().map(|&i| corpus.train[i].clone()).collect();
-            let queries: Vec<Sample> = eval_samples
-                .iter()
-                .take(cfg.select_samples)
-                .map(|&s| s.clone())
-                .collect();
+            let (memory, queries) = probe_samples(&corpus.train, valid, cfg)?;
             Some((model, memory, queries))
         }
     };

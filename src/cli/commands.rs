@@ -28,7 +28,7 @@ use l2d::train::{TrainConfig, TrainState};
 use super::progress::Progress;
 use super::{
     BenchArgs, BlobArgs, ChooseArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs,
-    PrepareArgs, RecommendArgs, TokenizerArgs, TrainArgs,
+    PrepareArgs, ProbeArgs, RecommendArgs, TokenizerArgs, TrainArgs,
 };
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
@@ -556,6 +556,43 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+pub fn probe(args: ProbeArgs) -> Result<()> {
+    let dataset = load_dataset(&args.io.dataset)?;
+    let model = load_model(&args.io.model)?;
+    let cfg = TrainConfig {
+        seed: args.seed,
+        select_memory_fraction: args.select_memory_fraction,
+        select_samples: args.select_samples,
+        ..TrainConfig::default()
+    };
+    let (memory, queries) = l2d::train::probe_samples(
+        dataset.split(Split::Train)?,
+        dataset.split(Split::Valid)?,
+        &cfg,
+    )?;
+    let start = Instant::now();
+    let recall = l2d::eval::l2d_recall(
+        &model,
+        &dataset.catalog,
+        &memory,
+        &queries,
+        Mode::Local {
+            m: l2d::train::SELECT_M,
+        },
+        l2d::train::SELECT_K,
+    )?;
+    println!(
+        "{}: valid L2D-L (M={}) R@{} {recall:.4} on {} samples, memory of {} train states ({:.0} s)",
+        args.io.model.display(),
+        l2d::train::SELECT_M,
+        l2d::train::SELECT_K,
+        queries.len(),
+        memory.len(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -46,6 +46,9 @@ enum Command {
     /// itself (mode and M, then popularity prior, then the adaptive local/global threshold),
     /// and write it into MODEL/manifest.json.
     Choose(ChooseArgs),
+    /// The in-training recall probe (L2D-L M=10 Recall@20, memory from a seeded train
+    /// fraction, a fixed valid subset) of any model, with a training run's seeds and sizes.
+    Probe(ProbeArgs),
     /// Per-query latency of history → top-20 for L2D-G, L2D-L and beam 1/5/10, plus scoring
     /// throughput, in one run on the same model and queries.
     Bench(BenchArgs),
@@ -346,6 +349,21 @@ struct ChooseArgs {
 }
 
 #[derive(clap::Args)]
+struct ProbeArgs {
+    #[command(flatten)]
+    io: ModelAndData,
+    /// Training seed whose probe subsets to use.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// Fraction of train samples in the probe's memory.
+    #[arg(long, default_value_t = TrainConfig::default().select_memory_fraction)]
+    select_memory_fraction: f64,
+    /// Valid queries.
+    #[arg(long, default_value_t = TrainConfig::default().select_samples)]
+    select_samples: usize,
+}
+
+#[derive(clap::Args)]
 struct BenchArgs {
     #[command(flatten)]
     io: ModelAndData,
@@ -432,6 +450,7 @@ pub fn run() -> Result<()> {
         Command::Blob(args) => commands::blob(args),
         Command::Eval(args) => commands::eval(args),
         Command::Choose(args) => commands::choose(args),
+        Command::Probe(args) => commands::probe(args),
         Command::Bench(args) => commands::bench(args),
         Command::Recommend(args) => commands::recommend(args),
         Command::Convert(args) => commands::convert(args),
