@@ -476,3 +476,77 @@ pub fn rank(
     let distances = reps.distances(query, mode)?;
     Ok(top_k(&distances, k, exclude))
 }
+
+/// What [`build_blob`] writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobSpec {
+    pub kind: BlobKind,
+    pub dtype: crate::score::DType,
+    pub with_titles: bool,
+    /// Seeded fraction of the memory to keep (the largest one tried under `max_bytes`).
+    pub fraction: f64,
+    pub seed: u64,
+    /// Largest blob size in bytes: a memory blob keeps the largest fraction that fits.
+    pub max_bytes: Option<u64>,
+}
+
+/// The blob of a seeded fraction of `memory`, with cold-start title vectors when `model` is
+/// given (the `title` rule), shrinking the fraction until the blob fits `max_bytes` (rows are
+/// the part that scales with it). Returns the blob and the fraction used.
+pub fn build_blob(
+    memory: &Memory,
+    catalog: &Catalog,
+    fingerprint: [u8; 32],
+    model: Option<&Model>,
+    spec: &BlobSpec,
+) -> Result<(Blob, f64)> {
+    let build = |fraction: f64| -> Result<Blob> {
+        let kept = memory.select(&crate::memory::subset(memory.len(), fraction, spec.seed)?);
+        let blob = Blob::from_memory(
+            spec.kind,
+            fingerprint,
+            catalog,
+            spec.with_titles,
+            &kept,
+            spec.dtype,
+        )?;
+        let Some(model) = model else { return Ok(blob) };
+        let mut reps = Representations::from_memory(&kept, catalog.len(), Geometry::plain())?;
+        reps.fill_cold_from_titles(model, catalog)?;
+        Ok(match reps.cold_vectors()? {
+            Some(cold) => blob.with_cold(&cold)?,
+            None => blob,
+        })
+    };
+    let mut fraction = spec.fraction;
+    let mut blob = build(fraction)?;
+    let Some(max) = spec.max_bytes else {
+        return Ok((blob, fraction));
+    };
+    for _ in 0..8 {
+        let size = blob.to_bytes().len() as u64;
+        if size <= max {
+            return Ok((blob, fraction));
+        }
+        if spec.kind == BlobKind::Global {
+            break;
+        }
+        let rows = (blob.matrix.rows() as u64 * blob.row_bytes()) as f64;
+        fraction *= (1.0 - (size - max) as f64 / rows.max(1.0)) * 0.995;
+        if fraction <= 0.0 {
+            break;
+        }
+        blob = build(fraction)?;
+    }
+    let size = blob.to_bytes().len() as u64;
+    if size <= max {
+        return Ok((blob, fraction));
+    }
+    Err(Error::invalid(
+        "max bytes",
+        format!(
+            "a {:?} blob cannot fit {max} bytes (smallest tried: {size})",
+            spec.kind
+        ),
+    ))
+}

@@ -468,3 +468,66 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
         assert_eq!(report.overall, want.overall, "{}", c.label());
     }
 }
+
+/// A byte budget keeps the largest memory fraction that fits; a global blob that cannot fit is
+/// an error naming the budget (cases: no budget, a budget under the full size, an impossible one).
+#[test]
+fn a_memory_blob_shrinks_to_its_byte_budget() {
+    use l2d::recommend::{build_blob, BlobSpec};
+    let mut rng = StdRng::seed_from_u64(4);
+    let n_items = 20;
+    let catalog = Catalog::new(
+        (0..n_items)
+            .map(|i| Item {
+                id: format!("i{i}"),
+                title: format!("Title {i}"),
+            })
+            .collect(),
+        "test",
+    )
+    .unwrap();
+    let memory = random_memory(&mut rng, n_items, 500, 16);
+    let spec = |kind, max_bytes| BlobSpec {
+        kind,
+        dtype: DType::I8,
+        with_titles: true,
+        fraction: 1.0,
+        seed: 0,
+        max_bytes,
+    };
+    let (full, f) = build_blob(
+        &memory,
+        &catalog,
+        [1; 32],
+        None,
+        &spec(BlobKind::Memory, None),
+    )
+    .unwrap();
+    assert_eq!(f, 1.0);
+    let full_size = full.to_bytes().len() as u64;
+    let budget = full_size * 6 / 10;
+    let (small, f) = build_blob(
+        &memory,
+        &catalog,
+        [1; 32],
+        None,
+        &spec(BlobKind::Memory, Some(budget)),
+    )
+    .unwrap();
+    let size = small.to_bytes().len() as u64;
+    assert!(
+        size <= budget && size > budget * 9 / 10,
+        "{size} for a budget of {budget}"
+    );
+    assert!(f < 0.7 && f > 0.4, "fraction {f}");
+    let err = build_blob(
+        &memory,
+        &catalog,
+        [1; 32],
+        None,
+        &spec(BlobKind::Global, Some(100)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("100 bytes"), "{err}");
+}

@@ -21,7 +21,7 @@ use l2d::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
 use l2d::prompt::Template;
 use l2d::prompt::{history_titles, truncate_history};
-use l2d::recommend::{load_blob, query_state, rank, Mode, Representations};
+use l2d::recommend::{build_blob, load_blob, query_state, rank, BlobSpec, Mode, Representations};
 use l2d::score::{top_k, DType};
 use l2d::train::{TrainConfig, TrainState};
 
@@ -228,61 +228,26 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         other => bail!("unknown blob kind `{other}` (expected global or memory)"),
     };
     let dtype = parse_dtype(&args.dtype)?;
-    let fingerprint = model_fingerprint(&files);
     let model = match args.cold_start.as_str() {
         "last" => None,
         "title" => Some(Model::from_files(&files)?),
         other => bail!("unknown cold-start rule `{other}` (expected last or title)"),
     };
-    // The blob at a memory fraction, with the cold-start vectors of the items it leaves cold.
-    let build = |fraction: f64| -> Result<Blob> {
-        let memory = full.select(&subset(full.len(), fraction, args.seed)?);
-        let blob = Blob::from_memory(
-            kind,
-            fingerprint,
-            &dataset.catalog,
-            !args.no_titles,
-            &memory,
-            dtype,
-        )?;
-        Ok(match &model {
-            None => blob,
-            Some(model) => {
-                let mut reps = Representations::from_memory(
-                    &memory,
-                    dataset.catalog.len(),
-                    Geometry::plain(),
-                )?;
-                reps.fill_cold_from_titles(model, &dataset.catalog)?;
-                match reps.cold_vectors()? {
-                    Some(cold) => blob.with_cold(&cold)?,
-                    None => blob,
-                }
-            }
-        })
+    let spec = BlobSpec {
+        kind,
+        dtype,
+        with_titles: !args.no_titles,
+        fraction: args.fraction,
+        seed: args.seed,
+        max_bytes: args.max_bytes,
     };
-    let mut fraction = args.fraction;
-    let mut blob = build(fraction)?;
-    if let Some(max) = args.max_bytes {
-        // Largest memory fraction whose blob fits: rows are the part that scales with it.
-        for _ in 0..8 {
-            let size = blob.to_bytes().len() as u64;
-            if size <= max {
-                break;
-            }
-            let over = (size - max) as f64;
-            let rows_bytes = (blob.matrix.rows() as u64 * blob.row_bytes()) as f64;
-            fraction *= (1.0 - over / rows_bytes.max(1.0)) * 0.995;
-            if kind == BlobKind::Global || fraction <= 0.0 {
-                bail!("a {kind:?} blob of {size} bytes cannot fit --max-bytes {max}");
-            }
-            blob = build(fraction)?;
-        }
-        if blob.to_bytes().len() as u64 > max {
-            bail!("no memory fraction fits --max-bytes {max}");
-        }
-        eprintln!("memory fraction {fraction:.4} fits --max-bytes {max}");
-    }
+    let (blob, fraction) = build_blob(
+        &full,
+        &dataset.catalog,
+        model_fingerprint(&files),
+        model.as_ref(),
+        &spec,
+    )?;
     let bytes = blob.to_bytes();
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
