@@ -50,22 +50,24 @@ fn l2d(args: &[&str], log: &Path) {
     );
 }
 
-/// Prepares the seeded log, a tokenizer and a tiny trained model under `root`; returns
-/// (dataset dir, model dir).
-fn tiny_model(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+/// Prepares the seeded log and a tokenizer under `root`, then trains a tiny model with the
+/// shape below plus `train_flags`, stderr into `root/train.log`; returns (dataset, model dirs).
+fn tiny_model(root: &Path, train_flags: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     write_raw_log(root, 80);
     let (data, model) = (root.join("data"), root.join("model"));
-    let s = |p: &Path| p.display().to_string();
+    let (d, m) = (data.display().to_string(), model.display().to_string());
+    let (ratings, movies) = (root.join("ratings.csv"), root.join("movies.csv"));
+    let (ratings, movies) = (ratings.display().to_string(), movies.display().to_string());
     let log = root.join("setup.log");
     l2d(
         &[
             "prepare",
             "--interactions",
-            &s(&root.join("ratings.csv")),
+            &ratings,
             "--items",
-            &s(&root.join("movies.csv")),
+            &movies,
             "--out",
-            &s(&data),
+            &d,
         ],
         &log,
     );
@@ -73,38 +75,33 @@ fn tiny_model(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         &[
             "tokenizer",
             "--dataset",
-            &s(&data),
+            &d,
             "--out",
-            &s(&model),
+            &m,
             "--vocab-size",
             "300",
         ],
         &log,
     );
-    l2d(
-        &[
-            "train",
-            "--dataset",
-            &s(&data),
-            "--model",
-            &s(&model),
-            "--hidden",
-            "32",
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--intermediate",
-            "64",
-            "--epochs",
-            "1",
-            "--batch-tokens",
-            "512",
-            "--select",
-            "loss",
-        ],
-        &log,
-    );
+    let shape = [
+        "train",
+        "--dataset",
+        &d,
+        "--model",
+        &m,
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--intermediate",
+        "64",
+        "--batch-tokens",
+        "512",
+    ];
+    let args: Vec<&str> = shape.iter().chain(train_flags).copied().collect();
+    l2d(&args, &root.join("train.log"));
     (data, model)
 }
 
@@ -114,7 +111,7 @@ fn tiny_model(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 fn four_memory_shards_merge_to_the_single_run_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let (data, model) = tiny_model(root);
+    let (data, model) = tiny_model(root, &["--epochs", "1", "--select", "loss"]);
     let s = |p: &Path| p.display().to_string();
     let common = [
         "--dataset".to_string(),
@@ -193,65 +190,20 @@ fn four_memory_shards_merge_to_the_single_run_byte_for_byte() {
 fn training_logs_progress_lines_and_both_curves_to_a_non_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write_raw_log(root, 80);
-    let data = root.join("data");
-    let model = root.join("model");
-    let s = |p: &Path| p.display().to_string();
-    l2d(
-        &[
-            "prepare",
-            "--interactions",
-            &s(&root.join("ratings.csv")),
-            "--items",
-            &s(&root.join("movies.csv")),
-            "--out",
-            &s(&data),
-        ],
-        &root.join("prepare.log"),
-    );
-    l2d(
-        &[
-            "tokenizer",
-            "--dataset",
-            &s(&data),
-            "--out",
-            &s(&model),
-            "--vocab-size",
-            "300",
-        ],
-        &root.join("tokenizer.log"),
-    );
+    let flags = [
+        "--epochs",
+        "3",
+        "--eval-every",
+        "4",
+        "--select",
+        "recall",
+        "--select-memory-fraction",
+        "0.5",
+        "--patience",
+        "0",
+    ];
+    let (_, model) = tiny_model(root, &flags);
     let log = root.join("train.log");
-    l2d(
-        &[
-            "train",
-            "--dataset",
-            &s(&data),
-            "--model",
-            &s(&model),
-            "--hidden",
-            "32",
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--intermediate",
-            "64",
-            "--epochs",
-            "3",
-            "--batch-tokens",
-            "512",
-            "--eval-every",
-            "4",
-            "--select",
-            "recall",
-            "--select-memory-fraction",
-            "0.5",
-            "--patience",
-            "0",
-        ],
-        &log,
-    );
     let text = std::fs::read_to_string(&log).unwrap();
     let progress: Vec<&str> = text.lines().filter(|l| l.starts_with("steps: ")).collect();
     assert!(!progress.is_empty(), "no progress line in:\n{text}");
