@@ -27,8 +27,10 @@ def panel(x0, series, title, ylabel, marker=None):
     def sx(x):
         return x0 + PAD + (x - xmin) / max(xmax - xmin, 1) * (W - 1.5 * PAD)
 
+    top = 30 + 14 * len(series) + 10  # legend lines sit above the plot area
+
     def sy(y):
-        return H - PAD + -(y - ymin) / (ymax - ymin) * (H - 1.7 * PAD)
+        return H - PAD - (y - ymin) / (ymax - ymin) * (H - PAD - top)
 
     out = [f'<text x="{x0 + W / 2}" y="18" text-anchor="middle" font-weight="bold">{title}</text>']
     out.append(f'<line x1="{sx(xmin)}" y1="{sy(ymin)}" x2="{sx(xmax)}" y2="{sy(ymin)}" stroke="#333"/>')
@@ -48,7 +50,7 @@ def panel(x0, series, title, ylabel, marker=None):
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, y in pts:
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>')
-        out.append(f'<text x="{x0 + W - 10}" y="{36 + 14 * k}" text-anchor="end" fill="{colour}" font-size="11">{label}</text>')
+        out.append(f'<text x="{x0 + PAD + 4}" y="{36 + 14 * k}" fill="{colour}" font-size="11">{label}</text>')
     if marker is not None:
         mx, my = marker
         out.append(f'<circle cx="{sx(mx):.1f}" cy="{sy(my):.1f}" r="6" fill="none" stroke="#000" stroke-width="1.5"/>')
