@@ -59,3 +59,19 @@ pub fn seeded_net(
     drop(data);
     (varmap, net)
 }
+
+/// A small seeded model (2 layers, hidden 32) with the shipped tokenizer and the compact
+/// template: for tests of the model's mechanics (caches, read-outs, padding) that need prompts
+/// but not the shipped weights.
+pub fn seeded_model(seed: u64) -> Model {
+    let tokenizer =
+        l2d::tokenizer::Tokenizer::from_file(&default_dir().join("tokenizer.json")).unwrap();
+    let cfg = l2d::model::ModelConfig::small(tokenizer.vocab_size(), 32, 2, 4, 64);
+    let (_vars, net) = seeded_net(&cfg, seed);
+    Model {
+        net,
+        tokenizer,
+        template: l2d::prompt::Template::Compact,
+        fingerprint: [0; 32],
+    }
+}
