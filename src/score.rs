@@ -283,26 +283,59 @@ fn closer(a: (f32, ItemIndex), b: (f32, ItemIndex)) -> std::cmp::Ordering {
     key(a.0).total_cmp(&key(b.0)).then(a.1.cmp(&b.1))
 }
 
+/// A (distance, item) candidate ordered by [`closer`]: in a max-heap the worst kept one is on top.
+#[derive(Clone, Copy)]
+struct Candidate(f32, ItemIndex);
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        closer((self.0, self.1), (other.0, other.1))
+    }
+}
+
 /// The `k` items with the smallest distances, closest first, ties broken by item index;
-/// `exclude` items are left out (e.g. the history). Partial selection, then a sort of `k`.
+/// `exclude` items are left out (e.g. the history). One pass with a bounded heap of `k`
+/// entries: besides the distances themselves, the work and memory per query grow with `k` and
+/// the exclusion list, not with the catalog (an exclusion is looked up only for an item that
+/// would enter the heap).
 pub fn top_k(distances: &[f32], k: usize, exclude: &[ItemIndex]) -> Vec<(ItemIndex, f32)> {
-    let excluded = exclusion_mask(distances.len(), exclude);
-    let mut candidates: Vec<(f32, ItemIndex)> = distances
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| !excluded[i])
-        .map(|(i, &d)| (d, i as ItemIndex))
-        .collect();
-    let k = k.min(candidates.len());
+    let k = k.min(distances.len());
     if k == 0 {
         return Vec::new();
     }
-    if k < candidates.len() {
-        candidates.select_nth_unstable_by(k - 1, |a, b| closer(*a, *b));
-        candidates.truncate(k);
+    let mut excluded = exclude.to_vec();
+    excluded.sort_unstable();
+    excluded.dedup();
+    let mut heap: std::collections::BinaryHeap<Candidate> =
+        std::collections::BinaryHeap::with_capacity(k + 1);
+    for (i, &d) in distances.iter().enumerate() {
+        let candidate = Candidate(d, i as ItemIndex);
+        if heap.len() == k && heap.peek().is_some_and(|worst| candidate >= *worst) {
+            continue;
+        }
+        if excluded.binary_search(&(i as ItemIndex)).is_ok() {
+            continue;
+        }
+        heap.push(candidate);
+        if heap.len() > k {
+            heap.pop();
+        }
     }
-    candidates.sort_unstable_by(|a, b| closer(*a, *b));
-    candidates.into_iter().map(|(d, i)| (i, d)).collect()
+    heap.into_sorted_vec()
+        .into_iter()
+        .map(|Candidate(d, i)| (i, d))
+        .collect()
 }
 
 #[cfg(test)]
@@ -327,8 +360,39 @@ mod tests {
         assert!(top_k(&d, 0, &[]).is_empty());
     }
 
+    /// The heap selection equals sorting everything (NaN as +∞, ties by index), for random
+    /// distances with ties and NaNs, several k and exclusion lists.
     #[test]
-    fn a_huge_exclusion_list_is_one_mask() {
+    fn bounded_heap_equals_a_full_sort() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        for trial in 0..50 {
+            let n = 1 + trial * 7;
+            let d: Vec<f32> = (0..n)
+                .map(|_| match rng.random_range(0..10) {
+                    0 => f32::NAN,
+                    1 => 0.5,
+                    _ => rng.random_range(0.0..2.0),
+                })
+                .collect();
+            let exclude: Vec<ItemIndex> = (0..rng.random_range(0..5))
+                .map(|_| rng.random_range(0..n as u32 + 3))
+                .collect();
+            let mut all: Vec<(f32, ItemIndex)> = (0..n)
+                .filter(|i| !exclude.contains(&(*i as ItemIndex)))
+                .map(|i| (d[i], i as ItemIndex))
+                .collect();
+            all.sort_by(|a, b| closer(*a, *b));
+            for k in [1, 3, 20, n + 5] {
+                let want: Vec<ItemIndex> = all.iter().take(k).map(|c| c.1).collect();
+                let got: Vec<ItemIndex> = top_k(&d, k, &exclude).iter().map(|c| c.0).collect();
+                assert_eq!(got, want, "n={n} k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_huge_exclusion_list_costs_its_length_not_items_times_history() {
         let d: Vec<f32> = (0..1000).map(|i| i as f32).collect();
         // A million entries: repeats, every item but the last three, and ids past the catalog.
         let exclude: Vec<ItemIndex> = (0..1_000_000u32).map(|i| i % 997).chain([5000]).collect();
