@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the pieces of the L2D path, on the shipped model and memory blob
 //! (`cargo bench`): the read-out forward pass against the full one, tokenization, distance
-//! scoring per dtype, partial top-K, L2D-L aggregation and blob parsing. Prints medians and
+//! scoring per dtype, bounded-heap top-K (3,496 and 10⁶ items), L2D-L aggregation and blob parsing. Prints medians and
 //! throughputs; speed goals are figures here, never timed assertions. The whole-path comparison
 //! with beam search is `l2d bench`; the browser's is `www/bench.html`.
 
