@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::ItemIndex;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
-use crate::score::{dot, ItemMatrix};
+use crate::score::{dot, Candidate, ItemMatrix};
 
 /// Optional transforms applied to memory states and queries alike before aggregation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -140,20 +140,6 @@ pub struct LocalIndex {
     offsets: Vec<usize>,
 }
 
-#[derive(PartialEq)]
-struct Near(f32, usize);
-impl Eq for Near {}
-impl PartialOrd for Near {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Near {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
-    }
-}
-
 impl LocalIndex {
     /// Groups `memory` by item (`n_items` catalog items).
     pub fn new(memory: &Memory, n_items: usize) -> Result<Self> {
@@ -259,7 +245,7 @@ impl LocalIndex {
         let dim = self.states.dim();
         let mut scratch = vec![0f32; dim];
         let mut mean = vec![0f32; dim];
-        let mut heap: BinaryHeap<Near> = BinaryHeap::with_capacity(m + 1);
+        let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(m + 1);
         let mut out = Vec::with_capacity(self.n_items());
         for w in self.offsets.windows(2) {
             let (start, end) = (w[0], w[1]);
@@ -270,16 +256,16 @@ impl LocalIndex {
             heap.clear();
             for (r, &d) in to_states.iter().enumerate().take(end).skip(start) {
                 if heap.len() < m {
-                    heap.push(Near(d, r));
-                } else if heap.peek().is_some_and(|top| Near(d, r) < *top) {
+                    heap.push(Candidate(d, r as u32));
+                } else if heap.peek().is_some_and(|top| Candidate(d, r as u32) < *top) {
                     heap.pop();
-                    heap.push(Near(d, r));
+                    heap.push(Candidate(d, r as u32));
                 }
             }
             mean.iter_mut().for_each(|x| *x = 0.0);
             let n = heap.len() as f32;
-            for Near(_, r) in heap.iter() {
-                let row = self.states.row_into(*r, &mut scratch);
+            for Candidate(_, r) in heap.iter() {
+                let row = self.states.row_into(*r as usize, &mut scratch);
                 mean.iter_mut().zip(row).for_each(|(a, v)| *a += v);
             }
             let mut dist = 0f32;

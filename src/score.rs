@@ -283,9 +283,10 @@ fn closer(a: (f32, ItemIndex), b: (f32, ItemIndex)) -> std::cmp::Ordering {
     key(a.0).total_cmp(&key(b.0)).then(a.1.cmp(&b.1))
 }
 
-/// A (distance, item) candidate ordered by [`closer`]: in a max-heap the worst kept one is on top.
+/// A (distance, index) candidate ordered by [`closer`] (NaN as +∞, ties by index): in a
+/// max-heap the worst kept one is on top. Top-K over items and L2D-L's M nearest states use it.
 #[derive(Clone, Copy)]
-struct Candidate(f32, ItemIndex);
+pub(crate) struct Candidate(pub(crate) f32, pub(crate) u32);
 
 impl PartialEq for Candidate {
     fn eq(&self, other: &Self) -> bool {
