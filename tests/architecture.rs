@@ -152,11 +152,17 @@ fn crate_references_are_read_from_paths_and_use_groups() {
     }
 }
 
-/// No file of the repository points outside it (the project stands alone): no `../shared`
-/// paths and no mention of files that only exist beside the checkout.
+/// No file of the repository points outside it (the project stands alone): no path into the
+/// shared folder beside the checkout and no mention of the notes kept there.
 #[test]
 fn no_file_refers_outside_the_repository() {
-    let needles = ["../shared", "REFERENCE.md", "TOOLCHAIN.md", "STYLE.md"];
+    // Spelled in parts, so that this file (which is scanned too) does not contain them.
+    let needles = [
+        concat!("..", "/", "shared"),
+        concat!("REFERENCE", ".md"),
+        concat!("TOOLCHAIN", ".md"),
+        concat!("STYLE", ".md"),
+    ];
     let mut offenders = Vec::new();
     let mut stack = vec![root().to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -167,9 +173,6 @@ fn no_file_refers_outside_the_repository() {
                 if ![".git", "target", "node_modules", "pkg"].contains(&name.as_str()) {
                     stack.push(path);
                 }
-                continue;
-            }
-            if path.ends_with("tests/architecture.rs") {
                 continue;
             }
             let Ok(text) = std::fs::read_to_string(&path) else {
