@@ -100,14 +100,6 @@ impl Mode {
             )),
         }
     }
-
-    /// `global` or `local`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Global => "global",
-            Mode::Local { .. } => "local",
-        }
-    }
 }
 
 /// How often each of `n_items` items occurs in `items` (memory targets, train targets).

@@ -17,7 +17,7 @@ use crate::manifest::Scoring;
 use crate::memory::{subset, Memory};
 use crate::model::Model;
 use crate::recommend::{load_blob, Mode, Representations};
-use crate::score::{top_k, DType, ItemMatrix};
+use crate::score::{top_k, Candidate, DType, ItemMatrix};
 
 /// Ranking depth of every evaluation (the largest K).
 pub const EVAL_DEPTH: usize = 100;
@@ -41,15 +41,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn add(&mut self, rank: Option<usize>) {
+    fn add(&mut self, rank: Option<u32>) {
         self.samples += 1;
-        if let Some(r) = rank {
-            for (j, &k) in KS.iter().enumerate() {
-                if r < k {
-                    self.recall[j] += 1.0;
-                    self.ndcg[j] += 1.0 / ((r + 2) as f64).log2();
-                }
-            }
+        let g = gains(rank);
+        for j in 0..KS.len() {
+            self.recall[j] += g[j];
+            self.ndcg[j] += g[KS.len() + j];
         }
     }
 
@@ -116,19 +113,19 @@ pub struct Paired {
     pub ndcg: [(f64, f64, f64); 5],
 }
 
-/// Per-sample recall and NDCG at each K for a rank.
-fn gains(rank: Option<u32>) -> ([f64; 5], [f64; 5]) {
-    let mut recall = [0.0; 5];
-    let mut ndcg = [0.0; 5];
+/// One sample's recall at each of [`KS`], then its NDCG at each (the protocol's one rule:
+/// a hit when rank < K, gain 1/log2(rank + 2)).
+fn gains(rank: Option<u32>) -> [f64; 10] {
+    let mut g = [0.0; 10];
     if let Some(r) = rank {
         for (j, &k) in KS.iter().enumerate() {
             if (r as usize) < k {
-                recall[j] = 1.0;
-                ndcg[j] = 1.0 / ((r + 2) as f64).log2();
+                g[j] = 1.0;
+                g[KS.len() + j] = 1.0 / ((r + 2) as f64).log2();
             }
         }
     }
-    (recall, ndcg)
+    g
 }
 
 /// Percentile bootstrap: `values[i]` per sample (10 metrics), resampled with replacement;
@@ -157,18 +154,6 @@ fn bootstrap(values: &[[f64; 10]], seed: u64) -> [(f64, f64, f64); 10] {
         *o = (mean, at(0.025), at(0.975));
     }
     out
-}
-
-fn metric_rows(ranks: impl Iterator<Item = Option<u32>>) -> Vec<[f64; 10]> {
-    ranks
-        .map(|r| {
-            let (rec, nd) = gains(r);
-            let mut row = [0.0; 10];
-            row[..5].copy_from_slice(&rec);
-            row[5..].copy_from_slice(&nd);
-            row
-        })
-        .collect()
 }
 
 /// Fills `versus` of every report but the reference with its paired difference against the
@@ -202,15 +187,8 @@ pub fn compare(reports: &mut [Report], reference: &str) -> Result<()> {
         let diffs: Vec<[f64; 10]> = pairs
             .iter()
             .map(|(r, b)| {
-                let (a, c) = (
-                    metric_rows(std::iter::once(*r)),
-                    metric_rows(std::iter::once(*b)),
-                );
-                let mut d = [0.0; 10];
-                d.iter_mut()
-                    .enumerate()
-                    .for_each(|(j, x)| *x = a[0][j] - c[0][j]);
-                d
+                let (a, c) = (gains(*r), gains(*b));
+                std::array::from_fn(|j| a[j] - c[j])
             })
             .collect();
         let b = bootstrap(&diffs, BOOTSTRAP_SEED ^ 0xd1ff);
@@ -268,14 +246,14 @@ pub fn evaluate_ranks(
     let mut buckets = vec![Metrics::default(); BUCKETS.len()];
     let mut ranks = Vec::with_capacity(targets.len());
     for ((&rank, &target), &index) in target_ranks.iter().zip(targets).zip(indices) {
-        let rank_usize = rank.map(|r| r as usize);
-        overall.add(rank_usize);
-        buckets[bucket(train_counts.get(target as usize).copied().unwrap_or(0))].add(rank_usize);
+        overall.add(rank);
+        buckets[bucket(train_counts.get(target as usize).copied().unwrap_or(0))].add(rank);
         ranks.push((index, rank));
     }
     overall.finish();
     buckets.iter_mut().for_each(Metrics::finish);
-    let b = bootstrap(&metric_rows(ranks.iter().map(|r| r.1)), BOOTSTRAP_SEED);
+    let per_sample: Vec<[f64; 10]> = ranks.iter().map(|r| gains(r.1)).collect();
+    let b = bootstrap(&per_sample, BOOTSTRAP_SEED);
     let interval = |j: usize| (b[j].1, b[j].2);
     Report {
         method: method.to_string(),
@@ -290,15 +268,22 @@ pub fn evaluate_ranks(
     }
 }
 
-/// 0-based rank of `target` in `scores` (smaller is better; ties by item index, as `top_k`).
+/// 0-based rank of `target` in `scores`: how many items `top_k`'s order puts before it.
 pub fn rank_of(scores: &[f32], target: ItemIndex) -> usize {
-    let t = target as usize;
-    let own = scores[t];
+    let own = Candidate(scores[target as usize], target);
     scores
         .iter()
         .enumerate()
-        .filter(|&(i, &s)| s < own || (s == own && i < t))
+        .filter(|&(i, &s)| Candidate(s, i as u32) < own)
         .count()
+}
+
+/// The items of the top-[`EVAL_DEPTH`] of `scores`, best first (what a ranking is judged on).
+pub fn top_items(scores: &[f32]) -> Vec<ItemIndex> {
+    top_k(scores, EVAL_DEPTH, &[])
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// L2D Recall@`k` of `queries` with a memory built from `memory_samples`: the quick check that
@@ -351,15 +336,6 @@ impl Treatment {
             prior: 0.0,
             cold_titles: false,
             local_min_states: 0,
-        }
-    }
-
-    /// The treatment that applies a manifest's scoring options.
-    pub fn from_scoring(scoring: &Scoring) -> Self {
-        Treatment {
-            prior: scoring.popularity_prior,
-            local_min_states: scoring.local_min_states,
-            ..Treatment::plain()
         }
     }
 }
@@ -453,13 +429,7 @@ pub fn rank_queries(
 ) -> Result<Vec<Vec<ItemIndex>>> {
     (0..queries.len())
         .into_par_iter()
-        .map(|q| {
-            let scores = reps.distances(queries.state(q), mode)?;
-            Ok(top_k(&scores, EVAL_DEPTH, &[])
-                .into_iter()
-                .map(|(i, _)| i)
-                .collect())
-        })
+        .map(|q| Ok(top_items(&reps.distances(queries.state(q), mode)?)))
         .collect()
 }
 
@@ -475,13 +445,8 @@ pub fn rank_queries_local(
         .map(|q| {
             Ok(reps
                 .local_scores(queries.state(q), ms)?
-                .into_iter()
-                .map(|scores| {
-                    top_k(&scores, EVAL_DEPTH, &[])
-                        .into_iter()
-                        .map(|(i, _)| i)
-                        .collect()
-                })
+                .iter()
+                .map(|scores| top_items(scores))
                 .collect())
         })
         .collect::<Result<_>>()?;
@@ -540,6 +505,9 @@ pub fn beam_reports(
     Ok(reports)
 }
 
+/// How the shipped row's label starts (what `--reference shipped` finds).
+pub const SHIPPED_LABEL: &str = "shipped: ";
+
 /// What the browser runs by default: the manifest's scoring applied to the shipped blob file
 /// itself (its dtype, its memory fraction, its cold-start vectors), ranked for `queries`.
 pub fn shipped_report(
@@ -554,7 +522,7 @@ pub fn shipped_report(
     reps.apply_scoring(scoring)?;
     let rankings = rank_queries(&reps, queries, scoring.mode()?)?;
     Ok(evaluate(
-        &format!("shipped: {}", scoring.label()),
+        &format!("{SHIPPED_LABEL}{}", scoring.label()),
         &rankings,
         targets,
         train_counts,
@@ -586,25 +554,29 @@ pub fn score_candidates(
             c.mode()
         })
         .collect::<Result<Vec<_>>>()?;
-    let needs_local = modes.iter().any(|m| matches!(m, Mode::Local { .. }));
+    // One representative per kind of rows; each kind's distances are computed once per query.
+    let global = modes.iter().copied().find(|m| *m == Mode::Global);
+    let local = modes
+        .iter()
+        .copied()
+        .find(|m| matches!(m, Mode::Local { .. }));
     let ranks: Vec<Vec<Option<u32>>> = (0..queries.len())
         .into_par_iter()
         .map(|i| {
             let q = base.prepared_query(queries.state(i));
-            let to_global = base.rows(Mode::Global)?.distances(&q)?;
-            let to_states = if needs_local {
-                Some(base.rows(Mode::Local { m: 1 })?.distances(&q)?)
-            } else {
-                None
+            let distances = |mode: Option<Mode>| -> Result<Option<Vec<f32>>> {
+                mode.map(|m| base.rows(m)?.distances(&q)).transpose()
             };
+            let (to_global, to_states) = (distances(global)?, distances(local)?);
             candidates
                 .iter()
                 .zip(&modes)
                 .map(|(c, &mode)| {
                     let rows = match mode {
                         Mode::Global => to_global.clone(),
-                        Mode::Local { .. } => to_states.clone().expect("computed for local"),
-                    };
+                        Mode::Local { .. } => to_states.clone(),
+                    }
+                    .expect("computed for every mode among the candidates");
                     let scores =
                         base.scores_with(&q, rows, mode, c.popularity_prior, c.local_min_states)?;
                     let rank = rank_of(&scores, targets[i]);

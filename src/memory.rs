@@ -66,15 +66,10 @@ impl Memory {
         batch_size: usize,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Memory> {
-        let prompts = samples
-            .iter()
-            .map(|s| model.history_prompt_ids(catalog, &s.history))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Memory {
-            dim: model.hidden_size(),
-            states: model.last_hidden_many(&prompts, batch_size, progress)?,
-            items: samples.iter().map(|s| s.target).collect(),
-        })
+        // The whole job is its one shard: every sample, in sample order.
+        let (memory, _) =
+            Self::build_shard(model, catalog, samples, batch_size, Shard::WHOLE, progress)?;
+        Ok(memory)
     }
 
     /// One shard of [`Memory::build`] (see [`Model::last_hidden_shard`]): the states of the
@@ -178,27 +173,29 @@ impl Memory {
         Ok(())
     }
 
+    /// Loads a memory saved by [`Memory::save`] (a shard's positions are ignored).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path) -> Result<Memory> {
+        Ok(Self::read(path)?.0)
+    }
+
     /// Loads a shard written by [`Memory::save_with_positions`].
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_shard(path: &std::path::Path) -> Result<(Memory, Vec<u32>)> {
-        let memory = Memory::load(path)?;
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
-        let positions = tensors
-            .get("positions")
-            .ok_or_else(|| {
-                Error::mismatch(
-                    format!("{}: tensors", path.display()),
-                    "`positions` (a shard written by `l2d memory --shard`)",
-                    "nothing",
-                )
-            })?
-            .to_vec1::<u32>()?;
+        let (memory, positions) = Self::read(path)?;
+        let positions = positions.ok_or_else(|| {
+            Error::mismatch(
+                format!("{}: tensors", path.display()),
+                "`positions` (a shard written by `l2d memory --shard`)",
+                "nothing",
+            )
+        })?;
         Ok((memory, positions))
     }
 
-    /// Loads a memory saved by [`Memory::save`].
+    /// The memory in a safetensors file and its `positions`, when it has them (one read).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load(path: &std::path::Path) -> Result<Memory> {
+    fn read(path: &std::path::Path) -> Result<(Memory, Option<Vec<u32>>)> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
         let get = |name: &str| {
             tensors.get(name).ok_or_else(|| {
@@ -219,10 +216,15 @@ impl Memory {
                 items.len(),
             ));
         }
-        Ok(Memory {
+        let positions = tensors
+            .get("positions")
+            .map(|p| p.to_vec1::<u32>())
+            .transpose()?;
+        let memory = Memory {
             dim,
             states: states.flatten_all()?.to_vec1::<f32>()?,
             items,
-        })
+        };
+        Ok((memory, positions))
     }
 }

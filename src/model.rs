@@ -283,26 +283,21 @@ pub struct DropoutRates {
 }
 
 impl DropoutRates {
-    /// True when no rate is positive.
-    pub fn is_off(&self) -> bool {
-        [self.embedding, self.attention, self.residual, self.mlp]
-            .iter()
-            .all(|&p| p <= 0.0)
-    }
-
     /// Checks every rate lies in [0, 1).
     pub fn validate(&self) -> Result<()> {
-        for (name, p) in [
-            ("dropout.embedding", self.embedding),
-            ("dropout.attention", self.attention),
-            ("dropout.residual", self.residual),
-            ("dropout.mlp", self.mlp),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(Error::invalid(name, format!("{p} (expected 0 ≤ p < 1)")));
-            }
-        }
+        check_probability("dropout.embedding", self.embedding)?;
+        check_probability("dropout.attention", self.attention)?;
+        check_probability("dropout.residual", self.residual)?;
+        check_probability("dropout.mlp", self.mlp)
+    }
+}
+
+/// The one rule for a training probability (dropout, smoothing, augmentation): 0 ≤ p < 1.
+pub fn check_probability<P: Into<f64> + std::fmt::Display + Copy>(name: &str, p: P) -> Result<()> {
+    if (0.0..1.0).contains(&p.into()) {
         Ok(())
+    } else {
+        Err(Error::invalid(name, format!("{p} (expected 0 ≤ p < 1)")))
     }
 }
 

@@ -168,19 +168,20 @@ impl Representations {
                 // Cold items have no states to aggregate: their filled vector stands in; so
                 // does the global vector of items with fewer than `local_min_states` states.
                 let mut scratch = vec![0f32; self.global.dim()];
-                let sparse = (0..self.n_items()).filter(|&i| {
-                    let c = self.counts[i];
-                    c > 0 && c < local_min_states
-                });
-                let global_rows: Vec<usize> = self
-                    .cold_filled
-                    .iter()
-                    .map(|&i| i as usize)
-                    .chain(sparse)
-                    .collect();
-                for i in global_rows {
+                let mut use_global = |i: usize| {
                     let row = self.global.row_into(i, &mut scratch);
                     squared[i] = row.iter().zip(q).map(|(r, x)| (r - x) * (r - x)).sum();
+                };
+                for &i in &self.cold_filled {
+                    use_global(i as usize);
+                }
+                // Off at 0 or 1 (no item has fewer states): no catalog-sized scan per query.
+                if local_min_states > 1 {
+                    for (i, &c) in self.counts.iter().enumerate() {
+                        if c > 0 && c < local_min_states {
+                            use_global(i);
+                        }
+                    }
                 }
                 squared
             }
@@ -390,8 +391,8 @@ pub struct Query {
 }
 
 /// Step 1 of the online path: truncates the history, runs the one forward pass and puts the
-/// state into the representations' geometry. Checks the mode fits the representations.
-#[allow(clippy::too_many_arguments)]
+/// state into the representations' geometry (a mode the representations cannot serve fails
+/// at step 2).
 pub fn prepare(
     model: &Model,
     catalog: &Catalog,
@@ -519,29 +520,24 @@ pub fn build_blob(
         })
     };
     let mut fraction = spec.fraction;
-    let mut blob = build(fraction)?;
-    let Some(max) = spec.max_bytes else {
-        return Ok((blob, fraction));
-    };
-    for _ in 0..8 {
+    let mut attempts = 0;
+    let (size, max) = loop {
+        let blob = build(fraction)?;
+        let Some(max) = spec.max_bytes else {
+            return Ok((blob, fraction));
+        };
         let size = blob.to_bytes().len() as u64;
+        attempts += 1;
         if size <= max {
             return Ok((blob, fraction));
         }
-        if spec.kind == BlobKind::Global {
-            break;
-        }
+        // Only a memory blob shrinks with the fraction (its rows); give up after 9 tries.
         let rows = (blob.matrix.rows() as u64 * blob.row_bytes()) as f64;
         fraction *= (1.0 - (size - max) as f64 / rows.max(1.0)) * 0.995;
-        if fraction <= 0.0 {
-            break;
+        if spec.kind == BlobKind::Global || fraction <= 0.0 || attempts == 9 {
+            break (size, max);
         }
-        blob = build(fraction)?;
-    }
-    let size = blob.to_bytes().len() as u64;
-    if size <= max {
-        return Ok((blob, fraction));
-    }
+    };
     Err(Error::invalid(
         "max bytes",
         format!(

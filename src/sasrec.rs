@@ -17,10 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::ItemIndex;
 use crate::dataset::Sample;
 use crate::error::{Error, Result};
-use crate::eval::EVAL_DEPTH;
+use crate::eval::top_items;
 use crate::model::{DropoutRates, Noise};
 use crate::prompt::MAX_HISTORY;
-use crate::score::top_k;
 use crate::train::Init;
 
 /// Hyper-parameters (defaults: RecBole 1.2.1's SASRec with the D3 history cap).
@@ -196,7 +195,7 @@ impl SasRec {
         Ok(hidden.matmul(&self.items.narrow(0, 1, n)?.t()?)?)
     }
 
-    /// Top-[`EVAL_DEPTH`] rankings of `samples`' next items, in batches.
+    /// Top-[`crate::eval::EVAL_DEPTH`] rankings of `samples`' next items, in batches.
     pub fn rankings(&self, samples: &[&Sample]) -> Result<Vec<Vec<ItemIndex>>> {
         let mut out = Vec::with_capacity(samples.len());
         for chunk in samples.chunks(512) {
@@ -204,12 +203,7 @@ impl SasRec {
             let logits = self.logits(&self.forward(&ids, None)?)?.to_vec2::<f32>()?;
             for row in logits {
                 let negated: Vec<f32> = row.iter().map(|x| -x).collect();
-                out.push(
-                    top_k(&negated, EVAL_DEPTH, &[])
-                        .into_iter()
-                        .map(|(i, _)| i)
-                        .collect(),
-                );
+                out.push(top_items(&negated));
             }
         }
         Ok(out)

@@ -24,8 +24,8 @@ use crate::catalog::ItemIndex;
 use crate::dataset::{Dataset, Sample, Split};
 use crate::error::{Error, Result};
 use crate::model::{
-    DropoutRates, Model, ModelConfig, ModelMeta, Noise, Pass, Qwen2, CONFIG_FILE, META_FILE,
-    TOKENIZER_FILE, WEIGHTS_FILE,
+    check_probability, DropoutRates, Model, ModelConfig, ModelMeta, Noise, Pass, Qwen2,
+    CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
 use crate::prompt::MAX_HISTORY;
 use crate::prompt::{Template, PAD};
@@ -115,6 +115,24 @@ impl std::str::FromStr for Selection {
             )),
         }
     }
+}
+
+/// The probe's recall of `model`: L2D-L (M = [`SELECT_M`]) Recall@[`SELECT_K`] of `queries`
+/// against a memory of `memory` (what selects weights during training, and `l2d probe`).
+pub fn probe_recall(
+    model: &Model,
+    catalog: &crate::catalog::Catalog,
+    memory: &[Sample],
+    queries: &[Sample],
+) -> Result<f64> {
+    crate::eval::l2d_recall(
+        model,
+        catalog,
+        memory,
+        queries,
+        crate::recommend::Mode::Local { m: SELECT_M },
+        SELECT_K,
+    )
 }
 
 /// M of the L2D-L recall that selects weights during training.
@@ -704,6 +722,10 @@ pub fn train(
     until_step: Option<usize>,
     progress: &mut dyn Progress,
 ) -> Result<TrainState> {
+    cfg.dropout.validate()?;
+    check_probability("label_smoothing", cfg.label_smoothing)?;
+    check_probability("history_crop", cfg.history_crop)?;
+    check_probability("item_dropout", cfg.item_dropout)?;
     let tokenizer = Tokenizer::from_file(&model_dir.join(TOKENIZER_FILE))?;
     let meta_path = model_dir.join(META_FILE);
     let meta_bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
@@ -754,16 +776,6 @@ pub fn train(
     let net = Qwen2::new(&model_cfg, vb.clone())?;
     initialise(&varmap, cfg.layers, cfg.seed)?;
     let mut optimizer = AdamW::new(&varmap)?;
-    cfg.dropout.validate()?;
-    for (name, p) in [
-        ("label_smoothing", cfg.label_smoothing),
-        ("history_crop", cfg.history_crop),
-        ("item_dropout", cfg.item_dropout),
-    ] {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::invalid(name, format!("{p} (expected 0 ≤ p < 1)")));
-        }
-    }
     // The in-training recall reads the same variables through a second view of the network.
     let recall_probe = match cfg.select {
         Selection::ValidLoss => None,
@@ -962,14 +974,7 @@ pub fn train(
                     None => None,
                     Some((model, memory, queries)) => {
                         let started = Instant::now();
-                        let r = crate::eval::l2d_recall(
-                            model,
-                            &dataset.catalog,
-                            memory,
-                            queries,
-                            crate::recommend::Mode::Local { m: SELECT_M },
-                            SELECT_K,
-                        )?;
+                        let r = probe_recall(model, &dataset.catalog, memory, queries)?;
                         state.valid_recall.push((state.step, r));
                         progress.message(&format!(
                             "step {}: valid L2D-L (M={SELECT_M}) R@{SELECT_K} {r:.4} on {} samples, memory of {} train states ({:.0} s)",

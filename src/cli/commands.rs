@@ -69,6 +69,46 @@ fn resolve_history(catalog: &Catalog, entries: &[String]) -> Result<Vec<ItemInde
     Ok(items)
 }
 
+/// How often each item is a train target (the frequency buckets and popularity).
+fn train_counts(dataset: &Dataset) -> Result<Vec<u32>> {
+    let targets: Vec<ItemIndex> = dataset
+        .split(Split::Train)?
+        .iter()
+        .map(|s| s.target)
+        .collect();
+    Ok(l2d::aggregate::item_counts(
+        &targets,
+        dataset.catalog.len(),
+    )?)
+}
+
+/// What the browser loads by default from a model directory: its manifest and the memory blob
+/// the manifest names.
+struct Shipped {
+    manifest_path: PathBuf,
+    manifest: Manifest,
+    blob_path: PathBuf,
+    blob: Blob,
+}
+
+fn load_shipped(model_dir: &Path) -> Result<Shipped> {
+    let manifest_path = model_dir.join(l2d::manifest::MANIFEST_FILE);
+    let text = std::fs::read(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let manifest = Manifest::from_json(&text, &manifest_path.display().to_string())?;
+    let blob_path = model_dir.join(manifest.blob_file("memory", "manifest")?);
+    let bytes =
+        std::fs::read(&blob_path).with_context(|| format!("reading {}", blob_path.display()))?;
+    let blob =
+        Blob::from_bytes(&bytes).with_context(|| format!("reading {}", blob_path.display()))?;
+    Ok(Shipped {
+        manifest_path,
+        manifest,
+        blob_path,
+        blob,
+    })
+}
+
 /// Prompts per forward pass when encoding evaluation queries.
 const QUERY_BATCH: usize = 64;
 
@@ -277,12 +317,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let split: Split = args.split.parse()?;
     let model = load_model(&args.io.model)?;
     let catalog = &dataset.catalog;
-    let train_targets: Vec<ItemIndex> = dataset
-        .split(Split::Train)?
-        .iter()
-        .map(|s| s.target)
-        .collect();
-    let train_counts = l2d::aggregate::item_counts(&train_targets, catalog.len())?;
+    let train_counts = train_counts(&dataset)?;
     let all = dataset.split(split)?;
     let keep = match args.limit {
         Some(limit) if limit < all.len() => subset(all.len(), limit as f64 / all.len() as f64, 7)?,
@@ -402,19 +437,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
     }
     if args.shipped {
-        let manifest_path = args.io.model.join(l2d::manifest::MANIFEST_FILE);
-        let text = std::fs::read(&manifest_path)
-            .with_context(|| format!("reading {}", manifest_path.display()))?;
-        let manifest = Manifest::from_json(&text, &manifest_path.display().to_string())?;
-        let blob_path = args
-            .io
-            .model
-            .join(manifest.blob_file("memory", "manifest")?);
-        let blob = Blob::from_bytes(
-            &std::fs::read(&blob_path)
-                .with_context(|| format!("reading {}", blob_path.display()))?,
-        )
-        .with_context(|| format!("reading {}", blob_path.display()))?;
+        let Shipped { manifest, blob, .. } = load_shipped(&args.io.model)?;
         let queries = queries.as_ref().expect("encoded");
         reports.push(shipped_report(
             &model,
@@ -432,7 +455,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         None => reports[0].method.clone(),
         Some("shipped") => reports
             .iter()
-            .find(|r| r.method.starts_with("shipped:"))
+            .find(|r| r.method.starts_with(l2d::eval::SHIPPED_LABEL))
             .map(|r| r.method.clone())
             .context("--reference shipped needs --shipped")?,
         Some(name) => name.to_string(),
@@ -476,25 +499,14 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
         bail!("--split test: the scoring is chosen on valid only; test is reported once");
     }
     let model = load_model(&args.io.model)?;
-    let manifest_path = args.io.model.join(l2d::manifest::MANIFEST_FILE);
-    let text = std::fs::read(&manifest_path)
-        .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let mut manifest = Manifest::from_json(&text, &manifest_path.display().to_string())?;
-    let blob_path = args
-        .io
-        .model
-        .join(manifest.blob_file("memory", "manifest")?);
-    let blob = Blob::from_bytes(
-        &std::fs::read(&blob_path).with_context(|| format!("reading {}", blob_path.display()))?,
-    )
-    .with_context(|| format!("reading {}", blob_path.display()))?;
+    let Shipped {
+        manifest_path,
+        mut manifest,
+        blob_path,
+        blob,
+    } = load_shipped(&args.io.model)?;
     let (_, base) = load_blob(&model, &blob, &blob_path.display().to_string())?;
-    let train_targets: Vec<ItemIndex> = dataset
-        .split(Split::Train)?
-        .iter()
-        .map(|s| s.target)
-        .collect();
-    let train_counts = l2d::aggregate::item_counts(&train_targets, dataset.catalog.len())?;
+    let train_counts = train_counts(&dataset)?;
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
     let queries = encode_samples(&model, &dataset.catalog, &samples, QUERY_BATCH, "queries")?.0;
@@ -539,16 +551,7 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
         &cfg,
     )?;
     let start = Instant::now();
-    let recall = l2d::eval::l2d_recall(
-        &model,
-        &dataset.catalog,
-        &memory,
-        &queries,
-        Mode::Local {
-            m: l2d::train::SELECT_M,
-        },
-        l2d::train::SELECT_K,
-    )?;
+    let recall = l2d::train::probe_recall(&model, &dataset.catalog, &memory, &queries)?;
     println!(
         "{}: valid L2D-L (M={}) R@{} {recall:.4} on {} samples, memory of {} train states ({:.0} s)",
         args.io.model.display(),

@@ -26,8 +26,11 @@ pub struct Progress {
     what: String,
     total: u64,
     position: u64,
-    /// Position and time when this reporter started (a resumed run starts mid-way).
-    start: (u64, Instant),
+    /// When this reporter was made (elapsed time counts from here).
+    created: Instant,
+    /// Position and time of the first update: the rate counts from here, so a resumed run
+    /// (which starts mid-way) and a job that advances by whole batches both read right.
+    first: Option<(u64, Instant)>,
     last_line: Instant,
     interval: Duration,
     message: String,
@@ -53,7 +56,8 @@ impl Progress {
             what: what.to_string(),
             total: total as u64,
             position: 0,
-            start: (0, now),
+            created: now,
+            first: None,
             last_line: now,
             interval: line_interval(),
             message: String::new(),
@@ -69,12 +73,10 @@ impl Progress {
         }
     }
 
-    /// Moves to `position` (the first call after a resume sets where the rate counts from).
+    /// Moves to `position`.
     pub fn set_position(&mut self, position: usize) {
         let position = position as u64;
-        if self.position == 0 && self.start.0 == 0 && position > 1 {
-            self.start = (position.saturating_sub(1), Instant::now());
-        }
+        self.first.get_or_insert((position, Instant::now()));
         self.position = position;
         match &self.bar {
             Some(bar) => bar.set_position(position),
@@ -112,9 +114,10 @@ impl Progress {
 
     /// `what: pos/total (pct%), rate/s, elapsed, eta, message`.
     fn line(&self) -> String {
-        let elapsed = self.start.1.elapsed().as_secs_f64();
-        let done = self.position.saturating_sub(self.start.0) as f64;
-        let rate = done / elapsed.max(1e-9);
+        let elapsed = self.created.elapsed().as_secs_f64();
+        let rate = self.first.map_or(0.0, |(position, at)| {
+            self.position.saturating_sub(position) as f64 / at.elapsed().as_secs_f64().max(1e-9)
+        });
         let left = self.total.saturating_sub(self.position) as f64;
         let eta = if rate > 0.0 {
             clock(left / rate)
