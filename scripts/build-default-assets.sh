@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # After training (scripts/train-default.sh): converts the weights to f16, builds the full memory,
-# writes the global blob (f16) and the memory blob (int8, the largest memory fraction that keeps
-# model + tokenizer + blob within the 16.5 MB download budget), the manifest; chooses the
+# writes the global blob (f16) and the memory blob (int8, the newest train states that keep
+# model + tokenizer + blob within the 16.5 MB download budget: the split is in time order, and
+# the newest interactions are the closest to those predicted), the manifest; chooses the
 # browser's default scoring on valid from that blob (`l2d choose`); evaluates what the browser
 # ships on test once (`l2d eval --shipped`, next to popularity); refreshes the browser fixtures.
 #
@@ -29,17 +30,15 @@ $L2D blob --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --kind global
 FIXED=$(( $(stat -c%s "$MODEL/model.safetensors") + $(stat -c%s "$MODEL/tokenizer.json") \
   + $(stat -c%s "$MODEL/config.json") + $(stat -c%s "$MODEL/l2d.json") ))
 $L2D blob --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --kind memory --dtype i8 \
-  --cold-start title --max-bytes $(( BUDGET - FIXED )) --out "$MODEL/memory.blob"
+  --cold-start title --keep newest --max-bytes $(( BUDGET - FIXED )) --out "$MODEL/memory.blob"
 rm -f "$MODEL/eval.json"
 $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL"
 $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.json" | tee "$WORK/choose-valid.md"
 $L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularity,sasrec,beam \
   --beam 1,5,10 --shipped --reference shipped --json "$MODEL/eval.json" | tee "$WORK/eval-test-shipped.md"
 # The manifest lists eval.json with its hash: rewrite it, keeping the chosen scoring.
-SCORING=$(python3 -c "import json;s=json.load(open('$MODEL/manifest.json'))['scoring'];print(s['mode'],s['m'],s['popularity_prior'],s['local_min_states'])")
-read -r MODE M PRIOR LOCALMIN <<< "$SCORING"
 $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL" \
-  --mode "$MODE" --m "$M" --popularity-prior "$PRIOR" --local-min-states "$LOCALMIN"
+  --keep-scoring
 if [ "$MODEL" = models/default ]; then
   L2D_BLESS=1 cargo test --release --test web_parity
 fi

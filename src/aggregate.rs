@@ -2,6 +2,8 @@
 //! - L2D-G ([`global_item_vectors`]): each item's vector is the mean of its memory states.
 //! - L2D-L ([`LocalIndex`]): per query, each item's vector is the mean of its M states nearest
 //!   to the query (all of them when it has ≤ M); items are ranked by distance to those.
+//! - Density ([`Density`], beyond the paper): per query, each item is scored by a Gaussian
+//!   kernel sum over its states around the query, with a tempered count term.
 //!
 //! Items without any memory state (cold start) are never dropped silently: they are counted
 //! and rank last (+∞).
@@ -84,21 +86,79 @@ pub enum Mode {
     Global,
     /// L2D-L: distance to the mean of each item's `m` states nearest to the query.
     Local { m: usize },
+    /// Kernel density of each item's states around the query ([`Density`]; its parameters
+    /// come with the representations' scoring options).
+    Density,
 }
 
 impl Mode {
-    /// `global` or `local` with `m` neighbours (`m` ≥ 1 for local); the one parser of mode
-    /// names for the CLI, the manifest and the browser.
+    /// `global`, `local` with `m` neighbours (`m` ≥ 1 for local) or `density`; the one parser
+    /// of mode names for the CLI, the manifest and the browser.
     pub fn parse(name: &str, m: usize) -> Result<Self> {
         match name {
             "global" => Ok(Mode::Global),
             "local" if m == 0 => Err(Error::invalid("m", "must be ≥ 1 for local mode")),
             "local" => Ok(Mode::Local { m }),
+            "density" => Ok(Mode::Density),
             other => Err(Error::invalid(
                 "mode",
-                format!("`{other}` (expected global or local)"),
+                format!("`{other}` (expected global, local or density)"),
             )),
         }
+    }
+
+    /// Whether this mode compares the query with memory states (local, density) rather than
+    /// one vector per item (global).
+    pub fn uses_states(self) -> bool {
+        !matches!(self, Mode::Global)
+    }
+}
+
+/// Density scoring, a generalisation of L2D-L: an item's score is
+/// `−ln Σ_j exp(−d_j/bandwidth) + count_exponent · ln(states)` over its states' squared
+/// distances `d_j` to the query (smaller is better; computed around the item's nearest state,
+/// so no term underflows). A small bandwidth approaches
+/// the nearest state (L2D-L with M = 1); a large one approaches the state count (popularity);
+/// `count_exponent` 1 turns the sum into a mean (no count term). This is the Parzen-window
+/// estimate of `p(item | query)`, with the item's share of the memory tempered.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Density {
+    /// Kernel bandwidth in squared-distance units (> 0).
+    pub bandwidth: f32,
+    /// Exponent of the count correction (0 = the plain kernel sum, 1 = the kernel mean).
+    pub count_exponent: f32,
+}
+
+/// How items are scored besides the mode: what a manifest's scoring sets on the
+/// representations (one value, so one distance computation can serve many of them).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ScoreOptions {
+    /// Popularity prior: rank by `‖h − r‖ − weight · ln(1 + states)` instead of the plain
+    /// distance (0 = the paper's plain L2). Global and local modes.
+    pub popularity_prior: f32,
+    /// Adaptive local/global: in local mode, items with fewer memory states than this are
+    /// scored by their global vector (0 or 1 = the paper's L2D-L for every item).
+    pub local_min_states: u32,
+    /// Parameters of density mode (required by it, unused by the others).
+    pub density: Option<Density>,
+}
+
+impl Density {
+    /// Checks `bandwidth > 0` and a finite `count_exponent` in 0…1.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.bandwidth.is_finite() && self.bandwidth > 0.0) {
+            return Err(Error::invalid(
+                "density bandwidth",
+                format!("{} (expected a finite number > 0)", self.bandwidth),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.count_exponent) {
+            return Err(Error::invalid(
+                "density count exponent",
+                format!("{} (expected 0 ≤ β ≤ 1)", self.count_exponent),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +267,40 @@ impl LocalIndex {
     pub fn distances(&self, query: &[f32], m: usize) -> Result<Vec<f32>> {
         let to_states = self.states.distances(query)?;
         self.distances_from_state_distances(query, &to_states, m)
+    }
+
+    /// [`Density`] scores given the query's squared distances to every (grouped) state (+∞ for
+    /// items without states).
+    pub fn density_scores(&self, to_states: &[f32], density: Density) -> Result<Vec<f32>> {
+        density.validate()?;
+        if to_states.len() != self.states.rows() {
+            return Err(Error::mismatch(
+                "state distances",
+                self.states.rows(),
+                to_states.len(),
+            ));
+        }
+        let scale = 1.0 / f64::from(density.bandwidth);
+        Ok(self
+            .offsets
+            .windows(2)
+            .map(|w| {
+                let states = &to_states[w[0]..w[1]];
+                // Log-sum-exp around the item's nearest state: its term is 1, nothing
+                // underflows however small the bandwidth.
+                let nearest = states.iter().copied().fold(f32::INFINITY, f32::min);
+                if !nearest.is_finite() {
+                    return f32::INFINITY;
+                }
+                let mass: f64 = states
+                    .iter()
+                    .map(|&d| (-f64::from(d - nearest) * scale).exp())
+                    .sum();
+                let count = states.len() as f64;
+                (f64::from(nearest) * scale - mass.ln()
+                    + f64::from(density.count_exponent) * count.ln()) as f32
+            })
+            .collect())
     }
 
     /// L2D-L given the query's squared distances to every (grouped) state, e.g. computed on

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::aggregate::Geometry;
+use crate::aggregate::{Density, Geometry};
 use crate::blob::Blob;
 use crate::catalog::{popularity_ranking, Catalog, ItemIndex};
 use crate::dataset::Sample;
@@ -413,8 +413,8 @@ pub fn representations(
         Geometry::plain()
     };
     let mut reps = Representations::from_memory(memory, catalog.len(), geometry)?;
-    reps.popularity_prior = treatment.prior;
-    reps.local_min_states = treatment.local_min_states;
+    reps.options.popularity_prior = treatment.prior;
+    reps.options.local_min_states = treatment.local_min_states;
     if treatment.cold_titles {
         reps.fill_cold_from_titles(model, catalog)?;
     }
@@ -533,6 +533,39 @@ pub fn shipped_report(
 pub const CHOOSE_M: [usize; 5] = [5, 10, 20, 50, 100];
 /// Popularity-prior weights tried (0 = plain L2).
 pub const CHOOSE_PRIOR: [f32; 6] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
+/// Density bandwidths tried, as multiples of the median squared distance from a valid query
+/// to its nearest memory state (so the grid follows the data's scale, not one dataset's).
+pub const CHOOSE_BANDWIDTH: [f32; 5] = [0.5, 0.75, 1.0, 1.5, 2.0];
+/// Density count exponents tried (0 = kernel sum, 1 = kernel mean).
+pub const CHOOSE_COUNT_EXPONENT: [f32; 4] = [0.0, 0.25, 0.5, 1.0];
+/// Queries the density bandwidth's scale is measured on (the first of the split, seeded order).
+const SCALE_QUERIES: usize = 500;
+
+/// The median squared distance from a query to its nearest memory state, over the first
+/// [`SCALE_QUERIES`] queries: the unit of [`CHOOSE_BANDWIDTH`].
+pub fn nearest_state_scale(base: &Representations, queries: &Memory) -> Result<f32> {
+    let states = base.rows(Mode::Density)?;
+    let mut nearest: Vec<f32> = (0..queries.len().min(SCALE_QUERIES))
+        .into_par_iter()
+        .map(|i| {
+            let d = states.distances(&base.prepared_query(queries.state(i)))?;
+            Ok(d.into_iter().fold(f32::INFINITY, f32::min))
+        })
+        .collect::<Result<_>>()?;
+    nearest.retain(|d| d.is_finite());
+    nearest.sort_by(f32::total_cmp);
+    nearest
+        .get(nearest.len() / 2)
+        .copied()
+        .filter(|&d| d > 0.0)
+        .ok_or_else(|| {
+            Error::invalid(
+                "density scale",
+                "no query has a nearest memory state at a distance > 0",
+            )
+        })
+}
+
 /// Adaptive thresholds tried for local mode (0 = every item local).
 pub const CHOOSE_LOCAL_MIN: [u32; 6] = [0, 2, 3, 5, 10, 20];
 
@@ -556,10 +589,7 @@ pub fn score_candidates(
         .collect::<Result<Vec<_>>>()?;
     // One representative per kind of rows; each kind's distances are computed once per query.
     let global = modes.iter().copied().find(|m| *m == Mode::Global);
-    let local = modes
-        .iter()
-        .copied()
-        .find(|m| matches!(m, Mode::Local { .. }));
+    let local = modes.iter().copied().find(|m| m.uses_states());
     let ranks: Vec<Vec<Option<u32>>> = (0..queries.len())
         .into_par_iter()
         .map(|i| {
@@ -572,13 +602,13 @@ pub fn score_candidates(
                 .iter()
                 .zip(&modes)
                 .map(|(c, &mode)| {
-                    let rows = match mode {
-                        Mode::Global => to_global.clone(),
-                        Mode::Local { .. } => to_states.clone(),
+                    let rows = if mode.uses_states() {
+                        to_states.clone()
+                    } else {
+                        to_global.clone()
                     }
                     .expect("computed for every mode among the candidates");
-                    let scores =
-                        base.scores_with(&q, rows, mode, c.popularity_prior, c.local_min_states)?;
+                    let scores = base.scores_with(&q, rows, mode, &c.options()?)?;
                     let rank = rank_of(&scores, targets[i]);
                     Ok((rank < EVAL_DEPTH).then_some(rank as u32))
                 })
@@ -636,9 +666,27 @@ pub fn choose_scoring(
             m,
             ..Scoring::default()
         }));
+        // Bandwidths rounded to 3 significant digits: the manifest carries a readable number.
+        let scale = nearest_state_scale(base, queries)?;
+        for factor in CHOOSE_BANDWIDTH {
+            for count_exponent in CHOOSE_COUNT_EXPONENT {
+                modes.push(Scoring {
+                    mode: "density".into(),
+                    density: Some(Density {
+                        bandwidth: round_significant(factor * scale, 3),
+                        count_exponent,
+                    }),
+                    ..Scoring::default()
+                });
+            }
+        }
     }
     stage(modes, &mut reports, &mut best)?;
     let chosen = best.as_ref().expect("a candidate").0.clone();
+    if chosen.mode == "density" {
+        // Its count exponent is its prior, and it has no local/global threshold.
+        return Ok((chosen, reports));
+    }
     let priors = CHOOSE_PRIOR
         .into_iter()
         .filter(|&p| p != 0.0)
@@ -661,6 +709,15 @@ pub fn choose_scoring(
         stage(thresholds, &mut reports, &mut best)?;
     }
     Ok((best.expect("a candidate").0, reports))
+}
+
+/// `x` rounded to `digits` significant digits.
+fn round_significant(x: f32, digits: i32) -> f32 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(digits - 1 - f64::from(x.abs()).log10().floor() as i32);
+    ((f64::from(x) * scale).round() / scale) as f32
 }
 
 /// A Markdown table of reports: each metric with its 95 % bootstrap interval.

@@ -2,6 +2,8 @@
 //! in the browser. See ARCHITECTURE.md for the code map.
 
 pub mod aggregate;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod blob;
 pub mod catalog;
 pub mod dataset;

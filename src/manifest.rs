@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::Mode;
+use crate::aggregate::{Density, Mode, ScoreOptions};
 use crate::error::{Error, Result};
 use crate::prompt::Template;
 
@@ -28,7 +28,7 @@ pub struct FileEntry {
 /// How the browser ranks unless a page overrides it: the recipe chosen on valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scoring {
-    /// `global` (L2D-G) or `local` (L2D-L).
+    /// `global` (L2D-G), `local` (L2D-L) or `density` (kernel density of the states).
     #[serde(default = "default_mode")]
     pub mode: String,
     /// Neighbours per item for local mode.
@@ -41,6 +41,9 @@ pub struct Scoring {
     /// scored by their global vector (0 or 1 = every item local).
     #[serde(default)]
     pub local_min_states: u32,
+    /// Density mode's kernel bandwidth and count exponent (required by `density`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub density: Option<Density>,
 }
 
 fn default_mode() -> String {
@@ -57,6 +60,7 @@ impl Default for Scoring {
             m: default_m(),
             popularity_prior: 0.0,
             local_min_states: 0,
+            density: None,
         }
     }
 }
@@ -67,9 +71,10 @@ impl Scoring {
         Mode::parse(&self.mode, self.m)
     }
 
-    /// Checks every field: a known mode, `m ≥ 1`, a finite prior ≥ 0.
+    /// Checks every field: a known mode, `m ≥ 1`, a finite prior ≥ 0, and for density mode
+    /// its parameters (and no popularity prior: the count exponent is its prior).
     pub fn validate(&self) -> Result<()> {
-        self.mode()?;
+        let mode = self.mode()?;
         if self.m == 0 {
             return Err(Error::invalid("scoring.m", "must be ≥ 1"));
         }
@@ -79,13 +84,47 @@ impl Scoring {
                 format!("{} (expected a finite number ≥ 0)", self.popularity_prior),
             ));
         }
+        if let Some(density) = &self.density {
+            density.validate()?;
+        }
+        if mode == Mode::Density {
+            if self.density.is_none() {
+                return Err(Error::invalid(
+                    "scoring.density",
+                    "missing: density mode needs a bandwidth and a count exponent",
+                ));
+            }
+            if self.popularity_prior != 0.0 {
+                return Err(Error::invalid(
+                    "scoring.popularity_prior",
+                    format!(
+                        "{} with density mode (expected 0: its count exponent is the prior)",
+                        self.popularity_prior
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The scoring options besides the mode, validated: what the representations apply.
+    pub fn options(&self) -> Result<ScoreOptions> {
+        self.validate()?;
+        Ok(ScoreOptions {
+            popularity_prior: self.popularity_prior,
+            local_min_states: self.local_min_states,
+            density: self.density,
+        })
     }
 
     /// A short label of the recipe, e.g. `L2D-L (M=10) [prior=0.5, local≥3]`.
     pub fn label(&self) -> String {
-        let mut label = match self.mode() {
-            Ok(Mode::Local { m }) => format!("L2D-L (M={m})"),
+        let mut label = match (self.mode(), self.density) {
+            (Ok(Mode::Local { m }), _) => format!("L2D-L (M={m})"),
+            (Ok(Mode::Density), Some(d)) => format!(
+                "density (bandwidth={}, β={})",
+                d.bandwidth, d.count_exponent
+            ),
             _ => "L2D-G".to_string(),
         };
         let mut extras = Vec::new();
@@ -243,7 +282,7 @@ mod tests {
     #[test]
     fn invalid_manifests_are_refused_naming_the_field() {
         type Edit = fn(&mut Manifest);
-        let cases: [(Edit, &str); 7] = [
+        let cases: [(Edit, &str); 11] = [
             (|m| m.format = "l2d-manifest-0".into(), "format"),
             (
                 |m| m.files.get_mut("memory.blob").unwrap().sha256 = "xyz".into(),
@@ -269,6 +308,37 @@ mod tests {
             ),
             (
                 |m| m.scoring.popularity_prior = -1.0,
+                "scoring.popularity_prior",
+            ),
+            (|m| m.scoring.mode = "density".into(), "scoring.density"),
+            (
+                |m| {
+                    m.scoring.mode = "density".into();
+                    m.scoring.density = Some(Density {
+                        bandwidth: 0.0,
+                        count_exponent: 0.25,
+                    })
+                },
+                "bandwidth",
+            ),
+            (
+                |m| {
+                    m.scoring.density = Some(Density {
+                        bandwidth: 30.0,
+                        count_exponent: 2.0,
+                    })
+                },
+                "count exponent",
+            ),
+            (
+                |m| {
+                    m.scoring.mode = "density".into();
+                    m.scoring.popularity_prior = 0.5;
+                    m.scoring.density = Some(Density {
+                        bandwidth: 30.0,
+                        count_exponent: 0.25,
+                    })
+                },
                 "scoring.popularity_prior",
             ),
         ];
@@ -301,8 +371,20 @@ mod tests {
                     m: 10,
                     popularity_prior: 0.5,
                     local_min_states: 3,
+                    density: None,
                 },
                 "L2D-L (M=10) [prior=0.5, local≥3]",
+            ),
+            (
+                Scoring {
+                    mode: "density".into(),
+                    density: Some(Density {
+                        bandwidth: 34.5,
+                        count_exponent: 0.25,
+                    }),
+                    ..Scoring::default()
+                },
+                "density (bandwidth=34.5, β=0.25)",
             ),
         ];
         for (scoring, label) in cases {

@@ -41,6 +41,45 @@ pub fn subset(n: usize, fraction: f64, seed: u64) -> Result<Vec<usize>> {
     Ok(indices)
 }
 
+/// Which states a memory fraction keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// A seeded random fraction ([`subset`]).
+    Random { seed: u64 },
+    /// The newest fraction: the last states in sample order, which is time order for a
+    /// split built by the D3 protocol (samples sorted by target time). Under a download budget
+    /// this keeps the interactions closest to the ones being predicted.
+    Newest,
+}
+
+impl std::str::FromStr for Keep {
+    type Err = Error;
+    /// `newest` or `random` (seed 0; [`Keep::Random`] with another seed is built directly).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "newest" => Ok(Keep::Newest),
+            "random" => Ok(Keep::Random { seed: 0 }),
+            other => Err(Error::invalid(
+                "keep",
+                format!("`{other}` (expected newest or random)"),
+            )),
+        }
+    }
+}
+
+/// Indices `0..n` that a `fraction` of the memory keeps under `rule` (sorted; all when
+/// fraction ≥ 1).
+pub fn kept(n: usize, fraction: f64, rule: Keep) -> Result<Vec<usize>> {
+    match rule {
+        Keep::Random { seed } => subset(n, fraction, seed),
+        Keep::Newest => {
+            subset(n, fraction, 0)?; // the one validation of the fraction
+            let count = ((n as f64) * fraction.min(1.0)).round() as usize;
+            Ok((n - count.min(n)..n).collect())
+        }
+    }
+}
+
 impl Memory {
     /// Number of states.
     pub fn len(&self) -> usize {
@@ -226,5 +265,45 @@ impl Memory {
             items,
         };
         Ok((memory, positions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (n, fraction, rule, expected indices).
+    #[test]
+    fn kept_states_follow_the_rule() {
+        let cases: [(usize, f64, Keep, Vec<usize>); 4] = [
+            (10, 1.0, Keep::Newest, (0..10).collect()),
+            (10, 0.3, Keep::Newest, vec![7, 8, 9]),
+            (
+                10,
+                0.3,
+                Keep::Random { seed: 5 },
+                subset(10, 0.3, 5).unwrap(),
+            ),
+            (0, 0.5, Keep::Newest, vec![]),
+        ];
+        for (n, fraction, rule, expected) in cases {
+            assert_eq!(
+                kept(n, fraction, rule).unwrap(),
+                expected,
+                "{n} {fraction} {rule:?}"
+            );
+        }
+        let random = kept(1000, 0.5, Keep::Random { seed: 1 }).unwrap();
+        assert_eq!(random.len(), 500);
+        assert!(random.windows(2).all(|w| w[0] < w[1]), "sorted");
+        for bad in [0.0, -1.0, 1.5, f64::NAN] {
+            assert!(kept(10, bad, Keep::Newest).is_err(), "{bad}");
+        }
+        assert_eq!("newest".parse::<Keep>().unwrap(), Keep::Newest);
+        assert!("oldest"
+            .parse::<Keep>()
+            .unwrap_err()
+            .to_string()
+            .contains("oldest"));
     }
 }

@@ -2,7 +2,7 @@
 //! state → distances to item representations (global or local) → top-K. Shared by the CLI
 //! (`recommend`, `eval`, `bench`) and the browser.
 
-use crate::aggregate::{Geometry, LocalIndex};
+use crate::aggregate::{Geometry, LocalIndex, ScoreOptions};
 use crate::blob::{Blob, BlobKind};
 use crate::catalog::{stateless_items, Catalog, ItemIndex};
 use crate::error::{Error, Result};
@@ -25,15 +25,11 @@ pub struct Representations {
     pub counts: Vec<u32>,
     /// Transform applied to queries (memory was transformed the same way).
     pub geometry: Geometry,
-    /// Popularity prior: rank by `‖h − r‖ − weight · ln(1 + states)` instead of the plain
-    /// distance (0 = the paper's plain L2). Favors items with many memory states.
-    pub popularity_prior: f32,
     /// Items without memory states that [`Representations::fill_cold_from_titles`] gave a
     /// vector (in `global`); empty = the default rule, cold items ranked last.
     pub cold_filled: Vec<ItemIndex>,
-    /// Adaptive local/global: in local mode, items with fewer memory states than this are
-    /// scored by their global vector (0 or 1 = the paper's L2D-L for every item).
-    pub local_min_states: u32,
+    /// Popularity prior, adaptive threshold and density parameters (a manifest's scoring).
+    pub options: ScoreOptions,
 }
 
 impl Representations {
@@ -46,9 +42,8 @@ impl Representations {
             counts: local.counts(),
             local: Some(local),
             geometry,
-            popularity_prior: 0.0,
             cold_filled: Vec::new(),
-            local_min_states: 0,
+            options: ScoreOptions::default(),
         })
     }
 
@@ -69,9 +64,8 @@ impl Representations {
                 local: None,
                 counts: blob.counts.clone(),
                 geometry: Geometry::plain(),
-                popularity_prior: 0.0,
                 cold_filled: Vec::new(),
-                local_min_states: 0,
+                options: ScoreOptions::default(),
             }),
             BlobKind::Memory => {
                 let local = LocalIndex::from_grouped(blob.matrix.clone(), &blob.counts)?;
@@ -80,20 +74,17 @@ impl Representations {
                     local: Some(local),
                     counts: blob.counts.clone(),
                     geometry: Geometry::plain(),
-                    popularity_prior: 0.0,
                     cold_filled: Vec::new(),
-                    local_min_states: 0,
+                    options: ScoreOptions::default(),
                 })
             }
         }
     }
 
-    /// Applies a manifest's scoring options (popularity prior, adaptive local/global rule);
-    /// the mode itself is chosen per query.
+    /// Applies a manifest's scoring options (popularity prior, adaptive local/global rule,
+    /// density parameters); the mode itself is chosen per query.
     pub fn apply_scoring(&mut self, scoring: &Scoring) -> Result<()> {
-        scoring.validate()?;
-        self.popularity_prior = scoring.popularity_prior;
-        self.local_min_states = scoring.local_min_states;
+        self.options = scoring.options()?;
         Ok(())
     }
 
@@ -108,7 +99,8 @@ impl Representations {
     }
 
     /// Ranking scores (smaller is better) from an (untransformed) query state to every item:
-    /// squared distances, or with a popularity prior `‖h − r‖ − w·ln(1 + states)`.
+    /// squared distances, with a popularity prior `‖h − r‖ − w·ln(1 + states)`, or density
+    /// scores.
     pub fn distances(&self, query: &[f32], mode: Mode) -> Result<Vec<f32>> {
         let q = self.prepared_query(query);
         let to_rows = self.rows(mode)?.distances(&q)?;
@@ -127,38 +119,36 @@ impl Representations {
     pub fn rows(&self, mode: Mode) -> Result<&ItemMatrix> {
         match mode {
             Mode::Global => Ok(&self.global),
-            Mode::Local { .. } => Ok(self.local_index()?.states()),
+            Mode::Local { .. } | Mode::Density => Ok(self.local_index()?.states()),
         }
     }
 
     /// Item scores from a prepared query's squared distances to [`Representations::rows`]
-    /// (computed on the CPU or the GPU): local aggregation when `mode` asks for it, then the
-    /// popularity prior.
+    /// (computed on the CPU or the GPU): local or density aggregation when `mode` asks for it,
+    /// then the popularity prior.
     pub fn scores_from_row_distances(
         &self,
         q: &[f32],
         to_rows: Vec<f32>,
         mode: Mode,
     ) -> Result<Vec<f32>> {
-        self.scores_with(
-            q,
-            to_rows,
-            mode,
-            self.popularity_prior,
-            self.local_min_states,
-        )
+        self.scores_with(q, to_rows, mode, &self.options)
     }
 
-    /// [`Representations::scores_from_row_distances`] with the prior and adaptive threshold
-    /// given instead of this value's (one distance computation serves many scorings).
+    /// [`Representations::scores_from_row_distances`] with other scoring options than this
+    /// value's (one distance computation serves many scorings).
     pub fn scores_with(
         &self,
         q: &[f32],
         to_rows: Vec<f32>,
         mode: Mode,
-        popularity_prior: f32,
-        local_min_states: u32,
+        options: &ScoreOptions,
     ) -> Result<Vec<f32>> {
+        let mut scratch = vec![0f32; self.global.dim()];
+        let mut to_global = |i: usize| -> f32 {
+            let row = self.global.row_into(i, &mut scratch);
+            row.iter().zip(q).map(|(r, x)| (r - x) * (r - x)).sum()
+        };
         let squared = match mode {
             Mode::Global => to_rows,
             Mode::Local { m } => {
@@ -167,26 +157,35 @@ impl Representations {
                     .distances_from_state_distances(q, &to_rows, m)?;
                 // Cold items have no states to aggregate: their filled vector stands in; so
                 // does the global vector of items with fewer than `local_min_states` states.
-                let mut scratch = vec![0f32; self.global.dim()];
-                let mut use_global = |i: usize| {
-                    let row = self.global.row_into(i, &mut scratch);
-                    squared[i] = row.iter().zip(q).map(|(r, x)| (r - x) * (r - x)).sum();
-                };
                 for &i in &self.cold_filled {
-                    use_global(i as usize);
+                    squared[i as usize] = to_global(i as usize);
                 }
                 // Off at 0 or 1 (no item has fewer states): no catalog-sized scan per query.
-                if local_min_states > 1 {
+                if options.local_min_states > 1 {
                     for (i, &c) in self.counts.iter().enumerate() {
-                        if c > 0 && c < local_min_states {
-                            use_global(i);
+                        if c > 0 && c < options.local_min_states {
+                            squared[i] = to_global(i);
                         }
                     }
                 }
                 squared
             }
+            Mode::Density => {
+                let density = options.density.ok_or_else(|| {
+                    Error::invalid(
+                        "mode",
+                        "density needs its parameters (the manifest's scoring.density)",
+                    )
+                })?;
+                let mut scores = self.local_index()?.density_scores(&to_rows, density)?;
+                // A cold item's filled vector counts as its one state.
+                for &i in &self.cold_filled {
+                    scores[i as usize] = to_global(i as usize) / density.bandwidth;
+                }
+                return Ok(scores);
+            }
         };
-        Ok(apply_prior(squared, &self.counts, popularity_prior))
+        Ok(apply_prior(squared, &self.counts, options.popularity_prior))
     }
 
     /// The cold-start rule "title": gives every item without memory states a vector instead of
@@ -305,19 +304,25 @@ impl Representations {
     }
 
     /// The `k` best items of `scores` (from [`Representations::distances`] or
-    /// [`Representations::scores_from_row_distances`]), leaving out `exclude`, each with its
-    /// [`Representations::display_distance`]: what a user is shown.
-    pub fn top(&self, scores: &[f32], k: usize, exclude: &[ItemIndex]) -> Vec<(ItemIndex, f32)> {
+    /// [`Representations::scores_from_row_distances`] in `mode`), leaving out `exclude`, each
+    /// with its [`Representations::display_distance`]: what a user is shown.
+    pub fn top(
+        &self,
+        scores: &[f32],
+        mode: Mode,
+        k: usize,
+        exclude: &[ItemIndex],
+    ) -> Vec<(ItemIndex, f32)> {
         top_k(scores, k, exclude)
             .into_iter()
-            .map(|(i, d)| (i, self.display_distance(d)))
+            .map(|(i, d)| (i, self.display_distance(d, mode)))
             .collect()
     }
 
-    /// A ranking score as a distance for display: `‖h − r‖` without a prior, the adjusted
-    /// score with one.
-    pub fn display_distance(&self, score: f32) -> f32 {
-        if self.popularity_prior == 0.0 {
+    /// A ranking score in `mode` as a distance for display: `‖h − r‖` without a prior, the
+    /// adjusted score with one, the density score as it is.
+    pub fn display_distance(&self, score: f32, mode: Mode) -> f32 {
+        if self.options.popularity_prior == 0.0 && mode != Mode::Density {
             score.sqrt()
         } else {
             score
@@ -390,6 +395,20 @@ pub struct Query {
     pub exclude: Vec<ItemIndex>,
 }
 
+/// What a caller asks of the online path: a history (oldest first), the decoding mode, how
+/// many items, and items never to return (e.g. the history itself).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Request<'a> {
+    /// History items, oldest first (truncated to the prompt's window by [`prepare`]).
+    pub history: &'a [ItemIndex],
+    /// Decoding mode.
+    pub mode: Mode,
+    /// How many items to return.
+    pub k: usize,
+    /// Items never returned.
+    pub exclude: &'a [ItemIndex],
+}
+
 /// Step 1 of the online path: truncates the history, runs the one forward pass and puts the
 /// state into the representations' geometry (a mode the representations cannot serve fails
 /// at step 2).
@@ -397,12 +416,9 @@ pub fn prepare(
     model: &Model,
     catalog: &Catalog,
     reps: &Representations,
-    history: &[ItemIndex],
-    mode: Mode,
-    k: usize,
-    exclude: &[ItemIndex],
+    request: &Request,
 ) -> Result<Query> {
-    let history = crate::prompt::truncate_history(history).to_vec();
+    let history = crate::prompt::truncate_history(request.history).to_vec();
     let state = if history.is_empty() {
         None
     } else {
@@ -411,9 +427,9 @@ pub fn prepare(
     Ok(Query {
         history,
         state,
-        mode,
-        k,
-        exclude: exclude.to_vec(),
+        mode: request.mode,
+        k: request.k,
+        exclude: request.exclude.to_vec(),
     })
 }
 
@@ -441,7 +457,7 @@ pub fn finish(
             .collect()),
         (Some(q), Some(to_rows)) => {
             let scores = reps.scores_from_row_distances(q, to_rows, query.mode)?;
-            Ok(reps.top(&scores, query.k, &query.exclude))
+            Ok(reps.top(&scores, query.mode, query.k, &query.exclude))
         }
         (Some(_), None) => Err(Error::invalid(
             "row distances",
@@ -456,12 +472,9 @@ pub fn recommend(
     model: &Model,
     catalog: &Catalog,
     reps: &Representations,
-    history: &[ItemIndex],
-    mode: Mode,
-    k: usize,
-    exclude: &[ItemIndex],
+    request: &Request,
 ) -> Result<Vec<(ItemIndex, f32)>> {
-    let query = prepare(model, catalog, reps, history, mode, k, exclude)?;
+    let query = prepare(model, catalog, reps, request)?;
     let to_rows = row_distances(reps, &query)?;
     finish(reps, &query, to_rows)
 }
@@ -484,14 +497,15 @@ pub struct BlobSpec {
     pub kind: BlobKind,
     pub dtype: crate::score::DType,
     pub with_titles: bool,
-    /// Seeded fraction of the memory to keep (the largest one tried under `max_bytes`).
+    /// Fraction of the memory to keep (the largest one tried under `max_bytes`).
     pub fraction: f64,
-    pub seed: u64,
+    /// Which states the fraction keeps.
+    pub keep: crate::memory::Keep,
     /// Largest blob size in bytes: a memory blob keeps the largest fraction that fits.
     pub max_bytes: Option<u64>,
 }
 
-/// The blob of a seeded fraction of `memory`, with cold-start title vectors when `model` is
+/// The blob of a fraction of `memory` (kept by `spec.keep`), with cold-start title vectors when `model` is
 /// given (the `title` rule), shrinking the fraction until the blob fits `max_bytes` (rows are
 /// the part that scales with it). Returns the blob and the fraction used.
 pub fn build_blob(
@@ -502,7 +516,7 @@ pub fn build_blob(
     spec: &BlobSpec,
 ) -> Result<(Blob, f64)> {
     let build = |fraction: f64| -> Result<Blob> {
-        let kept = memory.select(&crate::memory::subset(memory.len(), fraction, spec.seed)?);
+        let kept = memory.select(&crate::memory::kept(memory.len(), fraction, spec.keep)?);
         let blob = Blob::from_memory(
             spec.kind,
             fingerprint,

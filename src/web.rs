@@ -16,7 +16,7 @@ use crate::gpu::GpuScorer;
 use crate::manifest::{Manifest, Scoring};
 use crate::model::{sha256_hex, Model, ModelFiles};
 use crate::recommend::{
-    finish, load_blob, prepare, query_state, row_distances, Mode, Representations,
+    finish, load_blob, prepare, query_state, row_distances, Mode, Representations, Request,
 };
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
@@ -307,13 +307,16 @@ impl Recommender {
         let m = count_option("m", options.m, inner.scoring.m, usize::MAX)?;
         // The manifest decides the default; a global-only blob can only serve global mode.
         let default_mode = match inner.scoring.mode.as_str() {
-            "local" if inner.reps.local.is_some() => "local",
+            "local" | "density" if inner.reps.local.is_some() => inner.scoring.mode.as_str(),
             _ => "global",
         };
         let mode =
             Mode::parse(options.mode.as_deref().unwrap_or(default_mode), m).map_err(js_error)?;
-        if matches!(mode, Mode::Local { .. }) && inner.reps.local.is_none() {
-            return Err(JsError::new("local mode needs a memory blob; this recommender was loaded with global vectors only"));
+        if mode.uses_states() && inner.reps.local.is_none() {
+            return Err(JsError::new("local and density modes need a memory blob; this recommender was loaded with global vectors only"));
+        }
+        if mode == Mode::Density && inner.reps.options.density.is_none() {
+            return Err(JsError::new("density mode needs the manifest's scoring.density (bandwidth and count exponent); this manifest has none"));
         }
         let backend = options.backend.unwrap_or_else(|| "auto".into());
         if !matches!(backend.as_str(), "auto" | "cpu" | "webgpu") {
@@ -395,7 +398,8 @@ impl Recommender {
             "coldWithVectors": reps.cold_filled.len(),
             "memoryStates": reps.local.as_ref().map(|l| l.states().rows()),
             "modelFingerprint": self.inner.model.fingerprint.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "popularityPrior": reps.popularity_prior,
+            "popularityPrior": reps.options.popularity_prior,
+            "density": self.inner.scoring.density,
             "defaultMode": self.inner.scoring.mode,
             "localMinStates": self.inner.scoring.local_min_states,
             "defaultM": self.inner.scoring.m,
@@ -471,16 +475,13 @@ async fn recommend_async(
     backend: String,
 ) -> Result<JsValue, JsError> {
     let start = now();
-    let query = prepare(
-        &inner.model,
-        &inner.catalog,
-        &inner.reps,
-        &history,
+    let request = Request {
+        history: &history,
         mode,
         k,
-        &exclude,
-    )
-    .map_err(js_error)?;
+        exclude: &exclude,
+    };
+    let query = prepare(&inner.model, &inner.catalog, &inner.reps, &request).map_err(js_error)?;
     let encode_ms = now() - start;
     let history_used: Vec<String> = query
         .history
@@ -562,9 +563,10 @@ async fn gpu_scorer(
     }
     match &*gpu.borrow() {
         GpuState::Ready { global, local } => {
-            let scorer = match mode {
-                Mode::Global => Some(global.clone()),
-                Mode::Local { .. } => local.clone(),
+            let scorer = if mode.uses_states() {
+                local.clone()
+            } else {
+                Some(global.clone())
             }?;
             let name = scorer.adapter.clone();
             Some((scorer, name))

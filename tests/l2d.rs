@@ -4,7 +4,7 @@
 
 mod common;
 
-use l2d::aggregate::{global_item_vectors, LocalIndex};
+use l2d::aggregate::{global_item_vectors, Density, LocalIndex};
 use l2d::blob::{Blob, BlobError, BlobKind};
 use l2d::catalog::{Catalog, Item, ItemIndex};
 use l2d::memory::Memory;
@@ -109,6 +109,103 @@ fn local_with_large_m_equals_global_and_small_m_uses_nearest_states() {
                 .fold(f32::INFINITY, f32::min);
             assert!((d - nearest).abs() < 1e-3 || (d.is_infinite() && nearest.is_infinite()));
         }
+    }
+}
+
+fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum()
+}
+
+/// Density scores equal a brute-force Parzen sum per item, and the two limits hold: a tiny
+/// bandwidth ranks by the nearest state (L2D-L with M = 1), a huge one with exponent 0 by the
+/// state count (popularity), exponent 1 by nothing but the mean kernel.
+#[test]
+fn density_equals_brute_force_and_its_limits() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let (n_items, dim) = (25, 10);
+    let memory = random_memory(&mut rng, n_items, 300, dim);
+    let local = LocalIndex::new(&memory, n_items).unwrap();
+    let counts = local.counts();
+    let states_of = |item: usize| -> Vec<usize> {
+        (0..memory.len())
+            .filter(|&r| memory.items[r] == item as u32)
+            .collect()
+    };
+    for _ in 0..5 {
+        let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let to_states = local.states().distances(&query).unwrap();
+        let cases = [(0.5f32, 0.0f32), (2.0, 0.25), (8.0, 1.0)];
+        for (bandwidth, count_exponent) in cases {
+            let density = Density {
+                bandwidth,
+                count_exponent,
+            };
+            let got = local.density_scores(&to_states, density).unwrap();
+            assert_eq!(got.len(), n_items);
+            for (item, &score) in got.iter().enumerate() {
+                let rows = states_of(item);
+                if rows.is_empty() {
+                    assert!(score.is_infinite(), "item {item} has no state");
+                    continue;
+                }
+                let mass: f64 = rows
+                    .iter()
+                    .map(|&r| {
+                        let d = squared_distance(memory.state(r), &query);
+                        (-f64::from(d) / f64::from(bandwidth)).exp()
+                    })
+                    .sum();
+                let expected = -mass.ln() + f64::from(count_exponent) * (rows.len() as f64).ln();
+                assert!(
+                    (f64::from(score) - expected).abs() < 1e-3,
+                    "item {item}, {density:?}: {score} vs {expected}"
+                );
+            }
+        }
+        // Tiny bandwidth: the order of the nearest state's distance (L2D-L, M = 1).
+        let tiny = Density {
+            bandwidth: 1e-3,
+            count_exponent: 0.0,
+        };
+        let by_density: Vec<ItemIndex> =
+            top_k(&local.density_scores(&to_states, tiny).unwrap(), 5, &[])
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+        let by_nearest: Vec<ItemIndex> = top_k(&local.distances(&query, 1).unwrap(), 5, &[])
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(by_density, by_nearest);
+        // Huge bandwidth, exponent 0: every state weighs ~1, so the most states rank first.
+        let huge = Density {
+            bandwidth: 1e9,
+            count_exponent: 0.0,
+        };
+        let scores = local.density_scores(&to_states, huge).unwrap();
+        for (item, &score) in scores.iter().enumerate().filter(|(i, _)| counts[*i] > 0) {
+            assert!((score + (counts[item] as f32).ln()).abs() < 1e-3);
+        }
+    }
+    // Bad parameters are refused, naming them.
+    for (bandwidth, count_exponent, field) in [
+        (0.0, 0.0, "bandwidth"),
+        (f32::NAN, 0.0, "bandwidth"),
+        (1.0, -0.5, "count exponent"),
+        (1.0, 1.5, "count exponent"),
+    ] {
+        let to_states = vec![0.0; memory.len()];
+        let err = local
+            .density_scores(
+                &to_states,
+                Density {
+                    bandwidth,
+                    count_exponent,
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{err}");
     }
 }
 
@@ -429,7 +526,7 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
 }
 
 /// One pass over the queries for many scorings gives each scoring the report a separate
-/// ranking pass gives (mode, M, prior and adaptive threshold as cases).
+/// ranking pass gives (mode, M, prior, adaptive threshold and density parameters as cases).
 #[test]
 fn candidate_scorings_in_one_pass_equal_separate_rankings() {
     use l2d::aggregate::Geometry;
@@ -447,6 +544,15 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
         m,
         popularity_prior,
         local_min_states,
+        density: None,
+    };
+    let density = |bandwidth, count_exponent| Scoring {
+        mode: "density".into(),
+        density: Some(Density {
+            bandwidth,
+            count_exponent,
+        }),
+        ..Scoring::default()
     };
     let candidates = vec![
         Scoring::default(),
@@ -457,6 +563,8 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
         local(3, 0.0, 0),
         local(10, 1.0, 0),
         local(3, 0.0, 8),
+        density(0.5, 0.0),
+        density(2.0, 0.25),
     ];
     let got = score_candidates(&reps, &candidates, &queries, &queries.items, &counts).unwrap();
     assert_eq!(got.len(), candidates.len());
@@ -492,7 +600,7 @@ fn a_memory_blob_shrinks_to_its_byte_budget() {
         dtype: DType::I8,
         with_titles: true,
         fraction: 1.0,
-        seed: 0,
+        keep: l2d::memory::Keep::Random { seed: 0 },
         max_bytes,
     };
     let (full, f) = build_blob(
@@ -530,4 +638,47 @@ fn a_memory_blob_shrinks_to_its_byte_budget() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("100 bytes"), "{err}");
+}
+
+/// `choose_scoring` tries every density bandwidth (multiples of the median nearest-state
+/// distance, checked against a brute-force median) and count exponent, and returns the best
+/// Recall@20 among everything it tried.
+#[test]
+fn choose_tries_density_around_the_nearest_state_scale() {
+    use l2d::aggregate::Geometry;
+    use l2d::eval::{choose_scoring, nearest_state_scale, CHOOSE_BANDWIDTH, CHOOSE_COUNT_EXPONENT};
+    use l2d::recommend::Representations;
+    let mut rng = StdRng::seed_from_u64(12);
+    let (n_items, dim) = (60, 8);
+    let memory = random_memory(&mut rng, n_items, 600, dim);
+    let queries = random_memory(&mut rng, n_items, 80, dim);
+    let reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
+    let mut nearest: Vec<f32> = (0..queries.len())
+        .map(|q| {
+            (0..memory.len())
+                .map(|r| squared_distance(memory.state(r), queries.state(q)))
+                .fold(f32::INFINITY, f32::min)
+        })
+        .collect();
+    nearest.sort_by(f32::total_cmp);
+    let scale = nearest_state_scale(&reps, &queries).unwrap();
+    assert!((scale - nearest[nearest.len() / 2]).abs() < 1e-4 * scale.max(1.0));
+    let counts = vec![1u32; n_items];
+    let (chosen, reports) =
+        choose_scoring(&reps, &queries, &queries.items, &counts, &mut |_| {}).unwrap();
+    let density_rows = reports
+        .iter()
+        .filter(|r| r.method.starts_with("density"))
+        .count();
+    assert_eq!(
+        density_rows,
+        CHOOSE_BANDWIDTH.len() * CHOOSE_COUNT_EXPONENT.len()
+    );
+    chosen.validate().unwrap();
+    let best = reports
+        .iter()
+        .map(|r| r.overall.recall_at(20))
+        .fold(f64::MIN, f64::max);
+    let chosen_report = reports.iter().find(|r| r.method == chosen.label()).unwrap();
+    assert_eq!(chosen_report.overall.recall_at(20), best);
 }

@@ -18,6 +18,7 @@ const WEIGHTS: &[u8] = include_bytes!("../models/default/model.safetensors");
 const TOKENIZER: &[u8] = include_bytes!("../models/default/tokenizer.json");
 const META: &[u8] = include_bytes!("../models/default/l2d.json");
 const MEMORY_BLOB: &[u8] = include_bytes!("../models/default/memory.blob");
+const MANIFEST: &str = include_str!("../models/default/manifest.json");
 const NATIVE: &str = include_str!("fixtures/native_results.json");
 const TOKENIZER_IDS: &str = include_str!("fixtures/tokenizer_ids.json");
 
@@ -27,6 +28,7 @@ struct Case {
     hidden: Vec<f32>,
     global: Vec<String>,
     local: Vec<String>,
+    shipped: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -44,8 +46,15 @@ struct Result {
 }
 
 fn recommender() -> Recommender {
-    Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, MEMORY_BLOB, None)
-        .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)))
+    Recommender::from_bytes(
+        CONFIG,
+        WEIGHTS,
+        TOKENIZER,
+        META,
+        MEMORY_BLOB,
+        Some(MANIFEST.to_string()),
+    )
+    .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)))
 }
 
 fn cases() -> Vec<Case> {
@@ -98,7 +107,7 @@ fn hidden_state_equals_native() {
 }
 
 #[wasm_bindgen_test]
-async fn top20_equals_native_global_and_local() {
+async fn top20_equals_native_global_local_and_shipped() {
     let r = recommender();
     for case in cases() {
         let global = recommend(
@@ -117,6 +126,15 @@ async fn top20_equals_native_global_and_local() {
         .await
         .unwrap();
         assert_eq!(ids(&local), case.local, "local {:?}", case.history);
+        // No mode: the manifest's default scoring, what the widget ranks with.
+        let shipped = recommend(
+            &r,
+            &case.history,
+            serde_json::json!({"k": 20, "backend": "cpu"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ids(&shipped), case.shipped, "shipped {:?}", case.history);
     }
 }
 
@@ -173,7 +191,7 @@ async fn auto_backend_uses_webgpu_when_present_and_cpu_otherwise() {
     assert_eq!(ids(&auto), ids(&cpu));
     if has_webgpu_adapter().await {
         assert!(auto.backend.starts_with("webgpu"), "{}", auto.backend);
-        for (mode, m) in [("global", 20), ("local", 20)] {
+        for (mode, m) in [("global", 20), ("local", 20), ("density", 20)] {
             for case in cases() {
                 let opts = |backend: &str| serde_json::json!({"k": 20, "mode": mode, "m": m, "backend": backend});
                 let on_gpu = recommend(&r, &case.history, opts("webgpu")).await.unwrap();

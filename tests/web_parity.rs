@@ -1,6 +1,6 @@
 //! Native reference values for the browser tests (`tests/web.rs`): for fixed histories, the
-//! hidden state and the top-20 of L2D-G and L2D-L (M = 20) with the shipped model and memory
-//! blob. This test checks them against `tests/fixtures/native_results.json`; the headless
+//! hidden state and the top-20 of L2D-G, L2D-L (M = 20) and the manifest's default scoring
+//! (what the widget ranks with) with the shipped model, memory blob and manifest. This test checks them against `tests/fixtures/native_results.json`; the headless
 //! Chromium test checks the wasm build against the same file.
 //! Regenerate after retraining: `L2D_BLESS=1 cargo test --release --test web_parity`.
 #![cfg(not(target_arch = "wasm32"))]
@@ -9,6 +9,7 @@ mod common;
 
 use std::path::Path;
 
+use l2d::manifest::Manifest;
 use l2d::recommend::{query_state, rank, Mode};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,8 @@ struct Case {
     hidden: Vec<f32>,
     global: Vec<String>,
     local: Vec<String>,
+    /// The manifest's default scoring.
+    shipped: Vec<String>,
 }
 
 const HISTORIES: [&[&str]; 6] = [
@@ -38,7 +41,12 @@ fn native_results_match_the_fixture() {
     let model = common::default_model();
     let blob = common::default_blob("memory.blob");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (catalog, reps) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
+    let (catalog, mut reps) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
+    let manifest_text = std::fs::read(common::default_dir().join("manifest.json")).unwrap();
+    let scoring = Manifest::from_json(&manifest_text, "manifest.json")
+        .unwrap()
+        .scoring;
+    reps.apply_scoring(&scoring).unwrap();
     let cases: Vec<Case> = HISTORIES
         .iter()
         .map(|ids| {
@@ -58,6 +66,7 @@ fn native_results_match_the_fixture() {
                 history: ids.iter().map(|s| s.to_string()).collect(),
                 global: top(Mode::Global),
                 local: top(Mode::Local { m: 20 }),
+                shipped: top(scoring.mode().unwrap()),
                 hidden,
             }
         })
@@ -86,5 +95,6 @@ fn native_results_match_the_fixture() {
         assert!(diff < 1e-4, "hidden differs by {diff}");
         assert_eq!(want.global, got.global);
         assert_eq!(want.local, got.local);
+        assert_eq!(want.shipped, got.shipped);
     }
 }

@@ -1,5 +1,5 @@
-// <l2d-recommendations manifest="../models/default/manifest.json" k="8"> (add mode="global" or mode="local" to override the manifest's default scoring)
-// Attributes: manifest (URL), k, mode (global|local; default: the manifest's scoring), debug (status shows
+// <l2d-recommendations manifest="../models/default/manifest.json" k="8"> (add mode="global", "local" or "density" to override the manifest's default scoring)
+// Attributes: manifest (URL), k, mode (global|local|density; default: the manifest's scoring), debug (status shows
 // timings and backend instead of the shopper-facing sentence).
 // An embeddable storefront widget: keeps the visitor's browsing history in localStorage,
 // decodes recommendations in a Web Worker with the wasm Recommender, and never sends the

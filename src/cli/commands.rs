@@ -8,21 +8,24 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use l2d::aggregate::Geometry;
+use l2d::bench;
 use l2d::blob::{Blob, BlobKind};
 use l2d::catalog::{Catalog, ItemIndex};
 use l2d::dataset::{self, Dataset, RawLogSpec, Sample, Split};
-use l2d::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
+use l2d::decode::{TitleTrie, MAX_TITLE_TOKENS};
 use l2d::eval::{
     beam_reports, compare, evaluate, markdown_table, paired_table, popularity_report, rank_queries,
     rank_queries_local, representations, round_memory, shipped_report, Report, Treatment, BUCKETS,
 };
-use l2d::manifest::{FileEntry, Manifest, Scoring};
-use l2d::memory::{subset, Memory};
+use l2d::manifest::{FileEntry, Manifest};
+use l2d::memory::{subset, Keep, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
 use l2d::prompt::Template;
 use l2d::prompt::{history_titles, truncate_history};
-use l2d::recommend::{build_blob, load_blob, query_state, rank, BlobSpec, Mode, Representations};
-use l2d::score::{top_k, DType};
+use l2d::recommend::{
+    build_blob, load_blob, query_state, BlobSpec, Mode, Representations, Request,
+};
+use l2d::score::DType;
 use l2d::train::{TrainConfig, TrainState};
 
 use super::progress::Progress;
@@ -198,9 +201,10 @@ pub fn memory(args: MemoryArgs) -> Result<()> {
     }
     let dataset = load_dataset(&args.io.dataset)?;
     let model = load_model(&args.io.model)?;
-    let train = dataset.split(Split::Train)?;
-    let keep = subset(train.len(), args.fraction, args.seed)?;
-    let samples: Vec<&Sample> = keep.iter().map(|&i| &train[i]).collect();
+    let split: Split = args.split.parse()?;
+    let encoded = dataset.split(split)?;
+    let keep = subset(encoded.len(), args.fraction, args.seed)?;
+    let samples: Vec<&Sample> = keep.iter().map(|&i| &encoded[i]).collect();
     if let Some(shard) = &args.shard {
         let shard: l2d::model::Shard = shard.parse()?;
         let mut bar = Progress::new(0, "samples");
@@ -278,7 +282,10 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         dtype,
         with_titles: !args.no_titles,
         fraction: args.fraction,
-        seed: args.seed,
+        keep: match args.keep.as_str() {
+            "random" => Keep::Random { seed: args.seed },
+            other => other.parse()?,
+        },
         max_bytes: args.max_bytes,
     };
     let (blob, fraction) = build_blob(
@@ -579,10 +586,6 @@ fn variant_suffix(fraction: f64, dtype: DType, treatment: &str) -> String {
     suffix
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 pub fn bench(args: BenchArgs) -> Result<()> {
     // candle reads its thread count from these on every product; set before any model work.
     if args.threads > 0 {
@@ -604,30 +607,21 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     )?;
     let histories: Vec<&[ItemIndex]> = keep.iter().map(|&i| test[i].history.as_slice()).collect();
     let k = 20;
-    type Path<'a> = Box<dyn Fn(&[ItemIndex]) -> Result<usize> + 'a>;
-    let l2d_path = |mode: Mode| -> Path {
-        let (model, reps) = (&model, &reps);
-        Box::new(move |h: &[ItemIndex]| {
-            let q = query_state(model, catalog, h)?;
-            Ok(rank(reps, &q, mode, k, &[])?.len())
-        })
-    };
-    let beam_path = |width: usize| -> Path {
-        let (model, trie) = (&model, &trie);
-        Box::new(move |h: &[ItemIndex]| {
-            let ids = model.history_prompt_ids(catalog, h)?;
-            Ok(ranking(&beam_search(model, trie, &ids, width, MAX_TITLE_TOKENS)?).len())
-        })
-    };
-    let paths: Vec<(String, Path)> = vec![
-        ("L2D-G".into(), l2d_path(Mode::Global)),
+    let paths: Vec<(String, bench::Path)> = vec![
+        (
+            "L2D-G".into(),
+            bench::l2d_path(&model, catalog, &reps, Mode::Global, k),
+        ),
         (
             format!("L2D-L (M={})", args.m),
-            l2d_path(Mode::Local { m: args.m }),
+            bench::l2d_path(&model, catalog, &reps, Mode::Local { m: args.m }, k),
         ),
-        ("beam 1".into(), beam_path(1)),
-        ("beam 5".into(), beam_path(5)),
-        ("beam 10".into(), beam_path(10)),
+        ("beam 1".into(), bench::beam_path(&model, catalog, &trie, 1)),
+        ("beam 5".into(), bench::beam_path(&model, catalog, &trie, 5)),
+        (
+            "beam 10".into(),
+            bench::beam_path(&model, catalog, &trie, 10),
+        ),
     ];
     println!(
         "{} test histories, history → top-{k}, model hidden {} ({} layers), {} items, memory {} states; \
@@ -638,42 +632,23 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         catalog.len(),
         memory.len()
     );
-    // Round-robin over the methods per history, so a load change on this shared machine hits
-    // every method alike instead of whichever ran at that moment.
-    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(histories.len()); paths.len()];
-    for (_, path) in &paths {
-        path(histories[0])?; // warm-up
+    let (names, paths): (Vec<String>, Vec<bench::Path>) = paths.into_iter().unzip();
+    let latencies = bench::round_robin(&paths, &histories)?;
+    for (name, l) in names.iter().zip(&latencies) {
+        println!(
+            "{name:>14}: median {:8.2} ms   p90 {:8.2} ms",
+            l.median_ms, l.p90_ms
+        );
     }
-    for h in &histories {
-        for ((_, path), times) in paths.iter().zip(&mut times) {
-            let start = Instant::now();
-            path(h)?;
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    let mut medians = Vec::new();
-    for ((name, _), times) in paths.iter().zip(&mut times) {
-        times.sort_by(f64::total_cmp);
-        let (median, p90) = (percentile(times, 0.5), percentile(times, 0.9));
-        println!("{name:>14}: median {median:8.2} ms   p90 {p90:8.2} ms");
-        medians.push((name.clone(), median));
-    }
-    let global = medians[0].1;
     println!("speed-up of L2D-G over:");
-    for (name, median) in &medians[1..] {
-        println!("{name:>14}: {:6.1}×", median / global);
+    for (name, l) in names.iter().zip(&latencies).skip(1) {
+        println!("{name:>14}: {:6.1}×", l.median_ms / latencies[0].median_ms);
     }
     // Scoring alone: distances + top-k over the global item matrix.
     let query = query_state(&model, catalog, histories[0])?;
     for dtype in [DType::F32, DType::F16, DType::I8] {
         let matrix = reps.global.to_dtype(dtype);
-        let reps_rounds = 200;
-        let start = Instant::now();
-        for _ in 0..reps_rounds {
-            let d = matrix.distances(&query)?;
-            std::hint::black_box(top_k(&d, k, &[]));
-        }
-        let secs = start.elapsed().as_secs_f64() / reps_rounds as f64;
+        let secs = bench::scoring_seconds(&matrix, &query, k, 200)?;
         println!(
             "score {dtype:?}: {} items × {} in {:.3} ms = {:.2} G item·dim/s",
             matrix.rows(),
@@ -691,8 +666,8 @@ pub fn recommend(args: RecommendArgs) -> Result<()> {
         std::fs::read(&args.blob).with_context(|| format!("reading {}", args.blob.display()))?;
     let blob = Blob::from_bytes(&bytes)
         .with_context(|| format!("reading blob {}", args.blob.display()))?;
-    let (catalog, reps) =
-        load_blob(&model, &blob, &args.blob.display().to_string()).with_context(|| {
+    let (catalog, mut reps) = load_blob(&model, &blob, &args.blob.display().to_string())
+        .with_context(|| {
             format!(
                 "{} cannot serve {}",
                 args.blob.display(),
@@ -700,18 +675,21 @@ pub fn recommend(args: RecommendArgs) -> Result<()> {
             )
         })?;
     let history = resolve_history(&catalog, &args.history)?;
-    let mode = match args.mode.as_str() {
-        "global" => Mode::Global,
-        "local" => Mode::Local { m: args.m },
-        other => bail!("unknown mode `{other}` (expected global or local)"),
-    };
+    let scoring = args.scoring.scoring();
+    let mode = scoring.mode()?;
+    reps.apply_scoring(&scoring).context("scoring options")?;
     let exclude = if args.include_history {
         Vec::new()
     } else {
         history.clone()
     };
-    let items =
-        l2d::recommend::recommend(&model, &catalog, &reps, &history, mode, args.k, &exclude)?;
+    let request = Request {
+        history: &history,
+        mode,
+        k: args.k,
+        exclude: &exclude,
+    };
+    let items = l2d::recommend::recommend(&model, &catalog, &reps, &request)?;
     if truncate_history(&history).is_empty() {
         println!("(empty history: the most popular items)");
     }
@@ -763,11 +741,13 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
 }
 
 pub fn manifest(args: ManifestArgs) -> Result<()> {
-    let scoring = Scoring {
-        mode: args.mode.clone(),
-        m: args.m,
-        popularity_prior: args.popularity_prior,
-        local_min_states: args.local_min_states,
+    let manifest_path = args.io.model.join(l2d::manifest::MANIFEST_FILE);
+    let scoring = if args.keep_scoring {
+        let text = std::fs::read(&manifest_path)
+            .with_context(|| format!("--keep-scoring: reading {}", manifest_path.display()))?;
+        Manifest::from_json(&text, &manifest_path.display().to_string())?.scoring
+    } else {
+        args.scoring.scoring()
     };
     scoring.validate().context("scoring options")?;
     let dataset = load_dataset(&args.io.dataset)?;

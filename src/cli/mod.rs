@@ -225,7 +225,11 @@ struct HiddenArgs {
 struct MemoryArgs {
     #[command(flatten)]
     io: ModelAndData,
-    /// Fraction of train samples to keep (seeded random subsample).
+    /// Split whose samples are encoded: `train` (the L2D memory) or `valid` / `test` (their
+    /// query states, with their targets, e.g. to study scoring rules outside l2d).
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Fraction of the split's samples to keep (seeded random subsample).
     #[arg(long, default_value_t = 1.0)]
     fraction: f64,
     /// Subsampling seed.
@@ -260,10 +264,14 @@ struct BlobArgs {
     /// `f32`, `f16` or `i8`.
     #[arg(long, default_value = "f16")]
     dtype: String,
-    /// Keep a seeded random fraction of the memory (memory blobs).
+    /// Keep a fraction of the memory (memory blobs).
     #[arg(long, default_value_t = 1.0)]
     fraction: f64,
-    /// Subsampling seed.
+    /// Which states a fraction keeps: `newest` (the last in sample order, i.e. in time for
+    /// the D3 protocol) or `random` (seeded by --seed).
+    #[arg(long, default_value = "random")]
+    keep: String,
+    /// Subsampling seed (`--keep random`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Leave titles out (ids only).
@@ -392,6 +400,47 @@ struct ConvertArgs {
     dtype: String,
 }
 
+/// Scoring options: what a manifest sets as the browser's default, and what `l2d recommend`
+/// ranks with.
+#[derive(clap::Args)]
+struct ScoringArgs {
+    /// Mode: global (L2D-G), local (L2D-L, needs a memory blob) or density (kernel density of
+    /// the memory states, needs a memory blob and --bandwidth).
+    #[arg(long, default_value = "global")]
+    mode: String,
+    /// M for local mode.
+    #[arg(long, default_value_t = 20)]
+    m: usize,
+    /// Popularity-prior weight (0 = plain L2; global and local modes).
+    #[arg(long, default_value_t = 0.0)]
+    popularity_prior: f32,
+    /// Adaptive local/global: items with fewer memory states than this use their global vector
+    /// in local mode (0 = off).
+    #[arg(long, default_value_t = 0)]
+    local_min_states: u32,
+    /// Density mode: kernel bandwidth in squared-distance units (`l2d choose` picks it).
+    #[arg(long)]
+    bandwidth: Option<f32>,
+    /// Density mode: exponent of the state-count correction (0 = kernel sum, 1 = mean).
+    #[arg(long, default_value_t = 0.0)]
+    count_exponent: f32,
+}
+
+impl ScoringArgs {
+    fn scoring(&self) -> l2d::manifest::Scoring {
+        l2d::manifest::Scoring {
+            mode: self.mode.clone(),
+            m: self.m,
+            popularity_prior: self.popularity_prior,
+            local_min_states: self.local_min_states,
+            density: self.bandwidth.map(|bandwidth| l2d::aggregate::Density {
+                bandwidth,
+                count_exponent: self.count_exponent,
+            }),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct ManifestArgs {
     #[command(flatten)]
@@ -399,19 +448,13 @@ struct ManifestArgs {
     /// The command that trained the model, recorded verbatim.
     #[arg(long, default_value = "scripts/train-default.sh")]
     command: String,
-    /// Default ranking for the browser: popularity-prior weight (0 = plain L2).
-    #[arg(long, default_value_t = 0.0)]
-    popularity_prior: f32,
-    /// Default mode for the browser: global or local.
-    #[arg(long, default_value = "global")]
-    mode: String,
-    /// Default M for local mode.
-    #[arg(long, default_value_t = 20)]
-    m: usize,
-    /// Adaptive local/global: items with fewer memory states than this use their global vector
-    /// in local mode (0 = off).
-    #[arg(long, default_value_t = 0)]
-    local_min_states: u32,
+    /// The browser's default scoring.
+    #[command(flatten)]
+    scoring: ScoringArgs,
+    /// Keep the scoring of the existing MODEL/manifest.json (e.g. chosen by `l2d choose`)
+    /// instead of the scoring options; the files are listed anew.
+    #[arg(long)]
+    keep_scoring: bool,
 }
 
 #[derive(clap::Args)]
@@ -425,12 +468,8 @@ struct RecommendArgs {
     /// Number of recommendations.
     #[arg(long, short, default_value_t = 10)]
     k: usize,
-    /// `global` or `local` (local needs a memory blob).
-    #[arg(long, default_value = "global")]
-    mode: String,
-    /// M for local mode.
-    #[arg(long, default_value_t = 20)]
-    m: usize,
+    #[command(flatten)]
+    scoring: ScoringArgs,
     /// Keep history items in the list.
     #[arg(long)]
     include_history: bool,

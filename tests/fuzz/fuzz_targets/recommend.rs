@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use l2d::catalog::Catalog;
 use l2d::model::Model;
-use l2d::recommend::{load_blob, recommend, Mode, Representations};
+use l2d::recommend::{load_blob, recommend, Mode, Representations, Request};
 
 struct Shipped {
     model: Model,
@@ -50,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|entry| s.catalog.resolve(entry))
         .collect();
     let exclude = if head[2] & 4 == 0 { history.clone() } else { Vec::new() };
-    let Ok(items) = recommend(&s.model, &s.catalog, &s.reps, &history, mode, k, &exclude) else {
+    let request = Request { history: &history, mode, k, exclude: &exclude };
+    let Ok(items) = recommend(&s.model, &s.catalog, &s.reps, &request) else {
         return;
     };
     assert!(items.len() <= k);
