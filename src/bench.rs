@@ -98,6 +98,46 @@ pub fn scoring_seconds(matrix: &ItemMatrix, query: &[f32], k: usize, rounds: usi
     Ok(start.elapsed().as_secs_f64() / rounds as f64)
 }
 
+/// Per-query latency of distances + top-`k` against `matrix`, one query after another (each
+/// query once, after one warm-up).
+pub fn scoring_latency(matrix: &ItemMatrix, queries: &[Vec<f32>], k: usize) -> Result<Latency> {
+    if let Some(q) = queries.first() {
+        std::hint::black_box(top_k(&matrix.distances(q)?, k, &[]));
+    }
+    let mut times = Vec::with_capacity(queries.len());
+    for q in queries {
+        let start = Instant::now();
+        std::hint::black_box(top_k(&matrix.distances(q)?, k, &[]));
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Latency {
+        median_ms: percentile(&times, 0.5),
+        p90_ms: percentile(&times, 0.9),
+    })
+}
+
+/// This machine's sequential memory-read bandwidth in bytes/s: the best of `rounds` sums over
+/// a `bytes`-sized buffer (large enough to miss every cache), on one thread. The ceiling any
+/// scan of catalog rows can reach.
+pub fn read_bandwidth(bytes: usize, rounds: usize) -> f64 {
+    let words = vec![1u64; (bytes / 8).max(1)];
+    let mut best = f64::INFINITY;
+    for _ in 0..rounds.max(1) {
+        let start = Instant::now();
+        // Four accumulators: the adds are not the bottleneck, the loads are.
+        let mut acc = [0u64; 4];
+        for chunk in words.chunks_exact(4) {
+            for (a, w) in acc.iter_mut().zip(chunk) {
+                *a = a.wrapping_add(*w);
+            }
+        }
+        std::hint::black_box(acc);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    (words.len() * 8) as f64 / best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

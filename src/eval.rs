@@ -455,6 +455,114 @@ pub fn rank_queries_local(
         .collect())
 }
 
+/// The samples of a split an evaluation ranks: all of them, or a seeded subset of `limit`
+/// (the same subset every run, so rows of different runs pair up).
+pub fn evaluated_samples(total: usize, limit: Option<usize>) -> Result<Vec<usize>> {
+    match limit {
+        Some(limit) if limit < total => subset(total, limit as f64 / total as f64, 7),
+        _ => Ok((0..total).collect()),
+    }
+}
+
+/// Which latent-space variants [`latent_reports`] evaluates: each memory fraction (seeded
+/// random, rounded through `dtype` as a blob stores it) × each treatment × L2D-G or L2D-L at
+/// every M.
+#[derive(Debug, Clone)]
+pub struct LatentGrid {
+    /// Memory fractions (0 < f ≤ 1).
+    pub fractions: Vec<f64>,
+    /// Storage type the memory is rounded through.
+    pub dtype: DType,
+    /// Treatments (the first is usually [`Treatment::plain`]).
+    pub treatments: Vec<Treatment>,
+    /// `false`: L2D-G; `true`: L2D-L at every `ms`.
+    pub local: bool,
+    /// Neighbour counts for L2D-L.
+    pub ms: Vec<usize>,
+}
+
+/// The label suffix of an evaluated variant: memory fraction, dtype, treatment.
+pub fn variant_suffix(fraction: f64, dtype: DType, treatment: &str) -> String {
+    let mut suffix = String::new();
+    if fraction < 1.0 {
+        suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
+    }
+    if dtype != DType::F32 {
+        suffix += &format!(" [{dtype:?}]");
+    }
+    if treatment != "plain" {
+        suffix += &format!(" [{treatment}]");
+    }
+    suffix
+}
+
+/// Reports of every variant of `grid` on the query states (`done(report, seconds)` after each,
+/// with the seconds its ranking took).
+#[allow(clippy::too_many_arguments)]
+pub fn latent_reports(
+    model: &Model,
+    catalog: &Catalog,
+    memory: &Memory,
+    queries: &Memory,
+    targets: &[ItemIndex],
+    train_counts: &[u32],
+    grid: &LatentGrid,
+    done: &mut dyn FnMut(&Report, f64),
+) -> Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    for &fraction in &grid.fractions {
+        let kept = round_memory(
+            &memory.select(&subset(memory.len(), fraction, 0)?),
+            grid.dtype,
+        )?;
+        for treatment in &grid.treatments {
+            let reps = representations(model, catalog, &kept, treatment)?;
+            let suffix = variant_suffix(fraction, grid.dtype, &treatment.name);
+            let start = std::time::Instant::now();
+            let labelled: Vec<(String, Vec<Vec<ItemIndex>>)> = if grid.local {
+                let labels = grid.ms.iter().map(|m| format!("L2D-L (M={m}){suffix}"));
+                labels
+                    .zip(rank_queries_local(&reps, queries, &grid.ms)?)
+                    .collect()
+            } else {
+                vec![(
+                    format!("L2D-G{suffix}"),
+                    rank_queries(&reps, queries, Mode::Global)?,
+                )]
+            };
+            let seconds = start.elapsed().as_secs_f64();
+            for (label, rankings) in &labelled {
+                let report = evaluate(label, rankings, targets, train_counts);
+                done(&report, seconds);
+                reports.push(report);
+            }
+        }
+    }
+    Ok(reports)
+}
+
+/// The reference row of [`compare`]: `None` → the first report, `shipped` → the
+/// [`SHIPPED_LABEL`] row, otherwise the label itself.
+pub fn reference_label(reports: &[Report], reference: Option<&str>) -> Result<String> {
+    match reference {
+        None => reports
+            .first()
+            .map(|r| r.method.clone())
+            .ok_or_else(|| Error::invalid("reference", "there is no report to compare with")),
+        Some("shipped") => reports
+            .iter()
+            .find(|r| r.method.starts_with(SHIPPED_LABEL))
+            .map(|r| r.method.clone())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "reference",
+                    "`shipped` needs the shipped report (--shipped)",
+                )
+            }),
+        Some(name) => Ok(name.to_string()),
+    }
+}
+
 /// The popularity baseline's report (train-target counts).
 pub fn popularity_report(targets: &[ItemIndex], train_counts: &[u32]) -> Report {
     let ranking = popularity_ranking(train_counts, EVAL_DEPTH);

@@ -21,6 +21,8 @@ pub mod recommend;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod sasrec;
 pub mod score;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod synth;
 pub mod tokenizer;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;

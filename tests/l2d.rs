@@ -381,7 +381,7 @@ fn a_blob_checks_its_model() {
 }
 
 #[test]
-fn f16_ranking_agrees_with_f32_on_the_default_model() {
+fn f16_and_int8_rankings_agree_with_f32_on_the_default_model() {
     let model = common::default_model();
     let blob = common::default_blob("memory.blob");
     blob.check_model(&model.fingerprint, model.hidden_size())
@@ -389,27 +389,39 @@ fn f16_ranking_agrees_with_f32_on_the_default_model() {
     let reps = l2d::recommend::Representations::from_blob(&blob).unwrap();
     let catalog = Catalog::new(blob.items.clone(), "memory.blob").unwrap();
     let f32_matrix = reps.global.to_dtype(DType::F32);
-    let f16_matrix = reps.global.to_dtype(DType::F16);
-    let (mut agree, mut total) = (0usize, 0usize);
     let mut rng = StdRng::seed_from_u64(4);
-    for _ in 0..30 {
-        let history: Vec<ItemIndex> = (0..10)
-            .map(|_| rng.random_range(0..catalog.len() as u32))
-            .collect();
-        let query = l2d::recommend::query_state(&model, &catalog, &history).unwrap();
-        let a: Vec<ItemIndex> = top_k(&f32_matrix.distances(&query).unwrap(), 20, &[])
+    let histories: Vec<Vec<ItemIndex>> = (0..30)
+        .map(|_| {
+            (0..10)
+                .map(|_| rng.random_range(0..catalog.len() as u32))
+                .collect()
+        })
+        .collect();
+    let top20 = |matrix: &l2d::score::ItemMatrix, query: &[f32]| -> Vec<ItemIndex> {
+        top_k(&matrix.distances(query).unwrap(), 20, &[])
             .into_iter()
             .map(|(i, _)| i)
-            .collect();
-        let b: Vec<ItemIndex> = top_k(&f16_matrix.distances(&query).unwrap(), 20, &[])
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect();
-        agree += a.iter().filter(|i| b.contains(i)).count();
-        total += 20;
+            .collect()
+    };
+    // The floor per dtype. int8 keeps 93 % today: one scale per row quantizes vectors that
+    // differ little from their common mean, so the 99 % this should reach needs a centred or
+    // per-dimension int8 layout (a blob format change); 0.90 guards against regressions.
+    for (dtype, floor) in [(DType::F16, 0.99), (DType::I8, 0.90)] {
+        let matrix = reps.global.to_dtype(dtype);
+        let (mut agree, mut total) = (0usize, 0usize);
+        for history in &histories {
+            let query = l2d::recommend::query_state(&model, &catalog, history).unwrap();
+            let (a, b) = (top20(&f32_matrix, &query), top20(&matrix, &query));
+            assert_eq!((a.len(), b.len()), (20, 20));
+            agree += a.iter().filter(|i| b.contains(i)).count();
+            total += 20;
+        }
+        let share = agree as f64 / total as f64;
+        assert!(
+            share >= floor,
+            "{dtype:?} keeps {share:.4} of f32's top-20 items"
+        );
     }
-    let share = agree as f64 / total as f64;
-    assert!(share >= 0.99, "f16 keeps {share:.4} of f32's top-20 items");
 }
 
 #[test]

@@ -22,14 +22,8 @@ const MANIFEST: &str = include_str!("../models/default/manifest.json");
 const NATIVE: &str = include_str!("fixtures/native_results.json");
 const TOKENIZER_IDS: &str = include_str!("fixtures/tokenizer_ids.json");
 
-#[derive(Deserialize)]
-struct Case {
-    history: Vec<String>,
-    hidden: Vec<f32>,
-    global: Vec<String>,
-    local: Vec<String>,
-    shipped: Vec<String>,
-}
+mod parity;
+use parity::Case;
 
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]

@@ -6,22 +6,13 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
+mod parity;
 
 use std::path::Path;
 
 use l2d::manifest::Manifest;
 use l2d::recommend::{query_state, rank, Mode};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize, PartialEq, Debug)]
-struct Case {
-    history: Vec<String>,
-    hidden: Vec<f32>,
-    global: Vec<String>,
-    local: Vec<String>,
-    /// The manifest's default scoring.
-    shipped: Vec<String>,
-}
+use parity::Case;
 
 const HISTORIES: [&[&str]; 6] = [
     &["1", "2", "3"],

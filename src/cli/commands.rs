@@ -14,8 +14,8 @@ use l2d::catalog::{Catalog, ItemIndex};
 use l2d::dataset::{self, Dataset, RawLogSpec, Sample, Split};
 use l2d::decode::{TitleTrie, MAX_TITLE_TOKENS};
 use l2d::eval::{
-    beam_reports, compare, evaluate, markdown_table, paired_table, popularity_report, rank_queries,
-    rank_queries_local, representations, round_memory, shipped_report, Report, Treatment, BUCKETS,
+    beam_reports, compare, evaluate, latent_reports, markdown_table, paired_table,
+    popularity_report, shipped_report, LatentGrid, Report, Treatment, BUCKETS,
 };
 use l2d::manifest::{FileEntry, Manifest};
 use l2d::memory::{subset, Keep, Memory};
@@ -26,12 +26,13 @@ use l2d::recommend::{
     build_blob, load_blob, query_state, BlobSpec, Mode, Representations, Request,
 };
 use l2d::score::DType;
+use l2d::synth::{synth_blob, RowStatistics};
 use l2d::train::{TrainConfig, TrainState};
 
 use super::progress::Progress;
 use super::{
     BenchArgs, BlobArgs, ChooseArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs,
-    PrepareArgs, ProbeArgs, RecommendArgs, TokenizerArgs, TrainArgs,
+    PrepareArgs, ProbeArgs, RecommendArgs, SynthArgs, TokenizerArgs, TrainArgs,
 };
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
@@ -316,9 +317,6 @@ pub fn blob(args: BlobArgs) -> Result<()> {
     Ok(())
 }
 
-/// A treatment name → its geometry, popularity-prior weight (`prior=W`) and whether cold items
-/// get title vectors (`cold=title`) instead of the default rule (`cold=last`); parts combine
-/// with `+`, e.g. `center+cosine+prior=0.5`.
 pub fn eval(args: EvalArgs) -> Result<()> {
     let dataset = load_dataset(&args.io.dataset)?;
     let split: Split = args.split.parse()?;
@@ -326,10 +324,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let catalog = &dataset.catalog;
     let train_counts = train_counts(&dataset)?;
     let all = dataset.split(split)?;
-    let keep = match args.limit {
-        Some(limit) if limit < all.len() => subset(all.len(), limit as f64 / all.len() as f64, 7)?,
-        _ => (0..all.len()).collect(),
-    };
+    let keep = l2d::eval::evaluated_samples(all.len(), args.limit)?;
     let samples: Vec<&Sample> = keep.iter().map(|&i| &all[i]).collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
     let treatments = std::iter::once(Ok(Treatment::plain()))
@@ -361,40 +356,29 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         match method.as_str() {
             "popularity" => reports.push(popularity_report(&targets, &train_counts)),
             "global" | "local" => {
-                let (memory, queries) = (
+                let grid = LatentGrid {
+                    fractions: args.fractions.clone(),
+                    dtype,
+                    treatments: treatments.clone(),
+                    local: method == "local",
+                    ms: args.m.clone(),
+                };
+                reports.extend(latent_reports(
+                    &model,
+                    catalog,
                     memory.as_ref().expect("loaded"),
                     queries.as_ref().expect("encoded"),
-                );
-                for &fraction in &args.fractions {
-                    let mem =
-                        round_memory(&memory.select(&subset(memory.len(), fraction, 0)?), dtype)?;
-                    for treatment in &treatments {
-                        let reps = representations(&model, catalog, &mem, treatment)?;
-                        let suffix = variant_suffix(fraction, dtype, &treatment.name);
-                        let start = Instant::now();
-                        let labelled: Vec<(String, Vec<Vec<ItemIndex>>)> = if method == "global" {
-                            vec![(
-                                format!("L2D-G{suffix}"),
-                                rank_queries(&reps, queries, Mode::Global)?,
-                            )]
-                        } else {
-                            let labels = args.m.iter().map(|m| format!("L2D-L (M={m}){suffix}"));
-                            labels
-                                .zip(rank_queries_local(&reps, queries, &args.m)?)
-                                .collect()
-                        };
-                        for (label, rankings) in &labelled {
-                            let report = evaluate(label, rankings, &targets, &train_counts);
-                            eprintln!(
-                                "{label}: R@20 {:.4} ({:.1} s for {} variant(s))",
-                                report.overall.recall_at(20),
-                                start.elapsed().as_secs_f64(),
-                                labelled.len()
-                            );
-                            reports.push(report);
-                        }
-                    }
-                }
+                    &targets,
+                    &train_counts,
+                    &grid,
+                    &mut |report, seconds| {
+                        eprintln!(
+                            "{}: R@20 {:.4} ({seconds:.1} s)",
+                            report.method,
+                            report.overall.recall_at(20)
+                        )
+                    },
+                )?);
             }
             "beam" => {
                 let mut bars: Vec<(usize, Progress)> = Vec::new();
@@ -458,15 +442,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if reports.is_empty() {
         bail!("nothing to evaluate: give --methods or --shipped");
     }
-    let reference = match args.reference.as_deref() {
-        None => reports[0].method.clone(),
-        Some("shipped") => reports
-            .iter()
-            .find(|r| r.method.starts_with(l2d::eval::SHIPPED_LABEL))
-            .map(|r| r.method.clone())
-            .context("--reference shipped needs --shipped")?,
-        Some(name) => name.to_string(),
-    };
+    let reference = l2d::eval::reference_label(&reports, args.reference.as_deref())?;
     compare(&mut reports, &reference)?;
     println!("{}", markdown_table(&reports));
     println!("{}", paired_table(&reports));
@@ -571,21 +547,6 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The label suffix of an evaluated variant: memory fraction, dtype, treatment.
-fn variant_suffix(fraction: f64, dtype: DType, treatment: &str) -> String {
-    let mut suffix = String::new();
-    if fraction < 1.0 {
-        suffix += &format!(" [memory {:.0}%]", fraction * 100.0);
-    }
-    if dtype != DType::F32 {
-        suffix += &format!(" [{dtype:?}]");
-    }
-    if treatment != "plain" {
-        suffix += &format!(" [{treatment}]");
-    }
-    suffix
-}
-
 pub fn bench(args: BenchArgs) -> Result<()> {
     // candle reads its thread count from these on every product; set before any model work.
     if args.threads > 0 {
@@ -595,6 +556,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let threads = candle_core::utils::get_num_threads();
     let dataset = load_dataset(&args.io.dataset)?;
     let model = load_model(&args.io.model)?;
+    if !args.catalog_sizes.is_empty() {
+        return catalog_sweep(&args, &dataset, &model);
+    }
     let memory = load_memory(&args.memory)?;
     let catalog = &dataset.catalog;
     let reps = Representations::from_memory(&memory, catalog.len(), Geometry::plain())?;
@@ -657,6 +621,89 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             (matrix.rows() * matrix.dim()) as f64 / secs / 1e9
         );
     }
+    Ok(())
+}
+
+/// Rows of the reference blob for synthetic catalogs: `path`, or MODEL/global.blob.
+fn reference_statistics(model_dir: &Path, path: Option<&Path>) -> Result<RowStatistics> {
+    let path = path.map_or_else(|| model_dir.join("global.blob"), Path::to_path_buf);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let blob = Blob::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    RowStatistics::of(&blob.matrix).with_context(|| format!("statistics of {}", path.display()))
+}
+
+/// `l2d bench --catalog-sizes`: scoring + top-20 per size and dtype, one thread, with the
+/// memory-read bandwidth measured in the same run.
+fn catalog_sweep(args: &BenchArgs, dataset: &Dataset, model: &Model) -> Result<()> {
+    let stats = reference_statistics(&args.io.model, None)?;
+    let test = dataset.split(Split::Test)?;
+    let keep = subset(
+        test.len(),
+        (args.queries as f64 / test.len() as f64).min(1.0),
+        3,
+    )?;
+    let queries = keep
+        .iter()
+        .map(|&i| query_state(model, &dataset.catalog, &test[i].history))
+        .collect::<l2d::Result<Vec<_>>>()?;
+    let bandwidth = bench::read_bandwidth(1 << 30, 3);
+    println!(
+        "{} query states; memory-read bandwidth (one thread, 1 GiB, best of 3): {:.1} GB/s",
+        queries.len(),
+        bandwidth / 1e9
+    );
+    println!(
+        "| items | dtype | rows MB | scoring + top-20 median | p90 | rows read at | of bandwidth |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &items in &args.catalog_sizes {
+        for dtype in [DType::I8, DType::F16] {
+            let blob = synth_blob(items, dtype, model.fingerprint, &stats, 0)?;
+            let latency = bench::scoring_latency(&blob.matrix, &queries, 20)?;
+            let bytes = (blob.matrix.rows() as u64 * blob.row_bytes()) as f64;
+            let rate = bytes / (latency.median_ms / 1e3);
+            println!(
+                "| {items} | {dtype:?} | {:.1} | {:.2} ms | {:.2} ms | {:.1} GB/s | {:.0} % |",
+                bytes / 1e6,
+                latency.median_ms,
+                latency.p90_ms,
+                rate / 1e9,
+                100.0 * rate / bandwidth
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn synth(args: SynthArgs) -> Result<()> {
+    let files = ModelFiles::read_dir(&args.model)?;
+    let config = l2d::model::ModelConfig::from_json(&files.config, l2d::model::CONFIG_FILE)?;
+    let stats = reference_statistics(&args.model, args.reference.as_deref())?;
+    if stats.mean.len() != config.hidden_size {
+        bail!(
+            "the reference blob has dimension {}, the model {} has hidden size {}",
+            stats.mean.len(),
+            args.model.display(),
+            config.hidden_size
+        );
+    }
+    let dtype = parse_dtype(&args.dtype)?;
+    let blob = synth_blob(
+        args.items,
+        dtype,
+        model_fingerprint(&files),
+        &stats,
+        args.seed,
+    )?;
+    let bytes = blob.to_bytes();
+    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {}: synthetic global blob, {} items × {} {dtype:?}, {:.1} MB",
+        args.out.display(),
+        args.items,
+        config.hidden_size,
+        bytes.len() as f64 / 1e6
+    );
     Ok(())
 }
 

@@ -52,6 +52,9 @@ enum Command {
     /// Per-query latency of history → top-20 for L2D-G, L2D-L and beam 1/5/10, plus scoring
     /// throughput, in one run on the same model and queries.
     Bench(BenchArgs),
+    /// Write a synthetic L2D-G blob of N items for a model (scale benchmarks and tests): vectors
+    /// with a real blob's statistics, titles from a word list, seeded.
+    Synth(SynthArgs),
     /// Rewrite a model's weights in another float type (f16 halves the download).
     Convert(ConvertArgs),
     /// Write MODEL/manifest.json: sha256 and size of every file the browser fetches, the blobs,
@@ -388,6 +391,33 @@ struct BenchArgs {
     /// configuration (and the baseline's fastest here); 0 uses every core (candle's default).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Instead of the methods: a catalog-size sweep of scoring + top-20 (one thread) on
+    /// synthetic L2D-G catalogs of these sizes in int8 and f16 (`l2d synth`, statistics of
+    /// MODEL/global.blob), next to this machine's memory-read bandwidth. Needs no memory file.
+    #[arg(long, value_delimiter = ',')]
+    catalog_sizes: Vec<usize>,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Model the catalog is for (fingerprint and dimension).
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// Real blob whose row statistics the vectors follow (default: MODEL/global.blob).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Number of items.
+    #[arg(long)]
+    items: usize,
+    /// `i8`, `f16` or `f32`.
+    #[arg(long, default_value = "i8")]
+    dtype: String,
+    /// Seed of vectors and titles.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output blob file.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -491,6 +521,7 @@ pub fn run() -> Result<()> {
         Command::Choose(args) => commands::choose(args),
         Command::Probe(args) => commands::probe(args),
         Command::Bench(args) => commands::bench(args),
+        Command::Synth(args) => commands::synth(args),
         Command::Recommend(args) => commands::recommend(args),
         Command::Convert(args) => commands::convert(args),
         Command::Manifest(args) => commands::manifest(args),
