@@ -677,16 +677,21 @@ pub fn nearest_state_scale(base: &Representations, queries: &Memory) -> Result<f
 /// Adaptive thresholds tried for local mode (0 = every item local).
 pub const CHOOSE_LOCAL_MIN: [u32; 6] = [0, 2, 3, 5, 10, 20];
 
+/// Called with (queries done, total) while a pass over the queries runs (from any thread).
+pub type QueryProgress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
 /// Reports for several scorings of the same representations in one pass over the queries:
 /// each query's distances to the memory states (and item vectors) are computed once and every
-/// candidate is aggregated from them.
+/// candidate is aggregated from them; `progress` hears every 64th query and the last.
 pub fn score_candidates(
     base: &Representations,
     candidates: &[Scoring],
     queries: &Memory,
     targets: &[ItemIndex],
     train_counts: &[u32],
+    progress: QueryProgress,
 ) -> Result<Vec<Report>> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
     assert_eq!(queries.len(), targets.len(), "one target per query");
     let modes = candidates
         .iter()
@@ -720,7 +725,13 @@ pub fn score_candidates(
                     let rank = rank_of(&scores, targets[i]);
                     Ok((rank < EVAL_DEPTH).then_some(rank as u32))
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()
+                .inspect(|_| {
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n % 64 == 0 || n == queries.len() {
+                        progress(n, queries.len());
+                    }
+                })
         })
         .collect::<Result<_>>()?;
     let indices: Vec<u32> = (0..targets.len() as u32).collect();
@@ -738,13 +749,15 @@ pub fn score_candidates(
 /// representations (`base`, as `load_blob` gives them): coordinate search over mode and M,
 /// then the popularity prior, then (local mode) the adaptive threshold, each stage keeping the
 /// best Recall@20 (ties: NDCG@20). The grids are fixed above, not tuned to one dataset.
-/// Returns the choice and every evaluated variant.
+/// `progress` hears each report, `queries_done` the passes over the queries. Returns the choice
+/// and every evaluated variant.
 pub fn choose_scoring(
     base: &Representations,
     queries: &Memory,
     targets: &[ItemIndex],
     train_counts: &[u32],
     progress: &mut dyn FnMut(&Report),
+    queries_done: QueryProgress,
 ) -> Result<(Scoring, Vec<Report>)> {
     let key = |r: &Report| (r.overall.recall_at(20), r.overall.ndcg[2]);
     let mut reports: Vec<Report> = Vec::new();
@@ -753,7 +766,14 @@ pub fn choose_scoring(
                      reports: &mut Vec<Report>,
                      best: &mut Option<(Scoring, (f64, f64))>|
      -> Result<()> {
-        let stage_reports = score_candidates(base, &candidates, queries, targets, train_counts)?;
+        let stage_reports = score_candidates(
+            base,
+            &candidates,
+            queries,
+            targets,
+            train_counts,
+            queries_done,
+        )?;
         for (c, r) in candidates.into_iter().zip(stage_reports) {
             progress(&r);
             let k = key(&r);

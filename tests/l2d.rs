@@ -578,7 +578,15 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
         density(0.5, 0.0),
         density(2.0, 0.25),
     ];
-    let got = score_candidates(&reps, &candidates, &queries, &queries.items, &counts).unwrap();
+    let got = score_candidates(
+        &reps,
+        &candidates,
+        &queries,
+        &queries.items,
+        &counts,
+        &|_, _| {},
+    )
+    .unwrap();
     assert_eq!(got.len(), candidates.len());
     for (c, report) in candidates.iter().zip(&got) {
         let mut one = reps.clone();
@@ -676,8 +684,15 @@ fn choose_tries_density_around_the_nearest_state_scale() {
     let scale = nearest_state_scale(&reps, &queries).unwrap();
     assert!((scale - nearest[nearest.len() / 2]).abs() < 1e-4 * scale.max(1.0));
     let counts = vec![1u32; n_items];
-    let (chosen, reports) =
-        choose_scoring(&reps, &queries, &queries.items, &counts, &mut |_| {}).unwrap();
+    let (chosen, reports) = choose_scoring(
+        &reps,
+        &queries,
+        &queries.items,
+        &counts,
+        &mut |_| {},
+        &|_, _| {},
+    )
+    .unwrap();
     let density_rows = reports
         .iter()
         .filter(|r| r.method.starts_with("density"))

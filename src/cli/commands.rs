@@ -493,15 +493,38 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
     let queries = encode_samples(&model, &dataset.catalog, &samples, QUERY_BATCH, "queries")?.0;
-    let (scoring, reports) =
-        l2d::eval::choose_scoring(&base, &queries, &targets, &train_counts, &mut |r| {
+    // One bar per stage (each stage is one pass over the queries).
+    let stage_bar = |stage: usize| Progress::new(queries.len(), &format!("stage {stage} queries"));
+    let bar = std::sync::Mutex::new((1, 0, stage_bar(1)));
+    let (scoring, reports) = l2d::eval::choose_scoring(
+        &base,
+        &queries,
+        &targets,
+        &train_counts,
+        &mut |r| {
             eprintln!(
                 "{}: R@20 {:.4}, N@20 {:.4}",
                 r.method,
                 r.overall.recall_at(20),
                 r.overall.ndcg[2]
             )
-        })?;
+        },
+        &|done, _| {
+            if let Ok(mut guard) = bar.lock() {
+                let (stage, last, progress) = &mut *guard;
+                if done < *last {
+                    progress.finish();
+                    *stage += 1;
+                    *progress = stage_bar(*stage);
+                }
+                *last = done;
+                progress.set_position(done);
+            }
+        },
+    )?;
+    if let Ok(guard) = bar.lock() {
+        guard.2.finish();
+    }
     println!("{}", markdown_table(&reports));
     println!("chosen on {split}: {}", scoring.label());
     manifest.scoring = scoring;
