@@ -728,7 +728,7 @@ pub fn score_candidates(
                 .collect::<Result<Vec<_>>>()
                 .inspect(|_| {
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if n % 64 == 0 || n == queries.len() {
+                    if n.is_multiple_of(64) || n == queries.len() {
                         progress(n, queries.len());
                     }
                 })
