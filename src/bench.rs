@@ -23,6 +23,17 @@ pub struct Latency {
     pub p90_ms: f64,
 }
 
+impl Latency {
+    /// Median and p90 of per-run times in milliseconds (any order).
+    pub fn of(mut times_ms: Vec<f64>) -> Self {
+        times_ms.sort_by(f64::total_cmp);
+        Latency {
+            median_ms: percentile(&times_ms, 0.5),
+            p90_ms: percentile(&times_ms, 0.9),
+        }
+    }
+}
+
 /// The nearest-rank percentile `p` (0…1) of sorted values (the one percentile rule here).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -75,16 +86,7 @@ pub fn round_robin(paths: &[Path<'_>], histories: &[&[ItemIndex]]) -> Result<Vec
             times.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
-    Ok(times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            Latency {
-                median_ms: percentile(&t, 0.5),
-                p90_ms: percentile(&t, 0.9),
-            }
-        })
-        .collect())
+    Ok(times.into_iter().map(Latency::of).collect())
 }
 
 /// Mean seconds of distances + top-`k` of `query` against `matrix`, over `rounds` runs.
@@ -110,11 +112,7 @@ pub fn scoring_latency(matrix: &ItemMatrix, queries: &[Vec<f32>], k: usize) -> R
         std::hint::black_box(top_k(&matrix.distances(q)?, k, &[]));
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    times.sort_by(f64::total_cmp);
-    Ok(Latency {
-        median_ms: percentile(&times, 0.5),
-        p90_ms: percentile(&times, 0.9),
-    })
+    Ok(Latency::of(times))
 }
 
 /// This machine's sequential memory-read bandwidth in bytes/s: the best of `rounds` sums over

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::aggregate::{Density, Geometry};
+use crate::aggregate::{Density, Geometry, ScoreOptions};
 use crate::blob::Blob;
 use crate::catalog::{popularity_ranking, Catalog, ItemIndex};
 use crate::dataset::Sample;
@@ -693,13 +693,13 @@ pub fn score_candidates(
 ) -> Result<Vec<Report>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
     assert_eq!(queries.len(), targets.len(), "one target per query");
-    let modes = candidates
+    // Each candidate's mode and options, validated once (not per query).
+    let (modes, options): (Vec<Mode>, Vec<ScoreOptions>) = candidates
         .iter()
-        .map(|c| {
-            c.validate()?;
-            c.mode()
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .map(|c| Ok((c.mode()?, c.options()?)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     // One representative per kind of rows; each kind's distances are computed once per query.
     let global = modes.iter().copied().find(|m| *m == Mode::Global);
     let local = modes.iter().copied().find(|m| m.uses_states());
@@ -711,17 +711,17 @@ pub fn score_candidates(
                 mode.map(|m| base.rows(m)?.distances(&q)).transpose()
             };
             let (to_global, to_states) = (distances(global)?, distances(local)?);
-            candidates
+            modes
                 .iter()
-                .zip(&modes)
-                .map(|(c, &mode)| {
+                .zip(&options)
+                .map(|(&mode, options)| {
                     let rows = if mode.uses_states() {
                         to_states.clone()
                     } else {
                         to_global.clone()
                     }
                     .expect("computed for every mode among the candidates");
-                    let scores = base.scores_with(&q, rows, mode, &c.options()?)?;
+                    let scores = base.scores_with(&q, rows, mode, options)?;
                     let rank = rank_of(&scores, targets[i]);
                     Ok((rank < EVAL_DEPTH).then_some(rank as u32))
                 })

@@ -52,13 +52,13 @@ pub enum Keep {
     Newest,
 }
 
-impl std::str::FromStr for Keep {
-    type Err = Error;
-    /// `newest` or `random` (seed 0; [`Keep::Random`] with another seed is built directly).
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
+impl Keep {
+    /// `newest`, or `random` with its `seed` (ignored by `newest`): the one parser of rule
+    /// names.
+    pub fn parse(name: &str, seed: u64) -> Result<Self> {
+        match name {
             "newest" => Ok(Keep::Newest),
-            "random" => Ok(Keep::Random { seed: 0 }),
+            "random" => Ok(Keep::Random { seed }),
             other => Err(Error::invalid(
                 "keep",
                 format!("`{other}` (expected newest or random)"),
@@ -299,9 +299,9 @@ mod tests {
         for bad in [0.0, -1.0, 1.5, f64::NAN] {
             assert!(kept(10, bad, Keep::Newest).is_err(), "{bad}");
         }
-        assert_eq!("newest".parse::<Keep>().unwrap(), Keep::Newest);
-        assert!("oldest"
-            .parse::<Keep>()
+        assert_eq!(Keep::parse("newest", 3).unwrap(), Keep::Newest);
+        assert_eq!(Keep::parse("random", 3).unwrap(), Keep::Random { seed: 3 });
+        assert!(Keep::parse("oldest", 0)
             .unwrap_err()
             .to_string()
             .contains("oldest"));

@@ -144,27 +144,29 @@ impl Representations {
         mode: Mode,
         options: &ScoreOptions,
     ) -> Result<Vec<f32>> {
-        let mut scratch = vec![0f32; self.global.dim()];
-        let mut to_global = |i: usize| -> f32 {
-            let row = self.global.row_into(i, &mut scratch);
+        // Squared distance to an item's global row (cold and adaptive items); the scratch
+        // row is made only by the modes that need it.
+        let to_global = |i: usize, scratch: &mut [f32]| -> f32 {
+            let row = self.global.row_into(i, scratch);
             row.iter().zip(q).map(|(r, x)| (r - x) * (r - x)).sum()
         };
         let squared = match mode {
             Mode::Global => to_rows,
             Mode::Local { m } => {
+                let mut scratch = vec![0f32; self.global.dim()];
                 let mut squared = self
                     .local_index()?
                     .distances_from_state_distances(q, &to_rows, m)?;
                 // Cold items have no states to aggregate: their filled vector stands in; so
                 // does the global vector of items with fewer than `local_min_states` states.
                 for &i in &self.cold_filled {
-                    squared[i as usize] = to_global(i as usize);
+                    squared[i as usize] = to_global(i as usize, &mut scratch);
                 }
                 // Off at 0 or 1 (no item has fewer states): no catalog-sized scan per query.
                 if options.local_min_states > 1 {
                     for (i, &c) in self.counts.iter().enumerate() {
                         if c > 0 && c < options.local_min_states {
-                            squared[i] = to_global(i);
+                            squared[i] = to_global(i, &mut scratch);
                         }
                     }
                 }
@@ -179,8 +181,9 @@ impl Representations {
                 })?;
                 let mut scores = self.local_index()?.density_scores(&to_rows, density)?;
                 // A cold item's filled vector counts as its one state.
+                let mut scratch = vec![0f32; self.global.dim()];
                 for &i in &self.cold_filled {
-                    scores[i as usize] = to_global(i as usize) / density.bandwidth;
+                    scores[i as usize] = to_global(i as usize, &mut scratch) / density.bandwidth;
                 }
                 return Ok(scores);
             }

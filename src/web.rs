@@ -306,17 +306,16 @@ impl Recommender {
         let k = count_option("k", options.k, 10, n_items)?;
         let m = count_option("m", options.m, inner.scoring.m, usize::MAX)?;
         // The manifest decides the default; a global-only blob can only serve global mode.
-        let default_mode = match inner.scoring.mode.as_str() {
-            "local" | "density" if inner.reps.local.is_some() => inner.scoring.mode.as_str(),
+        let default_mode = match inner.scoring.mode() {
+            Ok(mode) if mode.uses_states() && inner.reps.local.is_some() => {
+                inner.scoring.mode.as_str()
+            }
             _ => "global",
         };
         let mode =
             Mode::parse(options.mode.as_deref().unwrap_or(default_mode), m).map_err(js_error)?;
         if mode.uses_states() && inner.reps.local.is_none() {
             return Err(JsError::new("local and density modes need a memory blob; this recommender was loaded with global vectors only"));
-        }
-        if mode == Mode::Density && inner.reps.options.density.is_none() {
-            return Err(JsError::new("density mode needs the manifest's scoring.density (bandwidth and count exponent); this manifest has none"));
         }
         let backend = options.backend.unwrap_or_else(|| "auto".into());
         if !matches!(backend.as_str(), "auto" | "cpu" | "webgpu") {

@@ -283,10 +283,7 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         dtype,
         with_titles: !args.no_titles,
         fraction: args.fraction,
-        keep: match args.keep.as_str() {
-            "random" => Keep::Random { seed: args.seed },
-            other => other.parse()?,
-        },
+        keep: Keep::parse(&args.keep, args.seed)?,
         max_bytes: args.max_bytes,
     };
     let (blob, fraction) = build_blob(
@@ -570,6 +567,13 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The test histories `l2d bench` times: a seeded subset of `queries` (the same every run).
+fn bench_histories(dataset: &Dataset, queries: usize) -> Result<Vec<&[ItemIndex]>> {
+    let test = dataset.split(Split::Test)?;
+    let keep = subset(test.len(), (queries as f64 / test.len() as f64).min(1.0), 3)?;
+    Ok(keep.iter().map(|&i| test[i].history.as_slice()).collect())
+}
+
 pub fn bench(args: BenchArgs) -> Result<()> {
     // candle reads its thread count from these on every product; set before any model work.
     if args.threads > 0 {
@@ -586,13 +590,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let catalog = &dataset.catalog;
     let reps = Representations::from_memory(&memory, catalog.len(), Geometry::plain())?;
     let trie = TitleTrie::build(&model, catalog)?;
-    let test = dataset.split(Split::Test)?;
-    let keep = subset(
-        test.len(),
-        (args.queries as f64 / test.len() as f64).min(1.0),
-        3,
-    )?;
-    let histories: Vec<&[ItemIndex]> = keep.iter().map(|&i| test[i].history.as_slice()).collect();
+    let histories = bench_histories(&dataset, args.queries)?;
     let k = 20;
     let paths: Vec<(String, bench::Path)> = vec![
         (
@@ -659,15 +657,9 @@ fn reference_statistics(model_dir: &Path, path: Option<&Path>) -> Result<RowStat
 /// memory-read bandwidth measured in the same run.
 fn catalog_sweep(args: &BenchArgs, dataset: &Dataset, model: &Model) -> Result<()> {
     let stats = reference_statistics(&args.io.model, None)?;
-    let test = dataset.split(Split::Test)?;
-    let keep = subset(
-        test.len(),
-        (args.queries as f64 / test.len() as f64).min(1.0),
-        3,
-    )?;
-    let queries = keep
-        .iter()
-        .map(|&i| query_state(model, &dataset.catalog, &test[i].history))
+    let queries = bench_histories(dataset, args.queries)?
+        .into_iter()
+        .map(|h| query_state(model, &dataset.catalog, h))
         .collect::<l2d::Result<Vec<_>>>()?;
     let bandwidth = bench::read_bandwidth(1 << 30, 3);
     println!(
