@@ -121,12 +121,24 @@ impl Mode {
 /// the nearest state (L2D-L with M = 1); a large one approaches the state count (popularity);
 /// `count_exponent` 1 turns the sum into a mean (no count term). This is the Parzen-window
 /// estimate of `p(item | query)`, with the item's share of the memory tempered.
+///
+/// A cold-start item (no state, one title vector at squared distance `d`) counts as
+/// `cold_states` states at its vector: `d/bandwidth − (1 − count_exponent) · ln(cold_states)`.
+/// At 1 (the default) its vector is one state and weighs against items with many states near
+/// the query; a larger pseudo-count lets a new item compete (chosen on valid).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Density {
     /// Kernel bandwidth in squared-distance units (> 0).
     pub bandwidth: f32,
     /// Exponent of the count correction (0 = the plain kernel sum, 1 = the kernel mean).
     pub count_exponent: f32,
+    /// States a cold-start item's title vector stands for (≥ 1; 1 = one state).
+    #[serde(default = "one_state")]
+    pub cold_states: f32,
+}
+
+fn one_state() -> f32 {
+    1.0
 }
 
 /// How items are scored besides the mode: what a manifest's scoring sets on the
@@ -144,8 +156,28 @@ pub struct ScoreOptions {
 }
 
 impl Density {
-    /// Checks `bandwidth > 0` and a finite `count_exponent` in 0…1.
+    /// Density with `bandwidth` and `count_exponent`, a cold item counting as one state.
+    pub fn new(bandwidth: f32, count_exponent: f32) -> Self {
+        Density {
+            bandwidth,
+            count_exponent,
+            cold_states: one_state(),
+        }
+    }
+
+    /// The score of a cold-start item whose vector lies at squared distance `squared`.
+    pub fn cold_score(&self, squared: f32) -> f32 {
+        squared / self.bandwidth - (1.0 - self.count_exponent) * self.cold_states.ln()
+    }
+
+    /// Checks `bandwidth > 0`, a finite `count_exponent` in 0…1 and `cold_states ≥ 1`.
     pub fn validate(&self) -> Result<()> {
+        if !(self.cold_states.is_finite() && self.cold_states >= 1.0) {
+            return Err(Error::invalid(
+                "density cold states",
+                format!("{} (expected a finite number ≥ 1)", self.cold_states),
+            ));
+        }
         if !(self.bandwidth.is_finite() && self.bandwidth > 0.0) {
             return Err(Error::invalid(
                 "density bandwidth",

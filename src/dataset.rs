@@ -391,25 +391,34 @@ fn read_item_table(spec: &RawLogSpec) -> Result<Catalog> {
     Catalog::new(items, &file)
 }
 
-/// Imports a raw log under the D3 protocol (Bao et al., "Decoding Matters", 2024; as used by the L2D paper): iterative 5-core, stable per-user
-/// time sort, one sample per position ≥ 1 with the previous ≤ 10 items, samples sorted stably by
-/// target time and split 80/10/10.
-pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportReport)> {
-    let all_items = read_item_table(spec)?;
+/// The rows of an interactions CSV: users numbered in order of first appearance, and
+/// (user number, item, timestamp) in file order. Rows whose item `lookup` does not know are
+/// counted, not kept (the caller reports them).
+struct InteractionLog {
+    users: Vec<String>,
+    interactions: Vec<(u32, ItemIndex, i64)>,
+    raw: usize,
+    unknown_item: usize,
+}
+
+fn read_interactions(
+    spec: &RawLogSpec,
+    lookup: impl Fn(&str) -> Option<ItemIndex>,
+) -> Result<InteractionLog> {
     let mut table = CsvTable::open(&spec.interactions)?;
     let user_col = table.column(&spec.user_column)?;
     let item_col = table.column(&spec.item_column)?;
     let time_col = table.column(&spec.time_column)?;
     let file = table.file.clone();
-
-    // (user number, item index in all_items, timestamp), in file order.
     let mut user_numbers: HashMap<String, u32> = HashMap::new();
-    let mut user_names: Vec<String> = Vec::new();
-    let mut interactions: Vec<(u32, ItemIndex, i64)> = Vec::new();
-    let mut raw = 0usize;
-    let mut without_title = 0usize;
+    let mut log = InteractionLog {
+        users: Vec::new(),
+        interactions: Vec::new(),
+        raw: 0,
+        unknown_item: 0,
+    };
     table.for_each(|record, line| {
-        raw += 1;
+        log.raw += 1;
         let user = record[user_col].trim();
         if user.is_empty() {
             return Err(Error::parse(
@@ -430,18 +439,58 @@ pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportR
                 ),
             )
         })?;
-        let Some(item) = all_items.index_of(record[item_col].trim()) else {
-            without_title += 1;
+        let Some(item) = lookup(record[item_col].trim()) else {
+            log.unknown_item += 1;
             return Ok(());
         };
-        let next = user_names.len() as u32;
+        let next = log.users.len() as u32;
         let user = *user_numbers.entry(user.to_string()).or_insert_with(|| {
-            user_names.push(user.to_string());
+            log.users.push(user.to_string());
             next
         });
-        interactions.push((user, item, time));
+        log.interactions.push((user, item, time));
         Ok(())
     })?;
+    Ok(log)
+}
+
+/// The samples of one user's new interactions (`new`, in time order) after the items they
+/// had before (`prior`, oldest first): one per new interaction that has at least one item
+/// before it, with the previous ≤ [`MAX_HISTORY`] items. The one rule for import and update.
+fn push_timeline_samples(
+    user: &str,
+    prior: &[ItemIndex],
+    new: &[(i64, ItemIndex)],
+    out: &mut Vec<Sample>,
+) {
+    let items: Vec<ItemIndex> = prior
+        .iter()
+        .copied()
+        .chain(new.iter().map(|&(_, i)| i))
+        .collect();
+    for (offset, &(time, target)) in new.iter().enumerate() {
+        let pos = prior.len() + offset;
+        if pos == 0 {
+            continue;
+        }
+        out.push(Sample {
+            user: user.to_string(),
+            history: items[pos.saturating_sub(MAX_HISTORY)..pos].to_vec(),
+            target,
+            timestamp: Some(time),
+        });
+    }
+}
+
+/// Imports a raw log under the D3 protocol (Bao et al., "Decoding Matters", 2024; as used by the L2D paper): iterative 5-core, stable per-user
+/// time sort, one sample per position ≥ 1 with the previous ≤ 10 items, samples sorted stably by
+/// target time and split 80/10/10.
+pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportReport)> {
+    let all_items = read_item_table(spec)?;
+    let file = spec.interactions.display().to_string();
+    let log = read_interactions(spec, |id| all_items.index_of(id))?;
+    let (user_names, mut interactions) = (log.users, log.interactions);
+    let (raw, without_title) = (log.raw, log.unknown_item);
     if interactions.is_empty() {
         return Err(Error::Empty {
             what: format!("interaction log {file}"),
@@ -503,15 +552,7 @@ pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportR
             .get_mut(u)
             .expect("every ordered user has a timeline");
         timeline.sort_by_key(|&(t, _)| t);
-        for pos in 1..timeline.len() {
-            let start = pos.saturating_sub(MAX_HISTORY);
-            samples.push(Sample {
-                user: user_names[*u as usize].clone(),
-                history: timeline[start..pos].iter().map(|&(_, i)| i).collect(),
-                target: timeline[pos].1,
-                timestamp: Some(timeline[pos].0),
-            });
-        }
+        push_timeline_samples(&user_names[*u as usize], &[], timeline, &mut samples);
     }
     samples.sort_by_key(|s| s.timestamp);
     let n = samples.len();
@@ -535,6 +576,143 @@ pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportR
         },
         report,
     ))
+}
+
+/// What [`Dataset::append_log`] added and skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendReport {
+    /// Rows in the new interactions file.
+    pub raw_interactions: usize,
+    /// Rows dropped because their item is neither in the catalog nor in the new items file.
+    pub unknown_item: usize,
+    /// Items appended to the catalog (in the new items file, not in the catalog before).
+    pub new_items: usize,
+    /// Users of the new log the dataset did not know.
+    pub new_users: usize,
+    /// Interactions already in the dataset (same user, item and time as a sample's target):
+    /// skipped, so applying the same log twice appends nothing the second time.
+    pub already_known: usize,
+    /// Interactions that start a user's timeline (no earlier item, so no sample).
+    pub first_interactions: usize,
+    /// Samples appended to the train split.
+    pub samples: usize,
+}
+
+impl fmt::Display for AppendReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} new interactions ({} with an unknown item, dropped; {} already in the dataset, skipped; {} start a timeline, no sample); {} new items, {} new users; {} samples appended",
+            self.raw_interactions,
+            self.unknown_item,
+            self.already_known,
+            self.first_interactions,
+            self.new_items,
+            self.new_users,
+            self.samples
+        )
+    }
+}
+
+impl Dataset {
+    /// Each user's items so far, oldest first, the last [`MAX_HISTORY`] of them: the history
+    /// of the user's first sample followed by every sample's target, over all present splits
+    /// in split order (time order under the D3 protocol).
+    pub fn timelines(&self) -> HashMap<&str, Vec<ItemIndex>> {
+        let mut timelines: HashMap<&str, Vec<ItemIndex>> = HashMap::new();
+        for split in Split::ALL {
+            for sample in self.split(split).unwrap_or(&[]) {
+                let timeline = timelines
+                    .entry(sample.user.as_str())
+                    .or_insert_with(|| sample.history.clone());
+                timeline.push(sample.target);
+                if timeline.len() > 2 * MAX_HISTORY {
+                    timeline.drain(..timeline.len() - MAX_HISTORY);
+                }
+            }
+        }
+        for timeline in timelines.values_mut() {
+            let excess = timeline.len().saturating_sub(MAX_HISTORY);
+            timeline.drain(..excess);
+        }
+        timelines
+    }
+
+    /// Appends a raw log of new interactions (columns as in `spec`; new items from
+    /// `spec.items` when `with_items`): items not yet in the catalog are appended at the end
+    /// (existing indices stay), and each interaction after a user's known items becomes a
+    /// train sample, in time order, by the import's rule. No k-core filter: every interaction
+    /// with a known item counts. Returns the appended samples' positions in the train split.
+    pub fn append_log(
+        &mut self,
+        spec: &RawLogSpec,
+        with_items: bool,
+    ) -> Result<(AppendReport, std::ops::Range<usize>)> {
+        let mut new_items = 0;
+        if with_items {
+            let table = read_item_table(spec)?;
+            let mut items = self.catalog.items().to_vec();
+            for item in table.items() {
+                match self.catalog.index_of(&item.id) {
+                    Some(known) if self.catalog.title(known) != item.title => {
+                        return Err(Error::mismatch(
+                            format!("{}: title of item `{}`", spec.items.display(), item.id),
+                            format!("{:?} (as in the catalog)", self.catalog.title(known)),
+                            format!("{:?}", item.title),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => {
+                        items.push(item.clone());
+                        new_items += 1;
+                    }
+                }
+            }
+            self.catalog = Catalog::new(items, &spec.items.display().to_string())?;
+        }
+        let log = read_interactions(spec, |id| self.catalog.index_of(id))?;
+        let known: std::collections::HashSet<(&str, ItemIndex, i64)> = Split::ALL
+            .into_iter()
+            .flat_map(|split| self.split(split).unwrap_or(&[]))
+            .filter_map(|s| Some((s.user.as_str(), s.target, s.timestamp?)))
+            .collect();
+        let mut per_user: Vec<Vec<(i64, ItemIndex)>> = vec![Vec::new(); log.users.len()];
+        let mut already_known = 0;
+        for &(u, item, time) in &log.interactions {
+            if known.contains(&(log.users[u as usize].as_str(), item, time)) {
+                already_known += 1;
+            } else {
+                per_user[u as usize].push((time, item));
+            }
+        }
+        drop(known);
+        let timelines = self.timelines();
+        let mut samples = Vec::new();
+        let (mut new_users, mut first_interactions) = (0, 0);
+        for (user, new) in log.users.iter().zip(per_user.iter_mut()) {
+            new.sort_by_key(|&(t, _)| t);
+            let prior = timelines.get(user.as_str()).map_or(&[][..], Vec::as_slice);
+            if prior.is_empty() {
+                new_users += 1;
+                first_interactions += usize::from(!new.is_empty());
+            }
+            push_timeline_samples(user, prior, new, &mut samples);
+        }
+        samples.sort_by_key(|s| s.timestamp);
+        let report = AppendReport {
+            raw_interactions: log.raw,
+            unknown_item: log.unknown_item,
+            already_known,
+            new_items,
+            new_users,
+            first_interactions,
+            samples: samples.len(),
+        };
+        let train = self.train.get_or_insert_with(Vec::new);
+        let start = train.len();
+        train.extend(samples);
+        Ok((report, start..train.len()))
+    }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -646,6 +646,9 @@ pub const CHOOSE_PRIOR: [f32; 6] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
 pub const CHOOSE_BANDWIDTH: [f32; 5] = [0.5, 0.75, 1.0, 1.5, 2.0];
 /// Density count exponents tried (0 = kernel sum, 1 = kernel mean).
 pub const CHOOSE_COUNT_EXPONENT: [f32; 4] = [0.0, 0.25, 0.5, 1.0];
+/// Cold-start pseudo-counts tried in density mode, as shares of the mean state count of the
+/// items that have states (1 state, the default, is always a candidate).
+pub const CHOOSE_COLD_SHARE: [f64; 4] = [0.125, 0.25, 0.5, 1.0];
 /// Queries the density bandwidth's scale is measured on (the first of the split, seeded order).
 const SCALE_QUERIES: usize = 500;
 
@@ -800,10 +803,10 @@ pub fn choose_scoring(
             for count_exponent in CHOOSE_COUNT_EXPONENT {
                 modes.push(Scoring {
                     mode: "density".into(),
-                    density: Some(Density {
-                        bandwidth: round_significant(factor * scale, 3),
+                    density: Some(Density::new(
+                        round_significant(factor * scale, 3),
                         count_exponent,
-                    }),
+                    )),
                     ..Scoring::default()
                 });
             }
@@ -811,9 +814,28 @@ pub fn choose_scoring(
     }
     stage(modes, &mut reports, &mut best)?;
     let chosen = best.as_ref().expect("a candidate").0.clone();
-    if chosen.mode == "density" {
-        // Its count exponent is its prior, and it has no local/global threshold.
-        return Ok((chosen, reports));
+    if let (Some(density), "density") = (chosen.density, chosen.mode.as_str()) {
+        // Its count exponent is its prior, and it has no local/global threshold; what is left
+        // is the weight of cold-start vectors, when the blob has them.
+        if base.cold_filled.is_empty() {
+            return Ok((chosen, reports));
+        }
+        let warm: Vec<u32> = base.counts.iter().copied().filter(|&c| c > 0).collect();
+        let mean = warm.iter().map(|&c| f64::from(c)).sum::<f64>() / warm.len().max(1) as f64;
+        let candidates = CHOOSE_COLD_SHARE
+            .into_iter()
+            .map(|share| round_significant((share * mean).max(1.0) as f32, 3))
+            .filter(|&cold_states| cold_states > 1.0)
+            .map(|cold_states| Scoring {
+                density: Some(Density {
+                    cold_states,
+                    ..density
+                }),
+                ..chosen.clone()
+            })
+            .collect();
+        stage(candidates, &mut reports, &mut best)?;
+        return Ok((best.expect("a candidate").0, reports));
     }
     let priors = CHOOSE_PRIOR
         .into_iter()

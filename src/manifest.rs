@@ -121,6 +121,10 @@ impl Scoring {
     pub fn label(&self) -> String {
         let mut label = match (self.mode(), self.density) {
             (Ok(Mode::Local { m }), _) => format!("L2D-L (M={m})"),
+            (Ok(Mode::Density), Some(d)) if d.cold_states != 1.0 => format!(
+                "density (bandwidth={}, β={}, cold={})",
+                d.bandwidth, d.count_exponent, d.cold_states
+            ),
             (Ok(Mode::Density), Some(d)) => format!(
                 "density (bandwidth={}, β={})",
                 d.bandwidth, d.count_exponent
@@ -314,30 +318,19 @@ mod tests {
             (
                 |m| {
                     m.scoring.mode = "density".into();
-                    m.scoring.density = Some(Density {
-                        bandwidth: 0.0,
-                        count_exponent: 0.25,
-                    })
+                    m.scoring.density = Some(Density::new(0.0, 0.25))
                 },
                 "bandwidth",
             ),
             (
-                |m| {
-                    m.scoring.density = Some(Density {
-                        bandwidth: 30.0,
-                        count_exponent: 2.0,
-                    })
-                },
+                |m| m.scoring.density = Some(Density::new(30.0, 2.0)),
                 "count exponent",
             ),
             (
                 |m| {
                     m.scoring.mode = "density".into();
                     m.scoring.popularity_prior = 0.5;
-                    m.scoring.density = Some(Density {
-                        bandwidth: 30.0,
-                        count_exponent: 0.25,
-                    })
+                    m.scoring.density = Some(Density::new(30.0, 0.25))
                 },
                 "scoring.popularity_prior",
             ),
@@ -378,10 +371,7 @@ mod tests {
             (
                 Scoring {
                     mode: "density".into(),
-                    density: Some(Density {
-                        bandwidth: 34.5,
-                        count_exponent: 0.25,
-                    }),
+                    density: Some(Density::new(34.5, 0.25)),
                     ..Scoring::default()
                 },
                 "density (bandwidth=34.5, β=0.25)",

@@ -170,6 +170,20 @@ impl Memory {
         Ok(Memory { dim, states, items })
     }
 
+    /// Appends `other`'s states after this memory's (an update: new samples after old).
+    pub fn append(&mut self, other: Memory) -> Result<()> {
+        if other.dim != self.dim && !other.is_empty() {
+            return Err(Error::mismatch(
+                "appended memory: state dimension",
+                self.dim,
+                other.dim,
+            ));
+        }
+        self.states.extend(other.states);
+        self.items.extend(other.items);
+        Ok(())
+    }
+
     /// The states at `indices` (see [`subset`]).
     pub fn select(&self, indices: &[usize]) -> Memory {
         let mut states = Vec::with_capacity(indices.len() * self.dim);

@@ -823,6 +823,15 @@ pub struct Model {
     pub template: Template,
     /// [`model_fingerprint`] of the files it was loaded from.
     pub fingerprint: [u8; 32],
+    /// Token ids of each title's prompt segment, tokenized once (see [`Model::prompt_ids`]).
+    segments: std::sync::Mutex<Segments>,
+}
+
+/// The prompt prefix's ids and each title segment's, filled on first use.
+#[derive(Default)]
+struct Segments {
+    prefix: Option<Vec<u32>>,
+    titles: std::collections::HashMap<String, Vec<u32>>,
 }
 
 impl Model {
@@ -841,12 +850,28 @@ impl Model {
         let vb =
             VarBuilder::from_buffered_safetensors(files.weights.clone(), DType::F32, &Device::Cpu)?;
         let net = Qwen2::new(&cfg, vb)?;
-        Ok(Model {
+        Ok(Model::new(
             net,
             tokenizer,
-            template: meta.template,
-            fingerprint: model_fingerprint(files),
-        })
+            meta.template,
+            model_fingerprint(files),
+        ))
+    }
+
+    /// A model from its parts.
+    pub fn new(
+        net: Qwen2,
+        tokenizer: Tokenizer,
+        template: Template,
+        fingerprint: [u8; 32],
+    ) -> Self {
+        Model {
+            net,
+            tokenizer,
+            template,
+            fingerprint,
+            segments: Default::default(),
+        }
     }
 
     /// Loads the model in directory `dir`.
@@ -855,7 +880,44 @@ impl Model {
     }
 
     /// Token ids of the prompt for `history` (titles, oldest first, already truncated).
+    ///
+    /// With the compact template they are assembled, not tokenized: its special tokens split
+    /// the text before pre-tokenization, so the prompt's ids are the prefix's followed by each
+    /// title segment's (`title<|sep|>`), and each title is tokenized once and kept (equal to
+    /// the tokenizer's ids; tested on every catalog title and on histories). Other templates
+    /// join titles with plain text and go through the tokenizer.
     pub fn prompt_ids<S: AsRef<str>>(&self, history: &[S]) -> Result<Vec<u32>> {
+        if self.template != Template::Compact {
+            return self.tokenizer_prompt_ids(history);
+        }
+        let mut segments = self
+            .segments
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids = match &segments.prefix {
+            Some(prefix) => prefix.clone(),
+            None => {
+                let prefix = self.tokenizer.encode(&self.template.fixed_text())?;
+                segments.prefix = Some(prefix.clone());
+                prefix
+            }
+        };
+        for title in history {
+            let title = title.as_ref();
+            if let Some(segment) = segments.titles.get(title) {
+                ids.extend_from_slice(segment);
+                continue;
+            }
+            let segment = self.tokenizer.encode(&self.template.target(title))?;
+            ids.extend_from_slice(&segment);
+            segments.titles.insert(title.to_string(), segment);
+        }
+        Ok(ids)
+    }
+
+    /// [`Model::prompt_ids`] through the tokenizer, whatever the template (the reference the
+    /// assembled ids are tested against).
+    pub fn tokenizer_prompt_ids<S: AsRef<str>>(&self, history: &[S]) -> Result<Vec<u32>> {
         self.tokenizer.encode(&self.template.prompt(history))
     }
 

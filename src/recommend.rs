@@ -180,10 +180,10 @@ impl Representations {
                     )
                 })?;
                 let mut scores = self.local_index()?.density_scores(&to_rows, density)?;
-                // A cold item's filled vector counts as its one state.
+                // A cold item's filled vector counts as `cold_states` states.
                 let mut scratch = vec![0f32; self.global.dim()];
                 for &i in &self.cold_filled {
-                    scores[i as usize] = to_global(i as usize, &mut scratch) / density.bandwidth;
+                    scores[i as usize] = density.cold_score(to_global(i as usize, &mut scratch));
                 }
                 return Ok(scores);
             }

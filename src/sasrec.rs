@@ -257,8 +257,41 @@ pub fn train(
     valid: &[&Sample],
     progress: &mut dyn FnMut(&str),
 ) -> Result<(SasRec, SasRecRun)> {
-    if train.is_empty() || valid.is_empty() {
-        return Err(Error::invalid("sasrec", "needs train and valid samples"));
+    if valid.is_empty() {
+        return Err(Error::invalid("sasrec", "needs valid samples"));
+    }
+    run(cfg, n_items, train, Some(valid), progress)
+}
+
+/// The refit protocol: after [`train`] chose its epoch count on valid, a new network (same
+/// seed) trained on `train` (e.g. train + valid) for exactly `epochs` epochs, no selection
+/// and no time cap — the comparison for a model whose memory holds the valid interactions.
+pub fn refit(
+    cfg: &SasRecConfig,
+    n_items: usize,
+    train: &[&Sample],
+    epochs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(SasRec, SasRecRun)> {
+    let cfg = SasRecConfig {
+        max_epochs: epochs,
+        max_minutes: f64::INFINITY,
+        ..cfg.clone()
+    };
+    run(&cfg, n_items, train, None, progress)
+}
+
+/// The epoch loop: with `valid`, early stopping and the best valid weights; without, every
+/// epoch of `cfg.max_epochs` and the last weights.
+fn run(
+    cfg: &SasRecConfig,
+    n_items: usize,
+    train: &[&Sample],
+    valid: Option<&[&Sample]>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(SasRec, SasRecRun)> {
+    if train.is_empty() {
+        return Err(Error::invalid("sasrec", "needs train samples"));
     }
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -273,13 +306,15 @@ pub fn train(
             ..Default::default()
         },
     )?;
-    let valid_targets: Vec<ItemIndex> = valid.iter().map(|s| s.target).collect();
     let recall_at_20 = |net: &SasRec| -> Result<f64> {
+        let Some(valid) = valid else {
+            return Ok(f64::NAN);
+        };
         let rankings = net.rankings(valid)?;
         let hits = rankings
             .iter()
-            .zip(&valid_targets)
-            .filter(|(r, t)| r.iter().take(20).any(|i| i == *t))
+            .zip(valid)
+            .filter(|(r, s)| r.iter().take(20).any(|&i| i == s.target))
             .count();
         Ok(hits as f64 / valid.len() as f64)
     };
@@ -309,7 +344,8 @@ pub fn train(
         let recall = recall_at_20(&net)?;
         let loss = loss_sum / batches.max(1) as f64;
         history.push((epoch, loss, recall));
-        let improved = best.as_ref().is_none_or(|b| recall > b.0);
+        // Without valid samples every epoch is the latest, and so the one kept.
+        let improved = valid.is_none() || best.as_ref().is_none_or(|b| recall > b.0);
         if improved {
             let weights = vars
                 .iter()

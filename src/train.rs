@@ -780,12 +780,12 @@ pub fn train(
     let recall_probe = match cfg.select {
         Selection::ValidLoss => None,
         Selection::L2dRecall => {
-            let model = Model {
-                net: Qwen2::new(&model_cfg, vb)?,
-                tokenizer: tokenizer.clone(),
-                template: template.clone(),
-                fingerprint: [0; 32],
-            };
+            let model = Model::new(
+                Qwen2::new(&model_cfg, vb)?,
+                tokenizer.clone(),
+                template.clone(),
+                [0; 32],
+            );
             let (memory, queries) = probe_samples(&corpus.train, valid, cfg)?;
             Some((model, memory, queries))
         }

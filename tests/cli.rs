@@ -299,3 +299,113 @@ fn synthetic_catalogs_load_for_the_shipped_model() {
         );
     }
 }
+
+/// `l2d update` on a tiny deployed model: a new item and new interactions are appended
+/// (memory, dataset, blobs, manifest), the model files stay byte for byte, the new item is in
+/// the blob's catalog, the same log applied twice appends nothing, and a memory from another
+/// run is refused with both counts named.
+#[test]
+fn update_appends_new_interactions_and_items_without_touching_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (data, model) = tiny_model(root, &["--epochs", "1", "--select", "loss"]);
+    let s = |p: &Path| p.display().to_string();
+    let memory = root.join("memory.safetensors");
+    let log = root.join("steps.log");
+    let io = ["--dataset", &s(&data), "--model", &s(&model)].map(String::from);
+    let (m, ms) = (s(&model), s(&memory));
+    let args = |cmd: &str, rest: &[&str]| -> Vec<String> {
+        std::iter::once(cmd.to_string())
+            .chain(io.iter().cloned())
+            .chain(rest.iter().map(|r| r.to_string()))
+            .collect()
+    };
+    let call = |a: Vec<String>| l2d(&a.iter().map(String::as_str).collect::<Vec<_>>(), &log);
+    call(args("memory", &["--out", &ms]));
+    for (kind, dtype) in [("global", "f16"), ("memory", "i8")] {
+        let out = format!("{m}/{kind}.blob");
+        call(args(
+            "blob",
+            &[
+                "--memory",
+                &ms,
+                "--kind",
+                kind,
+                "--dtype",
+                dtype,
+                "--cold-start",
+                "title",
+                "--out",
+                &out,
+            ],
+        ));
+    }
+    call(args("manifest", &[]));
+    let read = |name: &str| std::fs::read(model.join(name)).unwrap();
+    let before: Vec<Vec<u8>> = ["model.safetensors", "tokenizer.json", "config.json"]
+        .map(read)
+        .to_vec();
+    let blob_before = read("memory.blob");
+    let states = |path: &Path| l2d::memory::Memory::load(path).unwrap().len();
+    let states_before = states(&memory);
+
+    std::fs::write(
+        root.join("new_items.csv"),
+        "movieId,title\n31,A Brand New Film (2026)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("new.csv"),
+        "userId,movieId,timestamp\n1,31,9000000\n2,31,9000001\n2,5,9000002\n",
+    )
+    .unwrap();
+    let (new, items) = (s(&root.join("new.csv")), s(&root.join("new_items.csv")));
+    let update = args(
+        "update",
+        &["--memory", &ms, "--interactions", &new, "--items", &items],
+    );
+    call(update.clone());
+    assert_eq!(states(&memory), states_before + 3);
+    let after: Vec<Vec<u8>> = ["model.safetensors", "tokenizer.json", "config.json"]
+        .map(read)
+        .to_vec();
+    assert!(after == before, "the model files changed");
+    let blob = l2d::blob::Blob::from_bytes(&read("memory.blob")).unwrap();
+    assert_ne!(read("memory.blob"), blob_before);
+    let new_item = blob
+        .items
+        .iter()
+        .position(|i| i.id == "31")
+        .expect("new item in the blob");
+    assert_eq!(blob.counts[new_item], 2, "two states for the new item");
+    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
+    assert_eq!(
+        manifest["files"]["memory.blob"]["sha256"],
+        l2d::model::sha256_hex(&read("memory.blob"))
+    );
+    assert_eq!(
+        manifest["files"]["model.safetensors"]["sha256"],
+        l2d::model::sha256_hex(&before[0])
+    );
+    // The same log again: nothing new.
+    call(update.clone());
+    assert_eq!(states(&memory), states_before + 3);
+    // A memory that does not match the dataset's train split is refused.
+    let other = root.join("other.safetensors");
+    l2d::memory::Memory::load(&memory)
+        .unwrap()
+        .select(&[0, 1])
+        .save(&other)
+        .unwrap();
+    let os = s(&other);
+    let out = Command::new(env!("CARGO_BIN_EXE_l2d"))
+        .args(args("update", &["--memory", &os, "--interactions", &new]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("other.safetensors has 2 states") && err.contains("train samples"),
+        "{err}"
+    );
+}

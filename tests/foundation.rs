@@ -256,3 +256,191 @@ fn d3_title_with_newline_is_rejected() {
         "{err}"
     );
 }
+
+/// Writes `samples`' targets as a raw interactions CSV (userId, movieId, timestamp).
+fn interactions_csv(path: &Path, dataset: &Dataset, samples: &[l2d::dataset::Sample]) {
+    let mut s = String::from("userId,movieId,timestamp\n");
+    for sample in samples {
+        let id = &dataset.catalog.item(sample.target).id;
+        s += &format!("{},{id},{}\n", sample.user, sample.timestamp.unwrap());
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn appending_the_valid_log_to_train_gives_the_valid_samples() {
+    let (full, _) = import_raw_log(&RawLogSpec::movielens(&data("ml-latest-small")), "ml").unwrap();
+    let valid = full.split(Split::Valid).unwrap();
+    let mut base = full.clone();
+    (base.valid, base.test) = (None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = RawLogSpec {
+        interactions: dir.path().join("new.csv"),
+        ..RawLogSpec::movielens(dir.path())
+    };
+    interactions_csv(&spec.interactions, &full, valid);
+    let (report, appended) = base.append_log(&spec, false).unwrap();
+    let train = full.split(Split::Train).unwrap().len();
+    assert_eq!(appended, train..train + report.samples);
+    let known: std::collections::HashSet<&str> = full
+        .split(Split::Train)
+        .unwrap()
+        .iter()
+        .map(|s| s.user.as_str())
+        .collect();
+    // Users the train split knows get exactly the import's samples, in the same order.
+    let expected: Vec<_> = valid
+        .iter()
+        .filter(|s| known.contains(s.user.as_str()))
+        .collect();
+    let got: Vec<_> = base.split(Split::Train).unwrap()[appended]
+        .iter()
+        .filter(|s| known.contains(s.user.as_str()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(report.raw_interactions, valid.len());
+    assert_eq!((report.unknown_item, report.new_items), (0, 0));
+    // A user unknown to train loses the first interaction (it has no history) and only that.
+    assert_eq!(report.samples, valid.len() - report.first_interactions);
+}
+
+/// (user, history ids, target id) of an appended sample.
+type Appended = (&'static str, Vec<&'static str>, &'static str);
+
+#[test]
+fn append_log_cases() {
+    // Base: users 1–5 each rated movies 1–5 (timestamps u*100+m).
+    struct Case {
+        name: &'static str,
+        ratings: &'static str,
+        items: Option<&'static str>,
+        /// (user, history ids, target id) of the appended samples, or the error's words.
+        expect: Result<Vec<Appended>, Vec<&'static str>>,
+        new_items: usize,
+    }
+    let cases = [
+        Case {
+            name: "a known user's next item follows their history",
+            ratings: "userId,movieId,timestamp\n1,3,900\n",
+            items: None,
+            expect: Ok(vec![("1", vec!["1", "2", "3", "4", "5"], "3")]),
+            new_items: 0,
+        },
+        Case {
+            name: "new interactions are ordered by time per user",
+            ratings: "userId,movieId,timestamp\n2,1,950\n2,4,900\n",
+            items: None,
+            expect: Ok(vec![
+                ("2", vec!["1", "2", "3", "4", "5"], "4"),
+                ("2", vec!["1", "2", "3", "4", "5", "4"], "1"),
+            ]),
+            new_items: 0,
+        },
+        Case {
+            name: "a new user's first item has no history, the second has",
+            ratings: "userId,movieId,timestamp\n9,2,900\n9,5,901\n",
+            items: None,
+            expect: Ok(vec![("9", vec!["2"], "5")]),
+            new_items: 0,
+        },
+        Case {
+            name: "a new item from the items file becomes a target at once",
+            ratings: "userId,movieId,timestamp\n3,6,900\n",
+            items: Some("movieId,title\n6,F (2026)\n1,A\n"),
+            expect: Ok(vec![("3", vec!["1", "2", "3", "4", "5"], "6")]),
+            new_items: 1,
+        },
+        Case {
+            name: "an unknown item is dropped and counted",
+            ratings: "userId,movieId,timestamp\n3,77,900\n",
+            items: None,
+            expect: Ok(vec![]),
+            new_items: 0,
+        },
+        Case {
+            name: "a changed title is an error naming the item",
+            ratings: "userId,movieId,timestamp\n3,1,900\n",
+            items: Some("movieId,title\n1,Not A\n"),
+            expect: Err(vec![
+                "new_items.csv",
+                "title of item `1`",
+                "\"A\"",
+                "\"Not A\"",
+            ]),
+            new_items: 0,
+        },
+        Case {
+            name: "an interaction the dataset has already is skipped",
+            ratings: "userId,movieId,timestamp\n1,5,105\n1,3,900\n",
+            items: None,
+            expect: Ok(vec![("1", vec!["1", "2", "3", "4", "5"], "3")]),
+            new_items: 0,
+        },
+        Case {
+            name: "a bad timestamp names file, line and field",
+            ratings: "userId,movieId,timestamp\n3,1,soon\n",
+            items: None,
+            expect: Err(vec!["new.csv:2: field `timestamp`"]),
+            new_items: 0,
+        },
+    ];
+    for case in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = raw_log(
+            dir.path(),
+            &five_core_ratings(),
+            &movies(&["A", "B", "C", "D", "E"]),
+        );
+        let (full, _) = import_raw_log(&spec, "tiny").unwrap();
+        let mut dataset = full.clone();
+        std::fs::write(dir.path().join("new.csv"), case.ratings).unwrap();
+        if let Some(items) = case.items {
+            std::fs::write(dir.path().join("new_items.csv"), items).unwrap();
+        }
+        let new = RawLogSpec {
+            interactions: dir.path().join("new.csv"),
+            items: dir.path().join("new_items.csv"),
+            ..spec
+        };
+        let result = dataset.append_log(&new, case.items.is_some());
+        match (&case.expect, result) {
+            (Ok(expected), Ok((report, appended))) => {
+                let train = dataset.split(Split::Train).unwrap();
+                let id = |i: u32| dataset.catalog.item(i).id.as_str();
+                let got: Vec<_> = train[appended]
+                    .iter()
+                    .map(|s| {
+                        let history: Vec<&str> = s.history.iter().map(|&i| id(i)).collect();
+                        (s.user.as_str(), history, id(s.target))
+                    })
+                    .collect();
+                let expected: Vec<_> = expected
+                    .iter()
+                    .map(|(u, h, t)| (*u, h.clone(), *t))
+                    .collect();
+                assert_eq!(got, expected, "{}", case.name);
+                assert_eq!(report.new_items, case.new_items, "{}", case.name);
+                assert_eq!(
+                    dataset.catalog.len(),
+                    full.catalog.len() + case.new_items,
+                    "{}",
+                    case.name
+                );
+                // Existing items keep their indices.
+                assert_eq!(
+                    &dataset.catalog.items()[..full.catalog.len()],
+                    full.catalog.items(),
+                    "{}",
+                    case.name
+                );
+            }
+            (Err(words), Err(err)) => {
+                let text = err.to_string();
+                for w in words {
+                    assert!(text.contains(w), "{}: {text}", case.name);
+                }
+            }
+            (expected, got) => panic!("{}: expected {expected:?}, got {got:?}", case.name),
+        }
+    }
+}

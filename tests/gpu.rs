@@ -27,9 +27,18 @@ fn assert_same(matrix: &ItemMatrix, gpu: &GpuScorer, queries: &[Vec<f32>], k: us
                 "{a} vs {b}"
             );
         }
+        // The same ranking: at every position the two lists hold the same item, or two items
+        // whose distances differ by no more than the rounding tolerance (a near-tie that f32
+        // summation order may flip).
         let cpu_top: Vec<u32> = top_k(&cpu_d, k, &[]).into_iter().map(|(i, _)| i).collect();
         let gpu_top: Vec<u32> = top_k(gpu_d, k, &[]).into_iter().map(|(i, _)| i).collect();
-        assert_eq!(cpu_top, gpu_top);
+        for (a, b) in cpu_top.iter().zip(&gpu_top) {
+            let (da, db) = (cpu_d[*a as usize], cpu_d[*b as usize]);
+            assert!(
+                a == b || (da - db).abs() <= 1e-3 * da.abs().max(1.0),
+                "rank differs beyond a near-tie: {cpu_top:?} vs {gpu_top:?}"
+            );
+        }
     }
 }
 

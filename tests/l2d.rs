@@ -136,10 +136,7 @@ fn density_equals_brute_force_and_its_limits() {
         let to_states = local.states().distances(&query).unwrap();
         let cases = [(0.5f32, 0.0f32), (2.0, 0.25), (8.0, 1.0)];
         for (bandwidth, count_exponent) in cases {
-            let density = Density {
-                bandwidth,
-                count_exponent,
-            };
+            let density = Density::new(bandwidth, count_exponent);
             let got = local.density_scores(&to_states, density).unwrap();
             assert_eq!(got.len(), n_items);
             for (item, &score) in got.iter().enumerate() {
@@ -163,10 +160,7 @@ fn density_equals_brute_force_and_its_limits() {
             }
         }
         // Tiny bandwidth: the order of the nearest state's distance (L2D-L, M = 1).
-        let tiny = Density {
-            bandwidth: 1e-3,
-            count_exponent: 0.0,
-        };
+        let tiny = Density::new(1e-3, 0.0);
         let by_density: Vec<ItemIndex> =
             top_k(&local.density_scores(&to_states, tiny).unwrap(), 5, &[])
                 .into_iter()
@@ -178,10 +172,7 @@ fn density_equals_brute_force_and_its_limits() {
             .collect();
         assert_eq!(by_density, by_nearest);
         // Huge bandwidth, exponent 0: every state weighs ~1, so the most states rank first.
-        let huge = Density {
-            bandwidth: 1e9,
-            count_exponent: 0.0,
-        };
+        let huge = Density::new(1e9, 0.0);
         let scores = local.density_scores(&to_states, huge).unwrap();
         for (item, &score) in scores.iter().enumerate().filter(|(i, _)| counts[*i] > 0) {
             assert!((score + (counts[item] as f32).ln()).abs() < 1e-3);
@@ -196,16 +187,71 @@ fn density_equals_brute_force_and_its_limits() {
     ] {
         let to_states = vec![0.0; memory.len()];
         let err = local
-            .density_scores(
-                &to_states,
-                Density {
-                    bandwidth,
-                    count_exponent,
-                },
-            )
+            .density_scores(&to_states, Density::new(bandwidth, count_exponent))
             .unwrap_err()
             .to_string();
         assert!(err.contains(field), "{err}");
+    }
+}
+
+/// A cold-start vector in density mode stands for `cold_states` states at its place:
+/// `d/bandwidth − (1 − β)·ln(cold_states)`; warm items are untouched; a pseudo-count below 1
+/// is refused.
+#[test]
+fn density_weighs_a_cold_vector_as_its_pseudo_count() {
+    use l2d::aggregate::Geometry;
+    use l2d::aggregate::ScoreOptions;
+    use l2d::recommend::{Mode, Representations};
+    let mut rng = StdRng::seed_from_u64(6);
+    let (n_items, dim) = (12, 8);
+    let memory = random_memory(&mut rng, n_items, 100, dim);
+    let mut reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
+    let vector: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    reps.set_cold(&[0], &vector).unwrap();
+    let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let q = reps.prepared_query(&query);
+    let to_states = reps.rows(Mode::Density).unwrap().distances(&q).unwrap();
+    let d = squared_distance(&vector, &q);
+    let score = |density: Density| {
+        let options = ScoreOptions {
+            density: Some(density),
+            ..ScoreOptions::default()
+        };
+        reps.scores_with(&q, to_states.clone(), Mode::Density, &options)
+    };
+    let one = score(Density::new(4.0, 0.25)).unwrap();
+    for (cold_states, count_exponent, expected) in [
+        (1.0f32, 0.25f32, d / 4.0),
+        (8.0, 0.0, d / 4.0 - 8f32.ln()),
+        (8.0, 0.5, d / 4.0 - 0.5 * 8f32.ln()),
+        (8.0, 1.0, d / 4.0),
+    ] {
+        let got = score(Density {
+            cold_states,
+            ..Density::new(4.0, count_exponent)
+        })
+        .unwrap();
+        assert!(
+            (got[0] - expected).abs() < 1e-4,
+            "cold_states {cold_states}, β {count_exponent}: {} vs {expected}",
+            got[0]
+        );
+        if count_exponent == 0.25 {
+            assert_eq!(
+                got[1..],
+                one[1..],
+                "warm items do not depend on the pseudo-count"
+            );
+        }
+    }
+    for bad in [0.5f32, f32::NAN, f32::INFINITY] {
+        let err = score(Density {
+            cold_states: bad,
+            ..Density::new(4.0, 0.0)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cold states"), "{bad}: {err}");
     }
 }
 
@@ -560,10 +606,7 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
     };
     let density = |bandwidth, count_exponent| Scoring {
         mode: "density".into(),
-        density: Some(Density {
-            bandwidth,
-            count_exponent,
-        }),
+        density: Some(Density::new(bandwidth, count_exponent)),
         ..Scoring::default()
     };
     let candidates = vec![

@@ -418,3 +418,60 @@ fn dropout_rates_outside_zero_one_are_refused_by_name() {
     }
     assert!(DropoutRates::default().validate().is_ok());
 }
+
+/// The compact template's prompt ids are assembled from per-title segments, not tokenized:
+/// equal to the tokenizer's for every catalog title, for histories of them (repeats included,
+/// so cached segments are reused) and for hostile titles; the D3 template goes through the
+/// tokenizer.
+#[test]
+fn assembled_prompt_ids_equal_the_tokenizers() {
+    let model = common::default_model();
+    let blob = common::default_blob("memory.blob");
+    let titles: Vec<&str> = blob.items.iter().map(|i| i.title.as_str()).collect();
+    for title in &titles {
+        assert_eq!(
+            model.prompt_ids(&[title]).unwrap(),
+            model.tokenizer_prompt_ids(&[title]).unwrap(),
+            "{title:?}"
+        );
+    }
+    let hostile = [
+        "a<|sep|>b",
+        "<|bos|>",
+        " leading and trailing ",
+        "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)",
+        "日本語のタイトル",
+        "tab\there",
+    ];
+    let mut histories: Vec<Vec<&str>> = vec![vec![], hostile.to_vec()];
+    for start in (0..titles.len()).step_by(97) {
+        let len = 1 + start % 10;
+        let mut h: Vec<&str> = (0..len)
+            .map(|j| titles[(start + j * 31) % titles.len()])
+            .collect();
+        h.push(h[0]);
+        histories.push(h);
+    }
+    for history in &histories {
+        assert_eq!(
+            model.prompt_ids(history).unwrap(),
+            model.tokenizer_prompt_ids(history).unwrap(),
+            "{history:?}"
+        );
+    }
+    let d3 = Model::new(
+        common::seeded_model(1).net,
+        model.tokenizer.clone(),
+        l2d::prompt::Template::D3 {
+            category: "movie".into(),
+            end_marker: "<|endoftext|>".into(),
+        },
+        [0; 32],
+    );
+    for history in &histories {
+        assert_eq!(
+            d3.prompt_ids(history).unwrap(),
+            d3.tokenizer_prompt_ids(history).unwrap()
+        );
+    }
+}

@@ -356,6 +356,52 @@ async function main() {
     await context.close();
   });
 
+  await test("after l2d update: the second visit fetches only the changed files, caches no stale copy, and the widget recommends the new item", async () => {
+    // target/pages/update/{v1,v2}: one deployed folder before and after `l2d update`
+    // (scripts/build-update-fixture.sh), served under /models/update/ in turn.
+    const dir = `${ROOT}target/pages/update`;
+    const manifests = ["v1", "v2"].map((v) => JSON.parse(readFileSync(`${dir}/${v}/manifest.json`, "utf8")));
+    const changed = Object.keys(manifests[1].files).filter((f) => manifests[0].files[f]?.sha256 !== manifests[1].files[f].sha256);
+    assert.deepEqual(changed.sort(), ["global.blob", "memory.blob"], "the update rewrites the blobs only");
+    let version = "v1";
+    const fetched = [];
+    const context = await gpuBrowser.newContext();
+    await context.route((u) => u.pathname.startsWith("/models/update/"), (route) => {
+      const name = new URL(route.request().url()).pathname.split("/").pop();
+      fetched.push(name);
+      try {
+        route.fulfill({ body: readFileSync(`${dir}/${version}/${name}`) });
+      } catch {
+        route.fulfill({ status: 404, body: "" });
+      }
+    });
+    const page = await context.newPage();
+    const url = `${base}/www/shop.html?manifest=/models/update/manifest.json`;
+    await page.goto(url);
+    await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+    const NEW = "900001";
+    assert.equal(await page.$(`.product[data-id="${NEW}"]`), null, "v1 has no new item");
+    assert.ok(fetched.includes("model.safetensors"), `first visit fetched ${fetched}`);
+    version = "v2";
+    fetched.length = 0;
+    await page.reload();
+    await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+    assert.deepEqual(fetched.sort(), ["manifest.json", "memory.blob"], `second visit fetched ${fetched}`);
+    // The cache holds v2's blob, not v1's.
+    const cached = await page.evaluate(async () => {
+      const cache = await caches.open("l2d-v1");
+      const hit = await cache.match(new URL("/models/update/memory.blob", location.href).href);
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+      return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    });
+    assert.equal(cached, manifests[1].files["memory.blob"].sha256);
+    assert.ok(await page.$(`.product[data-id="${NEW}"]`), "v2's catalog lists the new item");
+    const { lists } = await clickProducts(page, 2);
+    assert.ok(lists.some((l) => l.includes(NEW)), `the new item is recommended: ${JSON.stringify(lists)}`);
+    await context.close();
+  });
+
   await gpuBrowser.close();
   for (const s of servers) s.kill();
   const failed = results.filter(([, r]) => r !== "ok");

@@ -32,7 +32,7 @@ use l2d::train::{TrainConfig, TrainState};
 use super::progress::Progress;
 use super::{
     BenchArgs, BlobArgs, ChooseArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs,
-    PrepareArgs, ProbeArgs, RecommendArgs, SynthArgs, TokenizerArgs, TrainArgs,
+    PrepareArgs, ProbeArgs, RecommendArgs, SynthArgs, TokenizerArgs, TrainArgs, UpdateArgs,
 };
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
@@ -418,6 +418,23 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 );
                 let rankings = net.rankings(&samples)?;
                 reports.push(evaluate("SASRec", &rankings, &targets, &train_counts));
+                if args.sasrec_refit {
+                    if split != Split::Test {
+                        bail!("--sasrec-refit trains on train + valid: evaluate it on test");
+                    }
+                    let both: Vec<&Sample> = train.iter().chain(&valid).copied().collect();
+                    let (net, _) = l2d::sasrec::refit(
+                        &cfg,
+                        catalog.len(),
+                        &both,
+                        run.best_epoch,
+                        &mut |line| eprintln!("refit: {line}"),
+                    )?;
+                    let rankings = net.rankings(&samples)?;
+                    let label =
+                        format!("SASRec refit on train + valid ({} epochs)", run.best_epoch);
+                    reports.push(evaluate(&label, &rankings, &targets, &train_counts));
+                }
             }
             other => bail!(
                 "unknown method `{other}` (expected popularity, global, local, beam or sasrec)"
@@ -811,9 +828,19 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
     } else {
         args.scoring.scoring()
     };
-    scoring.validate().context("scoring options")?;
     let dataset = load_dataset(&args.io.dataset)?;
-    let dir = &args.io.model;
+    write_manifest(&args.io.model, &dataset, scoring, &args.command)
+}
+
+/// Writes DIR/manifest.json: every file the browser fetches with its sha256 and size, the
+/// blobs, `scoring`, and how the model was made (from train.json and `dataset`).
+fn write_manifest(
+    dir: &Path,
+    dataset: &Dataset,
+    scoring: l2d::manifest::Scoring,
+    command: &str,
+) -> Result<()> {
+    scoring.validate().context("scoring options")?;
     let mut names: Vec<String> = l2d::model::MODEL_FILES
         .iter()
         .map(|s| s.to_string())
@@ -866,7 +893,7 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
             "name": dataset.name, "items": dataset.catalog.len(), "samples": counts
         })),
         training: Some(serde_json::json!({
-            "command": args.command,
+            "command": command,
             "seed": train["config"]["seed"],
             "config": train["config"],
             "steps": train["step"],
@@ -913,15 +940,7 @@ pub fn prepare(args: PrepareArgs) -> Result<()> {
         let (spec, source) = match (&args.movielens, &args.interactions, &args.items) {
             (Some(dir), _, _) => (RawLogSpec::movielens(dir), dir.clone()),
             (None, Some(interactions), Some(items)) => (
-                RawLogSpec {
-                    interactions: interactions.clone(),
-                    items: items.clone(),
-                    user_column: args.user_column.clone(),
-                    item_column: args.item_column.clone(),
-                    time_column: args.time_column.clone(),
-                    item_id_column: args.item_id_column.clone(),
-                    title_column: args.title_column.clone(),
-                },
+                args.columns.spec(interactions, Some(items)),
                 interactions
                     .parent()
                     .map(Path::to_path_buf)
@@ -1081,6 +1100,106 @@ pub fn train(args: TrainArgs) -> Result<()> {
         state.seconds,
         state.best_step.unwrap_or(0),
         state.unigram_valid_loss
+    );
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, so a reader (or
+/// an interrupted run) never sees half a file.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+pub fn update(args: UpdateArgs) -> Result<()> {
+    let start = Instant::now();
+    let mut dataset = load_dataset(&args.dataset)?;
+    let mut memory = load_memory(&args.memory)?;
+    let train = dataset.split(Split::Train)?.len();
+    if memory.len() != train {
+        bail!(
+            "{} has {} states but {} has {train} train samples: update appends to the full train \
+             memory of this dataset (`l2d memory` without --fraction, after the last update)",
+            args.memory.display(),
+            memory.len(),
+            args.dataset.display()
+        );
+    }
+    let shipped = load_shipped(&args.model)?;
+    let spec = args.columns.spec(&args.interactions, args.items.as_deref());
+    let (report, appended) = dataset
+        .append_log(&spec, args.items.is_some())
+        .with_context(|| format!("reading {}", args.interactions.display()))?;
+    println!("{report}");
+    let model = load_model(&args.model)?;
+    let train = dataset.split(Split::Train)?;
+    let samples: Vec<&Sample> = train[appended].iter().collect();
+    let (states, rate) = encode_samples(&model, &dataset.catalog, &samples, args.batch, "samples")?;
+    memory.append(states)?;
+
+    let files = ModelFiles::read_dir(&args.model)?;
+    let fixed: u64 = l2d::model::MODEL_FILES
+        .iter()
+        .map(|name| std::fs::metadata(args.model.join(name)).map(|m| m.len()))
+        .sum::<std::io::Result<u64>>()
+        .context("reading the model files' sizes")?;
+    let mut written = Vec::new();
+    for name in shipped.manifest.blobs.values() {
+        let path = args.model.join(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let old =
+            Blob::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let spec = BlobSpec {
+            kind: old.kind,
+            dtype: old.matrix.dtype(),
+            with_titles: old.has_titles,
+            fraction: 1.0,
+            keep: Keep::Newest,
+            max_bytes: (old.kind == BlobKind::Memory).then(|| args.budget.saturating_sub(fixed)),
+        };
+        let (blob, fraction) = build_blob(
+            &memory,
+            &dataset.catalog,
+            model_fingerprint(&files),
+            Some(&model),
+            &spec,
+        )
+        .with_context(|| format!("rebuilding {}", path.display()))?;
+        written.push((path, blob.to_bytes(), fraction));
+    }
+    // Everything computed: now replace the files, the memory first (its count is what a rerun
+    // checks against the dataset's train split).
+    let mut rewritten = Vec::new();
+    memory.save(&args.memory.with_extension("tmp"))?;
+    std::fs::rename(args.memory.with_extension("tmp"), &args.memory)
+        .with_context(|| format!("replacing {}", args.memory.display()))?;
+    dataset
+        .write_dir(&args.dataset)
+        .with_context(|| format!("writing {}", args.dataset.display()))?;
+    for (path, bytes, fraction) in &written {
+        replace_file(path, bytes)?;
+        rewritten.push(format!(
+            "{} ({:.2} MB, memory fraction {fraction:.4})",
+            path.display(),
+            bytes.len() as f64 / 1e6
+        ));
+    }
+    let command = shipped
+        .manifest
+        .training
+        .as_ref()
+        .and_then(|t| t["command"].as_str())
+        .unwrap_or("l2d update")
+        .to_string();
+    write_manifest(&args.model, &dataset, shipped.manifest.scoring, &command)?;
+    println!(
+        "appended {} states ({rate:.0} samples/s) to {} ({} states); rewrote {} and the manifest in {:.1} s",
+        samples.len(),
+        args.memory.display(),
+        memory.len(),
+        rewritten.join(", "),
+        start.elapsed().as_secs_f64()
     );
     Ok(())
 }

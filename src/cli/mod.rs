@@ -3,7 +3,7 @@
 mod commands;
 mod progress;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -62,6 +62,9 @@ enum Command {
     Manifest(ManifestArgs),
     /// Recommend for a history (item ids or exact titles) with a model and a blob.
     Recommend(RecommendArgs),
+    /// Append new interactions (and items) to a deployed model's memory without retraining:
+    /// rewrites the dataset, the memory, the blobs and the manifest; keeps the model.
+    Update(UpdateArgs),
 }
 
 /// The model directory and prepared dataset most commands work on.
@@ -73,6 +76,69 @@ struct ModelAndData {
     /// Prepared dataset directory (from `l2d prepare`).
     #[arg(long, default_value = "target/data/ml-latest-small")]
     dataset: PathBuf,
+}
+
+/// Column names of a raw log (MovieLens names by default).
+#[derive(clap::Args)]
+struct LogColumns {
+    /// User column of the interactions CSV.
+    #[arg(long, default_value = "userId")]
+    user_column: String,
+    /// Item column of the interactions CSV.
+    #[arg(long, default_value = "movieId")]
+    item_column: String,
+    /// Timestamp column of the interactions CSV (integer).
+    #[arg(long, default_value = "timestamp")]
+    time_column: String,
+    /// Id column of the items CSV.
+    #[arg(long, default_value = "movieId")]
+    item_id_column: String,
+    /// Title column of the items CSV.
+    #[arg(long, default_value = "title")]
+    title_column: String,
+}
+
+impl LogColumns {
+    fn spec(&self, interactions: &Path, items: Option<&Path>) -> l2d::dataset::RawLogSpec {
+        l2d::dataset::RawLogSpec {
+            interactions: interactions.to_path_buf(),
+            items: items.map(Path::to_path_buf).unwrap_or_default(),
+            user_column: self.user_column.clone(),
+            item_column: self.item_column.clone(),
+            time_column: self.time_column.clone(),
+            item_id_column: self.item_id_column.clone(),
+            title_column: self.title_column.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// The deployed model directory: its blobs and manifest are rewritten, the model is kept.
+    #[arg(long, default_value = "models/default")]
+    model: PathBuf,
+    /// The prepared dataset the model was built from (rewritten in place: new items in the
+    /// catalog, new samples in train).
+    #[arg(long, default_value = "target/data/ml-latest-small")]
+    dataset: PathBuf,
+    /// The full train memory (`l2d memory`), appended in place.
+    #[arg(long, default_value = "target/l2d/memory.safetensors")]
+    memory: PathBuf,
+    /// New interactions CSV (user, item, timestamp columns as in prepare).
+    #[arg(long)]
+    interactions: PathBuf,
+    /// New items CSV (id, title); items already in the catalog must keep their title.
+    #[arg(long)]
+    items: Option<PathBuf>,
+    #[command(flatten)]
+    columns: LogColumns,
+    /// Prompts per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Download budget in bytes for the model files plus the memory blob, which keeps the
+    /// newest states that fit (the rule of scripts/build-default-assets.sh).
+    #[arg(long, default_value_t = 16_500_000)]
+    budget: u64,
 }
 
 #[derive(clap::Args)]
@@ -90,21 +156,8 @@ struct PrepareArgs {
     /// Items CSV with an id and a title column.
     #[arg(long)]
     items: Option<PathBuf>,
-    /// User column of the interactions CSV.
-    #[arg(long, default_value = "userId")]
-    user_column: String,
-    /// Item column of the interactions CSV.
-    #[arg(long, default_value = "movieId")]
-    item_column: String,
-    /// Timestamp column of the interactions CSV (integer).
-    #[arg(long, default_value = "timestamp")]
-    time_column: String,
-    /// Id column of the items CSV.
-    #[arg(long, default_value = "movieId")]
-    item_id_column: String,
-    /// Title column of the items CSV.
-    #[arg(long, default_value = "title")]
-    title_column: String,
+    #[command(flatten)]
+    columns: LogColumns,
     /// Dataset name (default: the source directory's name).
     #[arg(long)]
     name: Option<String>,
@@ -336,6 +389,11 @@ struct EvalArgs {
     /// Evaluate a seeded random subset of this many samples (all when absent).
     #[arg(long)]
     limit: Option<usize>,
+    /// With sasrec on test: also retrain SASRec from scratch on train + valid for the epoch
+    /// count valid chose, no selection (the comparison for a memory updated with the valid
+    /// interactions, `l2d update`).
+    #[arg(long)]
+    sasrec_refit: bool,
     /// Wall-clock cap on SASRec training, in minutes.
     #[arg(long, default_value_t = l2d::sasrec::SasRecConfig::default().max_minutes)]
     sasrec_minutes: f64,
@@ -463,10 +521,9 @@ impl ScoringArgs {
             m: self.m,
             popularity_prior: self.popularity_prior,
             local_min_states: self.local_min_states,
-            density: self.bandwidth.map(|bandwidth| l2d::aggregate::Density {
-                bandwidth,
-                count_exponent: self.count_exponent,
-            }),
+            density: self
+                .bandwidth
+                .map(|bandwidth| l2d::aggregate::Density::new(bandwidth, self.count_exponent)),
         }
     }
 }
@@ -525,5 +582,6 @@ pub fn run() -> Result<()> {
         Command::Recommend(args) => commands::recommend(args),
         Command::Convert(args) => commands::convert(args),
         Command::Manifest(args) => commands::manifest(args),
+        Command::Update(args) => commands::update(args),
     }
 }

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the pieces of the L2D path, on the shipped model and memory blob
-//! (`cargo bench`): the read-out forward pass against the full one, tokenization, distance
+//! (`cargo bench`): the read-out forward pass against the full one, tokenization against assembled prompt ids, distance
 //! scoring per dtype, bounded-heap top-K (3,496 and 10⁶ items), L2D-L aggregation and blob parsing. Prints medians and
 //! throughputs; speed goals are figures here, never timed assertions. The whole-path comparison
 //! with beam search is `l2d bench`; the browser's is `www/bench.html`.
@@ -48,6 +48,9 @@ fn main() {
     );
 
     let tokenize = median_ms(200, || {
+        black_box(model.tokenizer_prompt_ids(&history).unwrap());
+    });
+    let assemble = median_ms(200, || {
         black_box(model.prompt_ids(&history).unwrap());
     });
     let input = Tensor::new(ids.as_slice(), &Device::Cpu)
@@ -62,6 +65,7 @@ fn main() {
         black_box(model.net.forward_rows(&input, None, &[last]).unwrap());
     });
     println!("tokenize prompt           {tokenize:8.3} ms");
+    println!("assemble prompt ids       {assemble:8.3} ms  (titles tokenized once, kept)");
     println!("forward, every position   {full:8.3} ms");
     println!(
         "forward, read-out row     {read_out:8.3} ms  ({:.0}% less)",

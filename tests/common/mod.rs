@@ -68,10 +68,5 @@ pub fn seeded_model(seed: u64) -> Model {
         l2d::tokenizer::Tokenizer::from_file(&default_dir().join("tokenizer.json")).unwrap();
     let cfg = l2d::model::ModelConfig::small(tokenizer.vocab_size(), 32, 2, 4, 64);
     let (_vars, net) = seeded_net(&cfg, seed);
-    Model {
-        net,
-        tokenizer,
-        template: l2d::prompt::Template::Compact,
-        fingerprint: [0; 32],
-    }
+    Model::new(net, tokenizer, l2d::prompt::Template::Compact, [0; 32])
 }
