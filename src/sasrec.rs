@@ -354,9 +354,14 @@ fn run(
             best = Some((recall, epoch, weights));
         }
         let minutes = started.elapsed().as_secs_f64() / 60.0;
+        let selection = match (valid, improved) {
+            (None, _) => String::new(),
+            (Some(_), true) => format!(", valid R@20 {recall:.4} (best)"),
+            (Some(_), false) => format!(", valid R@20 {recall:.4}"),
+        };
         progress(&format!(
-            "sasrec epoch {epoch}: train loss {loss:.4}, valid R@20 {recall:.4}{} ({minutes:.1} min)",
-            if improved { " (best)" } else { "" }
+            "sasrec epoch {epoch} of at most {}: train loss {loss:.4}{selection} ({minutes:.1} min)",
+            cfg.max_epochs
         ));
         let since = epoch - best.as_ref().map_or(epoch, |b| b.1);
         if since >= cfg.patience || minutes >= cfg.max_minutes {
