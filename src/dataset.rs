@@ -685,7 +685,6 @@ impl Dataset {
                 per_user[u as usize].push((time, item));
             }
         }
-        drop(known);
         let timelines = self.timelines();
         let mut samples = Vec::new();
         let (mut new_users, mut first_interactions) = (0, 0);

@@ -95,16 +95,24 @@ struct Shipped {
     blob: Blob,
 }
 
+/// MODEL/manifest.json, parsed and validated, with its path.
+fn load_manifest(model_dir: &Path) -> Result<(PathBuf, Manifest)> {
+    let path = model_dir.join(l2d::manifest::MANIFEST_FILE);
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest = Manifest::from_json(&text, &path.display().to_string())?;
+    Ok((path, manifest))
+}
+
+/// A blob file, read and verified.
+fn read_blob_file(path: &Path) -> Result<Blob> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Blob::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))
+}
+
 fn load_shipped(model_dir: &Path) -> Result<Shipped> {
-    let manifest_path = model_dir.join(l2d::manifest::MANIFEST_FILE);
-    let text = std::fs::read(&manifest_path)
-        .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let manifest = Manifest::from_json(&text, &manifest_path.display().to_string())?;
+    let (manifest_path, manifest) = load_manifest(model_dir)?;
     let blob_path = model_dir.join(manifest.blob_file("memory", "manifest")?);
-    let bytes =
-        std::fs::read(&blob_path).with_context(|| format!("reading {}", blob_path.display()))?;
-    let blob =
-        Blob::from_bytes(&bytes).with_context(|| format!("reading {}", blob_path.display()))?;
+    let blob = read_blob_file(&blob_path)?;
     Ok(Shipped {
         manifest_path,
         manifest,
@@ -665,8 +673,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 /// Rows of the reference blob for synthetic catalogs: `path`, or MODEL/global.blob.
 fn reference_statistics(model_dir: &Path, path: Option<&Path>) -> Result<RowStatistics> {
     let path = path.map_or_else(|| model_dir.join("global.blob"), Path::to_path_buf);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let blob = Blob::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let blob = read_blob_file(&path)?;
     RowStatistics::of(&blob.matrix).with_context(|| format!("statistics of {}", path.display()))
 }
 
@@ -741,10 +748,7 @@ pub fn synth(args: SynthArgs) -> Result<()> {
 
 pub fn recommend(args: RecommendArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let bytes =
-        std::fs::read(&args.blob).with_context(|| format!("reading {}", args.blob.display()))?;
-    let blob = Blob::from_bytes(&bytes)
-        .with_context(|| format!("reading blob {}", args.blob.display()))?;
+    let blob = read_blob_file(&args.blob)?;
     let (catalog, mut reps) = load_blob(&model, &blob, &args.blob.display().to_string())
         .with_context(|| {
             format!(
@@ -820,11 +824,11 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
 }
 
 pub fn manifest(args: ManifestArgs) -> Result<()> {
-    let manifest_path = args.io.model.join(l2d::manifest::MANIFEST_FILE);
     let scoring = if args.keep_scoring {
-        let text = std::fs::read(&manifest_path)
-            .with_context(|| format!("--keep-scoring: reading {}", manifest_path.display()))?;
-        Manifest::from_json(&text, &manifest_path.display().to_string())?.scoring
+        load_manifest(&args.io.model)
+            .context("--keep-scoring")?
+            .1
+            .scoring
     } else {
         args.scoring.scoring()
     };
@@ -1104,11 +1108,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, so a reader (or
-/// an interrupted run) never sees half a file.
-fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Replaces `path` by what `write` puts into a temporary file beside it, so a reader (or an
+/// interrupted run) never sees half a file.
+fn replace_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    write(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
@@ -1126,7 +1130,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
             args.dataset.display()
         );
     }
-    let shipped = load_shipped(&args.model)?;
+    let (_, manifest) = load_manifest(&args.model)?;
     let spec = args.columns.spec(&args.interactions, args.items.as_deref());
     let (report, appended) = dataset
         .append_log(&spec, args.items.is_some())
@@ -1145,11 +1149,9 @@ pub fn update(args: UpdateArgs) -> Result<()> {
         .sum::<std::io::Result<u64>>()
         .context("reading the model files' sizes")?;
     let mut written = Vec::new();
-    for name in shipped.manifest.blobs.values() {
+    for name in manifest.blobs.values() {
         let path = args.model.join(name);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let old =
-            Blob::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let old = read_blob_file(&path)?;
         let spec = BlobSpec {
             kind: old.kind,
             dtype: old.matrix.dtype(),
@@ -1171,28 +1173,25 @@ pub fn update(args: UpdateArgs) -> Result<()> {
     // Everything computed: now replace the files, the memory first (its count is what a rerun
     // checks against the dataset's train split).
     let mut rewritten = Vec::new();
-    memory.save(&args.memory.with_extension("tmp"))?;
-    std::fs::rename(args.memory.with_extension("tmp"), &args.memory)
-        .with_context(|| format!("replacing {}", args.memory.display()))?;
+    replace_file(&args.memory, |tmp| Ok(memory.save(tmp)?))?;
     dataset
         .write_dir(&args.dataset)
         .with_context(|| format!("writing {}", args.dataset.display()))?;
     for (path, bytes, fraction) in &written {
-        replace_file(path, bytes)?;
+        replace_file(path, |tmp| Ok(std::fs::write(tmp, bytes)?))?;
         rewritten.push(format!(
             "{} ({:.2} MB, memory fraction {fraction:.4})",
             path.display(),
             bytes.len() as f64 / 1e6
         ));
     }
-    let command = shipped
-        .manifest
+    let command = manifest
         .training
         .as_ref()
         .and_then(|t| t["command"].as_str())
         .unwrap_or("l2d update")
         .to_string();
-    write_manifest(&args.model, &dataset, shipped.manifest.scoring, &command)?;
+    write_manifest(&args.model, &dataset, manifest.scoring, &command)?;
     println!(
         "appended {} states ({rate:.0} samples/s) to {} ({} states); rewrote {} and the manifest in {:.1} s",
         samples.len(),
