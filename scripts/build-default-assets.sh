@@ -28,12 +28,7 @@ if [ ! -f "$MEMORY" ] || [ "$(cat "$WORK/memory.stamp" 2>/dev/null)" != "$STAMP"
   $L2D memory --dataset "$DATASET" --model "$MODEL" --out "$MEMORY"
   echo "$STAMP" > "$WORK/memory.stamp"
 fi
-$L2D blob --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --kind global --dtype f16 \
-  --cold-start title --out "$MODEL/global.blob"
-FIXED=$(( $(stat -c%s "$MODEL/model.safetensors") + $(stat -c%s "$MODEL/tokenizer.json") \
-  + $(stat -c%s "$MODEL/config.json") + $(stat -c%s "$MODEL/l2d.json") ))
-$L2D blob --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --kind memory --dtype i8 \
-  --cold-start title --keep newest --max-bytes $(( BUDGET - FIXED )) --out "$MODEL/memory.blob"
+BUDGET=$BUDGET scripts/write-blobs.sh "$DATASET" "$MODEL" "$MEMORY"
 rm -f "$MODEL/eval.json"
 $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL"
 $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.json" | tee "$WORK/choose-valid.md"

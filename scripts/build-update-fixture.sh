@@ -32,11 +32,7 @@ python3 -c "import csv,sys; w=csv.writer(open('$OUT/items.csv','w')); r=csv.read
 $L2D prepare --interactions "$OUT/log.csv" --items "$OUT/items.csv" "${cols[@]}" --name update-fixture --out "$OUT/data"
 cp models/default/{config.json,model.safetensors,tokenizer.json,l2d.json,manifest.json} "$OUT/v1/"
 $L2D memory --dataset "$OUT/data" --model "$OUT/v1" --out "$OUT/memory.safetensors"
-for kind in global memory; do
-  dtype=$([ $kind = global ] && echo f16 || echo i8)
-  $L2D blob --dataset "$OUT/data" --model "$OUT/v1" --memory "$OUT/memory.safetensors" --kind $kind \
-    --dtype $dtype --cold-start title --keep newest --out "$OUT/v1/$kind.blob"
-done
+scripts/write-blobs.sh "$OUT/data" "$OUT/v1" "$OUT/memory.safetensors"
 $L2D manifest --dataset "$OUT/data" --model "$OUT/v1" --keep-scoring --command "scripts/build-update-fixture.sh"
 cp -r "$OUT/v1" "$OUT/v2"
 $L2D update --dataset "$OUT/data" --model "$OUT/v2" --memory "$OUT/memory.safetensors" \

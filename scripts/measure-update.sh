@@ -55,13 +55,8 @@ T1=$(date +%s.%N)
 
 echo "== rebuild: memory and blobs from train + valid, the recipe of build-default-assets.sh"
 R="$WORK/rebuild"
-FIXED=$(( $(stat -c%s "$MODEL/model.safetensors") + $(stat -c%s "$MODEL/tokenizer.json") \
-  + $(stat -c%s "$MODEL/config.json") + $(stat -c%s "$MODEL/l2d.json") ))
 $L2D memory --dataset "$R/data" --model "$R/model" --out "$R/memory.safetensors"
-$L2D blob --dataset "$R/data" --model "$R/model" --memory "$R/memory.safetensors" --kind global \
-  --dtype f16 --cold-start title --out "$R/model/global.blob"
-$L2D blob --dataset "$R/data" --model "$R/model" --memory "$R/memory.safetensors" --kind memory \
-  --dtype i8 --cold-start title --keep newest --max-bytes $(( BUDGET - FIXED )) --out "$R/model/memory.blob"
+BUDGET=$BUDGET scripts/write-blobs.sh "$R/data" "$R/model" "$R/memory.safetensors"
 $L2D manifest --dataset "$R/data" --model "$R/model" --keep-scoring
 T2=$(date +%s.%N)
 python3 - "$T0" "$T1" "$T2" <<'PY'
