@@ -28,7 +28,7 @@ if [ ! -f "$MEMORY" ] || [ "$(cat "$WORK/memory.stamp" 2>/dev/null)" != "$STAMP"
   $L2D memory --dataset "$DATASET" --model "$MODEL" --out "$MEMORY"
   echo "$STAMP" > "$WORK/memory.stamp"
 fi
-BUDGET=$BUDGET scripts/write-blobs.sh "$DATASET" "$MODEL" "$MEMORY"
+$L2D blobs --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --budget "$BUDGET"
 rm -f "$MODEL/eval.json"
 $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL"
 $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.json" | tee "$WORK/choose-valid.md"

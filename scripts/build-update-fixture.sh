@@ -32,7 +32,7 @@ python3 -c "import csv,sys; w=csv.writer(open('$OUT/items.csv','w')); r=csv.read
 $L2D prepare --interactions "$OUT/log.csv" --items "$OUT/items.csv" "${cols[@]}" --name update-fixture --out "$OUT/data"
 cp models/default/{config.json,model.safetensors,tokenizer.json,l2d.json,manifest.json} "$OUT/v1/"
 $L2D memory --dataset "$OUT/data" --model "$OUT/v1" --out "$OUT/memory.safetensors"
-scripts/write-blobs.sh "$OUT/data" "$OUT/v1" "$OUT/memory.safetensors"
+$L2D blobs --dataset "$OUT/data" --model "$OUT/v1" --memory "$OUT/memory.safetensors"
 $L2D manifest --dataset "$OUT/data" --model "$OUT/v1" --keep-scoring --command "scripts/build-update-fixture.sh"
 cp -r "$OUT/v1" "$OUT/v2"
 $L2D update --dataset "$OUT/data" --model "$OUT/v2" --memory "$OUT/memory.safetensors" \

@@ -16,3 +16,34 @@ fi
 raw=$(stat -c %s pkg/l2d_bg.wasm)
 gz=$(gzip -9 -c pkg/l2d_bg.wasm | wc -c)
 echo "pkg/l2d_bg.wasm: $raw bytes raw, $gz bytes gzip"
+# The npm package (target/npm/l2d-VERSION.tgz): the wasm package plus the client, worker,
+# widget and their types, laid out as in the repository so the worker's `../pkg/l2d.js` import
+# holds; `exports` in www/npm-package.json.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+npm_dir=target/npm/l2d
+rm -rf "$npm_dir" && mkdir -p "$npm_dir/www"
+cp -r pkg "$npm_dir/pkg"
+rm -f "$npm_dir/pkg/.gitignore"
+cp www/l2d-client.js www/l2d-client.d.ts www/l2d-widget.js www/l2d-widget.d.ts \
+  www/l2d-worker.js "$npm_dir/www/"
+sed "s/\"VERSION\"/\"$version\"/" www/npm-package.json > "$npm_dir/package.json"
+cat > "$npm_dir/README.md" <<MD
+# l2d $version
+
+Private, in-browser recommendations: a language model runs in a Web Worker (wasm, WebGPU
+scoring when it pays) and ranks a catalog from the visitor's history, which never leaves the
+browser. Serve a folder built by \`l2d build\` (its \`site/\`) and embed:
+
+\`\`\`html
+<script type="module" src="node_modules/l2d/www/l2d-widget.js"></script>
+<l2d-recommendations manifest="/site/manifest.json" k="8"></l2d-recommendations>
+\`\`\`
+
+or from code: \`import { L2DClient } from "l2d"\`, \`import { history } from "l2d/widget"\`.
+MD
+if command -v npm >/dev/null; then
+  (cd target/npm && npm pack ./l2d --silent >/dev/null)
+  echo "target/npm/l2d-$version.tgz: $(stat -c %s "target/npm/l2d-$version.tgz") bytes"
+else
+  echo "npm not found: $npm_dir is the package, not packed"
+fi

@@ -56,7 +56,7 @@ T1=$(date +%s.%N)
 echo "== rebuild: memory and blobs from train + valid, the recipe of build-default-assets.sh"
 R="$WORK/rebuild"
 $L2D memory --dataset "$R/data" --model "$R/model" --out "$R/memory.safetensors"
-BUDGET=$BUDGET scripts/write-blobs.sh "$R/data" "$R/model" "$R/memory.safetensors"
+$L2D blobs --dataset "$R/data" --model "$R/model" --memory "$R/memory.safetensors" --budget "$BUDGET"
 $L2D manifest --dataset "$R/data" --model "$R/model" --keep-scoring
 T2=$(date +%s.%N)
 python3 - "$T0" "$T1" "$T2" <<'PY'

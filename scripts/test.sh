@@ -39,7 +39,7 @@ WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-nogpu.json \
   cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee target/web-nogpu.log
 grep -q "no WebGPU adapter, auto fell back to cpu" target/web-nogpu.log || { echo "the no-WebGPU run still had an adapter"; exit 1; }
 
-step "page tests: storefront widget, privacy, demo page, cache, CDN, CSP, update (playwright-core + Chromium)"
+step "page tests: storefront widget, privacy, demo page, cache, CDN, CSP, update, build, npm package (playwright-core + Chromium)"
 setup_node
 scripts/build-web.sh
 cargo run --release --quiet --bin l2d -- prepare --movielens data/ml-latest-small --out target/data/ml-latest-small

@@ -5,6 +5,8 @@ pub mod aggregate;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod blob;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod build;
 pub mod catalog;
 pub mod dataset;
 pub mod decode;

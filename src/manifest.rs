@@ -16,13 +16,35 @@ use crate::prompt::Template;
 pub const FORMAT: &str = "l2d-manifest-1";
 /// File name of the manifest in a model or site directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// File name of the shipped variant's test evaluation, listed in the manifest when present.
+pub const EVAL_FILE: &str = "eval.json";
 
-/// One fetched file: its sha256 (lower-case hex) and size in bytes.
+/// One fetched file: its sha256 (lower-case hex), size in bytes, and where it is served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub sha256: String,
     #[serde(default)]
     pub bytes: u64,
+    /// The URL relative to the manifest when it is not the file's name: a deployed site serves
+    /// content-hashed names (`model.3f2a…c1.safetensors`) that a CDN may cache forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl FileEntry {
+    /// The entry of `bytes`, served under the file's own name.
+    pub fn of(bytes: &[u8]) -> Self {
+        FileEntry {
+            sha256: crate::model::sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+            path: None,
+        }
+    }
+
+    /// Where the file is served, relative to the manifest.
+    pub fn url<'a>(&'a self, name: &'a str) -> &'a str {
+        self.path.as_deref().unwrap_or(name)
+    }
 }
 
 /// How the browser ranks unless a page overrides it: the recipe chosen on valid.
@@ -205,6 +227,22 @@ impl Manifest {
                 ));
             }
         }
+        for (name, entry) in &self.files {
+            if let Some(path) = &entry.path {
+                let relative = !path.is_empty()
+                    && !path.starts_with('/')
+                    && !path.contains("://")
+                    && !path.contains('\\')
+                    && path.split('/').all(|part| part != ".." && !part.is_empty());
+                if !relative {
+                    return Err(Error::mismatch(
+                        format!("{source}: files.{name}.path"),
+                        "a relative URL below the manifest's directory",
+                        format!("{path:?}"),
+                    ));
+                }
+            }
+        }
         for (kind, file) in &self.blobs {
             if !self.files.contains_key(file) {
                 return Err(Error::mismatch(
@@ -245,6 +283,85 @@ impl Manifest {
         })
     }
 
+    /// The manifest of a model directory: every file the browser fetches (model files, the
+    /// blobs present, `eval.json` when present) with its sha256 and size, `scoring`, and how
+    /// the model was made (from `train.json` and `dataset`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn describe(
+        dir: &std::path::Path,
+        dataset: &crate::dataset::Dataset,
+        scoring: Scoring,
+        command: &str,
+    ) -> Result<Self> {
+        use crate::model::{model_fingerprint, ModelFiles, ModelMeta, MODEL_FILES};
+        scoring.validate()?;
+        let mut names: Vec<String> = MODEL_FILES.iter().map(|s| s.to_string()).collect();
+        let mut blobs = BTreeMap::new();
+        for kind in ["global", "memory"] {
+            let name = format!("{kind}.blob");
+            if dir.join(&name).exists() {
+                blobs.insert(kind.to_string(), name.clone());
+                names.push(name);
+            }
+        }
+        if dir.join(EVAL_FILE).exists() {
+            names.push(EVAL_FILE.into());
+        }
+        let mut files = BTreeMap::new();
+        for name in names {
+            let path = dir.join(&name);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            files.insert(name, FileEntry::of(&bytes));
+        }
+        let model = ModelFiles::read_dir(dir)?;
+        let meta = ModelMeta::from_json(&model.meta, "l2d.json")?;
+        let train: serde_json::Value = std::fs::read(dir.join("train.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let counts: serde_json::Map<String, serde_json::Value> = dataset
+            .counts()
+            .iter()
+            .map(|(s, c)| (s.name().to_string(), serde_json::json!(c)))
+            .collect();
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            model_fingerprint: model_fingerprint(&model)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            template: Some(meta.template),
+            files,
+            blobs,
+            scoring,
+            dataset: Some(serde_json::json!({
+                "name": dataset.name, "items": dataset.catalog.len(), "samples": counts
+            })),
+            training: Some(serde_json::json!({
+                "command": command,
+                "seed": train["config"]["seed"],
+                "config": train["config"],
+                "steps": train["step"],
+                "target_tokens": train["tokens"],
+                "seconds": train["seconds"],
+                "best_valid_loss": train["best_valid_loss"],
+                "best_valid_recall": train["best_valid_recall"],
+                "best_step": train["best_step"],
+                "stopped_early_at": train["stopped_early_at"],
+                "unigram_valid_loss": train["unigram_valid_loss"],
+                "final_train_loss": train["history"].as_array().and_then(|h| h.last()).map(|h| h[1].clone()),
+                "epoch_changes": train["epoch_changes"],
+            })),
+        };
+        manifest.validate("manifest")?;
+        Ok(manifest)
+    }
+
+    /// The command recorded as having made the model (`training.command`), if any.
+    pub fn command(&self) -> Option<&str> {
+        self.training.as_ref().and_then(|t| t["command"].as_str())
+    }
+
     /// Pretty JSON with a final newline.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a manifest serializes") + "\n"
@@ -266,6 +383,7 @@ mod tests {
                 FileEntry {
                     sha256: sha,
                     bytes: 3,
+                    path: Some("memory.0123456789abcdef.blob".into()),
                 },
             )]
             .into(),
@@ -286,7 +404,7 @@ mod tests {
     #[test]
     fn invalid_manifests_are_refused_naming_the_field() {
         type Edit = fn(&mut Manifest);
-        let cases: [(Edit, &str); 11] = [
+        let cases: [(Edit, &str); 14] = [
             (|m| m.format = "l2d-manifest-0".into(), "format"),
             (
                 |m| m.files.get_mut("memory.blob").unwrap().sha256 = "xyz".into(),
@@ -297,6 +415,21 @@ mod tests {
                     m.blobs.insert("global".into(), "nope.blob".into());
                 },
                 "blobs.global",
+            ),
+            (
+                |m| m.files.get_mut("memory.blob").unwrap().path = Some("../x.blob".into()),
+                "files.memory.blob.path",
+            ),
+            (
+                |m| m.files.get_mut("memory.blob").unwrap().path = Some("/x.blob".into()),
+                "files.memory.blob.path",
+            ),
+            (
+                |m| {
+                    m.files.get_mut("memory.blob").unwrap().path =
+                        Some("https://cdn.example/x.blob".into())
+                },
+                "files.memory.blob.path",
             ),
             (|m| m.scoring.mode = "sideways".into(), "mode"),
             (

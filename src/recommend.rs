@@ -508,6 +508,33 @@ pub struct BlobSpec {
     pub max_bytes: Option<u64>,
 }
 
+/// The download budget of the recipe: model files plus the memory blob a first visit fetches.
+pub const DOWNLOAD_BUDGET: u64 = 16_500_000;
+
+/// The recipe's blobs, by file name: the global blob (f16) and the memory blob (int8, the
+/// newest states, in time order for the D3 protocol, that keep it within `blob_budget`
+/// bytes), both with titles and cold-start title vectors.
+pub fn recipe_blobs(blob_budget: u64) -> [(&'static str, BlobSpec); 2] {
+    let spec = |kind, dtype, max_bytes| BlobSpec {
+        kind,
+        dtype,
+        with_titles: true,
+        fraction: 1.0,
+        keep: crate::memory::Keep::Newest,
+        max_bytes,
+    };
+    [
+        (
+            "global.blob",
+            spec(BlobKind::Global, crate::score::DType::F16, None),
+        ),
+        (
+            "memory.blob",
+            spec(BlobKind::Memory, crate::score::DType::I8, Some(blob_budget)),
+        ),
+    ]
+}
+
 /// The blob of a fraction of `memory` (kept by `spec.keep`), with cold-start title vectors when `model` is
 /// given (the `title` rule), shrinking the fraction until the blob fits `max_bytes` (rows are
 /// the part that scales with it). Returns the blob and the fraction used.

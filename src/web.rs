@@ -32,6 +32,8 @@ extern "C" {
     async fn cache_put(url: &str, cache_name: JsValue, bytes: js_sys::Uint8Array) -> JsValue;
     #[wasm_bindgen(js_name = cacheDelete)]
     async fn cache_delete(url: &str, cache_name: JsValue);
+    #[wasm_bindgen(js_name = cachePrune)]
+    async fn cache_prune(cache_name: JsValue, prefix: &str, keep: js_sys::Array) -> JsValue;
     fn now() -> f64;
 }
 
@@ -52,8 +54,8 @@ export interface LoadOptions {
 export interface RecommendOptions {
   /** Number of items to return (default 10; 0 returns none; capped at the catalog size). */
   k?: number;
-  /** "global" (L2D-G) or "local" (L2D-L); default: the manifest's scoring.mode, else "global". */
-  mode?: "global" | "local";
+  /** "global" (L2D-G), "local" (L2D-L) or "density"; default: the manifest's scoring.mode, else "global". */
+  mode?: "global" | "local" | "density";
   /** Neighbours per item for local mode (default: the manifest's scoring.m, else 20). */
   m?: number;
   /** Leave history items out of the list (default true). */
@@ -261,8 +263,9 @@ impl Recommender {
             .copied()
             .chain(std::iter::once(blob_name.as_str()))
         {
-            let expected = &manifest.file(name, &manifest_url).map_err(js_error)?.sha256;
-            let url = resolve_url(&base, name)?;
+            let entry = manifest.file(name, &manifest_url).map_err(js_error)?;
+            let expected = &entry.sha256;
+            let url = resolve_url(&base, entry.url(name))?;
             fetched.insert(
                 name.to_string(),
                 fetch_verified(&url, name, expected, &cache_name, &on_progress).await?,
@@ -276,6 +279,12 @@ impl Recommender {
             meta: take(crate::model::META_FILE),
         };
         let blob = take(&blob_name);
+        // Files of an older deployment (other content-hashed names) leave the cache.
+        let keep = js_sys::Array::new();
+        for (name, entry) in &manifest.files {
+            keep.push(&JsValue::from_str(&resolve_url(&base, entry.url(name))?));
+        }
+        cache_prune(cache_name.clone(), &resolve_url(&base, "./")?, keep).await;
         Self::build(&files, &blob, manifest.scoring)
     }
 

@@ -313,7 +313,7 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     let memory = root.join("memory.safetensors");
     let log = root.join("steps.log");
     let io = ["--dataset", &s(&data), "--model", &s(&model)].map(String::from);
-    let (m, ms) = (s(&model), s(&memory));
+    let ms = s(&memory);
     let args = |cmd: &str, rest: &[&str]| -> Vec<String> {
         std::iter::once(cmd.to_string())
             .chain(io.iter().cloned())
@@ -322,24 +322,7 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     };
     let call = |a: Vec<String>| l2d(&a.iter().map(String::as_str).collect::<Vec<_>>(), &log);
     call(args("memory", &["--out", &ms]));
-    for (kind, dtype) in [("global", "f16"), ("memory", "i8")] {
-        let out = format!("{m}/{kind}.blob");
-        call(args(
-            "blob",
-            &[
-                "--memory",
-                &ms,
-                "--kind",
-                kind,
-                "--dtype",
-                dtype,
-                "--cold-start",
-                "title",
-                "--out",
-                &out,
-            ],
-        ));
-    }
+    call(args("blobs", &["--memory", &ms]));
     call(args("manifest", &[]));
     let read = |name: &str| std::fs::read(model.join(name)).unwrap();
     let before: Vec<Vec<u8>> = ["model.safetensors", "tokenizer.json", "config.json"]
@@ -407,5 +390,151 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     assert!(
         err.contains("other.safetensors has 2 states") && err.contains("train samples"),
         "{err}"
+    );
+}
+
+/// `l2d build` from a raw log of 300 users, stderr into a file: every stage runs and logs
+/// progress lines; the site holds content-hashed files its manifest names (each with its
+/// sha256); a rerun skips every stage; changing one option reruns exactly the stages from the
+/// one it belongs to; a changed input file reruns everything.
+#[test]
+fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_raw_log(root, 300);
+    let s = |p: &Path| p.display().to_string();
+    let out = root.join("build");
+    let base: Vec<String> = [
+        "build",
+        "--interactions",
+        &s(&root.join("ratings.csv")),
+        "--items",
+        &s(&root.join("movies.csv")),
+        "--out",
+        &s(&out),
+        "--vocab-size",
+        "300",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--intermediate",
+        "64",
+        "--batch-tokens",
+        "512",
+        "--epochs",
+        "2",
+        "--sasrec-minutes",
+        "0.01",
+    ]
+    .map(String::from)
+    .to_vec();
+    let log = root.join("build.log");
+    // Runs a build with `extra` options; returns the stages it ran, in order.
+    let build = |extra: &[&str]| -> Vec<String> {
+        let args: Vec<&str> = base
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect();
+        l2d(&args, &log);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let ran: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("build: stage "))
+            .filter(|l| l.ends_with(" s") && l.contains(": done in "))
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .trim_end_matches(':')
+                    .to_string()
+            })
+            .collect();
+        let skipped = text.lines().filter(|l| l.contains(": skipped (")).count();
+        assert_eq!(ran.len() + skipped, l2d::build::STAGES.len(), "{text}");
+        ran
+    };
+    let stages_from = |first: &str| -> Vec<String> {
+        let at = l2d::build::STAGES.iter().position(|s| *s == first).unwrap();
+        l2d::build::STAGES[at..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+
+    assert_eq!(build(&[]), stages_from("prepare"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    for what in ["steps: ", "samples: ", "queries: "] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(what) && l.contains(", eta ")),
+            "no `{what}` progress line in:\n{text}"
+        );
+    }
+    assert!(!text.contains('\r'), "a terminal bar leaked into the log");
+
+    // The site: the manifest names content-hashed files that exist with their sha256.
+    let site = out.join("site");
+    let manifest: l2d::manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(site.join(l2d::manifest::MANIFEST_FILE)).unwrap())
+            .unwrap();
+    for name in
+        l2d::model::MODEL_FILES
+            .iter()
+            .copied()
+            .chain(["global.blob", "memory.blob", "eval.json"])
+    {
+        let entry = manifest.file(name, "site").unwrap();
+        let path = entry.path.as_deref().expect("a hashed path");
+        assert_eq!(path, l2d::build::hashed_name(name, &entry.sha256));
+        let bytes = std::fs::read(site.join(path)).unwrap();
+        assert_eq!(l2d::model::sha256_hex(&bytes), entry.sha256, "{name}");
+    }
+    let files = std::fs::read_dir(&site).unwrap().count();
+    assert_eq!(
+        files,
+        manifest.files.len() + 1,
+        "the site holds exactly what it lists"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for part in [
+        "| popularity |",
+        "| SASRec |",
+        "| shipped: ",
+        "<l2d-recommendations",
+    ] {
+        assert!(
+            report.contains(part),
+            "`{part}` missing in the report:\n{report}"
+        );
+    }
+
+    assert_eq!(
+        build(&[]),
+        Vec::<String>::new(),
+        "a rerun skips every stage"
+    );
+    assert_eq!(build(&["--budget", "16000000"]), stages_from("blobs"));
+    assert_eq!(
+        build(&["--budget", "16000000", "--seed", "5"]),
+        stages_from("train")
+    );
+    // The previous site's files stay for browsers holding the old manifest; older ones go.
+    let files = std::fs::read_dir(&site).unwrap().count();
+    assert!(
+        files <= 2 * manifest.files.len() + 1,
+        "{files} files in the site"
+    );
+    // A changed input file reruns everything.
+    let ratings = root.join("ratings.csv");
+    let mut text = std::fs::read_to_string(&ratings).unwrap();
+    text += "1,2,4.0,99999999\n";
+    std::fs::write(&ratings, text).unwrap();
+    assert_eq!(
+        build(&["--budget", "16000000", "--seed", "5"]),
+        stages_from("prepare")
     );
 }

@@ -2,9 +2,9 @@
 // playwright-core (no browser download). Run by scripts/test.sh after scripts/build-web.sh.
 //   node tests/pages.mjs [--screenshots] [--only SUBSTRING]
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import assert from "node:assert/strict";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -100,6 +100,62 @@ function hostileAssets() {
   manifest.files["memory.blob"].sha256 = createHash("sha256").update(newBlob).digest("hex");
   const firstId = payload.subarray(4, 4 + idLen).toString("utf8");
   return { blob: newBlob, manifest: JSON.stringify(manifest), firstId };
+}
+
+// A seeded MovieLens-format log: `users` users walking a 30-item catalog (next items are
+// predictable), as tests/cli.rs writes it.
+function writeRawLog(dir, users) {
+  let state = 17;
+  const next = (n) => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state % n;
+  };
+  const rows = ["userId,movieId,rating,timestamp"];
+  let t = 1000000;
+  for (let u = 1; u <= users; u++) {
+    let item = next(30) + 1;
+    for (let j = 0, n = 12 + next(9); j < n; j++) {
+      rows.push(`${u},${item},4.0,${t++}`);
+      item = ((item + 1 + next(3)) % 30) + 1;
+    }
+  }
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/ratings.csv`, rows.join("\n") + "\n");
+  const movies = ["movieId,title,genres"];
+  for (let i = 1; i <= 30; i++) movies.push(`${i},Film number ${i} (${1980 + i}),Drama`);
+  writeFileSync(`${dir}/movies.csv`, movies.join("\n") + "\n");
+}
+
+// `l2d build` of a tiny model on the log in `dir` (target/release/l2d, built by cargo test).
+function l2dBuild(dir, extra = []) {
+  const args = ["build", "--interactions", `${dir}/ratings.csv`, "--items", `${dir}/movies.csv`, "--out", `${dir}/out`,
+    "--vocab-size", "300", "--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64",
+    "--batch-tokens", "512", "--epochs", "2", "--sasrec-minutes", "0.01", ...extra];
+  const run = spawnSync(`${ROOT}target/release/l2d`, args, { encoding: "utf8", env: { ...process.env, RAYON_NUM_THREADS: "1" } });
+  assert.equal(run.status, 0, `l2d build failed:\n${run.stderr}`);
+  return JSON.parse(readFileSync(`${dir}/out/site/manifest.json`, "utf8"));
+}
+
+// Serves `dir`'s files under `prefix` in `context` (recording the names fetched).
+async function routeDir(context, prefix, dir, fetched = []) {
+  await context.route((u) => u.pathname.startsWith(prefix), (route) => {
+    const name = new URL(route.request().url()).pathname.slice(prefix.length);
+    fetched.push(name);
+    try {
+      const type = name.endsWith(".js") ? "text/javascript" : name.endsWith(".wasm") ? "application/wasm" : name.endsWith(".html") ? "text/html" : "application/octet-stream";
+      route.fulfill({ body: readFileSync(`${dir()}/${name}`), contentType: type });
+    } catch {
+      route.fulfill({ status: 404, body: "" });
+    }
+  });
+  return fetched;
+}
+
+async function cachedUrls(page, prefix) {
+  return page.evaluate(async (p) => {
+    const cache = await caches.open("l2d-v1");
+    return (await cache.keys()).map((r) => new URL(r.url).pathname).filter((u) => u.startsWith(p)).sort();
+  }, prefix);
 }
 
 async function main() {
@@ -399,6 +455,91 @@ async function main() {
     assert.ok(await page.$(`.product[data-id="${NEW}"]`), "v2's catalog lists the new item");
     const { lists } = await clickProducts(page, 2);
     assert.ok(lists.some((l) => l.includes(NEW)), `the new item is recommended: ${JSON.stringify(lists)}`);
+    await context.close();
+  });
+
+  await test("l2d build: the widget recommends from the built site; a rebuild's changed files replace the old ones in the cache", async () => {
+    const dir = `${ROOT}target/pages/build`;
+    rmSync(dir, { recursive: true, force: true });
+    writeRawLog(dir, 300);
+    const first = l2dBuild(dir);
+    const context = await gpuBrowser.newContext();
+    const fetched = await routeDir(context, "/models/build/", () => `${dir}/out/site`);
+    const page = await context.newPage();
+    await page.goto(`${base}/www/shop.html?manifest=/models/build/manifest.json`);
+    const { ids, lists } = await clickProducts(page, 2);
+    const catalog = new Set(Array.from({ length: 30 }, (_, i) => String(i + 1)));
+    assert.ok(lists.every((l) => l.length > 0 && l.every((id) => catalog.has(id) && !ids.includes(id))), JSON.stringify(lists));
+    // What the widget fetches (and caches): the model files and the memory blob.
+    const SERVED = ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob"];
+    const paths = (m) => SERVED.map((n) => `/models/build/${m.files[n].path}`).sort();
+    assert.deepEqual(await cachedUrls(page, "/models/build/"), paths(first));
+    // Another training seed: new weights and blobs under new names; the tokenizer is kept.
+    const second = l2dBuild(dir, ["--seed", "6"]);
+    assert.notEqual(second.files["model.safetensors"].path, first.files["model.safetensors"].path);
+    assert.equal(second.files["tokenizer.json"].path, first.files["tokenizer.json"].path);
+    fetched.length = 0;
+    await page.reload();
+    await page.waitForSelector("#widget[data-state=ready]", { timeout: 120000 });
+    const changed = SERVED.filter((n) => first.files[n].path !== second.files[n].path).map((n) => second.files[n].path);
+    assert.ok(changed.length >= 2, `changed: ${changed}`);
+    assert.deepEqual(fetched.filter((n) => n !== "manifest.json").sort(), changed.sort(), `second visit fetched ${fetched}`);
+    assert.deepEqual(await cachedUrls(page, "/models/build/"), paths(second), "no stale file stays cached");
+    await waitForItems(page);
+    await context.close();
+  });
+
+  await test("npm pack: a scratch page installs the tarball and shows recommendations", async () => {
+    const pkg = JSON.parse(readFileSync(`${ROOT}www/npm-package.json`, "utf8"));
+    const version = readFileSync(`${ROOT}Cargo.toml`, "utf8").match(/^version = "(.*)"/m)[1];
+    const tarball = `${ROOT}target/npm/l2d-${version}.tgz`;
+    const dir = `${ROOT}target/pages/scratch`;
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/package.json`, JSON.stringify({ name: "scratch-shop", private: true }));
+    const install = spawnSync("npm", ["install", "--offline", "--no-audit", "--no-fund", tarball], { cwd: dir, encoding: "utf8" });
+    assert.equal(install.status, 0, install.stderr);
+    const installed = `${dir}/node_modules/l2d`;
+    const manifest = JSON.parse(readFileSync(`${installed}/package.json`, "utf8"));
+    assert.equal(manifest.version, version);
+    for (const [entry, target] of Object.entries(pkg.exports)) {
+      for (const file of typeof target === "string" ? [target] : Object.values(target)) {
+        readFileSync(`${installed}/${file}`); // every export and its types are in the tarball
+      }
+      assert.ok(entry === "." || entry.startsWith("./"), entry);
+    }
+    // A page that knows only the package's export names (an import map, as a bundler would resolve them).
+    writeFileSync(`${dir}/index.html`, `<!doctype html><meta charset="utf-8"><title>scratch</title><link rel="icon" href="data:,">
+<script type="importmap">{"imports": {"l2d": "./node_modules/l2d/${pkg.exports["."].default.slice(2)}", "l2d/widget": "./node_modules/l2d/${pkg.exports["./widget"].default.slice(2)}"}}</script>
+<script type="module">
+  import { L2DClient } from "l2d";
+  import { history } from "l2d/widget";
+  history.clear();
+  const client = new L2DClient();
+  await client.load({ manifestUrl: "/models/default/manifest.json", cacheName: null });
+  const items = await client.items();
+  history.record(items[3].id);
+  history.record(items[5].id);
+  const shown = document.createElement("l2d-recommendations");
+  shown.id = "widget";
+  shown.setAttribute("manifest", "/models/default/manifest.json");
+  document.body.append(shown);
+  const direct = await client.recommend(history.get(), { k: 5 });
+  document.body.dataset.direct = direct.items.map((i) => i.id).join(",");
+</script>`);
+    const context = await gpuBrowser.newContext();
+    const errors = [];
+    await routeDir(context, "/scratch/", () => dir);
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(e.message));
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    await page.goto(`${base}/scratch/index.html`);
+    await page.waitForFunction(() => document.body.dataset.direct, null, { timeout: 120000 });
+    const direct = (await page.evaluate(() => document.body.dataset.direct)).split(",");
+    assert.equal(direct.length, 5);
+    const widget = await waitForItems(page);
+    assert.ok(widget.length > 0, "the widget shows recommendations");
+    assert.deepEqual(errors, []);
     await context.close();
   });
 

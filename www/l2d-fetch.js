@@ -91,6 +91,25 @@ export async function cacheDelete(url, cacheName) {
   } catch (_) {}
 }
 
+// Deletes the cached entries under `prefix` (the manifest's directory) that are not in `keep`
+// (the URLs of every file the current manifest lists): the files of an older deployment whose
+// content-hashed names the new manifest no longer names.
+export async function cachePrune(cacheName, prefix, keep) {
+  const store = cachesOrNull();
+  if (!store || !cacheName) return 0;
+  let removed = 0;
+  try {
+    const cache = await store.open(cacheName);
+    const wanted = new Set(keep);
+    for (const request of await cache.keys()) {
+      if (request.url.startsWith(prefix) && !wanted.has(request.url)) {
+        if (await cache.delete(request)) removed += 1;
+      }
+    }
+  } catch (_) {}
+  return removed;
+}
+
 export function now() {
   return typeof performance !== "undefined" ? performance.now() : Date.now();
 }

@@ -17,7 +17,7 @@ use l2d::eval::{
     beam_reports, compare, evaluate, latent_reports, markdown_table, paired_table,
     popularity_report, shipped_report, LatentGrid, Report, Treatment, BUCKETS,
 };
-use l2d::manifest::{FileEntry, Manifest};
+use l2d::manifest::Manifest;
 use l2d::memory::{subset, Keep, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
 use l2d::prompt::Template;
@@ -31,8 +31,9 @@ use l2d::train::{TrainConfig, TrainState};
 
 use super::progress::Progress;
 use super::{
-    BenchArgs, BlobArgs, ChooseArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs, MemoryArgs,
-    PrepareArgs, ProbeArgs, RecommendArgs, SynthArgs, TokenizerArgs, TrainArgs, UpdateArgs,
+    BenchArgs, BlobArgs, BlobsArgs, ChooseArgs, ConvertArgs, EvalArgs, HiddenArgs, ManifestArgs,
+    MemoryArgs, PrepareArgs, ProbeArgs, RecommendArgs, Source, SynthArgs, TokenizerArgs, TrainArgs,
+    TrainRecipe, UpdateArgs,
 };
 
 fn load_dataset(path: &Path) -> Result<Dataset> {
@@ -96,7 +97,7 @@ struct Shipped {
 }
 
 /// MODEL/manifest.json, parsed and validated, with its path.
-fn load_manifest(model_dir: &Path) -> Result<(PathBuf, Manifest)> {
+pub(super) fn load_manifest(model_dir: &Path) -> Result<(PathBuf, Manifest)> {
     let path = model_dir.join(l2d::manifest::MANIFEST_FILE);
     let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let manifest = Manifest::from_json(&text, &path.display().to_string())?;
@@ -294,22 +295,36 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         keep: Keep::parse(&args.keep, args.seed)?,
         max_bytes: args.max_bytes,
     };
-    let (blob, fraction) = build_blob(
+    write_blob(
         &full,
         &dataset.catalog,
         model_fingerprint(&files),
         model.as_ref(),
         &spec,
-    )?;
+        &args.out,
+    )
+}
+
+/// Builds a blob by `spec` and writes it to `out` (atomically), saying what it holds.
+fn write_blob(
+    memory: &Memory,
+    catalog: &Catalog,
+    fingerprint: [u8; 32],
+    model: Option<&Model>,
+    spec: &BlobSpec,
+    out: &Path,
+) -> Result<()> {
+    let (blob, fraction) = build_blob(memory, catalog, fingerprint, model, spec)
+        .with_context(|| format!("building {}", out.display()))?;
     let bytes = blob.to_bytes();
-    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    replace_file(out, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
     println!(
         "wrote {}: {:?} blob, memory fraction {fraction:.4}, {} rows × {} {:?}, {} items ({} without a state{}), {:.2} MB",
-        args.out.display(),
-        kind,
+        out.display(),
+        spec.kind,
         blob.matrix.rows(),
         blob.matrix.dim(),
-        dtype,
+        spec.dtype,
         blob.items.len(),
         blob.counts.iter().filter(|&&c| c == 0).count(),
         if blob.cold.is_some() {
@@ -319,6 +334,49 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         },
         bytes.len() as f64 / 1e6
     );
+    Ok(())
+}
+
+/// Bytes of the model files a first visit fetches besides a blob.
+fn model_files_bytes(dir: &Path) -> Result<u64> {
+    l2d::model::MODEL_FILES
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .with_context(|| format!("reading the size of {}", path.display()))
+        })
+        .sum()
+}
+
+/// What is left of `budget` for the memory blob once the model files are counted.
+fn blob_budget(model_dir: &Path, budget: u64) -> Result<u64> {
+    let fixed = model_files_bytes(model_dir)?;
+    budget.checked_sub(fixed).with_context(|| {
+        format!(
+            "the budget of {budget} bytes is smaller than the model files of {} ({fixed} bytes)",
+            model_dir.display()
+        )
+    })
+}
+
+pub fn blobs(args: BlobsArgs) -> Result<()> {
+    let dataset = load_dataset(&args.io.dataset)?;
+    let files = ModelFiles::read_dir(&args.io.model)?;
+    let model = Model::from_files(&files)?;
+    let memory = load_memory(&args.memory)?;
+    let budget = blob_budget(&args.io.model, args.budget)?;
+    for (name, spec) in l2d::recommend::recipe_blobs(budget) {
+        write_blob(
+            &memory,
+            &dataset.catalog,
+            model.fingerprint,
+            Some(&model),
+            &spec,
+            &args.io.model.join(name),
+        )?;
+    }
     Ok(())
 }
 
@@ -836,83 +894,15 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
     write_manifest(&args.io.model, &dataset, scoring, &args.command)
 }
 
-/// Writes DIR/manifest.json: every file the browser fetches with its sha256 and size, the
-/// blobs, `scoring`, and how the model was made (from train.json and `dataset`).
-fn write_manifest(
+/// Writes DIR/manifest.json (`Manifest::describe`) and says what it lists.
+pub(super) fn write_manifest(
     dir: &Path,
     dataset: &Dataset,
     scoring: l2d::manifest::Scoring,
     command: &str,
 ) -> Result<()> {
-    scoring.validate().context("scoring options")?;
-    let mut names: Vec<String> = l2d::model::MODEL_FILES
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut blobs = std::collections::BTreeMap::new();
-    for kind in ["global", "memory"] {
-        let name = format!("{kind}.blob");
-        if dir.join(&name).exists() {
-            blobs.insert(kind.to_string(), name.clone());
-            names.push(name);
-        }
-    }
-    if dir.join("eval.json").exists() {
-        names.push("eval.json".into());
-    }
-    let mut files = std::collections::BTreeMap::new();
-    for name in &names {
-        let bytes = std::fs::read(dir.join(name))
-            .with_context(|| format!("reading {}", dir.join(name).display()))?;
-        files.insert(
-            name.clone(),
-            FileEntry {
-                sha256: l2d::model::sha256_hex(&bytes),
-                bytes: bytes.len() as u64,
-            },
-        );
-    }
-    let model = ModelFiles::read_dir(dir)?;
-    let meta = l2d::model::ModelMeta::from_json(&model.meta, "l2d.json")?;
-    let train: serde_json::Value = std::fs::read(dir.join("train.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    let counts: serde_json::Map<String, serde_json::Value> = dataset
-        .counts()
-        .iter()
-        .map(|(s, c)| (s.name().to_string(), serde_json::json!(c)))
-        .collect();
-    let manifest = Manifest {
-        format: l2d::manifest::FORMAT.into(),
-        model_fingerprint: model_fingerprint(&model)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        template: Some(meta.template),
-        files,
-        blobs,
-        scoring,
-        dataset: Some(serde_json::json!({
-            "name": dataset.name, "items": dataset.catalog.len(), "samples": counts
-        })),
-        training: Some(serde_json::json!({
-            "command": command,
-            "seed": train["config"]["seed"],
-            "config": train["config"],
-            "steps": train["step"],
-            "target_tokens": train["tokens"],
-            "seconds": train["seconds"],
-            "best_valid_loss": train["best_valid_loss"],
-            "best_valid_recall": train["best_valid_recall"],
-            "best_step": train["best_step"],
-            "stopped_early_at": train["stopped_early_at"],
-            "unigram_valid_loss": train["unigram_valid_loss"],
-            "final_train_loss": train["history"].as_array().and_then(|h| h.last()).map(|h| h[1].clone()),
-            "epoch_changes": train["epoch_changes"],
-        })),
-    };
-    manifest.validate("manifest")?;
+    let manifest = Manifest::describe(dir, dataset, scoring, command)
+        .with_context(|| format!("describing {}", dir.display()))?;
     let path = dir.join(l2d::manifest::MANIFEST_FILE);
     std::fs::write(&path, manifest.to_json())
         .with_context(|| format!("writing {}", path.display()))?;
@@ -933,28 +923,30 @@ fn dir_stem(path: &Path) -> String {
 }
 
 pub fn prepare(args: PrepareArgs) -> Result<()> {
-    let (dataset, source) = if let Some(dir) = &args.d3 {
+    let dataset = import_source(&args.source)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("target/data").join(&dataset.name));
+    dataset
+        .write_dir(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Imports a MovieLens directory, a D3 directory or a raw log, printing the import report
+/// and the dataset's summary.
+pub(super) fn import_source(source: &Source) -> Result<Dataset> {
+    let (dataset, from) = if let Some(dir) = &source.d3 {
         let mut dataset = dataset::load_d3_dir(dir)
             .with_context(|| format!("loading D3 directory {}", dir.display()))?;
-        if let Some(name) = &args.name {
+        if let Some(name) = &source.name {
             dataset.name = name.clone();
         }
         (dataset, dir.clone())
     } else {
-        let (spec, source) = match (&args.movielens, &args.interactions, &args.items) {
-            (Some(dir), _, _) => (RawLogSpec::movielens(dir), dir.clone()),
-            (None, Some(interactions), Some(items)) => (
-                args.columns.spec(interactions, Some(items)),
-                interactions
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-            ),
-            _ => {
-                anyhow::bail!("give --movielens DIR, --d3 DIR, or --interactions FILE --items FILE")
-            }
-        };
-        let name = args.name.clone().unwrap_or_else(|| dir_stem(&source));
+        let (spec, from) = source_log(source)?;
+        let name = source.name.clone().unwrap_or_else(|| dir_stem(&from));
         let (dataset, report) = dataset::import_raw_log(&spec, &name).with_context(|| {
             format!(
                 "importing {} and {}",
@@ -963,17 +955,27 @@ pub fn prepare(args: PrepareArgs) -> Result<()> {
             )
         })?;
         println!("{report}");
-        (dataset, source)
+        (dataset, from)
     };
     println!("{}", dataset.summary());
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("target/data").join(&dataset.name));
-    dataset
-        .write_dir(&out)
-        .with_context(|| format!("writing {}", out.display()))?;
-    println!("wrote {} (from {})", out.display(), source.display());
-    Ok(())
+    println!("imported from {}", from.display());
+    Ok(dataset)
+}
+
+/// The raw log a source names (MovieLens directory or interactions + items) and the
+/// directory it comes from.
+pub(super) fn source_log(source: &Source) -> Result<(RawLogSpec, PathBuf)> {
+    match (&source.movielens, &source.interactions, &source.items) {
+        (Some(dir), _, _) => Ok((RawLogSpec::movielens(dir), dir.clone())),
+        (None, Some(interactions), Some(items)) => Ok((
+            source.columns.spec(interactions, Some(items)),
+            interactions
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        )),
+        _ => bail!("give --movielens DIR, --d3 DIR, or --interactions FILE --items FILE"),
+    }
 }
 
 fn parse_template(name: &str, category: &str) -> Result<Template> {
@@ -1033,62 +1035,78 @@ impl l2d::train::Progress for TrainBar {
     }
 }
 
-/// The dropout rates the flags ask for: `--dropout` for all four places (else the recipe's
-/// defaults), each overridden by its own flag.
-fn dropout_rates(args: &TrainArgs) -> l2d::model::DropoutRates {
-    let base = match args.dropout {
-        Some(p) => l2d::model::DropoutRates {
-            embedding: p,
-            attention: p,
-            residual: p,
-            mlp: p,
-        },
-        None => TrainConfig::default().dropout,
-    };
-    l2d::model::DropoutRates {
-        embedding: args.dropout_embedding.unwrap_or(base.embedding),
-        attention: args.dropout_attention.unwrap_or(base.attention),
-        residual: args.dropout_residual.unwrap_or(base.residual),
-        mlp: args.dropout_mlp.unwrap_or(base.mlp),
+impl TrainRecipe {
+    /// The dropout rates the flags ask for: `--dropout` for all four places (else the
+    /// recipe's defaults), each overridden by its own flag.
+    fn dropout_rates(&self) -> l2d::model::DropoutRates {
+        let base = match self.dropout {
+            Some(p) => l2d::model::DropoutRates {
+                embedding: p,
+                attention: p,
+                residual: p,
+                mlp: p,
+            },
+            None => TrainConfig::default().dropout,
+        };
+        l2d::model::DropoutRates {
+            embedding: self.dropout_embedding.unwrap_or(base.embedding),
+            attention: self.dropout_attention.unwrap_or(base.attention),
+            residual: self.dropout_residual.unwrap_or(base.residual),
+            mlp: self.dropout_mlp.unwrap_or(base.mlp),
+        }
+    }
+
+    /// The training configuration these options give.
+    pub(super) fn config(&self) -> Result<TrainConfig> {
+        Ok(TrainConfig {
+            hidden_size: self.hidden,
+            layers: self.layers,
+            heads: self.heads,
+            intermediate_size: self.intermediate,
+            epochs: self.epochs,
+            batch_tokens: self.batch_tokens,
+            learning_rate: self.lr,
+            warmup_steps: self.warmup,
+            seed: self.seed,
+            eval_every: self.eval_every,
+            dropout: self.dropout_rates(),
+            label_smoothing: self.label_smoothing,
+            history_crop: self.history_crop,
+            item_dropout: self.item_dropout,
+            select: self.select.parse()?,
+            select_memory_fraction: self.select_memory_fraction,
+            select_samples: self.select_samples,
+            patience: self.patience,
+            ..TrainConfig::default()
+        })
     }
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
     let dataset = Dataset::read_dir(&args.dataset)
         .with_context(|| format!("reading {}", args.dataset.display()))?;
-    let cfg = TrainConfig {
-        hidden_size: args.hidden,
-        layers: args.layers,
-        heads: args.heads,
-        intermediate_size: args.intermediate,
-        epochs: args.epochs,
-        batch_tokens: args.batch_tokens,
-        learning_rate: args.lr,
-        warmup_steps: args.warmup,
-        seed: args.seed,
-        eval_every: args.eval_every,
-        dropout: dropout_rates(&args),
-        label_smoothing: args.label_smoothing,
-        history_crop: args.history_crop,
-        item_dropout: args.item_dropout,
-        select: args.select.parse()?,
-        select_memory_fraction: args.select_memory_fraction,
-        select_samples: args.select_samples,
-        patience: args.patience,
-        ..TrainConfig::default()
-    };
+    train_model(
+        &dataset,
+        &args.model,
+        &args.recipe.config()?,
+        args.resume,
+        args.until_step,
+    )
+}
+
+/// Trains (or resumes) a model in `model_dir` with a progress bar, then says what it chose.
+pub(super) fn train_model(
+    dataset: &Dataset,
+    model_dir: &Path,
+    cfg: &TrainConfig,
+    resume: bool,
+    until_step: Option<usize>,
+) -> Result<()> {
     let mut progress = TrainBar {
         bar: Progress::new(0, "steps"),
     };
-    let state = l2d::train::train(
-        &dataset,
-        &args.model,
-        &cfg,
-        args.resume,
-        args.until_step,
-        &mut progress,
-    )
-    .with_context(|| format!("training {}", args.model.display()))?;
+    let state = l2d::train::train(dataset, model_dir, cfg, resume, until_step, &mut progress)
+        .with_context(|| format!("training {}", model_dir.display()))?;
     progress.bar.finish();
     let selected = match state.best_valid_recall {
         Some(r) => format!("best valid recall {r:.4}"),
@@ -1143,11 +1161,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
     memory.append(states)?;
 
     let files = ModelFiles::read_dir(&args.model)?;
-    let fixed: u64 = l2d::model::MODEL_FILES
-        .iter()
-        .map(|name| std::fs::metadata(args.model.join(name)).map(|m| m.len()))
-        .sum::<std::io::Result<u64>>()
-        .context("reading the model files' sizes")?;
+    let blob_budget = blob_budget(&args.model, args.budget)?;
     let mut written = Vec::new();
     for name in manifest.blobs.values() {
         let path = args.model.join(name);
@@ -1158,7 +1172,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
             with_titles: old.has_titles,
             fraction: 1.0,
             keep: Keep::Newest,
-            max_bytes: (old.kind == BlobKind::Memory).then(|| args.budget.saturating_sub(fixed)),
+            max_bytes: (old.kind == BlobKind::Memory).then_some(blob_budget),
         };
         let (blob, fraction) = build_blob(
             &memory,
@@ -1185,12 +1199,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
             bytes.len() as f64 / 1e6
         ));
     }
-    let command = manifest
-        .training
-        .as_ref()
-        .and_then(|t| t["command"].as_str())
-        .unwrap_or("l2d update")
-        .to_string();
+    let command = manifest.command().unwrap_or("l2d update").to_string();
     write_manifest(&args.model, &dataset, manifest.scoring, &command)?;
     println!(
         "appended {} states ({rate:.0} samples/s) to {} ({} states); rewrote {} and the manifest in {:.1} s",

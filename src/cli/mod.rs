@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for the `l2d` binary.
 
+mod build;
 mod commands;
 mod progress;
 
@@ -40,6 +41,10 @@ enum Command {
     Memory(MemoryArgs),
     /// Write the item-representation blob the browser fetches (global vectors or memory).
     Blob(BlobArgs),
+    /// Write the recipe's two blobs into the model directory: global (f16) and memory (int8,
+    /// the newest states that keep model files + blob within the download budget), both with
+    /// cold-start title vectors.
+    Blobs(BlobsArgs),
     /// Evaluate popularity, L2D-G, L2D-L and beam search: Recall/NDCG@{5,10,20,50,100}.
     Eval(EvalArgs),
     /// Choose the browser's default scoring on the valid split, on the shipped memory blob
@@ -65,6 +70,14 @@ enum Command {
     /// Append new interactions (and items) to a deployed model's memory without retraining:
     /// rewrites the dataset, the memory, the blobs and the manifest; keeps the model.
     Update(UpdateArgs),
+    /// From a raw log (or a D3 directory) to a deployable folder in one resumable run:
+    /// prepare → tokenizer → train → memory → blobs → choose → eval → site, with the recipe's
+    /// defaults; finished stages are skipped by the hashes of their inputs and options.
+    Build(Box<BuildArgs>),
+    /// Write a deployable folder from a model directory: the files its manifest lists under
+    /// content-hashed names and a manifest naming them (what `l2d build` ends with; after
+    /// `l2d update`, this alone refreshes the folder).
+    Site(SiteArgs),
 }
 
 /// The model directory and prepared dataset most commands work on.
@@ -79,7 +92,7 @@ struct ModelAndData {
 }
 
 /// Column names of a raw log (MovieLens names by default).
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, serde::Serialize)]
 struct LogColumns {
     /// User column of the interactions CSV.
     #[arg(long, default_value = "userId")]
@@ -136,13 +149,26 @@ struct UpdateArgs {
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// Download budget in bytes for the model files plus the memory blob, which keeps the
-    /// newest states that fit (the rule of scripts/build-default-assets.sh).
-    #[arg(long, default_value_t = 16_500_000)]
+    /// newest states that fit (the rule of `l2d blobs`).
+    #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
     budget: u64,
 }
 
 #[derive(clap::Args)]
-struct PrepareArgs {
+struct BlobsArgs {
+    #[command(flatten)]
+    io: ModelAndData,
+    /// Memory file from `l2d memory`.
+    #[arg(long, default_value = "target/l2d/memory.safetensors")]
+    memory: PathBuf,
+    /// Download budget in bytes for the model files plus the memory blob.
+    #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
+    budget: u64,
+}
+
+/// The input of `prepare` and `build`: a MovieLens directory, a D3 directory, or a raw log.
+#[derive(clap::Args, Clone)]
+struct Source {
     /// Directory in MovieLens layout (ratings.csv + movies.csv); shorthand for
     /// --interactions DIR/ratings.csv --items DIR/movies.csv.
     #[arg(long, conflicts_with_all = ["d3", "interactions"])]
@@ -161,6 +187,51 @@ struct PrepareArgs {
     /// Dataset name (default: the source directory's name).
     #[arg(long)]
     name: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Output directory: data/, model/, work/, site/ (what a CDN serves), build.json, report.md.
+    #[arg(long)]
+    out: PathBuf,
+    /// Tokenizer vocabulary size (including special tokens).
+    #[arg(long, default_value_t = 4000)]
+    vocab_size: usize,
+    /// Prompt template: `compact` or `d3`.
+    #[arg(long, default_value = "compact")]
+    template: String,
+    /// Item category noun for the d3 template.
+    #[arg(long, default_value = "item")]
+    category: String,
+    #[command(flatten)]
+    recipe: TrainRecipe,
+    /// Download budget in bytes for the model files plus the memory blob.
+    #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
+    budget: u64,
+    /// Wall-clock cap on the SASRec baseline's training, in minutes (0: no SASRec row).
+    #[arg(long, default_value_t = l2d::sasrec::SasRecConfig::default().max_minutes)]
+    sasrec_minutes: f64,
+    /// URL of l2d-widget.js in the embed snippet of the report.
+    #[arg(long, default_value = "https://cdn.example/l2d/www/l2d-widget.js")]
+    widget_url: String,
+}
+
+#[derive(clap::Args)]
+struct SiteArgs {
+    /// Model directory with its manifest.json (from `l2d manifest`, `l2d update` or a build).
+    #[arg(long)]
+    model: PathBuf,
+    /// The folder to write (the previous build's files there stay, older ones are deleted).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct PrepareArgs {
+    #[command(flatten)]
+    source: Source,
     /// Output directory (default: target/data/NAME).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -196,6 +267,17 @@ struct TrainArgs {
     /// Continue from MODEL/checkpoint (same options required).
     #[arg(long)]
     resume: bool,
+    /// Stop (with a checkpoint) once this many steps are done; continue later with --resume.
+    #[arg(long)]
+    until_step: Option<usize>,
+    #[command(flatten)]
+    recipe: TrainRecipe,
+}
+
+/// The training options of the recipe (`l2d train` and `l2d build`), defaults from
+/// `TrainConfig::default()`.
+#[derive(clap::Args, Clone)]
+struct TrainRecipe {
     /// Hidden size.
     #[arg(long, default_value_t = TrainConfig::default().hidden_size)]
     hidden: usize,
@@ -226,9 +308,6 @@ struct TrainArgs {
     /// Evaluate valid loss every N steps.
     #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     eval_every: usize,
-    /// Stop (with a checkpoint) once this many steps are done; continue later with --resume.
-    #[arg(long)]
-    until_step: Option<usize>,
     /// Dropout rate for embeddings, attention probabilities, residual branches and the MLP
     /// (training only); the four flags below override single places.
     #[arg(long)]
@@ -583,5 +662,8 @@ pub fn run() -> Result<()> {
         Command::Convert(args) => commands::convert(args),
         Command::Manifest(args) => commands::manifest(args),
         Command::Update(args) => commands::update(args),
+        Command::Blobs(args) => commands::blobs(args),
+        Command::Build(args) => build::build(*args),
+        Command::Site(args) => build::site(args),
     }
 }
