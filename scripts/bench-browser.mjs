@@ -1,6 +1,8 @@
 // Runs www/bench.html in headless Chromium twice in one profile (cold, then warm from the Cache
-// API) and prints both reports. Needs pkg/ (scripts/build-web.sh) and `npm install`.
-//   node scripts/bench-browser.mjs
+// API) and prints both reports; with --soak N, one run of N recommendations over random
+// histories instead (wasm memory and p99 drift). Needs pkg/ (scripts/build-web.sh) and
+// `npm install`.
+//   node scripts/bench-browser.mjs [--soak 10000]
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 
@@ -14,9 +16,10 @@ const browser = await chromium.launch({
 });
 const context = await browser.newContext();
 const page = await context.newPage();
-for (const visit of ["cold", "warm"]) {
-  await page.goto(`http://127.0.0.1:${port}/www/bench.html`);
-  await page.waitForSelector("body[data-done]", { timeout: 600000 });
+const soak = process.argv.includes("--soak") ? Number(process.argv[process.argv.indexOf("--soak") + 1]) : 0;
+for (const visit of soak ? ["soak"] : ["cold", "warm"]) {
+  await page.goto(`http://127.0.0.1:${port}/www/bench.html${soak ? `?soak=${soak}` : ""}`);
+  await page.waitForSelector("body[data-done]", { timeout: 1800000 });
   console.log(`${visit} visit:`, await page.textContent("#out"));
 }
 await browser.close();

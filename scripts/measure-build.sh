@@ -42,7 +42,9 @@ import json, sys
 out, wall = sys.argv[1], int(sys.argv[2])
 log = json.load(open(f"{out}/build/build.json"))
 print(f"wall time of this invocation: {wall} s (stages skipped by an earlier run cost 0 here)")
-for stage, record in log["stages"].items():
+order = ["prepare", "tokenizer", "train", "memory", "blobs", "choose", "eval", "site"]
+for stage in order:
+    record = log["stages"].get(stage, {"seconds": float("nan")})
     print(f"  {stage:>9}: {record['seconds']:8.1f} s")
 print(f"  {'all':>9}: {sum(r['seconds'] for r in log['stages'].values()):8.1f} s")
 PY

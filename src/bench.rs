@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::catalog::{Catalog, ItemIndex};
 use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::{Model, QueryEncoder};
 use crate::recommend::{query_state, rank, Mode, Representations};
 use crate::score::{top_k, ItemMatrix};
 
@@ -54,6 +54,37 @@ pub fn l2d_path<'a>(
         let q = query_state(model, catalog, h)?;
         Ok(rank(reps, &q, mode, k, &[])?.len())
     })
+}
+
+/// L2D on `reps` in `mode` for each history grown by its last item, as after a click: a
+/// [`QueryEncoder`] has encoded the history without that item (untimed), and the timed call
+/// assembles the prompt, reuses that prompt's key/value cache for the new tokens, scores and
+/// ranks. Histories shorter than two items are skipped.
+pub fn grown_by_one_latency(
+    model: &Model,
+    catalog: &Catalog,
+    reps: &Representations,
+    mode: Mode,
+    k: usize,
+    histories: &[&[ItemIndex]],
+) -> Result<Latency> {
+    let mut times = Vec::with_capacity(histories.len());
+    for h in histories {
+        let h = crate::prompt::truncate_history(h);
+        if h.len() < 2 {
+            continue;
+        }
+        let mut encoder = QueryEncoder::new();
+        encoder.encode(
+            model,
+            &model.history_prompt_ids(catalog, &h[..h.len() - 1])?,
+        )?;
+        let start = Instant::now();
+        let (q, _) = encoder.encode(model, &model.history_prompt_ids(catalog, h)?)?;
+        std::hint::black_box(rank(reps, &q, mode, k, &[])?);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(Latency::of(times))
 }
 
 /// The language-space baseline: constrained beam search of `width` over `trie`.

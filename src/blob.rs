@@ -6,7 +6,8 @@
 //!   0  magic            8 bytes  "L2DBLOB\0"
 //!   8  version          u32      1
 //!  12  kind             u8       0 = global item vectors, 1 = memory (states grouped by item)
-//!  13  dtype            u8       0 = f32, 1 = f16, 2 = int8 with one f32 scale per row
+//!  13  dtype            u8       0 = f32, 1 = f16, 2 = int8 with one f32 scale per row,
+//!                                3 = int8 around a per-dimension f32 offset (the rows' mean)
 //!  14  flags            u16      bit 0: titles present; bit 1: cold-start vectors present
 //!  16  items            u32      catalog size
 //!  20  rows             u32      matrix rows (= items for global, = states for memory)
@@ -18,10 +19,12 @@
 //!   per item: u32 id length + UTF-8 id; if titles: u32 title length + UTF-8 title
 //!   per item: u32 memory-state count (0 = no representation; memory rows are grouped by
 //!             item in catalog order, so counts give each item's row range)
+//!   dtype 3 only: dim × f32 offset
 //!   int8 only: rows × f32 scale
 //!   rows × dim values of dtype
 //!   if bit 1: one vector per item whose count is 0, in catalog order, in the same dtype
-//!             (int8: their scales, then their values) — the cold-start rule's item vectors
+//!             (int8: their offset for dtype 3, scales, then values) — the cold-start
+//!             rule's item vectors
 //! ```
 //! Reading checks every length against the bytes actually present before allocating.
 
@@ -177,9 +180,9 @@ impl Blob {
     }
 
     /// Adds cold-start vectors: one row per item with count 0, in catalog order, stored in the
-    /// main matrix's element type.
+    /// main matrix's element type and int8 offset.
     pub fn with_cold(mut self, cold: &ItemMatrix) -> Result<Self, BlobError> {
-        self.cold = Some(cold.to_dtype(self.matrix.dtype()));
+        self.cold = Some(cold.to_layout_of(&self.matrix));
         self.check_shape()?;
         Ok(self)
     }
@@ -250,9 +253,10 @@ impl Blob {
         for c in &self.counts {
             payload.extend_from_slice(&c.to_le_bytes());
         }
-        put_rows(&mut payload, &self.matrix);
+        let centred = dtype_code(&self.matrix) == 3;
+        put_rows(&mut payload, &self.matrix, centred);
         if let Some(cold) = &self.cold {
-            put_rows(&mut payload, cold);
+            put_rows(&mut payload, cold, centred);
         }
         let flags = self.has_titles as u16 | (self.cold.is_some() as u16) << 1;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -262,11 +266,7 @@ impl Blob {
             BlobKind::Global => 0,
             BlobKind::Memory => 1,
         });
-        out.push(match self.matrix.dtype() {
-            DType::F32 => 0,
-            DType::F16 => 1,
-            DType::I8 => 2,
-        });
+        out.push(dtype_code(&self.matrix));
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(self.items.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.matrix.rows() as u32).to_le_bytes());
@@ -300,10 +300,12 @@ impl Blob {
                 })
             }
         };
-        let dtype = match r.u8("dtype")? {
+        let code = r.u8("dtype")?;
+        let centred = code == 3;
+        let dtype = match code {
             0 => DType::F32,
             1 => DType::F16,
-            2 => DType::I8,
+            2 | 3 => DType::I8,
             found => {
                 return Err(BlobError::UnknownCode {
                     field: "dtype",
@@ -386,10 +388,10 @@ impl Blob {
         for _ in 0..n_items {
             counts.push(r.u32("count")?);
         }
-        let data = r.rows(rows, dim, dtype, "rows")?;
+        let data = r.rows(rows, dim, dtype, centred, "rows")?;
         let cold = if has_cold {
             let zero = counts.iter().filter(|&&c| c == 0).count();
-            let data = r.rows(zero, dim, dtype, "cold-start rows")?;
+            let data = r.rows(zero, dim, dtype, centred, "cold-start rows")?;
             Some(
                 ItemMatrix::from_data(data, dim, vec![true; zero])
                     .map_err(|e| BlobError::Invalid(e.to_string()))?,
@@ -432,8 +434,21 @@ fn row_bytes(dtype: DType, dim: usize) -> u64 {
     }
 }
 
-/// Appends a matrix's storage: f32 or f16 values, or int8 scales then values.
-fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix) {
+/// The header's dtype code of a matrix: int8 with an offset is 3.
+fn dtype_code(matrix: &ItemMatrix) -> u8 {
+    match matrix.data() {
+        RowData::F32(_) => 0,
+        RowData::F16(_) => 1,
+        RowData::I8 { offset: None, .. } => 2,
+        RowData::I8 {
+            offset: Some(_), ..
+        } => 3,
+    }
+}
+
+/// Appends a matrix's storage: f32 or f16 values, or int8 (the offset when `centred`, zeros
+/// for a matrix without one) scales, then values.
+fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool) {
     match matrix.data() {
         RowData::F32(v) => v
             .iter()
@@ -441,7 +456,19 @@ fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix) {
         RowData::F16(v) => v
             .iter()
             .for_each(|x| payload.extend_from_slice(&x.to_bits().to_le_bytes())),
-        RowData::I8 { values, scales } => {
+        RowData::I8 {
+            values,
+            scales,
+            offset,
+        } => {
+            if centred {
+                let zeros = vec![0f32; matrix.dim()];
+                offset
+                    .as_deref()
+                    .unwrap_or(&zeros)
+                    .iter()
+                    .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
+            }
             scales
                 .iter()
                 .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
@@ -495,9 +522,11 @@ impl<'a> Reader<'a> {
         rows: usize,
         dim: usize,
         dtype: DType,
+        centred: bool,
         what: &str,
     ) -> Result<RowData, BlobError> {
-        let needed = rows as u64 * row_bytes(dtype, dim);
+        let offset_bytes = if centred { 4 * dim as u64 } else { 0 };
+        let needed = offset_bytes + rows as u64 * row_bytes(dtype, dim);
         let available = self.bytes.len() - self.pos;
         if needed > available as u64 {
             return Err(BlobError::Truncated {
@@ -522,13 +551,27 @@ impl<'a> Reader<'a> {
                     .collect(),
             ),
             DType::I8 => {
+                let offset = if centred {
+                    Some(
+                        self.take(dim * 4, "int8 offset")?
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+                            .collect(),
+                    )
+                } else {
+                    None
+                };
                 let scales = self
                     .take(rows * 4, "int8 scales")?
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
                     .collect();
                 let values = self.take(values, what)?.iter().map(|&b| b as i8).collect();
-                RowData::I8 { values, scales }
+                RowData::I8 {
+                    values,
+                    scales,
+                    offset,
+                }
             }
         })
     }

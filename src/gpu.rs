@@ -26,6 +26,9 @@ pub struct GpuScorer {
     valid: Vec<bool>,
     /// Adapter name and backend, for reporting which device ran.
     pub adapter: String,
+    /// A software adapter (the device type is a CPU: SwiftShader, lavapipe, a browser's
+    /// fallback adapter). The wasm CPU path beats it (`www/bench.html`), so `auto` skips it.
+    pub software: bool,
 }
 
 fn gpu_err(context: &str, e: impl std::fmt::Display) -> Error {
@@ -113,6 +116,7 @@ impl GpuScorer {
             dim,
             valid: matrix.valid().to_vec(),
             adapter: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
+            software: info.device_type == wgpu::DeviceType::Cpu,
         }))
     }
 

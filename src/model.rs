@@ -1019,3 +1019,79 @@ impl Model {
         Ok(self.last_hidden_batch(&[ids])?.remove(0))
     }
 }
+
+/// How [`QueryEncoder::encode`] obtained a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// The same prompt was encoded recently: its state, no forward pass.
+    Memo,
+    /// The previous prompt is a prefix of this one (a history grown by appended items whose
+    /// window has not slid): its keys and values were reused and only these new tokens run.
+    Extended { new_tokens: usize },
+    /// A full forward pass.
+    Full,
+}
+
+/// The query encoder of one visitor's session: a history that grows by a click keeps its
+/// prompt as a prefix (compact template, window not slid), so the previous prompt's key/value
+/// cache is reused and only the new title's tokens run — exact, since attention is causal. The
+/// last [`QueryEncoder::MEMO`] prompts' states are kept, so asking again costs nothing. Memory
+/// is bounded: one cache (at most the model's positions) and `MEMO` states.
+#[derive(Debug, Default)]
+pub struct QueryEncoder {
+    last: Option<(Vec<u32>, KvCache)>,
+    memo: std::collections::VecDeque<(Vec<u32>, Vec<f32>)>,
+}
+
+impl QueryEncoder {
+    /// Prompts whose states are memoized.
+    pub const MEMO: usize = 32;
+
+    /// An encoder with nothing cached.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The last-token final-norm hidden state of `ids` (equal to
+    /// [`Model::last_hidden_batch`] of it within float rounding), and how it was obtained.
+    pub fn encode(&mut self, model: &Model, ids: &[u32]) -> Result<(Vec<f32>, Reuse)> {
+        if ids.is_empty() {
+            return Err(Error::invalid("prompt", "empty token sequence"));
+        }
+        if let Some(at) = self.memo.iter().position(|(p, _)| p == ids) {
+            let entry = self.memo.remove(at).expect("found");
+            let state = entry.1.clone();
+            self.memo.push_back(entry);
+            return Ok((state, Reuse::Memo));
+        }
+        let extend = self
+            .last
+            .take()
+            .filter(|(prev, cache)| {
+                prev.len() < ids.len() && ids.starts_with(prev) && cache.len() == prev.len()
+            })
+            .map(|(_, cache)| cache);
+        let (mut cache, start, reuse) = match extend {
+            Some(cache) => {
+                let start = cache.len();
+                let reuse = Reuse::Extended {
+                    new_tokens: ids.len() - start,
+                };
+                (cache, start, reuse)
+            }
+            None => (model.net.new_cache(), 0, Reuse::Full),
+        };
+        let new = &ids[start..];
+        let tensor = Tensor::new(new, &Device::Cpu)?.unsqueeze(0)?;
+        let hidden = model
+            .net
+            .forward_rows(&tensor, Some(&mut cache), &[new.len() - 1])?;
+        let state = hidden.i((0, 0))?.to_vec1::<f32>()?;
+        self.last = Some((ids.to_vec(), cache));
+        if self.memo.len() == Self::MEMO {
+            self.memo.pop_front();
+        }
+        self.memo.push_back((ids.to_vec(), state.clone()));
+        Ok((state, reuse))
+    }
+}

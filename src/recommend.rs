@@ -8,7 +8,7 @@ use crate::catalog::{stateless_items, Catalog, ItemIndex};
 use crate::error::{Error, Result};
 use crate::manifest::Scoring;
 use crate::memory::Memory;
-use crate::model::Model;
+use crate::model::{Model, QueryEncoder};
 use crate::prompt::history_titles;
 use crate::score::{top_k, ItemMatrix};
 
@@ -263,8 +263,7 @@ impl Representations {
             values[i * dim..(i + 1) * dim].copy_from_slice(&vectors[k * dim..(k + 1) * dim]);
             valid[i] = true;
         }
-        let dtype = self.global.dtype();
-        self.global = ItemMatrix::from_f32(values, dim, valid)?.to_dtype(dtype);
+        self.global = ItemMatrix::from_f32(values, dim, valid)?.to_layout_of(&self.global);
         self.cold_filled = items.to_vec();
         Ok(())
     }
@@ -421,12 +420,29 @@ pub fn prepare(
     reps: &Representations,
     request: &Request,
 ) -> Result<Query> {
+    prepare_with(model, catalog, reps, request, None)
+}
+
+/// [`prepare`] through a session's [`QueryEncoder`]: a history grown by a click reuses the
+/// previous prompt's key/value cache, a repeated one its memoized state (the same state as a
+/// full forward pass within float rounding).
+pub fn prepare_with(
+    model: &Model,
+    catalog: &Catalog,
+    reps: &Representations,
+    request: &Request,
+    encoder: Option<&mut QueryEncoder>,
+) -> Result<Query> {
     let history = crate::prompt::truncate_history(request.history).to_vec();
-    let state = if history.is_empty() {
-        None
-    } else {
-        Some(reps.prepared_query(&query_state(model, catalog, &history)?))
-    };
+    let state = match (history.is_empty(), encoder) {
+        (true, _) => None,
+        (false, None) => Some(query_state(model, catalog, &history)?),
+        (false, Some(encoder)) => {
+            let ids = model.history_prompt_ids(catalog, &history)?;
+            Some(encoder.encode(model, &ids)?.0)
+        }
+    }
+    .map(|state| reps.prepared_query(&state));
     Ok(Query {
         history,
         state,

@@ -14,8 +14,14 @@ pub enum RowData {
     F32(Vec<f32>),
     /// 16-bit floats, row-major (half the bytes; converted per row when scoring).
     F16(Vec<f16>),
-    /// Symmetric int8 per row: value = q · scale[row].
-    I8 { values: Vec<i8>, scales: Vec<f32> },
+    /// int8 per row around a per-dimension offset: value = offset[d] + q · scale[row]
+    /// (without an offset, symmetric around 0). Centring on the rows' mean spends the 8 bits
+    /// on how rows differ, not on the large component they share.
+    I8 {
+        values: Vec<i8>,
+        scales: Vec<f32>,
+        offset: Option<Vec<f32>>,
+    },
 }
 
 /// Element type of an item matrix.
@@ -62,9 +68,16 @@ impl ItemMatrix {
         let values = match &data {
             RowData::F32(v) => v.len(),
             RowData::F16(v) => v.len(),
-            RowData::I8 { values, scales } => {
+            RowData::I8 {
+                values,
+                scales,
+                offset,
+            } => {
                 if scales.len() != valid.len() {
                     return Err(Error::mismatch("int8 scales", valid.len(), scales.len()));
+                }
+                if let Some(offset) = offset.as_ref().filter(|o| o.len() != dim) {
+                    return Err(Error::mismatch("int8 offset", dim, offset.len()));
                 }
                 values.len()
             }
@@ -97,25 +110,52 @@ impl ItemMatrix {
         self
     }
 
-    /// Converts to another element type (the ranking changes only by rounding).
+    /// Converts to another element type (the ranking changes only by rounding); int8 is
+    /// centred on the valid rows' per-dimension mean.
     pub fn to_dtype(&self, dtype: DType) -> Self {
         let values = self.to_f32_values();
+        let offset = (dtype == DType::I8)
+            .then(|| self.valid_mean(&values))
+            .flatten();
+        self.stored_as(values, dtype, offset)
+    }
+
+    /// Converts to the element type of `layout`, around its int8 offset if it has one (rows
+    /// stored next to `layout`'s, such as a blob's cold-start vectors, share its layout).
+    pub fn to_layout_of(&self, layout: &ItemMatrix) -> Self {
+        let offset = match layout.data() {
+            RowData::I8 { offset, .. } => offset.clone(),
+            _ => None,
+        };
+        self.stored_as(self.to_f32_values(), layout.dtype(), offset)
+    }
+
+    fn stored_as(&self, values: Vec<f32>, dtype: DType, offset: Option<Vec<f32>>) -> Self {
         let data = match dtype {
             DType::F32 => RowData::F32(values),
             DType::F16 => RowData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
             DType::I8 => {
+                let centre = offset.clone().unwrap_or_else(|| vec![0.0; self.dim]);
                 let mut scales = Vec::with_capacity(self.rows);
                 let mut q = Vec::with_capacity(values.len());
                 for row in values.chunks(self.dim) {
-                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let max = row
+                        .iter()
+                        .zip(&centre)
+                        .fold(0f32, |m, (v, c)| m.max((v - c).abs()));
                     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
                     scales.push(scale);
                     q.extend(
                         row.iter()
-                            .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+                            .zip(&centre)
+                            .map(|(v, c)| ((v - c) / scale).round().clamp(-127.0, 127.0) as i8),
                     );
                 }
-                RowData::I8 { values: q, scales }
+                RowData::I8 {
+                    values: q,
+                    scales,
+                    offset,
+                }
             }
         };
         ItemMatrix {
@@ -126,6 +166,23 @@ impl ItemMatrix {
             valid: self.valid.clone(),
         }
         .with_norms()
+    }
+
+    /// Per-dimension mean of the valid rows of `values` (row-major), `None` without one.
+    fn valid_mean(&self, values: &[f32]) -> Option<Vec<f32>> {
+        let mut sum = vec![0f64; self.dim];
+        let mut n = 0usize;
+        for (row, _) in values
+            .chunks(self.dim)
+            .zip(&self.valid)
+            .filter(|(_, &valid)| valid)
+        {
+            n += 1;
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += v as f64;
+            }
+        }
+        (n > 0).then(|| sum.iter().map(|s| (s / n as f64) as f32).collect())
     }
 
     /// All values as f32, row-major.
@@ -149,10 +206,23 @@ impl ItemMatrix {
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[span], scratch);
                 scratch
             }
-            RowData::I8 { values, scales } => {
+            RowData::I8 {
+                values,
+                scales,
+                offset,
+            } => {
                 let scale = scales[r];
-                for (s, &q) in scratch.iter_mut().zip(&values[span]) {
-                    *s = q as f32 * scale;
+                match offset {
+                    Some(offset) => {
+                        for ((s, &q), &o) in scratch.iter_mut().zip(&values[span]).zip(offset) {
+                            *s = o + q as f32 * scale;
+                        }
+                    }
+                    None => {
+                        for (s, &q) in scratch.iter_mut().zip(&values[span]) {
+                            *s = q as f32 * scale;
+                        }
+                    }
                 }
                 scratch
             }

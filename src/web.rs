@@ -14,9 +14,9 @@ use crate::catalog::{Catalog, ItemIndex};
 use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::gpu::GpuScorer;
 use crate::manifest::{Manifest, Scoring};
-use crate::model::{sha256_hex, Model, ModelFiles};
+use crate::model::{sha256_hex, Model, ModelFiles, QueryEncoder};
 use crate::recommend::{
-    finish, load_blob, prepare, query_state, row_distances, Mode, Representations, Request,
+    finish, load_blob, prepare_with, query_state, row_distances, Mode, Representations, Request,
 };
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
@@ -60,7 +60,7 @@ export interface RecommendOptions {
   m?: number;
   /** Leave history items out of the list (default true). */
   excludeHistory?: boolean;
-  /** "auto" (WebGPU when an adapter exists, else CPU; default), "cpu" or "webgpu". */
+  /** "auto" (WebGPU on a hardware adapter, else the CPU; default), "cpu" or "webgpu" (any adapter, software ones too). */
   backend?: "auto" | "cpu" | "webgpu";
 }
 /** One recommended item. */
@@ -165,6 +165,9 @@ struct Inner {
     reps: Representations,
     scoring: Scoring,
     trie: RefCell<Option<Rc<TitleTrie>>>,
+    /// The session's query encoder: a history grown by a click reuses the previous prompt's
+    /// key/value cache, a repeated one its memoized state.
+    encoder: RefCell<QueryEncoder>,
 }
 
 /// Recommends items for a browsing history entirely in the page: one forward pass of the
@@ -218,6 +221,7 @@ impl Recommender {
                 reps,
                 scoring,
                 trie: RefCell::new(None),
+                encoder: RefCell::new(QueryEncoder::new()),
             }),
             gpu: Rc::new(RefCell::new(GpuState::Unchecked)),
         })
@@ -411,6 +415,7 @@ impl Recommender {
             "defaultMode": self.inner.scoring.mode,
             "localMinStates": self.inner.scoring.local_min_states,
             "defaultM": self.inner.scoring.m,
+            "wasmMemoryBytes": wasm_memory_bytes(),
         }))
     }
 }
@@ -489,7 +494,17 @@ async fn recommend_async(
         k,
         exclude: &exclude,
     };
-    let query = prepare(&inner.model, &inner.catalog, &inner.reps, &request).map_err(js_error)?;
+    let query = {
+        let mut encoder = inner.encoder.borrow_mut();
+        prepare_with(
+            &inner.model,
+            &inner.catalog,
+            &inner.reps,
+            &request,
+            Some(&mut encoder),
+        )
+        .map_err(js_error)?
+    };
     let encode_ms = now() - start;
     let history_used: Vec<String> = query
         .history
@@ -500,10 +515,15 @@ async fn recommend_async(
     let (to_rows, used) = match &query.state {
         None => (None, "popularity".to_string()),
         Some(q) => {
-            let scorer = if backend == "cpu" {
-                None
-            } else {
-                gpu_scorer(&inner, &gpu, mode).await
+            // `auto` uses WebGPU on a hardware adapter only: on a software one (SwiftShader)
+            // scoring took 11–130 ms against 0.4–15 ms on the wasm CPU path
+            // (`node scripts/bench-browser.mjs`).
+            let scorer = match backend.as_str() {
+                "cpu" => None,
+                "webgpu" => gpu_scorer(&inner, &gpu, mode).await,
+                _ => gpu_scorer(&inner, &gpu, mode)
+                    .await
+                    .filter(|(scorer, _)| !scorer.software),
             };
             match scorer {
                 Some((scorer, name)) => {
@@ -581,6 +601,15 @@ async fn gpu_scorer(
         }
         _ => None,
     }
+}
+
+/// Size of this instance's linear memory (it only grows): what a soak watches.
+fn wasm_memory_bytes() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    js_sys::Reflect::get(&memory.buffer(), &"byteLength".into())
+        .ok()
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0)
 }
 
 fn bytes_field(result: &JsValue) -> Result<Vec<u8>, JsError> {

@@ -475,3 +475,65 @@ fn assembled_prompt_ids_equal_the_tokenizers() {
         );
     }
 }
+
+/// A session of queries through one `QueryEncoder`, each step a history and how its state must
+/// be obtained: grown by a click (the previous prompt's cache reused, only the new title's
+/// tokens run), asked again (memoized), slid past the window or replaced (a full pass). Every
+/// state equals a full forward pass of the same prompt within 1e-5.
+#[test]
+fn a_growing_history_reuses_the_previous_prompts_cache_exactly() {
+    use l2d::model::{QueryEncoder, Reuse};
+    let model = default_model();
+    let titles: Vec<String> = common::default_blob("memory.blob")
+        .items
+        .iter()
+        .take(40)
+        .map(|i| i.title.clone())
+        .collect();
+    let window = l2d::prompt::MAX_HISTORY;
+    let history = |from: usize, to: usize| titles[from..to].to_vec();
+    let extended = |r: Reuse| matches!(r, Reuse::Extended { .. });
+    type Expect = fn(Reuse) -> bool;
+    let cases: Vec<(&str, Vec<String>, Expect)> = vec![
+        ("first query", history(0, 3), |r| r == Reuse::Full),
+        ("grown by one", history(0, 4), extended),
+        ("grown by two", history(0, 6), extended),
+        ("asked again", history(0, 6), |r| r == Reuse::Memo),
+        ("grown to the window", history(0, window), extended),
+        ("an earlier one again", history(0, 4), |r| r == Reuse::Memo),
+        ("slid past the window", history(1, window + 1), |r| {
+            r == Reuse::Full
+        }),
+        ("another history", history(20, 25), |r| r == Reuse::Full),
+        ("that one grown", history(20, 26), extended),
+    ];
+    let mut encoder = QueryEncoder::new();
+    for (what, titles, expect) in cases {
+        let ids = model.prompt_ids(&titles).unwrap();
+        let (state, reuse) = encoder.encode(&model, &ids).unwrap();
+        assert!(expect(reuse), "{what}: {reuse:?}");
+        if let Reuse::Extended { new_tokens } = reuse {
+            assert!(
+                new_tokens < ids.len(),
+                "{what}: {new_tokens} of {}",
+                ids.len()
+            );
+        }
+        let full = model.last_hidden_batch(&[ids]).unwrap().remove(0);
+        let gap = state
+            .iter()
+            .zip(&full)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(gap <= 1e-5, "{what}: differs from a full pass by {gap}");
+    }
+    // The memo is bounded: after MEMO other prompts, the first one costs a full pass again.
+    for n in 0..QueryEncoder::MEMO {
+        let ids = model
+            .prompt_ids(&history(n % 30, n % 30 + 1 + n / 30))
+            .unwrap();
+        encoder.encode(&model, &ids).unwrap();
+    }
+    let first = model.prompt_ids(&history(0, 3)).unwrap();
+    assert_eq!(encoder.encode(&model, &first).unwrap().1, Reuse::Full);
+}

@@ -165,7 +165,7 @@ async fn has_webgpu_adapter() -> bool {
 }
 
 #[wasm_bindgen_test]
-async fn auto_backend_uses_webgpu_when_present_and_cpu_otherwise() {
+async fn auto_backend_uses_a_hardware_webgpu_adapter_and_cpu_otherwise() {
     let r = recommender();
     let case = &cases()[1];
     let cpu = recommend(
@@ -184,7 +184,20 @@ async fn auto_backend_uses_webgpu_when_present_and_cpu_otherwise() {
     .unwrap();
     assert_eq!(ids(&auto), ids(&cpu));
     if has_webgpu_adapter().await {
-        assert!(auto.backend.starts_with("webgpu"), "{}", auto.backend);
+        // `auto` takes a hardware adapter only; SwiftShader (device type Cpu) loses to the CPU.
+        let forced = recommend(
+            &r,
+            &case.history,
+            serde_json::json!({"k": 20, "backend": "webgpu"}),
+        )
+        .await
+        .unwrap();
+        assert!(forced.backend.starts_with("webgpu"), "{}", forced.backend);
+        if forced.backend.ends_with(", Cpu)") {
+            assert_eq!(auto.backend, "cpu", "software adapter: {}", forced.backend);
+        } else {
+            assert!(auto.backend.starts_with("webgpu"), "{}", auto.backend);
+        }
         for (mode, m) in [("global", 20), ("local", 20), ("density", 20)] {
             for case in cases() {
                 let opts = |backend: &str| serde_json::json!({"k": 20, "mode": mode, "m": m, "backend": backend});
@@ -420,4 +433,47 @@ fn an_empty_catalog_blob_is_refused_by_name() {
         Err(e) => format!("{:?}", JsValue::from(e)),
     };
     assert!(err.contains("no items"), "{err}");
+}
+
+/// In wasm as natively: a history grown by one click reuses the previous prompt's cache and
+/// gives the state of a full forward pass within 1e-5; a repeated one is memoized.
+#[wasm_bindgen_test]
+fn a_grown_history_reuses_the_cache_and_equals_a_full_pass() {
+    use l2d::model::{Model, ModelFiles, QueryEncoder, Reuse};
+    let model = Model::from_files(&ModelFiles {
+        config: CONFIG.to_vec(),
+        weights: WEIGHTS.to_vec(),
+        tokenizer: TOKENIZER.to_vec(),
+        meta: META.to_vec(),
+    })
+    .unwrap();
+    let blob = l2d::blob::Blob::from_bytes(MEMORY_BLOB).unwrap();
+    let titles: Vec<&str> = blob
+        .items
+        .iter()
+        .take(8)
+        .map(|i| i.title.as_str())
+        .collect();
+    let mut encoder = QueryEncoder::new();
+    for n in 1..=titles.len() {
+        let ids = model.prompt_ids(&titles[..n]).unwrap();
+        let (state, reuse) = encoder.encode(&model, &ids).unwrap();
+        let expected = if n == 1 {
+            matches!(reuse, Reuse::Full)
+        } else {
+            matches!(reuse, Reuse::Extended { .. })
+        };
+        assert!(expected, "{n} titles: {reuse:?}");
+        let full = model
+            .last_hidden_batch(std::slice::from_ref(&ids))
+            .unwrap()
+            .remove(0);
+        let gap = state
+            .iter()
+            .zip(&full)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(gap <= 1e-5, "{n} titles: differs from a full pass by {gap}");
+        assert_eq!(encoder.encode(&model, &ids).unwrap(), (state, Reuse::Memo));
+    }
 }

@@ -1,46 +1,157 @@
 // Browser benchmark page: prints a JSON report into #out (read by scripts/bench-browser.mjs).
+// `recommend` in the worker for fresh 10-item histories (a different one each round, so no
+// round reuses another's prompt) and for histories grown by one item (the previous prompt's
+// key/value cache reused), per backend and mode; then what a shopper feels: a history change
+// → the widget's list re-rendered (next frame included), fresh and grown by one; the beam
+// baseline.
 import { L2DClient } from "./l2d-client.js";
+import { history } from "./l2d-widget.js";
 
-const HISTORY = ["318", "858", "50", "527", "593", "296", "2959", "47", "110", "356"];
 const ROUNDS = 30;
+const WINDOW = 10;
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
+function p90(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.round((s.length - 1) * 0.9))];
+}
+
+// Seeded distinct histories of WINDOW + 1 catalog ids (the last one is the "click").
+function histories(ids, n) {
+  let state = 7;
+  const next = () => (state = (state * 1103515245 + 12345) % 2147483648);
+  return Array.from({ length: n }, () => Array.from({ length: WINDOW + 1 }, () => ids[next() % ids.length]));
+}
+
+const frame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+
+// Time from `change()` to the widget's next rendered list, plus the frame that shows it.
+async function felt(widget, change) {
+  const rendered = new Promise((resolve) => widget.addEventListener("l2d-recommendations", resolve, { once: true }));
+  const start = performance.now();
+  change();
+  await rendered;
+  await frame();
+  return performance.now() - start;
+}
+
+function setHistory(ids) {
+  localStorage.setItem("l2d-history", JSON.stringify(ids));
+  window.dispatchEvent(new CustomEvent("l2d-history-change"));
+}
+
+// A soak (bench.html?soak=N): N recommendations over random histories, fresh and grown by one
+// mixed; wasm memory after the first 100 and at the end, p99 of the first and last thousand.
+async function soak(client, ids, n) {
+  let state = 11;
+  const next = () => (state = (state * 1103515245 + 12345) % 2147483648);
+  const times = [];
+  let history = [];
+  let errors = 0;
+  let after100 = 0;
+  for (let i = 0; i < n; i++) {
+    if (history.length >= WINDOW || next() % 3 === 0) history = Array.from({ length: 1 + (next() % WINDOW) }, () => ids[next() % ids.length]);
+    else history = history.concat([ids[next() % ids.length]]);
+    const start = performance.now();
+    try {
+      await client.recommend(history, { k: 20 });
+    } catch (_) {
+      errors += 1;
+    }
+    times.push(performance.now() - start);
+    if (i === 99) after100 = (await client.info()).wasmMemoryBytes;
+  }
+  const end = (await client.info()).wasmMemoryBytes;
+  const p99 = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)];
+  const first = times.slice(0, 1000);
+  const last = times.slice(-1000);
+  return {
+    recommendations: n,
+    errors,
+    wasmMemoryAfter100: after100,
+    wasmMemoryAtEnd: end,
+    memoryRatio: end / after100,
+    p99FirstThousandMs: p99(first),
+    p99LastThousandMs: p99(last),
+    p99Ratio: p99(last) / p99(first),
+    medianMs: median(times),
+  };
+}
 
 async function main() {
-  const report = { history: HISTORY.length, rounds: ROUNDS };
+  const manifestUrl = new URL("../models/default/manifest.json", location.href).href;
+  const report = { window: WINDOW, rounds: ROUNDS };
   const t0 = performance.now();
   const client = new L2DClient();
-  let downloaded = 0;
   let cachedFiles = 0;
-  await client.load({ manifestUrl: new URL("../models/default/manifest.json", location.href).href }, (p) => {
+  await client.load({ manifestUrl }, (p) => {
     if (p.cached) cachedFiles += p.loaded === p.total ? 1 : 0;
-    else downloaded = Math.max(downloaded, p.loaded);
   });
-  await client.recommend(HISTORY, { k: 20, backend: "cpu" });
+  const ids = (await client.items()).map((i) => i.id);
+  const soakRounds = Number(new URLSearchParams(location.search).get("soak"));
+  if (soakRounds > 0) {
+    report.soak = await soak(client, ids, soakRounds);
+    document.getElementById("out").textContent = JSON.stringify(report, null, 2);
+    document.body.dataset.done = "1";
+    return;
+  }
+  const runs = histories(ids, ROUNDS + 1);
+  await client.recommend(runs[0].slice(0, WINDOW), { k: 20, backend: "cpu" });
   report.loadToFirstMs = performance.now() - t0;
   report.visit = cachedFiles > 0 ? "warm (Cache API)" : "cold (network)";
   report.hasWebGPU = await client.hasWebGPU();
   for (const backend of report.hasWebGPU ? ["cpu", "webgpu"] : ["cpu"]) {
-    for (const mode of ["global", "local"]) {
-      await client.recommend(HISTORY, { k: 20, mode, backend }); // warm-up
-      const total = [];
-      const encode = [];
-      const score = [];
-      for (let i = 0; i < ROUNDS; i++) {
-        const start = performance.now();
-        const r = await client.recommend(HISTORY, { k: 20, mode, backend });
-        total.push(performance.now() - start);
-        encode.push(r.encodeMs);
-        score.push(r.scoreMs);
+    for (const mode of ["default", "global", "local"]) {
+      const options = { k: 20, backend, ...(mode === "default" ? {} : { mode }) };
+      await client.recommend(runs[0].slice(0, WINDOW), options); // warm-up
+      const fresh = { total: [], encode: [], score: [] };
+      const grown = { total: [], encode: [] };
+      for (const h of runs.slice(1)) {
+        let start = performance.now();
+        const r = await client.recommend(h.slice(1, WINDOW + 1), options);
+        fresh.total.push(performance.now() - start);
+        fresh.encode.push(r.encodeMs);
+        fresh.score.push(r.scoreMs);
+        await client.recommend(h.slice(0, WINDOW - 1), options);
+        start = performance.now();
+        const g = await client.recommend(h.slice(0, WINDOW), options);
+        grown.total.push(performance.now() - start);
+        grown.encode.push(g.encodeMs);
       }
-      report[`${backend}/${mode}`] = { medianMs: median(total), encodeMs: median(encode), scoreMs: median(score) };
+      report[`${backend}/${mode}`] = {
+        freshMedianMs: median(fresh.total),
+        freshEncodeMs: median(fresh.encode),
+        scoreMs: median(fresh.score),
+        grownByOneMedianMs: median(grown.total),
+        grownByOneEncodeMs: median(grown.encode),
+      };
     }
   }
+  // What a shopper feels: the widget (the manifest's default scoring, backend auto).
+  history.clear();
+  const widget = document.createElement("l2d-recommendations");
+  widget.setAttribute("manifest", manifestUrl);
+  widget.setAttribute("k", "8");
+  document.body.append(widget);
+  await felt(widget, () => setHistory(runs[0].slice(0, WINDOW)));
+  const feltFresh = [];
+  const feltGrown = [];
+  for (const h of runs.slice(1)) {
+    feltFresh.push(await felt(widget, () => setHistory(h.slice(1, WINDOW + 1))));
+    await felt(widget, () => setHistory(h.slice(0, WINDOW - 1)));
+    feltGrown.push(await felt(widget, () => history.record(h[WINDOW - 1])));
+  }
+  report.widget = {
+    freshP50Ms: median(feltFresh),
+    freshP90Ms: p90(feltFresh),
+    grownByOneP50Ms: median(feltGrown),
+    grownByOneP90Ms: p90(feltGrown),
+  };
   const beam = [];
-  for (let i = 0; i < 5; i++) beam.push((await client.beam(HISTORY, 10, 20)).ms);
+  for (let i = 0; i < 5; i++) beam.push((await client.beam(runs[i].slice(0, WINDOW), 10, 20)).ms);
   report["beam10MedianMs"] = median(beam);
   document.getElementById("out").textContent = JSON.stringify(report, null, 2);
   document.body.dataset.done = "1";

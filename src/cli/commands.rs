@@ -708,6 +708,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             l.median_ms, l.p90_ms
         );
     }
+    let grown = bench::grown_by_one_latency(&model, catalog, &reps, Mode::Global, k, &histories)?;
+    println!(
+        "{:>14}: median {:8.2} ms   p90 {:8.2} ms   (history grown by one: the previous prompt's cache reused)",
+        "L2D-G +1",
+        grown.median_ms,
+        grown.p90_ms
+    );
     println!("speed-up of L2D-G over:");
     for (name, l) in names.iter().zip(&latencies).skip(1) {
         println!("{name:>14}: {:6.1}×", l.median_ms / latencies[0].median_ms);
