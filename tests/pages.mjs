@@ -274,7 +274,10 @@ async function main() {
     const page = await context.newPage();
     await page.goto(`${base}/www/index.html`);
     await page.waitForSelector("body[data-ready=loaded]", { timeout: 120000 });
-    for (const query of ["Star Wars: Episode IV", "Matrix, The", "Toy Story (1995)"]) {
+    // A first visit opens with the example history already decoded by all three methods.
+    await page.waitForFunction(() => ["global", "local", "beam"].every((id) => document.querySelectorAll(`#${id}-list li`).length > 0), null, { timeout: 120000 });
+    assert.equal((await page.$$("#history li")).length, 3, "the example history");
+    for (const query of ["Heat (1995)", "Fargo (1996)", "Casino (1995)"]) {
       await page.fill("#search", query);
       await (await page.waitForSelector("#search-results li")).click();
     }

@@ -5,6 +5,8 @@ const $ = (id) => document.getElementById(id);
 const l2d = new L2DClient();
 let catalog = [];
 let history = [];
+// The example history a first visit opens with (MovieLens ids): Star Wars: Episode IV, The Matrix, Toy Story.
+const EXAMPLE = ["260", "2571", "1"];
 let running = 0;
 
 function text(el, value) {
@@ -148,9 +150,12 @@ async function main() {
     text($("status"), `Ready: ${info.items} movies, ${info.dim}-dimensional states, ${info.memoryStates} memory states (${info.coldItems} items without any, ${info.coldWithVectors ? "ranked by their title vectors" : "ranked last"}).`);
     $("search").disabled = false;
     document.body.dataset.ready = "loaded";
+    // A first-time visitor sees an example decoded by all three methods; ?history=ID,ID,… sets another.
     const params = new URLSearchParams(location.search);
-    if (params.get("history")) {
-      history = params.get("history").split(",");
+    const known = new Set(catalog.map((item) => item.id));
+    const start = params.get("history") ? params.get("history").split(",") : EXAMPLE.filter((id) => known.has(id));
+    if (start.length) {
+      history = start;
       renderHistory();
       refresh();
     }
