@@ -253,7 +253,17 @@ impl Blob {
         for c in &self.counts {
             payload.extend_from_slice(&c.to_le_bytes());
         }
-        let centred = dtype_code(&self.matrix) == 3;
+        // Dtype 3 when any section has an int8 offset (a section without one stores zeros), so
+        // no offset is ever dropped, whichever section carries it.
+        let centred = std::iter::once(&self.matrix).chain(&self.cold).any(|m| {
+            matches!(
+                m.data(),
+                RowData::I8 {
+                    offset: Some(_),
+                    ..
+                }
+            )
+        });
         put_rows(&mut payload, &self.matrix, centred);
         if let Some(cold) = &self.cold {
             put_rows(&mut payload, cold, centred);
@@ -266,7 +276,12 @@ impl Blob {
             BlobKind::Global => 0,
             BlobKind::Memory => 1,
         });
-        out.push(dtype_code(&self.matrix));
+        out.push(match self.matrix.dtype() {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::I8 if centred => 3,
+            DType::I8 => 2,
+        });
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(self.items.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.matrix.rows() as u32).to_le_bytes());
@@ -431,18 +446,6 @@ fn row_bytes(dtype: DType, dim: usize) -> u64 {
         DType::F32 => 4 * dim,
         DType::F16 => 2 * dim,
         DType::I8 => dim + 4,
-    }
-}
-
-/// The header's dtype code of a matrix: int8 with an offset is 3.
-fn dtype_code(matrix: &ItemMatrix) -> u8 {
-    match matrix.data() {
-        RowData::F32(_) => 0,
-        RowData::F16(_) => 1,
-        RowData::I8 { offset: None, .. } => 2,
-        RowData::I8 {
-            offset: Some(_), ..
-        } => 3,
     }
 }
 

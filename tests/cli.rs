@@ -32,6 +32,20 @@ fn write_raw_log(dir: &Path, users: usize) {
     std::fs::write(dir.join("movies.csv"), movies).unwrap();
 }
 
+/// The tiny model shape of these tests (`l2d train` and `l2d build` flags).
+const TINY_SHAPE: [&str; 10] = [
+    "--hidden",
+    "32",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--intermediate",
+    "64",
+    "--batch-tokens",
+    "512",
+];
+
 /// Runs `l2d args…` with stderr into `log`; panics with the log when it fails.
 fn l2d(args: &[&str], log: &Path) {
     let file = std::fs::File::create(log).unwrap();
@@ -83,24 +97,12 @@ fn tiny_model(root: &Path, train_flags: &[&str]) -> (std::path::PathBuf, std::pa
         ],
         &log,
     );
-    let shape = [
-        "train",
-        "--dataset",
-        &d,
-        "--model",
-        &m,
-        "--hidden",
-        "32",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--intermediate",
-        "64",
-        "--batch-tokens",
-        "512",
-    ];
-    let args: Vec<&str> = shape.iter().chain(train_flags).copied().collect();
+    let args: Vec<&str> = ["train", "--dataset", &d, "--model", &m]
+        .iter()
+        .chain(&TINY_SHAPE)
+        .chain(train_flags)
+        .copied()
+        .collect();
     l2d(&args, &root.join("train.log"));
     (data, model)
 }
@@ -414,23 +416,15 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
         &s(&out),
         "--vocab-size",
         "300",
-        "--hidden",
-        "32",
-        "--layers",
-        "1",
-        "--heads",
-        "2",
-        "--intermediate",
-        "64",
-        "--batch-tokens",
-        "512",
         "--epochs",
         "2",
         "--sasrec-minutes",
         "0.01",
     ]
-    .map(String::from)
-    .to_vec();
+    .iter()
+    .chain(&TINY_SHAPE)
+    .map(|a| a.to_string())
+    .collect();
     let log = root.join("build.log");
     // Runs a build with `extra` options; returns the stages it ran, in order.
     let build = |extra: &[&str]| -> Vec<String> {
