@@ -1,6 +1,8 @@
 //! The language-space baseline (D3): beam search over the title tokens, constrained to a prefix
 //! trie of every catalog title as tokenized after the prompt (each ending with the end marker),
-//! KV-cached and batched over beams. Length penalty 0: a hypothesis scores the sum of its token
+//! batched over beams: the prompt's keys and values are computed once and shared by every beam,
+//! the generated tokens' are preallocated and written in place, and beams are reordered by
+//! copying only the generated part, only when the order changes ([`BeamCache`]). Length penalty 0: a hypothesis scores the sum of its token
 //! log-probabilities. The order of finished titles is the ranking; a title maps to every item
 //! carrying it (D3's rule for duplicate titles).
 
@@ -10,7 +12,7 @@ use candle_core::{Device, Tensor, D};
 
 use crate::catalog::{Catalog, ItemIndex};
 use crate::error::{Error, Result};
-use crate::model::{Model, Pass};
+use crate::model::{BeamCache, Model};
 
 #[derive(Debug, Default, Clone)]
 struct Node {
@@ -92,9 +94,10 @@ pub fn beam_search(
         return Err(Error::invalid("beam", "0 (need at least one beam)"));
     }
     let net = &model.net;
-    let mut cache = net.new_cache();
+    let mut prompt_cache = net.new_cache();
     let prompt = Tensor::new(prompt_ids, &Device::Cpu)?.unsqueeze(0)?;
-    let last = net.forward_rows(&prompt, Some(&mut cache), &[prompt_ids.len() - 1])?;
+    let last = net.forward_rows(&prompt, Some(&mut prompt_cache), &[prompt_ids.len() - 1])?;
+    let mut beams = BeamCache::new(net, 1, max_tokens)?;
     let mut log_probs = candle_nn::ops::log_softmax(&net.logits(&last)?.squeeze(1)?, D::Minus1)?
         .to_vec2::<f32>()?;
     let mut active = vec![Hypothesis {
@@ -142,10 +145,9 @@ pub fn beam_search(
             break;
         }
         let rows: Vec<u32> = next.iter().map(|n| active[n.0].row as u32).collect();
-        cache.select_rows(&rows)?;
+        beams.reorder(&rows)?;
         let tokens: Vec<u32> = next.iter().map(|n| n.1).collect();
-        let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(1)?;
-        let hidden = net.forward(&input, Some(&mut cache), Pass::Infer)?;
+        let hidden = net.forward_beams(&tokens, &prompt_cache, &mut beams)?;
         log_probs = candle_nn::ops::log_softmax(&net.logits(&hidden)?.squeeze(1)?, D::Minus1)?
             .to_vec2::<f32>()?;
         active = next

@@ -355,7 +355,7 @@ pub enum Pass {
     Infer,
 }
 
-/// Per-layer key/value cache for incremental decoding; rows can be reordered (beam search).
+/// Per-layer key/value cache for incremental decoding (a prompt, then appended tokens).
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
@@ -380,16 +380,6 @@ impl KvCache {
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Keeps (and reorders, duplicates) batch rows: row `i` of the new cache is row `rows[i]`.
-    pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            let index = Tensor::new(rows, k.device())?;
-            *k = k.index_select(&index, 0)?;
-            *v = v.index_select(&index, 0)?;
-        }
-        Ok(())
     }
 }
 
@@ -604,14 +594,81 @@ impl Qwen2 {
                 }
             };
             xs = (xs + dropout(attn, noise, |r| r.residual)?)?;
-            let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
-            let mlp = &layer.mlp;
-            let gated = (candle_nn::ops::silu(&mlp.gate_proj.forward(&normed)?)?
-                * mlp.up_proj.forward(&normed)?)?;
-            let gated = dropout(gated, noise, |r| r.mlp)?;
-            xs = (xs + dropout(mlp.down_proj.forward(&gated)?, noise, |r| r.residual)?)?;
+            xs = self.mlp_block(layer, xs, pass, noise)?;
         }
         rms_norm(&xs, &self.norm, self.eps, pass)
+    }
+
+    /// A layer's second half: `xs + MLP(norm(xs))`.
+    fn mlp_block(
+        &self,
+        layer: &Layer,
+        xs: Tensor,
+        pass: Pass,
+        noise: Option<&Noise>,
+    ) -> Result<Tensor> {
+        let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
+        let mlp = &layer.mlp;
+        let gated = (candle_nn::ops::silu(&mlp.gate_proj.forward(&normed)?)?
+            * mlp.up_proj.forward(&normed)?)?;
+        let gated = dropout(gated, noise, |r| r.mlp)?;
+        Ok((xs + dropout(mlp.down_proj.forward(&gated)?, noise, |r| r.residual)?)?)
+    }
+
+    /// One decoding step for every beam of a beam search: `tokens[b]` extends beam `b`.
+    /// The beams share the prompt's keys and values (`prompt`, batch 1, never copied: all
+    /// beams attend to it as the rows of one matrix product) and keep their generated tokens'
+    /// keys and values in `beams`, written in place. Returns the final-norm hidden states
+    /// `(beams, 1, hidden)`; equal to [`Qwen2::forward`] on each beam's full sequence.
+    pub fn forward_beams(
+        &self,
+        tokens: &[u32],
+        prompt: &KvCache,
+        beams: &mut BeamCache,
+    ) -> Result<Tensor> {
+        let b = tokens.len();
+        if b != beams.rows {
+            return Err(Error::mismatch("beam tokens", beams.rows, b));
+        }
+        let t = beams.len;
+        if t >= beams.capacity {
+            return Err(Error::mismatch(
+                "generated tokens",
+                format!("at most {}", beams.capacity),
+                t + 1,
+            ));
+        }
+        let offset = prompt.len() + t;
+        if offset >= positions(&self.cfg) {
+            return Err(Error::mismatch(
+                "sequence length",
+                format!("at most {} positions", positions(&self.cfg)),
+                offset + 1,
+            ));
+        }
+        let device = &Device::Cpu;
+        let cos = self.cos.narrow(0, offset, 1)?;
+        let sin = self.sin.narrow(0, offset, 1)?;
+        let ids = Tensor::new(tokens, device)?.unsqueeze(1)?;
+        let mut xs = self
+            .embed_tokens
+            .embedding(&ids.flatten_all()?)?
+            .reshape((b, 1, ()))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let Some((pk, pv)) = &prompt.layers[i] else {
+                return Err(Error::invalid("beam search", "an empty prompt cache"));
+            };
+            let normed = rms_norm(&xs, &layer.input_layernorm, self.eps, Pass::Infer)?;
+            let (gk, gv) = &beams.layers[i];
+            let attn =
+                layer
+                    .self_attn
+                    .forward_beams(&normed, (&cos, &sin), (pk, pv), (gk, gv), t)?;
+            xs = (xs + attn)?;
+            xs = self.mlp_block(layer, xs, Pass::Infer, None)?;
+        }
+        beams.len += 1;
+        rms_norm(&xs, &self.norm, self.eps, Pass::Infer)
     }
 
     /// Next-token logits for hidden states of shape `(.., hidden)`.
@@ -688,6 +745,149 @@ impl Attention {
             .transpose(1, 2)?
             .reshape((b, seq, hidden))?;
         Ok(self.o_proj.forward(&out)?)
+    }
+
+    /// Attention of one new token per beam over the shared prompt keys/values `(1, kv, P, d)`
+    /// and the beam's own generated ones (buffers `(beams, kv, capacity, d)`, the new token
+    /// written at `t`): the scores over both parts share one softmax.
+    fn forward_beams(
+        &self,
+        xs: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        (pk, pv): (&Tensor, &Tensor),
+        (gk, gv): (&Tensor, &Tensor),
+        t: usize,
+    ) -> Result<Tensor> {
+        let (b, _, hidden) = xs.dims3()?;
+        let split = |t: Tensor, heads: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, 1, heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q =
+            candle_nn::rotary_emb::rope(&split(self.q_proj.forward(xs)?, self.heads)?, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(
+            &split(self.k_proj.forward(xs)?, self.kv_heads)?,
+            cos,
+            sin,
+        )?;
+        let v = split(self.v_proj.forward(xs)?, self.kv_heads)?;
+        gk.slice_set(&k, 2, t)?;
+        gv.slice_set(&v, 2, t)?;
+        let groups = self.heads / self.kv_heads;
+        let repeat = |t: Tensor| -> Result<Tensor> {
+            Ok(candle_transformers::utils::repeat_kv(t, groups)?.contiguous()?)
+        };
+        let prompt_len = pk.dim(2)?;
+        let (pk, pv) = (repeat(pk.clone())?, repeat(pv.clone())?);
+        let (gk, gv) = (
+            repeat(gk.narrow(2, 0, t + 1)?)?,
+            repeat(gv.narrow(2, 0, t + 1)?)?,
+        );
+        // The beams as the query rows of one product with the prompt: (1, heads, beams, d).
+        let rows = q.transpose(0, 2)?.contiguous()?;
+        let to_prompt = rows.matmul(&pk.t()?)?.transpose(0, 2)?; // (beams, heads, 1, P)
+        let to_generated = q.matmul(&gk.t()?)?; // (beams, heads, 1, t + 1)
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (Tensor::cat(&[&to_prompt, &to_generated], 3)? * scale)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let from_prompt = weights
+            .narrow(3, 0, prompt_len)?
+            .transpose(0, 2)?
+            .contiguous()?
+            .matmul(&pv)?
+            .transpose(0, 2)?; // (beams, heads, 1, d)
+        let from_generated = weights
+            .narrow(3, prompt_len, t + 1)?
+            .contiguous()?
+            .matmul(&gv)?;
+        let out = (from_prompt + from_generated)?
+            .transpose(1, 2)?
+            .reshape((b, 1, hidden))?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}
+
+/// The generated tokens' keys and values of every beam in a beam search, preallocated for
+/// `capacity` tokens and written in place ([`Qwen2::forward_beams`]); the prompt's are kept
+/// once, apart, in a [`KvCache`].
+pub struct BeamCache {
+    /// Per layer, keys and values `(rows, kv_heads, capacity, head_dim)`.
+    layers: Vec<(Tensor, Tensor)>,
+    /// Buffers of the same shapes that a reordering writes into (allocated on first use).
+    spare: Vec<(Tensor, Tensor)>,
+    rows: usize,
+    len: usize,
+    capacity: usize,
+}
+
+impl BeamCache {
+    /// An empty cache for `rows` beams of up to `capacity` generated tokens.
+    pub fn new(net: &Qwen2, rows: usize, capacity: usize) -> Result<Self> {
+        let cfg = &net.cfg;
+        let shape = (rows, cfg.num_key_value_heads, capacity, cfg.head_dim());
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, DType::F32, &Device::Cpu)?,
+                    Tensor::zeros(shape, DType::F32, &Device::Cpu)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(BeamCache {
+            layers,
+            spare: Vec::new(),
+            rows,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// Generated tokens so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True before the first step.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Beam `i` continues old beam `parents[i]`: copies only the generated tokens (into the
+    /// spare buffers, which then swap in), and nothing when the beams keep their order.
+    pub fn reorder(&mut self, parents: &[u32]) -> Result<()> {
+        let unchanged =
+            parents.len() == self.rows && parents.iter().enumerate().all(|(i, &p)| p as usize == i);
+        if unchanged {
+            return Ok(());
+        }
+        // A new beam count: buffers of the new shape now, and the old ones are no spares.
+        let resized = parents.len() != self.rows;
+        if resized {
+            self.spare.clear();
+        }
+        let index = Tensor::new(parents, &Device::Cpu)?;
+        for (i, (k, v)) in self.layers.iter_mut().enumerate() {
+            let (_, heads, capacity, dim) = k.dims4()?;
+            let shape = (parents.len(), heads, capacity, dim);
+            if self.spare.len() <= i {
+                let zeros = || Tensor::zeros(shape, DType::F32, &Device::Cpu);
+                self.spare.push((zeros()?, zeros()?));
+            }
+            let (sk, sv) = &mut self.spare[i];
+            for (buffer, spare) in [(&mut *k, &mut *sk), (&mut *v, &mut *sv)] {
+                if self.len > 0 {
+                    let generated = buffer.narrow(2, 0, self.len)?.contiguous()?;
+                    spare.slice_set(&generated.index_select(&index, 0)?, 2, 0)?;
+                }
+                std::mem::swap(buffer, spare);
+            }
+        }
+        if resized {
+            self.spare.clear();
+        }
+        self.rows = parents.len();
+        Ok(())
     }
 }
 

@@ -537,3 +537,80 @@ fn a_growing_history_reuses_the_previous_prompts_cache_exactly() {
     let first = model.prompt_ids(&history(0, 3)).unwrap();
     assert_eq!(encoder.encode(&model, &first).unwrap().1, Reuse::Full);
 }
+
+/// The beam-search step (shared prompt keys/values, generated ones in place, reordered by
+/// index) gives every beam the hidden state of a full forward over its own sequence, through
+/// kept orders, reorders with duplicated parents and a shrinking beam count, with and without
+/// grouped key/value heads.
+#[test]
+fn beam_steps_equal_full_forwards_of_each_beams_sequence() {
+    use l2d::model::BeamCache;
+    struct Case {
+        kv_heads: usize,
+        /// Per step: the parent of each beam, then the token each beam appends.
+        steps: &'static [(&'static [u32], &'static [u32])],
+    }
+    let cases = [
+        Case {
+            kv_heads: 4,
+            steps: &[
+                (&[0], &[5]),
+                (&[0, 0, 0], &[7, 8, 9]),
+                (&[0, 1, 2], &[11, 12, 13]),
+                (&[2, 0, 0], &[3, 4, 5]),
+                (&[1, 2], &[6, 6]),
+                (&[1, 0], &[10, 20]),
+            ],
+        },
+        Case {
+            kv_heads: 2,
+            steps: &[(&[0], &[5]), (&[0, 0], &[7, 8]), (&[1, 1, 0], &[1, 2, 3])],
+        },
+    ];
+    for (c, case) in cases.iter().enumerate() {
+        let mut cfg = ModelConfig::small(64, 32, 2, 4, 64);
+        cfg.num_key_value_heads = case.kv_heads;
+        let (_vars, net) = seeded_net(&cfg, 9);
+        let prompt: Vec<u32> = vec![1, 17, 33, 2, 40, 41];
+        let mut prompt_cache = net.new_cache();
+        let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        net.forward(&input, Some(&mut prompt_cache), Pass::Infer)
+            .unwrap();
+        let mut beams = BeamCache::new(&net, 1, 8).unwrap();
+        let mut sequences: Vec<Vec<u32>> = vec![prompt.clone()];
+        for (s, (parents, tokens)) in case.steps.iter().enumerate() {
+            beams.reorder(parents).unwrap();
+            sequences = parents
+                .iter()
+                .zip(tokens.iter())
+                .map(|(&p, &t)| {
+                    let mut seq = sequences[p as usize].clone();
+                    seq.push(t);
+                    seq
+                })
+                .collect();
+            let hidden = net
+                .forward_beams(tokens, &prompt_cache, &mut beams)
+                .unwrap();
+            assert_eq!(beams.len(), s + 1);
+            for (b, seq) in sequences.iter().enumerate() {
+                let input = Tensor::new(seq.as_slice(), &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                let full = net.forward(&input, None, Pass::Infer).unwrap();
+                let want = full.i((.., seq.len() - 1..seq.len(), ..)).unwrap();
+                let got = hidden.i((b..b + 1, .., ..)).unwrap();
+                let diff = max_abs_diff(&got, &want);
+                assert!(diff < 1e-4, "case {c} step {s} beam {b}: max |Δ| = {diff}");
+            }
+        }
+        // Past the capacity, a clear error rather than a panic.
+        let mut full = BeamCache::new(&net, 1, 1).unwrap();
+        net.forward_beams(&[1], &prompt_cache, &mut full).unwrap();
+        assert!(net.forward_beams(&[1], &prompt_cache, &mut full).is_err());
+    }
+}
