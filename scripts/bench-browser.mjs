@@ -1,14 +1,35 @@
 // Runs www/bench.html in headless Chromium twice in one profile (cold, then warm from the Cache
 // API) and prints both reports; with --soak N, one run of N recommendations over random
-// histories instead (wasm memory and p99 drift). Needs pkg/ (scripts/build-web.sh) and
-// `npm install`.
-//   node scripts/bench-browser.mjs [--soak 10000]
+// histories instead (wasm memory and p99 drift); with --catalog N,N,…, a catalog-size sweep on
+// synthetic L2D-G catalogs (int8, `l2d synth` with the shipped model, written to
+// target/synth/cN/ unless there). Needs pkg/ (scripts/build-web.sh), `npm install`, and for
+// --catalog the release binary (cargo build --release).
+//   node scripts/bench-browser.mjs [--soak 10000 | --catalog 10000,100000,1000000]
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, linkSync, copyFileSync } from "node:fs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
+const arg = (name) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : null);
+const catalog = arg("--catalog");
+for (const size of catalog ? catalog.split(",") : []) {
+  const dir = `${ROOT}target/synth/c${size}`;
+  if (existsSync(`${dir}/manifest.json`)) continue;
+  mkdirSync(dir, { recursive: true });
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "train.json"]) {
+    if (existsSync(`${dir}/${f}`)) continue;
+    try {
+      linkSync(`${ROOT}models/default/${f}`, `${dir}/${f}`);
+    } catch (_) {
+      copyFileSync(`${ROOT}models/default/${f}`, `${dir}/${f}`);
+    }
+  }
+  const l2d = `${ROOT}target/release/l2d`;
+  execFileSync(l2d, ["synth", "--items", size, "--dtype", "i8", "--out", `${dir}/global.blob`], { stdio: "inherit" });
+  execFileSync(l2d, ["manifest", "--model", dir, "--mode", "global"], { stdio: "inherit" });
+}
 const port = 19080 + Math.floor(Math.random() * 500);
-const server = spawn("python3", [`${ROOT}scripts/serve.py`, "--port", String(port), "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
+const server = spawn("python3", [`${ROOT}scripts/serve.py`, "--port", String(port), "--quiet", ...(catalog ? ["--also", "target/synth/"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
 await new Promise((resolve) => server.stdout.once("data", resolve));
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -16,9 +37,10 @@ const browser = await chromium.launch({
 });
 const context = await browser.newContext();
 const page = await context.newPage();
-const soak = process.argv.includes("--soak") ? Number(process.argv[process.argv.indexOf("--soak") + 1]) : 0;
-for (const visit of soak ? ["soak"] : ["cold", "warm"]) {
-  await page.goto(`http://127.0.0.1:${port}/www/bench.html${soak ? `?soak=${soak}` : ""}`);
+const soak = Number(arg("--soak") ?? 0);
+const query = catalog ? `?catalog=${catalog}` : soak ? `?soak=${soak}` : "";
+for (const visit of catalog ? ["catalog"] : soak ? ["soak"] : ["cold", "warm"]) {
+  await page.goto(`http://127.0.0.1:${port}/www/bench.html${query}`);
   await page.waitForSelector("body[data-done]", { timeout: 1800000 });
   console.log(`${visit} visit:`, await page.textContent("#out"));
 }

@@ -3,7 +3,8 @@
 else) with correct MIME types (application/wasm) and a Content-Security-Policy that allows
 wasm compilation ('wasm-unsafe-eval') but no eval. `/` redirects to the demo page.
 
-usage: scripts/serve.py [--port 8080] [--cors ORIGIN|*] [--connect-src EXTRA]
+usage: scripts/serve.py [--port 8080] [--cors ORIGIN|*] [--connect-src EXTRA] [--also DIR/ ...]
+(--also serves one more repository directory, e.g. target/synth/ for the catalog benchmark)
 """
 import argparse
 import http.server
@@ -52,7 +53,7 @@ def make_handler(args):
                 self.end_headers()
                 return False
             rel = path.lstrip("/")
-            if ".." in rel or not rel.startswith(ALLOWED):
+            if ".." in rel or not rel.startswith(ALLOWED + tuple(args.also)):
                 self.send_error(404, "not served")
                 return False
             return True
@@ -84,6 +85,7 @@ def main():
     parser.add_argument("--cors", default="", help="Access-Control-Allow-Origin value (for a CDN origin)")
     parser.add_argument("--connect-src", default="", help="extra origins the pages may fetch from")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--also", action="append", default=[], help="one more directory to serve (relative to the repository, ending in /)")
     args = parser.parse_args()
     server = http.server.ThreadingHTTPServer((args.host, args.port), make_handler(args))
     base = f"http://{args.host}:{args.port}"

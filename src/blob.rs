@@ -32,6 +32,7 @@ use half::f16;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, Item};
+use crate::model::hex;
 use crate::score::{DType, ItemMatrix, RowData};
 
 /// Magic bytes at offset 0.
@@ -109,10 +110,6 @@ pub struct Blob {
     /// Vectors for the items whose count is 0, in catalog order (the cold-start rule of
     /// `Representations::fill_cold_from_titles`); `None` = such items are ranked last.
     pub cold: Option<ItemMatrix>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Blob {
@@ -295,12 +292,20 @@ impl Blob {
 
     /// Parses and validates a blob from bytes (a file, or a buffer the browser fetched).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BlobError> {
-        if bytes.len() < 8 || &bytes[..8] != MAGIC {
-            return Err(BlobError::BadMagic {
-                found: bytes[..bytes.len().min(8)].to_vec(),
-            });
+        Self::from_source(bytes)
+    }
+
+    /// Parses and validates a blob read range by range from `source`, so the whole file never
+    /// needs to sit in this process's memory next to what is parsed from it (the browser keeps
+    /// the download outside wasm memory; int8 rows are copied straight into their matrix).
+    pub fn from_source<S: BlobSource + ?Sized>(source: &S) -> Result<Self, BlobError> {
+        let total = source.len();
+        let mut magic = vec![0u8; total.min(8)];
+        source.read_into(0, &mut magic);
+        if magic != MAGIC {
+            return Err(BlobError::BadMagic { found: magic });
         }
-        let mut r = Reader { bytes, pos: 8 };
+        let mut r = Reader::new(source, 8);
         let version = r.u32("version")?;
         if version != VERSION {
             return Err(BlobError::UnsupportedVersion { found: version });
@@ -357,32 +362,32 @@ impl Blob {
             .take(32, "payload checksum")?
             .try_into()
             .expect("32 bytes");
-        let payload = &bytes[HEADER_LEN..];
-        if payload.len() < payload_len {
+        let payload_present = total.saturating_sub(HEADER_LEN);
+        if payload_present < payload_len {
             return Err(BlobError::Truncated {
                 what: "payload".into(),
                 offset: HEADER_LEN,
                 needed: payload_len as u64,
-                available: payload.len(),
+                available: payload_present,
             });
         }
-        if payload.len() > payload_len {
+        if payload_present > payload_len {
             return Err(BlobError::TrailingBytes {
-                extra: payload.len() - payload_len,
+                extra: payload_present - payload_len,
             });
         }
         // Bounds before allocation: every item needs ≥ 8 bytes (id length + count), every row
         // `row_bytes`.
         let minimum = n_items as u64 * 8 + rows as u64 * row_bytes(dtype, dim);
-        if minimum > payload.len() as u64 {
+        if minimum > payload_len as u64 {
             return Err(BlobError::Truncated {
                 what: format!("{n_items} items and {rows} rows × {dim}"),
                 offset: HEADER_LEN,
                 needed: minimum,
-                available: payload.len(),
+                available: payload_len,
             });
         }
-        let found = Sha256::digest(payload);
+        let found = source.sha256(HEADER_LEN..total);
         if found.as_slice() != checksum {
             return Err(BlobError::ChecksumMismatch {
                 expected: hex(&checksum),
@@ -414,9 +419,9 @@ impl Blob {
         } else {
             None
         };
-        if r.pos != bytes.len() {
+        if r.pos != total {
             return Err(BlobError::TrailingBytes {
-                extra: bytes.len() - r.pos,
+                extra: total - r.pos,
             });
         }
         let valid = match kind {
@@ -485,14 +490,71 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+/// Bytes a blob is parsed from: a slice, or (in the browser) the download kept outside wasm
+/// memory.
+pub trait BlobSource {
+    /// Length in bytes.
+    fn len(&self) -> usize;
+    /// True for no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies the bytes at `offset..offset + out.len()` (within `len()`) into `out`.
+    fn read_into(&self, offset: usize, out: &mut [u8]);
+    /// sha256 of the bytes in `range`, read a chunk at a time.
+    fn sha256(&self, range: std::ops::Range<usize>) -> [u8; 32] {
+        const CHUNK: usize = 1 << 20;
+        let mut hasher = Sha256::new();
+        let mut chunk = vec![0u8; CHUNK.min(range.len())];
+        let mut at = range.start;
+        while at < range.end {
+            let n = CHUNK.min(range.end - at);
+            self.read_into(at, &mut chunk[..n]);
+            hasher.update(&chunk[..n]);
+            at += n;
+        }
+        hasher.finalize().into()
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], BlobError> {
-        let available = self.bytes.len() - self.pos;
+impl BlobSource for [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn read_into(&self, offset: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self[offset..offset + out.len()]);
+    }
+    fn sha256(&self, range: std::ops::Range<usize>) -> [u8; 32] {
+        Sha256::digest(&self[range]).into()
+    }
+}
+
+/// Reads fields in order from a [`BlobSource`]: small fields through a buffered window (one
+/// source read per window, not per field), large ones straight into their destination.
+struct Reader<'a, S: BlobSource + ?Sized> {
+    source: &'a S,
+    pos: usize,
+    /// `window[window_pos..]` holds the source's bytes from `pos` on.
+    window: Vec<u8>,
+    window_pos: usize,
+}
+
+const WINDOW: usize = 1 << 16;
+
+impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
+    fn new(source: &'a S, pos: usize) -> Self {
+        Reader {
+            source,
+            pos,
+            window: Vec::new(),
+            window_pos: 0,
+        }
+    }
+
+    /// Fills `out` with the next `out.len()` bytes, or says what was truncated.
+    fn take_into(&mut self, out: &mut [u8], what: &str) -> Result<(), BlobError> {
+        let n = out.len();
+        let available = self.source.len() - self.pos;
         if n > available {
             return Err(BlobError::Truncated {
                 what: what.to_string(),
@@ -501,22 +563,52 @@ impl<'a> Reader<'a> {
                 available,
             });
         }
-        let out = &self.bytes[self.pos..self.pos + n];
+        let buffered = self.window.len() - self.window_pos;
+        if n <= buffered {
+            out.copy_from_slice(&self.window[self.window_pos..self.window_pos + n]);
+            self.window_pos += n;
+        } else if n >= WINDOW {
+            self.source.read_into(self.pos, out);
+            self.window.clear();
+            self.window_pos = 0;
+        } else {
+            let len = WINDOW.min(available);
+            self.window.resize(len, 0);
+            self.source.read_into(self.pos, &mut self.window);
+            out.copy_from_slice(&self.window[..n]);
+            self.window_pos = n;
+        }
         self.pos += n;
+        Ok(())
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<Vec<u8>, BlobError> {
+        let available = self.source.len() - self.pos;
+        if n > available {
+            // Checked before allocating: a corrupt length must not allocate gigabytes.
+            return Err(BlobError::Truncated {
+                what: what.to_string(),
+                offset: self.pos,
+                needed: n as u64,
+                available,
+            });
+        }
+        let mut out = vec![0u8; n];
+        self.take_into(&mut out, what)?;
         Ok(out)
     }
     fn u8(&mut self, what: &str) -> Result<u8, BlobError> {
         Ok(self.take(1, what)?[0])
     }
     fn u16(&mut self, what: &str) -> Result<u16, BlobError> {
-        Ok(u16::from_le_bytes(
-            self.take(2, what)?.try_into().expect("2"),
-        ))
+        let mut b = [0u8; 2];
+        self.take_into(&mut b, what)?;
+        Ok(u16::from_le_bytes(b))
     }
     fn u32(&mut self, what: &str) -> Result<u32, BlobError> {
-        Ok(u32::from_le_bytes(
-            self.take(4, what)?.try_into().expect("4"),
-        ))
+        let mut b = [0u8; 4];
+        self.take_into(&mut b, what)?;
+        Ok(u32::from_le_bytes(b))
     }
     /// `rows` × `dim` values of `dtype` (int8: scales first), the size checked in u64 against
     /// the bytes left before anything is allocated.
@@ -530,7 +622,7 @@ impl<'a> Reader<'a> {
     ) -> Result<RowData, BlobError> {
         let offset_bytes = if centred { 4 * dim as u64 } else { 0 };
         let needed = offset_bytes + rows as u64 * row_bytes(dtype, dim);
-        let available = self.bytes.len() - self.pos;
+        let available = self.source.len() - self.pos;
         if needed > available as u64 {
             return Err(BlobError::Truncated {
                 what: format!("{what}: {rows} × {dim} {dtype:?}"),
@@ -569,7 +661,8 @@ impl<'a> Reader<'a> {
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
                     .collect();
-                let values = self.take(values, what)?.iter().map(|&b| b as i8).collect();
+                let mut values = vec![0i8; values];
+                self.take_into(bytemuck::cast_slice_mut(&mut values), what)?;
                 RowData::I8 {
                     values,
                     scales,
@@ -589,7 +682,7 @@ impl<'a> Reader<'a> {
             });
         }
         let raw = self.take(len, field)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| BlobError::BadUtf8 { field, index })
+        String::from_utf8(raw).map_err(|_| BlobError::BadUtf8 { field, index })
     }
 }
 

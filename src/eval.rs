@@ -626,7 +626,7 @@ pub fn shipped_report(
     targets: &[ItemIndex],
     train_counts: &[u32],
 ) -> Result<Report> {
-    let (_, mut reps) = load_blob(model, blob, "shipped blob")?;
+    let (_, mut reps) = load_blob(model, blob.clone(), "shipped blob")?;
     reps.apply_scoring(scoring)?;
     let rankings = rank_queries(&reps, queries, scoring.mode()?)?;
     Ok(evaluate(

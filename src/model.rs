@@ -225,8 +225,12 @@ pub const MODEL_FILES: [&str; 4] = [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, M
 
 /// sha256 of one file's bytes, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hexadecimal of `bytes` (how digests are written in manifests and errors).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The model fingerprint: sha256 over the four model files' sha256 values in [`MODEL_FILES`]

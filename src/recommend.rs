@@ -49,30 +49,35 @@ impl Representations {
 
     /// From a blob (global vectors only, or a memory that serves both modes), with its
     /// cold-start vectors when it carries them.
-    pub fn from_blob(blob: &Blob) -> Result<Self> {
+    pub fn from_blob(blob: Blob) -> Result<Self> {
+        let cold = blob
+            .cold
+            .as_ref()
+            .map(|c| (blob.cold_items(), c.to_f32_values()));
         let mut reps = Self::from_blob_rows(blob)?;
-        if let Some(cold) = &blob.cold {
-            reps.set_cold(&blob.cold_items(), &cold.to_f32_values())?;
+        if let Some((items, vectors)) = cold {
+            reps.set_cold(&items, &vectors)?;
         }
         Ok(reps)
     }
 
-    fn from_blob_rows(blob: &Blob) -> Result<Self> {
+    /// The blob's rows and counts, moved (a million-item catalog is not copied).
+    fn from_blob_rows(blob: Blob) -> Result<Self> {
         match blob.kind {
             BlobKind::Global => Ok(Representations {
-                global: blob.matrix.clone(),
+                global: blob.matrix,
                 local: None,
-                counts: blob.counts.clone(),
+                counts: blob.counts,
                 geometry: Geometry::plain(),
                 cold_filled: Vec::new(),
                 options: ScoreOptions::default(),
             }),
             BlobKind::Memory => {
-                let local = LocalIndex::from_grouped(blob.matrix.clone(), &blob.counts)?;
+                let local = LocalIndex::from_grouped(blob.matrix, &blob.counts)?;
                 Ok(Representations {
                     global: local.global_vectors()?,
                     local: Some(local),
-                    counts: blob.counts.clone(),
+                    counts: blob.counts,
                     geometry: Geometry::plain(),
                     cold_filled: Vec::new(),
                     options: ScoreOptions::default(),
@@ -351,7 +356,11 @@ pub fn query_state(model: &Model, catalog: &Catalog, history: &[ItemIndex]) -> R
 /// The catalog and item representations of a blob, after checking it was built from `model`
 /// (fingerprint and dimension) and carries the titles prompts are made of. What `l2d
 /// recommend` and the browser load.
-pub fn load_blob(model: &Model, blob: &Blob, source: &str) -> Result<(Catalog, Representations)> {
+pub fn load_blob(
+    model: &Model,
+    mut blob: Blob,
+    source: &str,
+) -> Result<(Catalog, Representations)> {
     blob.check_model(&model.fingerprint, model.hidden_size())?;
     if !blob.has_titles {
         return Err(Error::invalid(
@@ -365,7 +374,7 @@ pub fn load_blob(model: &Model, blob: &Blob, source: &str) -> Result<(Catalog, R
             detail: ": the blob has no items to recommend".into(),
         });
     }
-    let catalog = Catalog::new(blob.items.clone(), source)?;
+    let catalog = Catalog::new(std::mem::take(&mut blob.items), source)?;
     Ok((catalog, Representations::from_blob(blob)?))
 }
 

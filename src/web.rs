@@ -9,12 +9,12 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::blob::Blob;
+use crate::blob::{Blob, BlobSource};
 use crate::catalog::{Catalog, ItemIndex};
 use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::gpu::GpuScorer;
 use crate::manifest::{Manifest, Scoring};
-use crate::model::{sha256_hex, Model, ModelFiles, QueryEncoder};
+use crate::model::{hex, Model, ModelFiles, QueryEncoder};
 use crate::recommend::{
     finish, load_blob, prepare_with, query_state, row_distances, Mode, Representations, Request,
 };
@@ -209,10 +209,16 @@ impl Recommender {
         Self::build(&files, blob, scoring)
     }
 
-    fn build(files: &ModelFiles, blob: &[u8], scoring: Scoring) -> Result<Recommender, JsError> {
+    /// Parses the blob from `blob` (wasm memory never shrinks, so what is alive together sets
+    /// its size for good: the download stays outside it and only parsed rows enter).
+    fn build<S: BlobSource + ?Sized>(
+        files: &ModelFiles,
+        blob: &S,
+        scoring: Scoring,
+    ) -> Result<Recommender, JsError> {
         let model = Model::from_files(files).map_err(js_error)?;
-        let blob = Blob::from_bytes(blob).map_err(js_error)?;
-        let (catalog, mut reps) = load_blob(&model, &blob, "blob").map_err(js_error)?;
+        let parsed = Blob::from_source(blob).map_err(js_error)?;
+        let (catalog, mut reps) = load_blob(&model, parsed, "blob").map_err(js_error)?;
         reps.apply_scoring(&scoring).map_err(js_error)?;
         Ok(Recommender {
             inner: Rc::new(Inner {
@@ -254,7 +260,7 @@ impl Recommender {
         )
         .await
         .map_err(js_value_error)?;
-        let manifest_bytes = bytes_field(&manifest_bytes)?;
+        let manifest_bytes = bytes_field(&manifest_bytes)?.to_vec();
         let manifest = Manifest::from_json(&manifest_bytes, &manifest_url).map_err(js_error)?;
         let blob_name = manifest
             .blob_file(&which_blob, &manifest_url)
@@ -275,14 +281,18 @@ impl Recommender {
                 fetch_verified(&url, name, expected, &cache_name, &on_progress).await?,
             );
         }
-        let mut take = |name: &str| fetched.remove(name).unwrap_or_default();
-        let files = ModelFiles {
-            config: take(crate::model::CONFIG_FILE),
-            weights: take(crate::model::WEIGHTS_FILE),
-            tokenizer: take(crate::model::TOKENIZER_FILE),
-            meta: take(crate::model::META_FILE),
+        let mut take = |name: &str| {
+            fetched
+                .remove(name)
+                .unwrap_or_else(|| js_sys::Uint8Array::new_with_length(0))
         };
-        let blob = take(&blob_name);
+        let files = ModelFiles {
+            config: take(crate::model::CONFIG_FILE).to_vec(),
+            weights: take(crate::model::WEIGHTS_FILE).to_vec(),
+            tokenizer: take(crate::model::TOKENIZER_FILE).to_vec(),
+            meta: take(crate::model::META_FILE).to_vec(),
+        };
+        let blob = JsBytes(take(&blob_name));
         // Files of an older deployment (other content-hashed names) leave the cache.
         let keep = js_sys::Array::new();
         for (name, entry) in &manifest.files {
@@ -612,9 +622,24 @@ fn wasm_memory_bytes() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn bytes_field(result: &JsValue) -> Result<Vec<u8>, JsError> {
+fn bytes_field(result: &JsValue) -> Result<js_sys::Uint8Array, JsError> {
     let bytes = js_sys::Reflect::get(result, &"bytes".into()).map_err(js_value_error)?;
-    Ok(js_sys::Uint8Array::new(&bytes).to_vec())
+    Ok(js_sys::Uint8Array::new(&bytes))
+}
+
+/// A download kept in JavaScript memory, read into wasm range by range: a blob is hashed and
+/// parsed without ever being copied whole into wasm memory.
+struct JsBytes(js_sys::Uint8Array);
+
+impl BlobSource for JsBytes {
+    fn len(&self) -> usize {
+        self.0.length() as usize
+    }
+    fn read_into(&self, offset: usize, out: &mut [u8]) {
+        self.0
+            .subarray(offset as u32, (offset + out.len()) as u32)
+            .copy_to(out);
+    }
 }
 
 fn web_sys_url(url: &str) -> Result<js_sys::JsString, JsError> {
@@ -645,26 +670,21 @@ async fn fetch_verified(
     expected: &str,
     cache_name: &JsValue,
     on_progress: &JsValue,
-) -> Result<Vec<u8>, JsError> {
+) -> Result<js_sys::Uint8Array, JsError> {
     for attempt in 0..2 {
         let result = fetch_bytes(url, name, cache_name.clone(), on_progress.clone())
             .await
             .map_err(js_value_error)?;
-        let bytes = bytes_field(&result)?;
+        let bytes = JsBytes(bytes_field(&result)?);
         let cached = js_sys::Reflect::get(&result, &"cached".into())
             .map(|v| v.is_truthy())
             .unwrap_or(false);
-        let found = sha256_hex(&bytes);
+        let found = hex(&bytes.sha256(0..bytes.len()));
         if found == expected {
             if !cached {
-                cache_put(
-                    url,
-                    cache_name.clone(),
-                    js_sys::Uint8Array::from(bytes.as_slice()),
-                )
-                .await;
+                cache_put(url, cache_name.clone(), bytes.0.clone()).await;
             }
-            return Ok(bytes);
+            return Ok(bytes.0);
         }
         if cached && attempt == 0 {
             cache_delete(url, cache_name.clone()).await;

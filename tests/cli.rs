@@ -281,7 +281,7 @@ fn synthetic_catalogs_load_for_the_shipped_model() {
         assert_eq!(a, b, "{dtype}: same seed, same bytes");
         assert_ne!(a, c, "{dtype}: another seed");
         let blob = l2d::blob::Blob::from_bytes(&a).unwrap();
-        let (catalog, reps) = l2d::recommend::load_blob(&model, &blob, "a.blob").unwrap();
+        let (catalog, reps) = l2d::recommend::load_blob(&model, blob.clone(), "a.blob").unwrap();
         assert_eq!(catalog.len(), items);
         assert_eq!(reps.cold_items(), 0);
         let a_path = dir.path().join("a.blob");

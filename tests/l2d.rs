@@ -428,6 +428,65 @@ fn each_corruption_has_its_own_error() {
     }
 }
 
+/// A source that counts its reads (what the browser's download outside wasm memory is).
+struct CountingSource {
+    bytes: Vec<u8>,
+    reads: std::cell::Cell<usize>,
+}
+
+impl l2d::blob::BlobSource for CountingSource {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    fn read_into(&self, offset: usize, out: &mut [u8]) {
+        self.reads.set(self.reads.get() + 1);
+        out.copy_from_slice(&self.bytes[offset..offset + out.len()]);
+    }
+}
+
+/// Parsing range by range from a source gives the blob (and each corruption's error) that
+/// parsing the whole bytes gives, with a few buffered reads rather than one per field: the
+/// shipped memory blob, the tiny blobs of every kind and dtype, and the corrupted ones.
+#[test]
+fn a_blob_read_from_a_source_equals_one_read_from_bytes() {
+    let shipped = std::fs::read(common::default_dir().join("memory.blob")).unwrap();
+    let mut cases: Vec<(String, Vec<u8>)> = vec![("shipped memory blob".into(), shipped)];
+    for kind in [BlobKind::Global, BlobKind::Memory] {
+        for dtype in [DType::F32, DType::F16, DType::I8] {
+            cases.push((
+                format!("{kind:?} {dtype:?}"),
+                tiny_blob(kind, dtype).to_bytes(),
+            ));
+        }
+    }
+    let good = tiny_blob(BlobKind::Global, DType::I8).to_bytes();
+    let mut cut = good.clone();
+    cut.truncate(good.len() - 5);
+    let mut flipped = good.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    cases.push(("cut".into(), cut));
+    cases.push(("flipped".into(), flipped));
+    cases.push(("magic only".into(), b"L2DB".to_vec()));
+    for (name, bytes) in cases {
+        let whole = Blob::from_bytes(&bytes);
+        let source = CountingSource {
+            bytes,
+            reads: std::cell::Cell::new(0),
+        };
+        let streamed = Blob::from_source(&source);
+        assert_eq!(whole, streamed, "{name}");
+        if let Ok(blob) = whole {
+            // Header, window refills and the rows: far fewer reads than fields.
+            let fields = 2 * blob.items.len();
+            assert!(
+                source.reads.get() < 64 + fields / 100,
+                "{name}: {} reads",
+                source.reads.get()
+            );
+        }
+    }
+}
+
 #[test]
 fn cold_vectors_must_match_the_stateless_items() {
     let blob = tiny_blob(BlobKind::Global, DType::F32);
@@ -470,7 +529,7 @@ fn f16_and_int8_rankings_agree_with_f32_on_the_default_model() {
     let blob = common::default_blob("memory.blob");
     blob.check_model(&model.fingerprint, model.hidden_size())
         .unwrap();
-    let reps = l2d::recommend::Representations::from_blob(&blob).unwrap();
+    let reps = l2d::recommend::Representations::from_blob(blob.clone()).unwrap();
     let catalog = Catalog::new(blob.items.clone(), "memory.blob").unwrap();
     let f32_matrix = reps.global.to_dtype(DType::F32);
     let mut rng = StdRng::seed_from_u64(4);
@@ -522,7 +581,7 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
         cold: None,
         ..shipped
     };
-    let (catalog, plain) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
+    let (catalog, plain) = l2d::recommend::load_blob(&model, blob.clone(), "memory.blob").unwrap();
     let cold: Vec<usize> = (0..catalog.len())
         .filter(|&i| plain.counts[i] == 0)
         .collect();
@@ -603,7 +662,7 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
     let vectors = filled.cold_vectors().unwrap().unwrap();
     let stored = blob.clone().with_cold(&vectors).unwrap();
     let back =
-        l2d::recommend::Representations::from_blob(&Blob::from_bytes(&stored.to_bytes()).unwrap())
+        l2d::recommend::Representations::from_blob(Blob::from_bytes(&stored.to_bytes()).unwrap())
             .unwrap();
     assert_eq!(back.cold_filled, filled.cold_filled);
     for mode in [

@@ -32,7 +32,8 @@ fn native_results_match_the_fixture() {
     let model = common::default_model();
     let blob = common::default_blob("memory.blob");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (catalog, mut reps) = l2d::recommend::load_blob(&model, &blob, "memory.blob").unwrap();
+    let (catalog, mut reps) =
+        l2d::recommend::load_blob(&model, blob.clone(), "memory.blob").unwrap();
     let manifest_text = std::fs::read(common::default_dir().join("manifest.json")).unwrap();
     let scoring = Manifest::from_json(&manifest_text, "manifest.json")
         .unwrap()

@@ -81,7 +81,71 @@ async function soak(client, ids, n) {
   };
 }
 
+// A catalog-size sweep (bench.html?catalog=10000,100000,1000000): for each size, the synthetic
+// L2D-G catalog in target/synth/cN/ (written by scripts/bench-browser.mjs with `l2d synth`)
+// loaded without the Cache API; L2D-G on the CPU: scoring + top-20 per fresh history (p50/p90),
+// load time, wasm memory after the load next to blob + model bytes; where WebGPU exists, its
+// top-20 against the CPU's on the same histories.
+async function catalogSweep(sizes) {
+  const out = [];
+  for (const size of sizes) {
+    const manifestUrl = new URL(`../target/synth/c${size}/manifest.json`, location.href).href;
+    const manifest = await (await fetch(manifestUrl)).json();
+    const bytes = (name) => manifest.files[name].bytes;
+    const client = new L2DClient();
+    const t0 = performance.now();
+    await client.load({ manifestUrl, cacheName: null, blob: "global" });
+    const row = {
+      items: size,
+      loadMs: performance.now() - t0,
+      blobBytes: bytes("global.blob"),
+      modelBytes: bytes("model.safetensors") + bytes("tokenizer.json") + bytes("config.json") + bytes("l2d.json"),
+    };
+    row.wasmMemoryBytes = (await client.info()).wasmMemoryBytes;
+    row.wasmMemoryOverBlobAndModel = row.wasmMemoryBytes / (row.blobBytes + row.modelBytes);
+    const ids = (await client.items()).map((i) => i.id);
+    const runs = histories(ids, ROUNDS + 1);
+    const options = { k: 20, backend: "cpu", mode: "global" };
+    await client.recommend(runs[0].slice(0, WINDOW), options);
+    const score = [];
+    const total = [];
+    const cpuTop = [];
+    for (const h of runs.slice(1)) {
+      const start = performance.now();
+      const r = await client.recommend(h.slice(0, WINDOW), options);
+      total.push(performance.now() - start);
+      score.push(r.scoreMs);
+      cpuTop.push(r.items);
+    }
+    row.scoreP50Ms = median(score);
+    row.scoreP90Ms = p90(score);
+    row.recommendP50Ms = median(total);
+    if (await client.hasWebGPU()) {
+      let same = 0;
+      let nearTies = 0;
+      for (const [i, h] of runs.slice(1, 11).entries()) {
+        const g = await client.recommend(h.slice(0, WINDOW), { ...options, backend: "webgpu" });
+        const a = cpuTop[i];
+        if (a.every((item, j) => item.id === g.items[j].id)) same += 1;
+        // Otherwise every differing position must be a near-tie (f32 summation order).
+        else if (a.every((item, j) => item.id === g.items[j].id || Math.abs(item.distance - g.items[j].distance) <= 1e-3 * Math.max(1, item.distance))) nearTies += 1;
+      }
+      row.webgpu = { histories: 10, identicalTop20: same, nearTieOnly: nearTies };
+    }
+    client.terminate();
+    out.push(row);
+  }
+  return out;
+}
+
 async function main() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("catalog")) {
+    const report = { catalog: await catalogSweep(params.get("catalog").split(",").map(Number)) };
+    document.getElementById("out").textContent = JSON.stringify(report, null, 2);
+    document.body.dataset.done = "1";
+    return;
+  }
   const manifestUrl = new URL("../models/default/manifest.json", location.href).href;
   const report = { window: WINDOW, rounds: ROUNDS };
   const t0 = performance.now();
@@ -91,7 +155,7 @@ async function main() {
     if (p.cached) cachedFiles += p.loaded === p.total ? 1 : 0;
   });
   const ids = (await client.items()).map((i) => i.id);
-  const soakRounds = Number(new URLSearchParams(location.search).get("soak"));
+  const soakRounds = Number(params.get("soak"));
   if (soakRounds > 0) {
     report.soak = await soak(client, ids, soakRounds);
     document.getElementById("out").textContent = JSON.stringify(report, null, 2);

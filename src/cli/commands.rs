@@ -568,7 +568,7 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
         blob_path,
         blob,
     } = load_shipped(&args.io.model)?;
-    let (_, base) = load_blob(&model, &blob, &blob_path.display().to_string())?;
+    let (_, base) = load_blob(&model, blob.clone(), &blob_path.display().to_string())?;
     let train_counts = train_counts(&dataset)?;
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
@@ -814,7 +814,7 @@ pub fn synth(args: SynthArgs) -> Result<()> {
 pub fn recommend(args: RecommendArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let blob = read_blob_file(&args.blob)?;
-    let (catalog, mut reps) = load_blob(&model, &blob, &args.blob.display().to_string())
+    let (catalog, mut reps) = load_blob(&model, blob, &args.blob.display().to_string())
         .with_context(|| {
             format!(
                 "{} cannot serve {}",

@@ -33,7 +33,8 @@ fn main() {
     let model = Model::load_dir(&dir).expect("shipped model");
     let blob_bytes = std::fs::read(dir.join("memory.blob")).expect("shipped memory blob");
     let blob = Blob::from_bytes(&blob_bytes).expect("blob parses");
-    let (catalog, reps) = load_blob(&model, &blob, "memory.blob").expect("blob fits the model");
+    let (catalog, reps) =
+        load_blob(&model, blob.clone(), "memory.blob").expect("blob fits the model");
     let history: Vec<&str> = catalog.items()[..10]
         .iter()
         .map(|i| i.title.as_str())

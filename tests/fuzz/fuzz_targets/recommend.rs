@@ -23,7 +23,7 @@ fn shipped() -> &'static Shipped {
         let model = Model::load_dir(&dir).expect("shipped model");
         let bytes = std::fs::read(dir.join("memory.blob")).expect("shipped blob");
         let blob = l2d::blob::Blob::from_bytes(&bytes).expect("shipped blob parses");
-        let (catalog, reps) = load_blob(&model, &blob, "memory.blob").expect("blob fits model");
+        let (catalog, reps) = load_blob(&model, blob, "memory.blob").expect("blob fits model");
         Shipped {
             model,
             catalog,
