@@ -158,12 +158,10 @@ impl Default for TrainConfig {
             eval_every: 400,
             eval_samples: 2000,
             checkpoint_seconds: 120,
-            dropout: DropoutRates {
-                embedding: 0.1,
-                attention: 0.1,
-                residual: 0.1,
-                mlp: 0.1,
-            },
+            // Off by default, chosen on valid: with the same schedule and augmentation,
+            // dropout 0.1 at the four places gave valid loss 1.577 and in-training L2D recall
+            // 0.029 against 1.469 and 0.056 without it (docs/ablations.md §1).
+            dropout: DropoutRates::default(),
             label_smoothing: 0.1,
             history_crop: 0.2,
             item_dropout: 0.1,

@@ -309,7 +309,7 @@ struct TrainRecipe {
     #[arg(long, default_value_t = TrainConfig::default().eval_every)]
     eval_every: usize,
     /// Dropout rate for embeddings, attention probabilities, residual branches and the MLP
-    /// (training only); the four flags below override single places.
+    /// (training only; default 0, chosen on valid); the four flags below override single places.
     #[arg(long)]
     dropout: Option<f32>,
     /// Dropout on the token embeddings.
