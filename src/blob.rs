@@ -551,18 +551,25 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
         }
     }
 
-    /// Fills `out` with the next `out.len()` bytes, or says what was truncated.
-    fn take_into(&mut self, out: &mut [u8], what: &str) -> Result<(), BlobError> {
-        let n = out.len();
+    /// The bytes left, if at least `needed` (checked in u64 before anything is allocated: a
+    /// corrupt length must not allocate gigabytes); otherwise says what was truncated.
+    fn ensure(&self, needed: u64, what: impl FnOnce() -> String) -> Result<usize, BlobError> {
         let available = self.source.len() - self.pos;
-        if n > available {
+        if needed > available as u64 {
             return Err(BlobError::Truncated {
-                what: what.to_string(),
+                what: what(),
                 offset: self.pos,
-                needed: n as u64,
+                needed,
                 available,
             });
         }
+        Ok(available)
+    }
+
+    /// Fills `out` with the next `out.len()` bytes, or says what was truncated.
+    fn take_into(&mut self, out: &mut [u8], what: &str) -> Result<(), BlobError> {
+        let n = out.len();
+        let available = self.ensure(n as u64, || what.to_string())?;
         let buffered = self.window.len() - self.window_pos;
         if n <= buffered {
             out.copy_from_slice(&self.window[self.window_pos..self.window_pos + n]);
@@ -583,16 +590,7 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<Vec<u8>, BlobError> {
-        let available = self.source.len() - self.pos;
-        if n > available {
-            // Checked before allocating: a corrupt length must not allocate gigabytes.
-            return Err(BlobError::Truncated {
-                what: what.to_string(),
-                offset: self.pos,
-                needed: n as u64,
-                available,
-            });
-        }
+        self.ensure(n as u64, || what.to_string())?;
         let mut out = vec![0u8; n];
         self.take_into(&mut out, what)?;
         Ok(out)
@@ -622,15 +620,7 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
     ) -> Result<RowData, BlobError> {
         let offset_bytes = if centred { 4 * dim as u64 } else { 0 };
         let needed = offset_bytes + rows as u64 * row_bytes(dtype, dim);
-        let available = self.source.len() - self.pos;
-        if needed > available as u64 {
-            return Err(BlobError::Truncated {
-                what: format!("{what}: {rows} × {dim} {dtype:?}"),
-                offset: self.pos,
-                needed,
-                available,
-            });
-        }
+        self.ensure(needed, || format!("{what}: {rows} × {dim} {dtype:?}"))?;
         let values = rows * dim;
         Ok(match dtype {
             DType::F32 => RowData::F32(

@@ -2,9 +2,10 @@
 //! trie of every catalog title as tokenized after the prompt (each ending with the end marker),
 //! batched over beams: the prompt's keys and values are computed once and shared by every beam,
 //! the generated tokens' are preallocated and written in place, and beams are reordered by
-//! copying only the generated part, only when the order changes ([`BeamCache`]). Length penalty 0: a hypothesis scores the sum of its token
-//! log-probabilities. The order of finished titles is the ranking; a title maps to every item
-//! carrying it (D3's rule for duplicate titles).
+//! copying only the generated part, only when the order changes ([`BeamCache`]). Length
+//! penalty 0: a hypothesis scores the sum of its token log-probabilities. The order of finished
+//! titles is the ranking; a title maps to every item carrying it (D3's rule for duplicate
+//! titles).
 
 use std::collections::HashMap;
 

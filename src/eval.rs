@@ -620,13 +620,13 @@ pub const SHIPPED_LABEL: &str = "shipped: ";
 /// itself (its dtype, its memory fraction, its cold-start vectors), ranked for `queries`.
 pub fn shipped_report(
     model: &Model,
-    blob: &Blob,
+    blob: Blob,
     scoring: &Scoring,
     queries: &Memory,
     targets: &[ItemIndex],
     train_counts: &[u32],
 ) -> Result<Report> {
-    let (_, mut reps) = load_blob(model, blob.clone(), "shipped blob")?;
+    let (_, mut reps) = load_blob(model, blob, "shipped blob")?;
     reps.apply_scoring(scoring)?;
     let rankings = rank_queries(&reps, queries, scoring.mode()?)?;
     Ok(evaluate(

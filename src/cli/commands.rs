@@ -512,7 +512,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         let queries = queries.as_ref().expect("encoded");
         reports.push(shipped_report(
             &model,
-            &blob,
+            blob,
             &manifest.scoring,
             queries,
             &targets,
@@ -568,7 +568,7 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
         blob_path,
         blob,
     } = load_shipped(&args.io.model)?;
-    let (_, base) = load_blob(&model, blob.clone(), &blob_path.display().to_string())?;
+    let (_, base) = load_blob(&model, blob, &blob_path.display().to_string())?;
     let train_counts = train_counts(&dataset)?;
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
