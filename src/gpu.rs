@@ -1,29 +1,54 @@
 //! GPU scoring with wgpu (WebGPU in the browser, Vulkan/lavapipe or others natively): the
 //! squared-L2 distances of one or more queries to every row of an item matrix, computed by the
-//! compute shader in `gpu.wgsl`; top-K is a cheap final pass on the CPU (`score::top_k`).
-//! The matrix is uploaded once, in chunks that respect the device's storage-binding and buffer
-//! limits. Results equal the CPU scorer's up to float rounding; invalid rows score +∞ as there.
+//! compute shader in `gpu.wgsl`.
+//!
+//! The rows stay on the GPU in their stored element type (f32, f16, or int8 with per-row scales
+//! and the per-dimension offset), dequantized in the shader, so uploading makes no f32 copy of
+//! the matrix. They are uploaded once, in chunks that respect the device's storage-binding and
+//! buffer limits. [`GpuScorer::distances`] reads every distance back (L2D-L and density
+//! aggregate them on the CPU); [`GpuScorer::nearest`] selects on the GPU — each invocation
+//! keeps the `k` best of [`ROWS_PER_THREAD`] rows — and reads back only those candidates, for
+//! rankings by row distance alone (L2D-G). Every chunk is dispatched in one submission and
+//! awaited once. Results equal the CPU scorer's up to float rounding; invalid rows score +∞
+//! as there.
+
+use std::borrow::Cow;
 
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::score::{dot, ItemMatrix};
+use crate::score::{dot, ItemMatrix, RowData};
+
+/// Largest `k` [`GpuScorer::nearest`] selects on the GPU (`MAX_K` in `gpu.wgsl`).
+pub const MAX_GPU_K: usize = 64;
+/// Rows one selecting invocation scans: candidates read back = rows / this × k.
+pub const ROWS_PER_THREAD: usize = 512;
+const WORKGROUP: usize = 64;
+/// Queries per dispatch; more are scored in groups (bounds the distance buffers).
+const MAX_QUERIES: usize = 16;
 
 struct Chunk {
     first_row: usize,
     rows: usize,
+    /// The rows' bytes in their stored type (padded to whole words).
     items: wgpu::Buffer,
-    norms: wgpu::Buffer,
+    /// Per row: squared norm (+∞ for an invalid row), int8 scale.
+    rows_info: wgpu::Buffer,
 }
 
 /// An item matrix resident on a GPU.
 pub struct GpuScorer {
     device: wgpu::Device,
     queue: wgpu::Queue,
-    pipeline: wgpu::ComputePipeline,
+    distances: wgpu::ComputePipeline,
+    select: wgpu::ComputePipeline,
     chunks: Vec<Chunk>,
     dim: usize,
-    valid: Vec<bool>,
+    rows: usize,
+    /// `format` of `gpu.wgsl`: 0 = f32, 1 = f16, 2 = int8.
+    format: u32,
+    /// The int8 rows' per-dimension offset (each query's `q·offset` is added in the shader).
+    offset: Option<Vec<f32>>,
     /// Adapter name and backend, for reporting which device ran.
     pub adapter: String,
     /// A software adapter (the device type is a CPU: SwiftShader, lavapipe, a browser's
@@ -35,7 +60,15 @@ fn gpu_err(context: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid("gpu", format!("{context}: {e}"))
 }
 
-const WORKGROUP: usize = 64;
+/// The bytes of rows `first..first + rows` in their stored type, and the format code.
+fn row_bytes(data: &RowData, dim: usize, first: usize, rows: usize) -> (Cow<'_, [u8]>, u32) {
+    let range = first * dim..(first + rows) * dim;
+    match data {
+        RowData::F32(v) => (Cow::Borrowed(bytemuck::cast_slice(&v[range])), 0),
+        RowData::F16(v) => (Cow::Borrowed(bytemuck::cast_slice(&v[range])), 1),
+        RowData::I8 { values, .. } => (Cow::Borrowed(bytemuck::cast_slice(&values[range])), 2),
+    }
+}
 
 impl GpuScorer {
     /// Requests an adapter and device and uploads `matrix`. `Ok(None)` when no adapter exists
@@ -69,178 +102,321 @@ impl GpuScorer {
             label: Some("gpu.wgsl"),
             source: wgpu::ShaderSource::Wgsl(include_str!("gpu.wgsl").into()),
         });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("l2d distances"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let pipeline = |entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let (distances, select) = (pipeline("distances"), pipeline("select"));
         let dim = matrix.dim();
+        let (_, format) = row_bytes(matrix.data(), dim, 0, 0);
+        let bytes_per_row = match format {
+            0 => 4 * dim,
+            1 => 2 * dim,
+            _ => dim,
+        } as u64;
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
-        let rows_per_chunk = ((max_binding / (dim as u64 * 4)) as usize)
+        // A chunk's rows, and its distances for a group of queries, each fit one binding.
+        let rows_per_chunk = ((max_binding / bytes_per_row.max(4 * MAX_QUERIES as u64)) as usize)
             .min(limits.max_compute_workgroups_per_dimension as usize * WORKGROUP)
             .max(1);
-        let values = matrix.to_f32_values();
+        let scales = match matrix.data() {
+            RowData::I8 { scales, .. } => Some(scales.as_slice()),
+            _ => None,
+        };
         let norms = matrix.norms();
+        let valid = matrix.valid();
         let mut chunks = Vec::new();
         let mut first_row = 0;
         while first_row < matrix.rows() {
             let rows = rows_per_chunk.min(matrix.rows() - first_row);
+            let (bytes, _) = row_bytes(matrix.data(), dim, first_row, rows);
             let items = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("items"),
-                contents: bytemuck::cast_slice(&values[first_row * dim..(first_row + rows) * dim]),
+                contents: &bytes,
                 usage: wgpu::BufferUsages::STORAGE,
             });
-            let norm_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("norms"),
-                contents: bytemuck::cast_slice(&norms[first_row..first_row + rows]),
+            let info: Vec<[f32; 2]> = (first_row..first_row + rows)
+                .map(|r| {
+                    let norm = if valid[r] { norms[r] } else { f32::INFINITY };
+                    [norm, scales.map_or(1.0, |s| s[r])]
+                })
+                .collect();
+            let rows_info = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("rows"),
+                contents: bytemuck::cast_slice(&info),
                 usage: wgpu::BufferUsages::STORAGE,
             });
             chunks.push(Chunk {
                 first_row,
                 rows,
                 items,
-                norms: norm_buf,
+                rows_info,
             });
             first_row += rows;
         }
+        let offset = match matrix.data() {
+            RowData::I8 {
+                offset: Some(o), ..
+            } => Some(o.clone()),
+            _ => None,
+        };
         Ok(Some(GpuScorer {
             device,
             queue,
-            pipeline,
+            distances,
+            select,
             chunks,
             dim,
-            valid: matrix.valid().to_vec(),
+            rows: matrix.rows(),
+            format,
+            offset,
             adapter: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
             software: info.device_type == wgpu::DeviceType::Cpu,
         }))
     }
 
-    /// Squared distances of each query to every row (+∞ for invalid rows), like
-    /// [`ItemMatrix::distances`].
-    pub async fn distances(&self, queries: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        if let Some(q) = queries.iter().find(|q| q.len() != self.dim) {
-            return Err(Error::mismatch("query dimension", self.dim, q.len()));
+    fn check(&self, queries: &[Vec<f32>]) -> Result<()> {
+        match queries.iter().find(|q| q.len() != self.dim) {
+            Some(q) => Err(Error::mismatch("query dimension", self.dim, q.len())),
+            None => Ok(()),
         }
-        let total_rows = self.valid.len();
-        let mut out = vec![vec![0f32; total_rows]; queries.len()];
-        if queries.is_empty() || total_rows == 0 {
-            return Ok(out);
-        }
-        let flat: Vec<f32> = queries.iter().flatten().copied().collect();
-        let query_buf = self
-            .device
+    }
+
+    /// The queries, then each one's term added to every `q·r` (`q·offset` for centred int8).
+    fn query_buffer(&self, queries: &[Vec<f32>]) -> wgpu::Buffer {
+        let mut flat: Vec<f32> = queries.iter().flatten().copied().collect();
+        flat.extend(
+            queries
+                .iter()
+                .map(|q| self.offset.as_ref().map_or(0.0, |o| dot(q, o))),
+        );
+        self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("queries"),
                 contents: bytemuck::cast_slice(&flat),
                 usage: wgpu::BufferUsages::STORAGE,
+            })
+    }
+
+    /// Records the distance pass of `chunk` for `queries` queries; returns its output buffer
+    /// (`queries × rows` partial distances) and the uniform it used.
+    fn encode_distances(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        chunk: &Chunk,
+        query_buf: &wgpu::Buffer,
+        queries: usize,
+        k: usize,
+    ) -> (wgpu::Buffer, wgpu::Buffer) {
+        let threads = chunk.rows.div_ceil(ROWS_PER_THREAD);
+        let params = [
+            chunk.rows as u32,
+            self.dim as u32,
+            queries as u32,
+            self.format,
+            ROWS_PER_THREAD as u32,
+            k as u32,
+            threads as u32,
+            0,
+        ];
+        let params_buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::cast_slice(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
             });
-        for chunk in &self.chunks {
-            let params = [chunk.rows as u32, self.dim as u32, queries.len() as u32, 0];
-            let params_buf = self
+        let out = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("distances"),
+            size: (chunk.rows * queries * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &self.distances.get_bind_group_layout(0),
+            entries: &[
+                entry(0, &params_buf),
+                entry(1, &chunk.items),
+                entry(2, &chunk.rows_info),
+                entry(4, query_buf),
+                entry(5, &out),
+            ],
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&self.distances);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(chunk.rows.div_ceil(WORKGROUP) as u32, queries as u32, 1);
+        drop(pass);
+        (out, params_buf)
+    }
+
+    /// Squared distances of each query to every row (+∞ for invalid rows), like
+    /// [`ItemMatrix::distances`].
+    pub async fn distances(&self, queries: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        self.check(queries)?;
+        let mut out = vec![vec![0f32; self.rows]; queries.len()];
+        for (group, group_out) in queries.chunks(MAX_QUERIES).zip(out.chunks_mut(MAX_QUERIES)) {
+            let query_buf = self.query_buffer(group);
+            let mut encoder = self
                 .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("params"),
-                    contents: bytemuck::cast_slice(&params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            let size = (chunk.rows * queries.len() * 4) as u64;
-            let result = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("distances"),
-                size,
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            let mut staged = Vec::new();
+            for chunk in &self.chunks {
+                let (partial, _params) =
+                    self.encode_distances(&mut encoder, chunk, &query_buf, group.len(), 1);
+                let staging = self.staging(&mut encoder, &partial);
+                staged.push((chunk, staging));
+            }
+            self.queue.submit([encoder.finish()]);
+            let views = self
+                .read_all(staged.iter().map(|(_, s)| s).collect())
+                .await?;
+            for ((chunk, _), partial) in staged.iter().zip(&views) {
+                for (q, (query, dst)) in group.iter().zip(group_out.iter_mut()).enumerate() {
+                    let q_norm = dot(query, query);
+                    let dst = &mut dst[chunk.first_row..chunk.first_row + chunk.rows];
+                    for (d, &p) in dst
+                        .iter_mut()
+                        .zip(&partial[q * chunk.rows..(q + 1) * chunk.rows])
+                    {
+                        *d = (q_norm + p).max(0.0);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Candidates for the `k` rows nearest to `query`: (row, squared distance) pairs, a
+    /// superset of the `k` nearest (ties by row; invalid rows at +∞, last), selected on the GPU
+    /// so only about `rows / ROWS_PER_THREAD × k` pairs are read back; rank them with
+    /// [`crate::score::top_k_of`]. `None` when `k` exceeds [`MAX_GPU_K`] (use
+    /// [`GpuScorer::distances`]).
+    pub async fn nearest(&self, query: &[f32], k: usize) -> Result<Option<Vec<(u32, f32)>>> {
+        let queries = [query.to_vec()];
+        self.check(&queries)?;
+        if k > MAX_GPU_K {
+            return Ok(None);
+        }
+        let k = k.min(self.rows);
+        if k == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let query_buf = self.query_buffer(&queries);
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        let mut staged = Vec::new();
+        for chunk in &self.chunks {
+            let (partial, params_buf) =
+                self.encode_distances(&mut encoder, chunk, &query_buf, 1, k);
+            let threads = chunk.rows.div_ceil(ROWS_PER_THREAD);
+            let candidates = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("candidates"),
+                size: (threads * k * 8) as u64,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
-                layout: &self.pipeline.get_bind_group_layout(0),
+                layout: &self.select.get_bind_group_layout(0),
                 entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params_buf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: chunk.items.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: chunk.norms.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: query_buf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: result.as_entire_binding(),
-                    },
+                    entry(0, &params_buf),
+                    entry(5, &partial),
+                    entry(6, &candidates),
                 ],
             });
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(&self.pipeline);
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                pass.set_pipeline(&self.select);
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(
-                    chunk.rows.div_ceil(WORKGROUP) as u32,
-                    queries.len() as u32,
-                    1,
-                );
+                pass.dispatch_workgroups(threads.div_ceil(WORKGROUP) as u32, 1, 1);
             }
-            encoder.copy_buffer_to_buffer(&result, 0, &staging, 0, size);
-            self.queue.submit([encoder.finish()]);
-            let slice = staging.slice(..);
-            let (sender, receiver) = futures_channel::oneshot::channel();
-            slice.map_async(wgpu::MapMode::Read, move |r| {
-                let _ = sender.send(r);
-            });
-            #[cfg(not(target_arch = "wasm32"))]
-            self.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| gpu_err("poll", e))?;
+            staged.push((chunk, self.staging(&mut encoder, &candidates)));
+        }
+        self.queue.submit([encoder.finish()]);
+        let views = self
+            .read_all(staged.iter().map(|(_, s)| s).collect())
+            .await?;
+        let q_norm = dot(query, query);
+        let mut out = Vec::new();
+        for ((chunk, _), words) in staged.iter().zip(&views) {
+            let words: &[u32] = bytemuck::cast_slice(words);
+            for pair in words.chunks_exact(2) {
+                if pair[0] != u32::MAX {
+                    let p = f32::from_bits(pair[1]);
+                    let d = if p >= f32::MAX {
+                        f32::INFINITY
+                    } else {
+                        (q_norm + p).max(0.0)
+                    };
+                    out.push(((chunk.first_row as u32) + pair[0], d));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A mappable copy of `buffer`, recorded in `encoder`.
+    fn staging(&self, encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) -> wgpu::Buffer {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: buffer.size(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+        staging
+    }
+
+    /// Maps every staging buffer of one submission, waits once, and copies them out as f32
+    /// words.
+    async fn read_all(&self, buffers: Vec<&wgpu::Buffer>) -> Result<Vec<Vec<f32>>> {
+        let receivers: Vec<_> = buffers
+            .iter()
+            .map(|b| {
+                let (sender, receiver) = futures_channel::oneshot::channel();
+                b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = sender.send(r);
+                });
+                receiver
+            })
+            .collect();
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| gpu_err("poll", e))?;
+        let mut out = Vec::with_capacity(buffers.len());
+        for (buffer, receiver) in buffers.into_iter().zip(receivers) {
             receiver
                 .await
                 .map_err(|e| gpu_err("readback", e))?
                 .map_err(|e| gpu_err("map", e))?;
             {
-                let view = slice
+                let view = buffer
+                    .slice(..)
                     .get_mapped_range()
                     .map_err(|e| gpu_err("mapped range", e))?;
-                let partial: &[f32] = bytemuck::cast_slice(&view);
-                for (q, query) in queries.iter().enumerate() {
-                    let q_norm = dot(query, query);
-                    let dst = &mut out[q][chunk.first_row..chunk.first_row + chunk.rows];
-                    for (r, (d, &p)) in dst
-                        .iter_mut()
-                        .zip(&partial[q * chunk.rows..(q + 1) * chunk.rows])
-                        .enumerate()
-                    {
-                        *d = if self.valid[chunk.first_row + r] {
-                            (q_norm + p).max(0.0)
-                        } else {
-                            f32::INFINITY
-                        };
-                    }
-                }
+                out.push(bytemuck::cast_slice::<u8, f32>(&view).to_vec());
             }
-            staging.unmap();
+            buffer.unmap();
         }
         Ok(out)
+    }
+}
+
+fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
     }
 }

@@ -10,7 +10,7 @@ use crate::manifest::Scoring;
 use crate::memory::Memory;
 use crate::model::{Model, QueryEncoder};
 use crate::prompt::history_titles;
-use crate::score::{top_k, ItemMatrix};
+use crate::score::{top_k, top_k_of, ItemMatrix};
 
 pub use crate::aggregate::Mode;
 
@@ -326,6 +326,12 @@ impl Representations {
             .collect()
     }
 
+    /// Whether `mode` ranks items by their row's distance alone (L2D-G without a popularity
+    /// prior): then the rows nearest to the query are the ranking ([`finish_nearest`]).
+    pub fn ranks_by_row_distance(&self, mode: Mode) -> bool {
+        mode == Mode::Global && self.options.popularity_prior == 0.0
+    }
+
     /// A ranking score in `mode` as a distance for display: `‖h − r‖` without a prior, the
     /// adjusted score with one, the density score as it is.
     pub fn display_distance(&self, score: f32, mode: Mode) -> f32 {
@@ -492,6 +498,33 @@ pub fn finish(
             "missing for a non-empty history",
         )),
     }
+}
+
+/// [`finish`] from candidate rows instead of every row distance: (row, squared distance)
+/// pairs that include the `query.k + query.exclude.len()` nearest rows, e.g. selected on the
+/// GPU ([`crate::gpu::GpuScorer::nearest`]). Only for a ranking by row distance alone
+/// ([`Representations::ranks_by_row_distance`]); the same items and order as [`finish`].
+pub fn finish_nearest(
+    reps: &Representations,
+    query: &Query,
+    nearest: Vec<(ItemIndex, f32)>,
+) -> Result<Vec<(ItemIndex, f32)>> {
+    if query.state.is_none() {
+        return finish(reps, query, None);
+    }
+    if !reps.ranks_by_row_distance(query.mode) {
+        return Err(Error::invalid(
+            "nearest rows",
+            format!(
+                "mode {:?} with these scoring options does not rank by row distance alone",
+                query.mode
+            ),
+        ));
+    }
+    Ok(top_k_of(nearest.into_iter(), query.k, &query.exclude)
+        .into_iter()
+        .map(|(i, d)| (i, reps.display_distance(d, query.mode)))
+        .collect())
 }
 
 /// Recommendations for a history of catalog items on the CPU: [`prepare`] →

@@ -549,7 +549,24 @@ impl Ord for Candidate {
 /// the exclusion list, not with the catalog (an exclusion is looked up only for an item that
 /// would enter the heap).
 pub fn top_k(distances: &[f32], k: usize, exclude: &[ItemIndex]) -> Vec<(ItemIndex, f32)> {
-    let k = k.min(distances.len());
+    top_k_of(
+        distances
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| (i as ItemIndex, d)),
+        k,
+        exclude,
+    )
+}
+
+/// [`top_k`] over (item, distance) pairs in any order, e.g. candidates a GPU selected: the
+/// same order and ties, over the pairs given.
+pub fn top_k_of(
+    candidates: impl ExactSizeIterator<Item = (ItemIndex, f32)>,
+    k: usize,
+    exclude: &[ItemIndex],
+) -> Vec<(ItemIndex, f32)> {
+    let k = k.min(candidates.len());
     if k == 0 {
         return Vec::new();
     }
@@ -558,12 +575,12 @@ pub fn top_k(distances: &[f32], k: usize, exclude: &[ItemIndex]) -> Vec<(ItemInd
     excluded.dedup();
     let mut heap: std::collections::BinaryHeap<Candidate> =
         std::collections::BinaryHeap::with_capacity(k + 1);
-    for (i, &d) in distances.iter().enumerate() {
-        let candidate = Candidate(d, i as ItemIndex);
+    for (i, d) in candidates {
+        let candidate = Candidate(d, i);
         if heap.len() == k && heap.peek().is_some_and(|worst| candidate >= *worst) {
             continue;
         }
-        if excluded.binary_search(&(i as ItemIndex)).is_ok() {
+        if excluded.binary_search(&i).is_ok() {
             continue;
         }
         heap.push(candidate);

@@ -101,6 +101,10 @@ pub enum Selection {
     /// Highest L2D-L (M = [`SELECT_M`]) Recall@20 on the valid subset, with a memory from a
     /// seeded fraction of train samples: the metric that is shipped.
     L2dRecall,
+    /// The last weights, no selection and no early stop: a refit on train + valid for the
+    /// schedule a selected run chose (its valid split is in the training data, so it cannot
+    /// select; the valid loss is still logged).
+    Final,
 }
 
 impl std::str::FromStr for Selection {
@@ -109,9 +113,10 @@ impl std::str::FromStr for Selection {
         match s {
             "loss" | "valid_loss" => Ok(Selection::ValidLoss),
             "recall" | "l2d_recall" => Ok(Selection::L2dRecall),
+            "final" => Ok(Selection::Final),
             other => Err(Error::invalid(
                 "select",
-                format!("`{other}` (expected loss or recall)"),
+                format!("`{other}` (expected loss, recall or final)"),
             )),
         }
     }
@@ -776,7 +781,7 @@ pub fn train(
     let mut optimizer = AdamW::new(&varmap)?;
     // The in-training recall reads the same variables through a second view of the network.
     let recall_probe = match cfg.select {
-        Selection::ValidLoss => None,
+        Selection::ValidLoss | Selection::Final => None,
         Selection::L2dRecall => {
             let model = Model::new(
                 Qwen2::new(&model_cfg, vb)?,
@@ -984,9 +989,10 @@ pub fn train(
                         Some(r)
                     }
                 };
-                let improved = match recall {
-                    Some(r) => state.best_valid_recall.is_none_or(|b| r > b),
-                    None => state.best_valid_loss.is_none_or(|b| valid_loss < b),
+                let improved = match (cfg.select, recall) {
+                    (Selection::Final, _) => true,
+                    (_, Some(r)) => state.best_valid_recall.is_none_or(|b| r > b),
+                    (_, None) => state.best_valid_loss.is_none_or(|b| valid_loss < b),
                 };
                 if state.best_valid_loss.is_none_or(|b| valid_loss < b) {
                     state.best_valid_loss = Some(valid_loss);
@@ -1000,9 +1006,17 @@ pub fn train(
                     "step {} epoch {}: train loss {train_loss:.4}, valid loss {valid_loss:.4}{} ({tps:.0} tok/s)",
                     state.step,
                     epoch + 1,
-                    if improved { " (best, exported)" } else { "" }
+                    match (improved, cfg.select) {
+                        (true, Selection::Final) => " (exported)",
+                        (true, _) => " (best, exported)",
+                        (false, _) => "",
+                    }
                 ));
-                if cfg.patience > 0 && state.evaluations_since_best() >= cfg.patience && !last {
+                if cfg.patience > 0
+                    && cfg.select != Selection::Final
+                    && state.evaluations_since_best() >= cfg.patience
+                    && !last
+                {
                     state.stopped_early_at = Some(state.step);
                     save_checkpoint(&state, &optimizer)?;
                     progress.message(&format!(

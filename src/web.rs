@@ -16,7 +16,8 @@ use crate::gpu::GpuScorer;
 use crate::manifest::{Manifest, Scoring};
 use crate::model::{hex, Model, ModelFiles, QueryEncoder};
 use crate::recommend::{
-    finish, load_blob, prepare_with, query_state, row_distances, Mode, Representations, Request,
+    finish, finish_nearest, load_blob, prepare_with, query_state, row_distances, Mode,
+    Representations, Request,
 };
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
@@ -522,8 +523,11 @@ async fn recommend_async(
         .map(|&i| inner.catalog.item(i).id.clone())
         .collect();
     let start = now();
-    let (to_rows, used) = match &query.state {
-        None => (None, "popularity".to_string()),
+    let (ranked, used) = match &query.state {
+        None => (
+            finish(&inner.reps, &query, None).map_err(js_error)?,
+            "popularity".to_string(),
+        ),
         Some(q) => {
             // `auto` uses WebGPU on a hardware adapter only: on a software one (SwiftShader)
             // scoring took 11–130 ms against 0.4–15 ms on the wasm CPU path
@@ -537,12 +541,26 @@ async fn recommend_async(
             };
             match scorer {
                 Some((scorer, name)) => {
-                    let to_rows = scorer
-                        .distances(std::slice::from_ref(q))
-                        .await
-                        .map_err(js_error)?
-                        .remove(0);
-                    (Some(to_rows), format!("webgpu: {name}"))
+                    // A ranking by row distance alone selects on the GPU and reads back
+                    // candidates only; the other modes need every row's distance.
+                    let wanted = query.k + query.exclude.len();
+                    let nearest = if inner.reps.ranks_by_row_distance(mode) {
+                        scorer.nearest(q, wanted).await.map_err(js_error)?
+                    } else {
+                        None
+                    };
+                    let ranked = match nearest {
+                        Some(nearest) => finish_nearest(&inner.reps, &query, nearest),
+                        None => {
+                            let to_rows = scorer
+                                .distances(std::slice::from_ref(q))
+                                .await
+                                .map_err(js_error)?
+                                .remove(0);
+                            finish(&inner.reps, &query, Some(to_rows))
+                        }
+                    };
+                    (ranked.map_err(js_error)?, format!("webgpu: {name}"))
                 }
                 None if backend == "webgpu" => {
                     let why = match &*gpu.borrow() {
@@ -553,15 +571,17 @@ async fn recommend_async(
                         "backend \"webgpu\" requested but WebGPU is unavailable: {why}"
                     )));
                 }
-                None => (
-                    row_distances(&inner.reps, &query).map_err(js_error)?,
-                    "cpu".to_string(),
-                ),
+                None => {
+                    let to_rows = row_distances(&inner.reps, &query).map_err(js_error)?;
+                    (
+                        finish(&inner.reps, &query, to_rows).map_err(js_error)?,
+                        "cpu".to_string(),
+                    )
+                }
             }
         }
     };
-    let items = finish(&inner.reps, &query, to_rows)
-        .map_err(js_error)?
+    let items = ranked
         .into_iter()
         .map(|(i, d)| item_out(&inner.catalog, i, d))
         .collect();

@@ -242,6 +242,36 @@ fn training_logs_progress_lines_and_both_curves_to_a_non_terminal() {
     assert!(model.join("model.safetensors").exists());
 }
 
+/// `--select final` (a refit on train + valid) exports the last weights and never stops
+/// early, whatever the patience.
+#[test]
+fn a_final_selection_exports_the_last_step_without_stopping_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--epochs",
+        "2",
+        "--eval-every",
+        "2",
+        "--select",
+        "final",
+        "--patience",
+        "1",
+    ];
+    let (_, model) = tiny_model(dir.path(), &flags);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("train.json")).unwrap()).unwrap();
+    let total = state["total_steps"].as_u64().unwrap();
+    assert!(state["history"].as_array().unwrap().len() > 1);
+    assert_eq!(state["step"].as_u64(), Some(total), "ran to the end");
+    assert_eq!(
+        state["best_step"].as_u64(),
+        Some(total),
+        "exported the last"
+    );
+    assert!(state["stopped_early_at"].is_null());
+    assert!(state["valid_recall"].as_array().unwrap().is_empty());
+}
+
 /// `l2d synth` for the shipped model: seeded (same arguments, same bytes; another seed,
 /// other bytes), loadable as it is by the library and by `l2d recommend`, in int8 and f16.
 #[test]

@@ -1,11 +1,13 @@
 //! The wgpu scorer (natively on Mesa lavapipe, a software Vulkan adapter) gives the CPU
-//! scorer's distances and top-K, on random data and on the shipped default blob.
+//! scorer's distances and top-K, on random data in every stored element type and on the
+//! shipped default blob; its on-GPU selection gives the CPU's top-K.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
 use l2d::gpu::GpuScorer;
-use l2d::score::{top_k, ItemMatrix};
+use l2d::gpu::MAX_GPU_K;
+use l2d::score::{top_k, top_k_of, DType, ItemMatrix};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -27,19 +29,101 @@ fn assert_same(matrix: &ItemMatrix, gpu: &GpuScorer, queries: &[Vec<f32>], k: us
                 "{a} vs {b}"
             );
         }
-        // The same ranking: at every position the two lists hold the same item, or two items
-        // whose distances differ by no more than the rounding tolerance (a near-tie that f32
-        // summation order may flip).
-        let cpu_top: Vec<u32> = top_k(&cpu_d, k, &[]).into_iter().map(|(i, _)| i).collect();
-        let gpu_top: Vec<u32> = top_k(gpu_d, k, &[]).into_iter().map(|(i, _)| i).collect();
-        for (a, b) in cpu_top.iter().zip(&gpu_top) {
-            let (da, db) = (cpu_d[*a as usize], cpu_d[*b as usize]);
-            assert!(
-                a == b || (da - db).abs() <= 1e-3 * da.abs().max(1.0),
-                "rank differs beyond a near-tie: {cpu_top:?} vs {gpu_top:?}"
-            );
-        }
+        assert_same_ranking(&cpu_d, &top_k(&cpu_d, k, &[]), &top_k(gpu_d, k, &[]));
     }
+}
+
+/// The same ranking: at every position the two lists hold the same item, or two items whose
+/// CPU distances differ by no more than the rounding tolerance (a near-tie that f32
+/// summation order or int8 query rounding may flip).
+fn assert_same_ranking(cpu_d: &[f32], cpu_top: &[(u32, f32)], gpu_top: &[(u32, f32)]) {
+    assert_eq!(cpu_top.len(), gpu_top.len(), "{cpu_top:?} vs {gpu_top:?}");
+    for ((a, _), (b, _)) in cpu_top.iter().zip(gpu_top) {
+        let (da, db) = (cpu_d[*a as usize], cpu_d[*b as usize]);
+        assert!(
+            a == b
+                || (da.is_infinite() && db.is_infinite())
+                || (da - db).abs() <= 1e-3 * da.abs().max(1.0),
+            "rank differs beyond a near-tie: {cpu_top:?} vs {gpu_top:?}"
+        );
+    }
+}
+
+/// Rows kept on the GPU in f32, f16 and (centred) int8, for dimensions that do and do not
+/// fill whole 32-bit words, give the CPU's distances and top-K; the on-GPU selection gives the
+/// CPU's top-K for every k up to its limit, with exclusions, and declines above it.
+#[test]
+fn every_stored_type_and_the_gpu_selection_equal_the_cpu() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let cases = [
+        (DType::F32, 37, 1500),
+        (DType::F16, 37, 1500),
+        (DType::F16, 64, 700),
+        (DType::I8, 37, 1500),
+        (DType::I8, 192, 2500),
+    ];
+    for (dtype, dim, rows) in cases {
+        let values: Vec<f32> = (0..rows * dim)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let valid: Vec<bool> = (0..rows).map(|r| r % 13 != 0).collect();
+        let matrix = ItemMatrix::from_f32(values, dim, valid)
+            .unwrap()
+            .to_dtype(dtype);
+        let gpu = scorer(&matrix);
+        let queries: Vec<Vec<f32>> = (0..3)
+            .map(|_| (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+            .collect();
+        assert_same(&matrix, &gpu, &queries, 20);
+        for q in &queries {
+            let cpu_d = matrix.distances(q).unwrap();
+            for (k, exclude) in [
+                (1, vec![]),
+                (20, vec![]),
+                (20, vec![3, 5, 8]),
+                (MAX_GPU_K, vec![]),
+            ] {
+                let candidates = pollster::block_on(gpu.nearest(q, k + exclude.len()))
+                    .unwrap()
+                    .expect("k within the GPU limit");
+                assert!(
+                    candidates.len() < rows,
+                    "{dtype:?}: only candidates are read back ({} of {rows})",
+                    candidates.len()
+                );
+                let on_gpu = top_k_of(candidates.into_iter(), k, &exclude);
+                assert_same_ranking(&cpu_d, &top_k(&cpu_d, k, &exclude), &on_gpu);
+            }
+        }
+        assert!(pollster::block_on(gpu.nearest(&queries[0], MAX_GPU_K + 1))
+            .unwrap()
+            .is_none());
+    }
+}
+
+/// When k reaches into the rows that rank last (+∞), the GPU keeps them in row order, as the
+/// CPU does.
+#[test]
+fn gpu_selection_ranks_invalid_rows_last_in_row_order() {
+    let values: Vec<f32> = (0..10 * 3).map(|x| x as f32 * 0.1).collect();
+    let valid = vec![
+        true, false, true, false, true, true, false, true, true, true,
+    ];
+    let matrix = ItemMatrix::from_f32(values, 3, valid).unwrap();
+    let gpu = scorer(&matrix);
+    let q = vec![0.5, 0.4, 0.3];
+    let cpu = top_k(&matrix.distances(&q).unwrap(), 10, &[]);
+    let on_gpu = top_k_of(
+        pollster::block_on(gpu.nearest(&q, 10))
+            .unwrap()
+            .unwrap()
+            .into_iter(),
+        10,
+        &[],
+    );
+    let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+    assert_eq!(ids(&on_gpu), ids(&cpu));
+    assert_eq!(&ids(&on_gpu)[7..], &[1, 3, 6]);
 }
 
 #[test]

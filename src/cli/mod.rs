@@ -334,7 +334,8 @@ struct TrainRecipe {
     #[arg(long, default_value_t = TrainConfig::default().item_dropout)]
     item_dropout: f64,
     /// What selects the exported weights: `recall` (L2D-L Recall@20 on a valid subset, memory
-    /// from a seeded train fraction) or `loss` (valid loss).
+    /// from a seeded train fraction), `loss` (valid loss) or `final` (the last weights, no
+    /// early stop: a refit on train + valid, `scripts/refit.sh`).
     #[arg(long, default_value = "recall")]
     select: String,
     /// Fraction of train samples in the in-training recall's memory.
