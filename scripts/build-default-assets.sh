@@ -23,11 +23,7 @@ L2D=target/release/l2d
 mkdir -p "$WORK"
 $L2D convert --model "$MODEL" --dtype f16
 # The memory depends on the model files only: rebuilt when their hashes change.
-STAMP=$(cd "$MODEL" && sha256sum config.json model.safetensors tokenizer.json l2d.json | sha256sum | cut -c1-64)
-if [ ! -f "$MEMORY" ] || [ "$(cat "$WORK/memory.stamp" 2>/dev/null)" != "$STAMP" ]; then
-  $L2D memory --dataset "$DATASET" --model "$MODEL" --out "$MEMORY"
-  echo "$STAMP" > "$WORK/memory.stamp"
-fi
+scripts/build-memory.sh "$DATASET" "$MODEL" "$MEMORY"
 $L2D blobs --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --budget "$BUDGET"
 rm -f "$MODEL/eval.json"
 $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL"

@@ -64,11 +64,7 @@ cp "$MODEL/tokenizer.json" "$MODEL/l2d.json" "$OUT/"
 # shellcheck disable=SC2086
 $L2D train --dataset "$DATA" --model "$OUT" $FLAGS --resume
 $L2D convert --model "$OUT" --dtype f16
-STAMP=$(cd "$OUT" && sha256sum config.json model.safetensors tokenizer.json l2d.json | sha256sum | cut -c1-64)
-if [ ! -f "$WORK/memory.safetensors" ] || [ "$(cat "$WORK/memory.stamp" 2>/dev/null)" != "$STAMP" ]; then
-  $L2D memory --dataset "$DATA" --model "$OUT" --out "$WORK/memory.safetensors"
-  echo "$STAMP" > "$WORK/memory.stamp"
-fi
+scripts/build-memory.sh "$DATA" "$OUT" "$WORK/memory.safetensors"
 $L2D blobs --dataset "$DATA" --model "$OUT" --memory "$WORK/memory.safetensors" --budget "$BUDGET"
 cp "$MODEL/manifest.json" "$OUT/manifest.json"
 $L2D manifest --dataset "$DATA" --model "$OUT" --command "scripts/refit.sh $DATASET $MODEL $OUT" --keep-scoring

@@ -234,12 +234,7 @@ impl GpuScorer {
                 contents: bytemuck::cast_slice(&params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-        let out = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("distances"),
-            size: (chunk.rows * queries * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let out = self.output_buffer("distances", chunk.rows * queries * 4);
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &self.distances.get_bind_group_layout(0),
@@ -259,28 +254,44 @@ impl GpuScorer {
         (out, params_buf)
     }
 
+    /// Records every chunk's distance pass for `queries` and what `then` adds after it
+    /// (returning the buffer to read back: the distances themselves, or what a later pass made
+    /// of them), submits once and reads every chunk's buffer back after one wait.
+    async fn run(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        mut then: impl FnMut(
+            &mut wgpu::CommandEncoder,
+            &Chunk,
+            wgpu::Buffer,
+            &wgpu::Buffer,
+        ) -> wgpu::Buffer,
+    ) -> Result<Vec<(&Chunk, Vec<f32>)>> {
+        let query_buf = self.query_buffer(queries);
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        let mut staged = Vec::new();
+        for chunk in &self.chunks {
+            let (partial, params) =
+                self.encode_distances(&mut encoder, chunk, &query_buf, queries.len(), k);
+            let result = then(&mut encoder, chunk, partial, &params);
+            staged.push(self.staging(&mut encoder, &result));
+        }
+        self.queue.submit([encoder.finish()]);
+        let views = self.read_all(staged.iter().collect()).await?;
+        Ok(self.chunks.iter().zip(views).collect())
+    }
+
     /// Squared distances of each query to every row (+∞ for invalid rows), like
     /// [`ItemMatrix::distances`].
     pub async fn distances(&self, queries: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         self.check(queries)?;
         let mut out = vec![vec![0f32; self.rows]; queries.len()];
         for (group, group_out) in queries.chunks(MAX_QUERIES).zip(out.chunks_mut(MAX_QUERIES)) {
-            let query_buf = self.query_buffer(group);
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-            let mut staged = Vec::new();
-            for chunk in &self.chunks {
-                let (partial, _params) =
-                    self.encode_distances(&mut encoder, chunk, &query_buf, group.len(), 1);
-                let staging = self.staging(&mut encoder, &partial);
-                staged.push((chunk, staging));
-            }
-            self.queue.submit([encoder.finish()]);
-            let views = self
-                .read_all(staged.iter().map(|(_, s)| s).collect())
-                .await?;
-            for ((chunk, _), partial) in staged.iter().zip(&views) {
+            let read = self.run(group, 1, |_, _, partial, _| partial).await?;
+            for (chunk, partial) in read {
                 for (q, (query, dst)) in group.iter().zip(group_out.iter_mut()).enumerate() {
                     let q_norm = dot(query, query);
                     let dst = &mut dst[chunk.first_row..chunk.first_row + chunk.rows];
@@ -311,46 +322,29 @@ impl GpuScorer {
         if k == 0 {
             return Ok(Some(Vec::new()));
         }
-        let query_buf = self.query_buffer(&queries);
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-        let mut staged = Vec::new();
-        for chunk in &self.chunks {
-            let (partial, params_buf) =
-                self.encode_distances(&mut encoder, chunk, &query_buf, 1, k);
+        let select = |encoder: &mut wgpu::CommandEncoder,
+                      chunk: &Chunk,
+                      partial: wgpu::Buffer,
+                      params: &wgpu::Buffer| {
             let threads = chunk.rows.div_ceil(ROWS_PER_THREAD);
-            let candidates = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("candidates"),
-                size: (threads * k * 8) as u64,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
+            let candidates = self.output_buffer("candidates", threads * k * 8);
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: &self.select.get_bind_group_layout(0),
-                entries: &[
-                    entry(0, &params_buf),
-                    entry(5, &partial),
-                    entry(6, &candidates),
-                ],
+                entries: &[entry(0, params), entry(5, &partial), entry(6, &candidates)],
             });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                pass.set_pipeline(&self.select);
-                pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(threads.div_ceil(WORKGROUP) as u32, 1, 1);
-            }
-            staged.push((chunk, self.staging(&mut encoder, &candidates)));
-        }
-        self.queue.submit([encoder.finish()]);
-        let views = self
-            .read_all(staged.iter().map(|(_, s)| s).collect())
-            .await?;
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&self.select);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(threads.div_ceil(WORKGROUP) as u32, 1, 1);
+            drop(pass);
+            candidates
+        };
+        let read = self.run(&queries, k, select).await?;
         let q_norm = dot(query, query);
         let mut out = Vec::new();
-        for ((chunk, _), words) in staged.iter().zip(&views) {
-            let words: &[u32] = bytemuck::cast_slice(words);
+        for (chunk, words) in read {
+            let words: &[u32] = bytemuck::cast_slice(&words);
             for pair in words.chunks_exact(2) {
                 if pair[0] != u32::MAX {
                     let p = f32::from_bits(pair[1]);
@@ -366,14 +360,31 @@ impl GpuScorer {
         Ok(Some(out))
     }
 
+    /// A buffer of `bytes` a shader writes and a copy reads.
+    fn output_buffer(&self, label: &str, bytes: usize) -> wgpu::Buffer {
+        self.buffer(
+            label,
+            bytes as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        )
+    }
+
+    fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
     /// A mappable copy of `buffer`, recorded in `encoder`.
     fn staging(&self, encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) -> wgpu::Buffer {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: buffer.size(),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.buffer(
+            "readback",
+            buffer.size(),
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
         staging
     }
