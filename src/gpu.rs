@@ -98,6 +98,9 @@ impl GpuScorer {
             })
             .await
             .map_err(|e| gpu_err("request_device", e))?;
+        // WebGPU reports a shader or pipeline error asynchronously (a console warning, then
+        // dispatches that do nothing): caught here, it is an error the caller sees.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("gpu.wgsl"),
             source: wgpu::ShaderSource::Wgsl(include_str!("gpu.wgsl").into()),
@@ -112,7 +115,10 @@ impl GpuScorer {
                 cache: None,
             })
         };
-        let (distances, select) = (pipeline("distances"), pipeline("select"));
+        let (distances, select) = (pipeline("row_distances"), pipeline("select_nearest"));
+        if let Some(e) = scope.pop().await {
+            return Err(gpu_err("gpu.wgsl", e));
+        }
         let dim = matrix.dim();
         let (_, format) = row_bytes(matrix.data(), dim, 0, 0);
         let bytes_per_row = match format {
@@ -138,22 +144,14 @@ impl GpuScorer {
         while first_row < matrix.rows() {
             let rows = rows_per_chunk.min(matrix.rows() - first_row);
             let (bytes, _) = row_bytes(matrix.data(), dim, first_row, rows);
-            let items = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("items"),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::STORAGE,
-            });
+            let items = upload(&device, &queue, "items", &bytes);
             let info: Vec<[f32; 2]> = (first_row..first_row + rows)
                 .map(|r| {
                     let norm = if valid[r] { norms[r] } else { f32::INFINITY };
                     [norm, scales.map_or(1.0, |s| s[r])]
                 })
                 .collect();
-            let rows_info = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("rows"),
-                contents: bytemuck::cast_slice(&info),
-                usage: wgpu::BufferUsages::STORAGE,
-            });
+            let rows_info = upload(&device, &queue, "rows", bytemuck::cast_slice(&info));
             chunks.push(Chunk {
                 first_row,
                 rows,
@@ -423,6 +421,29 @@ impl GpuScorer {
         }
         Ok(out)
     }
+}
+
+/// A storage buffer holding `bytes` (zero-padded to whole words), written through the queue:
+/// in the browser a mapped-at-creation buffer is staged in a wasm-side copy of its size (wasm
+/// memory never shrinks), while `write_buffer` hands WebGPU a view of the bytes where they lie.
+fn upload(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let align = wgpu::COPY_BUFFER_ALIGNMENT as usize;
+    let whole = bytes.len() / align * align;
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.len().div_ceil(align).max(1) as u64 * align as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    if whole > 0 {
+        queue.write_buffer(&buffer, 0, &bytes[..whole]);
+    }
+    if whole < bytes.len() {
+        let mut tail = [0u8; 4];
+        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+        queue.write_buffer(&buffer, whole as u64, &tail[..align]);
+    }
+    buffer
 }
 
 fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {

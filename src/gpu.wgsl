@@ -1,8 +1,8 @@
 // Squared-L2 partial distances between queries and the rows of one item-matrix chunk, with
 // the rows kept on the GPU in their stored element type (no f32 copy):
 //   out[q * rows + r] = ‖r‖² − 2 q·r        (‖q‖² is added on the CPU, as in score.rs)
-// `distances`: one invocation per (row, query); rows along x, queries along y.
-// `select`: each invocation keeps the `k` smallest of `rows_per_thread` consecutive rows of
+// `row_distances`: one invocation per (row, query); rows along x, queries along y.
+// `select_nearest`: each invocation keeps the `k` smallest of `rows_per_thread` consecutive rows of
 // one query (ties by row index), so only candidates are read back: the union of every
 // invocation's `k` best holds the chunk's `k` best.
 
@@ -20,6 +20,8 @@ struct Params {
 
 // Largest `k` the selection keeps per invocation (`gpu::MAX_GPU_K`).
 const MAX_K: u32 = 64u;
+// The largest finite f32 (read back as +∞). A decimal literal would round above it in Tint.
+const F32_MAX: f32 = 0x1.fffffep+127f;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> items: array<u32>;
@@ -30,7 +32,7 @@ const MAX_K: u32 = 64u;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(64)
-fn distances(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn row_distances(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
     let q = gid.y;
     if (row >= params.rows || q >= params.queries) {
@@ -44,16 +46,44 @@ fn distances(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc = acc + bitcast<f32>(items[base + d]) * queries[qbase + d];
         }
     } else if (params.format == 1u) {
-        for (var d = 0u; d < params.dim; d = d + 1u) {
-            let i = base + d;
-            acc = acc + unpack2x16float(items[i >> 1u])[i & 1u] * queries[qbase + d];
+        if ((params.dim & 1u) == 0u) {
+            // Rows start on a word: two values per load.
+            for (var d = 0u; d < params.dim; d = d + 2u) {
+                let pair = unpack2x16float(items[(base + d) >> 1u]);
+                acc = acc + pair.x * queries[qbase + d] + pair.y * queries[qbase + d + 1u];
+            }
+        } else {
+            for (var d = 0u; d < params.dim; d = d + 1u) {
+                let i = base + d;
+                acc = acc + unpack2x16float(items[i >> 1u])[i & 1u] * queries[qbase + d];
+            }
         }
     } else {
         var int_acc = 0.0;
-        for (var d = 0u; d < params.dim; d = d + 1u) {
-            let i = base + d;
-            let v = extractBits(bitcast<i32>(items[i >> 2u]), (i & 3u) * 8u, 8u);
-            int_acc = int_acc + f32(v) * queries[qbase + d];
+        if ((params.dim & 3u) == 0u) {
+            // Rows start on a word: four values per load.
+            for (var d = 0u; d < params.dim; d = d + 4u) {
+                let w = bitcast<i32>(items[(base + d) >> 2u]);
+                let v = vec4<f32>(
+                    f32(extractBits(w, 0u, 8u)),
+                    f32(extractBits(w, 8u, 8u)),
+                    f32(extractBits(w, 16u, 8u)),
+                    f32(extractBits(w, 24u, 8u)),
+                );
+                let x = vec4<f32>(
+                    queries[qbase + d],
+                    queries[qbase + d + 1u],
+                    queries[qbase + d + 2u],
+                    queries[qbase + d + 3u],
+                );
+                int_acc = int_acc + dot(v, x);
+            }
+        } else {
+            for (var d = 0u; d < params.dim; d = d + 1u) {
+                let i = base + d;
+                let v = extractBits(bitcast<i32>(items[i >> 2u]), (i & 3u) * 8u, 8u);
+                int_acc = int_acc + f32(v) * queries[qbase + d];
+            }
         }
         acc = rows_info[row].y * int_acc;
     }
@@ -65,7 +95,7 @@ fn distances(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(6) var<storage, read_write> candidates: array<vec2<u32>>;
 
 @compute @workgroup_size(64)
-fn select(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn select_nearest(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.x;
     let q = gid.y;
     let p = params;
@@ -81,8 +111,8 @@ fn select(@builtin(global_invocation_id) gid: vec3<u32>) {
         var d = out[q * p.rows + r];
         // +∞ and NaN become the largest finite value (read back as +∞): ranked last, by
         // row, like on the CPU.
-        if (!(d < 3.4028235e38)) {
-            d = 3.4028235e38;
+        if (!(d < F32_MAX)) {
+            d = F32_MAX;
         }
         if (filled == p.k && !(d < best_d[p.k - 1u])) {
             continue;

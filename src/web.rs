@@ -390,16 +390,29 @@ impl Recommender {
     }
 
     /// The catalog: `[{id, title, count}]` (count = memory states; 0 = cold-start item).
+    /// Built item by item as JavaScript objects: no catalog-sized copy in wasm memory (an
+    /// intermediate list of a million items grew it by about 360 MB, and it never shrinks).
     pub fn items(&self) -> Result<JsValue, JsError> {
-        let items: Vec<serde_json::Value> = self
+        let out = js_sys::Array::new_with_length(self.inner.catalog.len() as u32);
+        for (index, (item, &count)) in self
             .inner
             .catalog
             .items()
             .iter()
             .zip(&self.inner.reps.counts)
-            .map(|(i, c)| serde_json::json!({ "id": i.id, "title": i.title, "count": c }))
-            .collect();
-        to_js(&items)
+            .enumerate()
+        {
+            let object = js_sys::Object::new();
+            for (key, value) in [
+                ("id", JsValue::from_str(&item.id)),
+                ("title", JsValue::from_str(&item.title)),
+                ("count", JsValue::from_f64(f64::from(count))),
+            ] {
+                js_sys::Reflect::set(&object, &key.into(), &value).map_err(js_value_error)?;
+            }
+            out.set(index as u32, object.into());
+        }
+        Ok(out.into())
     }
 
     /// The L2D representation (last-token hidden state) of a history.

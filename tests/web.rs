@@ -394,7 +394,13 @@ async fn every_export_rejects_wrong_types_and_non_finite_numbers() {
         );
     }
     // items and info take nothing and always answer.
-    assert!(js_sys::Array::from(&r.items().unwrap()).length() == 3496);
+    let items = js_sys::Array::from(&r.items().unwrap());
+    assert!(items.length() == 3496);
+    let first = items.get(0);
+    let field = |name: &str| js_sys::Reflect::get(&first, &name.into()).unwrap();
+    assert!(field("id").as_string().is_some_and(|id| !id.is_empty()));
+    assert!(field("title").as_string().is_some_and(|t| !t.is_empty()));
+    assert!(field("count").as_f64().is_some_and(|c| c >= 0.0));
     assert!(r.info().is_ok());
     // load: options must be an object with a string manifestUrl.
     for bad in [

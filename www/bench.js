@@ -124,6 +124,7 @@ async function catalogSweep(sizes) {
       let same = 0;
       let nearTies = 0;
       const gpuScore = [];
+      const wasmMemoryBytesBefore = (await client.info()).wasmMemoryBytes;
       // The first call uploads the rows; the rest are timed.
       await client.recommend(runs[0].slice(0, WINDOW), { ...options, backend: "webgpu" });
       for (const [i, h] of runs.slice(1, 11).entries()) {
@@ -141,6 +142,7 @@ async function catalogSweep(sizes) {
         identicalTop20: same,
         nearTieOnly: nearTies,
         scoreP50Ms: median(gpuScore),
+        wasmMemoryBytesBefore,
         wasmMemoryBytesAfter: (await client.info()).wasmMemoryBytes,
       };
     }
