@@ -31,7 +31,7 @@
 use half::f16;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{Catalog, Item};
+use crate::catalog::{Catalog, ItemTexts};
 use crate::model::hex;
 use crate::score::{DType, ItemMatrix, RowData};
 
@@ -99,8 +99,8 @@ pub struct Blob {
     pub kind: BlobKind,
     /// Fingerprint of the model files the representations came from.
     pub model_fingerprint: [u8; 32],
-    /// The catalog (titles empty strings when the blob carries none).
-    pub items: Vec<Item>,
+    /// The catalog's ids and titles (titles empty when the blob carries none), in one buffer.
+    pub items: ItemTexts,
     /// Whether titles were stored.
     pub has_titles: bool,
     /// Memory states per item (train-target frequency in the memory).
@@ -125,18 +125,16 @@ impl Blob {
         let blob = Blob {
             kind,
             model_fingerprint,
-            items: catalog
-                .items()
-                .iter()
-                .map(|i| Item {
-                    id: i.id.clone(),
-                    title: if with_titles {
-                        i.title.clone()
-                    } else {
-                        String::new()
-                    },
-                })
-                .collect(),
+            items: if with_titles {
+                catalog.texts().clone()
+            } else {
+                let mut ids = ItemTexts::with_capacity(catalog.len(), 0);
+                for item in catalog.items() {
+                    ids.push(item.id, "")
+                        .map_err(|e| BlobError::Invalid(e.to_string()))?;
+                }
+                ids
+            },
             has_titles: with_titles,
             counts,
             matrix,
@@ -241,10 +239,10 @@ impl Blob {
     /// Serializes to the documented layout.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut payload = Vec::new();
-        for item in &self.items {
-            put_text(&mut payload, &item.id);
+        for item in self.items.iter() {
+            put_text(&mut payload, item.id);
             if self.has_titles {
-                put_text(&mut payload, &item.title);
+                put_text(&mut payload, item.title);
             }
         }
         for c in &self.counts {
@@ -394,7 +392,19 @@ impl Blob {
                 found: hex(&found),
             });
         }
-        let mut items = Vec::with_capacity(n_items);
+        // Two passes over the ids and titles: the first sums their lengths, so the one text
+        // buffer is allocated once at its size (growing it by doubling would leave a larger
+        // high-water mark in wasm memory, which never shrinks).
+        let texts_start = r.pos;
+        let fields = if has_titles { 2 } else { 1 };
+        let mut text_bytes = 0usize;
+        for _ in 0..n_items * fields {
+            let len = r.text_len("item text")?;
+            r.skip(len, "item text")?;
+            text_bytes += len;
+        }
+        r.seek(texts_start);
+        let mut items = ItemTexts::with_capacity(n_items, text_bytes);
         for index in 0..n_items {
             let id = r.text("item id", index)?;
             let title = if has_titles {
@@ -402,7 +412,9 @@ impl Blob {
             } else {
                 String::new()
             };
-            items.push(Item { id, title });
+            items
+                .push(&id, &title)
+                .map_err(|e| BlobError::Invalid(e.to_string()))?;
         }
         let mut counts = Vec::with_capacity(n_items);
         for _ in 0..n_items {
@@ -662,7 +674,8 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
         })
     }
 
-    fn text(&mut self, field: &'static str, index: usize) -> Result<String, BlobError> {
+    /// The length prefix of an id or title, checked against [`MAX_TEXT`].
+    fn text_len(&mut self, field: &'static str) -> Result<usize, BlobError> {
         let len = self.u32(field)? as usize;
         if len > MAX_TEXT {
             return Err(BlobError::OutOfRange {
@@ -671,6 +684,32 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                 expected: format!("at most {MAX_TEXT} bytes"),
             });
         }
+        Ok(len)
+    }
+
+    /// Moves past the next `n` bytes, or says what was truncated.
+    fn skip(&mut self, n: usize, what: &str) -> Result<(), BlobError> {
+        self.ensure(n as u64, || what.to_string())?;
+        let buffered = self.window.len() - self.window_pos;
+        if n <= buffered {
+            self.window_pos += n;
+        } else {
+            self.window.clear();
+            self.window_pos = 0;
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// Continues reading at `pos` (the window is dropped).
+    fn seek(&mut self, pos: usize) {
+        self.pos = pos;
+        self.window.clear();
+        self.window_pos = 0;
+    }
+
+    fn text(&mut self, field: &'static str, index: usize) -> Result<String, BlobError> {
+        let len = self.text_len(field)?;
         let raw = self.take(len, field)?;
         String::from_utf8(raw).map_err(|_| BlobError::BadUtf8 { field, index })
     }

@@ -34,10 +34,118 @@ pub struct Item {
     pub title: String,
 }
 
+impl Item {
+    /// A borrowed view of this item.
+    pub fn as_ref(&self) -> ItemRef<'_> {
+        ItemRef {
+            id: &self.id,
+            title: &self.title,
+        }
+    }
+}
+
+/// A borrowed catalog entry (what [`Catalog::item`] and [`ItemTexts::get`] return).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ItemRef<'a> {
+    /// Identifier from the source data.
+    pub id: &'a str,
+    /// Display title.
+    pub title: &'a str,
+}
+
+impl ItemRef<'_> {
+    /// An owned copy.
+    pub fn to_item(self) -> Item {
+        Item {
+            id: self.id.to_string(),
+            title: self.title.to_string(),
+        }
+    }
+}
+
+/// The ids and titles of a list of items in one text buffer with two end offsets per item:
+/// about 8 bytes per item besides the text, where two `String`s cost two headers and two heap
+/// blocks (a million items: ~45 MB against ~90 MB in the browser's wasm memory, which never
+/// shrinks). What a [`Catalog`] and a blob hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemTexts {
+    text: String,
+    /// Per item: where its id ends, where its title ends (its id starts where the previous
+    /// title ended).
+    ends: Vec<u32>,
+}
+
+impl ItemTexts {
+    /// An empty list with room for `items` items of `bytes` bytes of text in all.
+    pub fn with_capacity(items: usize, bytes: usize) -> Self {
+        ItemTexts {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(2 * items),
+        }
+    }
+
+    /// The ids and titles of `items`.
+    pub fn from_items(items: &[Item]) -> Result<Self> {
+        let bytes = items.iter().map(|i| i.id.len() + i.title.len()).sum();
+        let mut texts = ItemTexts::with_capacity(items.len(), bytes);
+        for item in items {
+            texts.push(&item.id, &item.title)?;
+        }
+        Ok(texts)
+    }
+
+    /// Appends an item. Fails when the text would pass 4 GiB (offsets are 32-bit).
+    pub fn push(&mut self, id: &str, title: &str) -> Result<()> {
+        if self.text.len() + id.len() + title.len() > u32::MAX as usize {
+            return Err(Error::invalid(
+                "catalog",
+                format!("ids and titles above {} bytes in all", u32::MAX),
+            ));
+        }
+        self.text.push_str(id);
+        self.ends.push(self.text.len() as u32);
+        self.text.push_str(title);
+        self.ends.push(self.text.len() as u32);
+        Ok(())
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.ends.len() / 2
+    }
+
+    /// True when there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The item at `index` (panics past the end, like a slice).
+    pub fn get(&self, index: usize) -> ItemRef<'_> {
+        let start = if index == 0 {
+            0
+        } else {
+            self.ends[2 * index - 1] as usize
+        };
+        let (id_end, title_end) = (
+            self.ends[2 * index] as usize,
+            self.ends[2 * index + 1] as usize,
+        );
+        ItemRef {
+            id: &self.text[start..id_end],
+            title: &self.text[id_end..title_end],
+        }
+    }
+
+    /// Every item in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ItemRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
 /// An ordered set of items with id lookup.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    items: Vec<Item>,
+    items: ItemTexts,
     /// Item indices sorted by id (ties by index): the id lookup by binary search, 4 bytes per
     /// item. A hash map keyed by id would hold a second copy of every id (about 85 MB for a
     /// million items in the browser, whose wasm memory never shrinks).
@@ -49,6 +157,12 @@ impl Catalog {
     /// Rejects duplicate ids and titles containing line breaks (the first offending item in
     /// catalog order is named).
     pub fn new(items: Vec<Item>, source: &str) -> Result<Self> {
+        Self::from_texts(ItemTexts::from_items(&items)?, source)
+    }
+
+    /// [`Catalog::new`] from ids and titles already in one buffer (a blob's), taken as they
+    /// are: no copy.
+    pub fn from_texts(items: ItemTexts, source: &str) -> Result<Self> {
         if items.len() > ItemIndex::MAX as usize {
             return Err(Error::mismatch(
                 format!("{source}: item count"),
@@ -56,23 +170,19 @@ impl Catalog {
                 items.len(),
             ));
         }
+        let id = |i: ItemIndex| items.get(i as usize).id;
         let mut by_id: Vec<ItemIndex> = (0..items.len() as ItemIndex).collect();
-        by_id.sort_unstable_by(|&a, &b| {
-            items[a as usize]
-                .id
-                .cmp(&items[b as usize].id)
-                .then(a.cmp(&b))
-        });
+        by_id.sort_unstable_by(|&a, &b| id(a).cmp(id(b)).then(a.cmp(&b)));
         // A repeated id: the later occurrences (each id's run is in index order).
         let first_duplicate = by_id
             .windows(2)
-            .filter(|w| items[w[0] as usize].id == items[w[1] as usize].id)
+            .filter(|w| id(w[0]) == id(w[1]))
             .map(|w| w[1] as usize)
             .min();
         let first_bad_title = items
             .iter()
             .enumerate()
-            .find_map(|(index, item)| check_title(&item.title).err().map(|m| (index, m)));
+            .find_map(|(index, item)| check_title(item.title).err().map(|m| (index, m)));
         match (first_bad_title, first_duplicate) {
             (Some((index, message)), d) if d.is_none_or(|d| index <= d) => {
                 Err(Error::parse(source, index as u64 + 1, "title", message))
@@ -81,7 +191,7 @@ impl Catalog {
                 source,
                 index as u64 + 1,
                 "id",
-                format!("duplicate item id `{}`", items[index].id),
+                format!("duplicate item id `{}`", items.get(index).id),
             )),
             _ => Ok(Catalog { items, by_id }),
         }
@@ -98,24 +208,29 @@ impl Catalog {
     }
 
     /// All items in index order.
-    pub fn items(&self) -> &[Item] {
+    pub fn items(&self) -> impl ExactSizeIterator<Item = ItemRef<'_>> + '_ {
+        self.items.iter()
+    }
+
+    /// The ids and titles, as a blob stores them.
+    pub fn texts(&self) -> &ItemTexts {
         &self.items
     }
 
     /// The item at `index`.
-    pub fn item(&self, index: ItemIndex) -> &Item {
-        &self.items[index as usize]
+    pub fn item(&self, index: ItemIndex) -> ItemRef<'_> {
+        self.items.get(index as usize)
     }
 
     /// The title of the item at `index`.
     pub fn title(&self, index: ItemIndex) -> &str {
-        &self.items[index as usize].title
+        self.items.get(index as usize).title
     }
 
     /// Index of the item with this id, if any.
     pub fn index_of(&self, id: &str) -> Option<ItemIndex> {
         self.by_id
-            .binary_search_by(|&i| self.items[i as usize].id.as_str().cmp(id))
+            .binary_search_by(|&i| self.items.get(i as usize).id.cmp(id))
             .ok()
             .map(|at| self.by_id[at])
     }
@@ -195,6 +310,23 @@ mod tests {
             assert_eq!(catalog.index_of(id), None, "{id:?}");
         }
         assert_eq!(Catalog::new(Vec::new(), "t").unwrap().index_of("a"), None);
+    }
+
+    #[test]
+    fn item_texts_give_back_every_id_and_title() {
+        let pairs = [
+            ("a", "A"),
+            ("", "no id"),
+            ("42", ""),
+            ("ü", "Cité des enfants (1995)"),
+        ];
+        let texts = ItemTexts::from_items(&items(&pairs)).unwrap();
+        assert_eq!(texts.len(), pairs.len());
+        for (i, (id, title)) in pairs.iter().enumerate() {
+            assert_eq!(texts.get(i), ItemRef { id, title });
+        }
+        assert!(texts.iter().map(ItemRef::to_item).eq(items(&pairs)));
+        assert!(ItemTexts::default().is_empty());
     }
 
     /// The first offending item in catalog order is named, whichever rule it breaks.

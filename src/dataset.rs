@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, Item, ItemIndex};
+use crate::catalog::{Catalog, Item, ItemIndex, ItemRef};
 use crate::error::{Error, Result};
 use crate::prompt::MAX_HISTORY;
 use crate::pyliteral::{parse_list, PyValue};
@@ -528,10 +528,10 @@ pub fn import_raw_log(spec: &RawLogSpec, name: &str) -> Result<(Dataset, ImportR
     }
     let mut remap = vec![ItemIndex::MAX; all_items.len()];
     let mut items = Vec::new();
-    for (old, item) in all_items.items().iter().enumerate() {
+    for (old, item) in all_items.items().enumerate() {
         if kept[old] {
             remap[old] = items.len() as ItemIndex;
-            items.push(item.clone());
+            items.push(item.to_item());
         }
     }
     let catalog = Catalog::new(items, &spec.items.display().to_string())?;
@@ -651,9 +651,9 @@ impl Dataset {
         let mut new_items = 0;
         if with_items {
             let table = read_item_table(spec)?;
-            let mut items = self.catalog.items().to_vec();
+            let mut items: Vec<Item> = self.catalog.items().map(ItemRef::to_item).collect();
             for item in table.items() {
-                match self.catalog.index_of(&item.id) {
+                match self.catalog.index_of(item.id) {
                     Some(known) if self.catalog.title(known) != item.title => {
                         return Err(Error::mismatch(
                             format!("{}: title of item `{}`", spec.items.display(), item.id),
@@ -663,7 +663,7 @@ impl Dataset {
                     }
                     Some(_) => {}
                     None => {
-                        items.push(item.clone());
+                        items.push(item.to_item());
                         new_items += 1;
                     }
                 }
@@ -975,7 +975,7 @@ impl Dataset {
     pub fn write_dir(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let catalog = &self.catalog;
-        write_jsonl(&dir.join("catalog.jsonl"), catalog.items().iter())?;
+        write_jsonl(&dir.join("catalog.jsonl"), catalog.items())?;
         for split in Split::ALL {
             let path = dir.join(format!("{split}.jsonl"));
             match self.split(split) {
@@ -986,9 +986,9 @@ impl Dataset {
                         history: s
                             .history
                             .iter()
-                            .map(|&i| catalog.item(i).id.clone())
+                            .map(|&i| catalog.item(i).id.to_string())
                             .collect(),
-                        target: catalog.item(s.target).id.clone(),
+                        target: catalog.item(s.target).id.to_string(),
                         timestamp: s.timestamp,
                     }),
                 )?,

@@ -36,10 +36,8 @@ impl TitleTrie {
     pub fn build(model: &Model, catalog: &Catalog) -> Result<Self> {
         let mut nodes = vec![Node::default()];
         let mut lookup: HashMap<(usize, u32), usize> = HashMap::new();
-        for (index, item) in catalog.items().iter().enumerate() {
-            let ids = model
-                .tokenizer
-                .encode(&model.template.target(&item.title))?;
+        for (index, item) in catalog.items().enumerate() {
+            let ids = model.tokenizer.encode(&model.template.target(item.title))?;
             let mut node = 0;
             for id in ids {
                 node = match lookup.get(&(node, id)) {

@@ -210,8 +210,7 @@ impl Representations {
         let dim = self.global.dim();
         let prompts: Vec<Vec<u32>> = catalog
             .items()
-            .iter()
-            .map(|item| model.prompt_ids(&[item.title.as_str()]))
+            .map(|item| model.prompt_ids(&[item.title]))
             .collect::<Result<_>>()?;
         let mut title_states = model.last_hidden_many(&prompts, 64, &mut |_, _| {})?;
         for state in title_states.chunks_mut(dim) {
@@ -380,7 +379,7 @@ pub fn load_blob(
             detail: ": the blob has no items to recommend".into(),
         });
     }
-    let catalog = Catalog::new(std::mem::take(&mut blob.items), source)?;
+    let catalog = Catalog::from_texts(std::mem::take(&mut blob.items), source)?;
     Ok((catalog, Representations::from_blob(blob)?))
 }
 

@@ -736,8 +736,7 @@ pub fn train(
     let titles: Vec<String> = dataset
         .catalog
         .items()
-        .iter()
-        .map(|i| i.title.clone())
+        .map(|i| i.title.to_string())
         .collect();
     let title_refs: Vec<&str> = titles.iter().map(String::as_str).collect();
     let targets = target_ids(&tokenizer, &template, &title_refs)?;

@@ -398,14 +398,13 @@ impl Recommender {
             .inner
             .catalog
             .items()
-            .iter()
             .zip(&self.inner.reps.counts)
             .enumerate()
         {
             let object = js_sys::Object::new();
             for (key, value) in [
-                ("id", JsValue::from_str(&item.id)),
-                ("title", JsValue::from_str(&item.title)),
+                ("id", JsValue::from_str(item.id)),
+                ("title", JsValue::from_str(item.title)),
                 ("count", JsValue::from_f64(f64::from(count))),
             ] {
                 js_sys::Reflect::set(&object, &key.into(), &value).map_err(js_value_error)?;
@@ -465,8 +464,8 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
 fn item_out(catalog: &Catalog, index: ItemIndex, distance: f32) -> RecommendedItem {
     let item = catalog.item(index);
     RecommendedItem {
-        id: item.id.clone(),
-        title: item.title.clone(),
+        id: item.id.to_string(),
+        title: item.title.to_string(),
         distance,
     }
 }
@@ -533,7 +532,7 @@ async fn recommend_async(
     let history_used: Vec<String> = query
         .history
         .iter()
-        .map(|&i| inner.catalog.item(i).id.clone())
+        .map(|&i| inner.catalog.item(i).id.to_string())
         .collect();
     let start = now();
     let (ranked, used) = match &query.state {

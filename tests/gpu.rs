@@ -148,7 +148,7 @@ fn gpu_distances_equal_cpu_on_random_data() {
 fn gpu_equals_cpu_on_the_default_blob() {
     let model = common::default_model();
     let blob = common::default_blob("global.blob");
-    let catalog = l2d::catalog::Catalog::new(blob.items.clone(), "global.blob").unwrap();
+    let catalog = l2d::catalog::Catalog::from_texts(blob.items.clone(), "global.blob").unwrap();
     let gpu = scorer(&blob.matrix);
     let mut rng = StdRng::seed_from_u64(6);
     let queries: Vec<Vec<f32>> = (0..5)

@@ -530,7 +530,7 @@ fn f16_and_int8_rankings_agree_with_f32_on_the_default_model() {
     blob.check_model(&model.fingerprint, model.hidden_size())
         .unwrap();
     let reps = l2d::recommend::Representations::from_blob(blob.clone()).unwrap();
-    let catalog = Catalog::new(blob.items.clone(), "memory.blob").unwrap();
+    let catalog = Catalog::from_texts(blob.items.clone(), "memory.blob").unwrap();
     let f32_matrix = reps.global.to_dtype(DType::F32);
     let mut rng = StdRng::seed_from_u64(4);
     let histories: Vec<Vec<ItemIndex>> = (0..30)
@@ -598,9 +598,7 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
     // Warm rows are untouched; the mean offset is recovered from any cold row and its title.
     let offset: Vec<f32> = {
         let i = cold[0];
-        let title = model
-            .last_hidden(&[catalog.item(i as u32).title.as_str()])
-            .unwrap();
+        let title = model.last_hidden(&[catalog.item(i as u32).title]).unwrap();
         row(&after, i)
             .iter()
             .zip(&title)
@@ -612,11 +610,7 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
         .collect();
     let prompts: Vec<Vec<u32>> = warm
         .iter()
-        .map(|&i| {
-            model
-                .prompt_ids(&[catalog.item(i as u32).title.as_str()])
-                .unwrap()
-        })
+        .map(|&i| model.prompt_ids(&[catalog.item(i as u32).title]).unwrap())
         .collect();
     let titles: Vec<Vec<f32>> = prompts
         .chunks(256)

@@ -427,7 +427,7 @@ fn dropout_rates_outside_zero_one_are_refused_by_name() {
 fn assembled_prompt_ids_equal_the_tokenizers() {
     let model = common::default_model();
     let blob = common::default_blob("memory.blob");
-    let titles: Vec<&str> = blob.items.iter().map(|i| i.title.as_str()).collect();
+    let titles: Vec<&str> = blob.items.iter().map(|i| i.title).collect();
     for title in &titles {
         assert_eq!(
             model.prompt_ids(&[title]).unwrap(),
@@ -488,7 +488,7 @@ fn a_growing_history_reuses_the_previous_prompts_cache_exactly() {
         .items
         .iter()
         .take(40)
-        .map(|i| i.title.clone())
+        .map(|i| i.title.to_string())
         .collect();
     let window = l2d::prompt::MAX_HISTORY;
     let history = |from: usize, to: usize| titles[from..to].to_vec();

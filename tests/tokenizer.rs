@@ -29,12 +29,7 @@ fn texts() -> Vec<String> {
         "ml",
     )
     .unwrap();
-    let titles: Vec<&str> = dataset
-        .catalog
-        .items()
-        .iter()
-        .map(|i| i.title.as_str())
-        .collect();
+    let titles: Vec<&str> = dataset.catalog.items().map(|i| i.title).collect();
     let mut texts: Vec<String> = titles.iter().map(|t| t.to_string()).collect();
     for chunk in titles.chunks(7).take(50) {
         texts.push(Template::Compact.prompt(chunk));

@@ -454,12 +454,7 @@ fn a_grown_history_reuses_the_cache_and_equals_a_full_pass() {
     })
     .unwrap();
     let blob = l2d::blob::Blob::from_bytes(MEMORY_BLOB).unwrap();
-    let titles: Vec<&str> = blob
-        .items
-        .iter()
-        .take(8)
-        .map(|i| i.title.as_str())
-        .collect();
+    let titles: Vec<&str> = blob.items.iter().take(8).map(|i| i.title).collect();
     let mut encoder = QueryEncoder::new();
     for n in 1..=titles.len() {
         let ids = model.prompt_ids(&titles[..n]).unwrap();

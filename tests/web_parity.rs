@@ -51,7 +51,7 @@ fn native_results_match_the_fixture() {
                 rank(&reps, &hidden, mode, 20, &history)
                     .unwrap()
                     .into_iter()
-                    .map(|(i, _)| catalog.item(i).id.clone())
+                    .map(|(i, _)| catalog.item(i).id.to_string())
                     .collect()
             };
             Case {

@@ -161,7 +161,7 @@ pub fn hidden(args: HiddenArgs) -> Result<()> {
         .remove(0);
     let out = serde_json::json!({
         "model": args.io.model.display().to_string(),
-        "history": truncate_history(&history).iter().map(|&i| &dataset.catalog.item(i).id).collect::<Vec<_>>(),
+        "history": truncate_history(&history).iter().map(|&i| dataset.catalog.item(i).id).collect::<Vec<_>>(),
         "prompt": prompt,
         "token_ids": ids,
         "hidden": hidden,
@@ -1001,7 +1001,7 @@ pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
         .with_context(|| format!("reading {}", args.dataset.display()))?;
     let template = parse_template(&args.template, &args.category)?;
     let tokenizer = l2d::tokenizer::train_bpe(
-        dataset.catalog.items().iter().map(|i| i.title.as_str()),
+        dataset.catalog.items().map(|i| i.title),
         &template,
         args.vocab_size,
     )?;
@@ -1013,8 +1013,7 @@ pub fn tokenizer(args: TokenizerArgs) -> Result<()> {
     let tokens: usize = dataset
         .catalog
         .items()
-        .iter()
-        .map(|i| tokenizer.encode(&i.title).map(|ids| ids.len()))
+        .map(|i| tokenizer.encode(i.title).map(|ids| ids.len()))
         .sum::<l2d::Result<usize>>()?;
     println!(
         "wrote {} (vocab {}); catalog titles average {:.2} tokens",

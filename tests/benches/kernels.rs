@@ -35,10 +35,7 @@ fn main() {
     let blob = Blob::from_bytes(&blob_bytes).expect("blob parses");
     let (catalog, reps) =
         load_blob(&model, blob.clone(), "memory.blob").expect("blob fits the model");
-    let history: Vec<&str> = catalog.items()[..10]
-        .iter()
-        .map(|i| i.title.as_str())
-        .collect();
+    let history: Vec<&str> = catalog.items().take(10).map(|i| i.title).collect();
     let ids = model.prompt_ids(&history).expect("prompt");
     println!(
         "shipped model (hidden {}), {} items, {} memory states; prompt of {} tokens",
