@@ -34,16 +34,6 @@ pub struct Item {
     pub title: String,
 }
 
-impl Item {
-    /// A borrowed view of this item.
-    pub fn as_ref(&self) -> ItemRef<'_> {
-        ItemRef {
-            id: &self.id,
-            title: &self.title,
-        }
-    }
-}
-
 /// A borrowed catalog entry (what [`Catalog::item`] and [`ItemTexts::get`] return).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ItemRef<'a> {

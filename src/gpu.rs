@@ -12,8 +12,6 @@
 //! awaited once. Results equal the CPU scorer's up to float rounding; invalid rows score +∞
 //! as there.
 
-use std::borrow::Cow;
-
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
@@ -60,13 +58,22 @@ fn gpu_err(context: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid("gpu", format!("{context}: {e}"))
 }
 
-/// The bytes of rows `first..first + rows` in their stored type, and the format code.
-fn row_bytes(data: &RowData, dim: usize, first: usize, rows: usize) -> (Cow<'_, [u8]>, u32) {
+/// The `format` code of `gpu.wgsl` for rows stored as `data`, and the bytes of one value.
+fn format_of(data: &RowData) -> (u32, usize) {
+    match data {
+        RowData::F32(_) => (0, 4),
+        RowData::F16(_) => (1, 2),
+        RowData::I8 { .. } => (2, 1),
+    }
+}
+
+/// The bytes of rows `first..first + rows` as they are stored (no conversion, no copy).
+fn stored_rows(data: &RowData, dim: usize, first: usize, rows: usize) -> &[u8] {
     let range = first * dim..(first + rows) * dim;
     match data {
-        RowData::F32(v) => (Cow::Borrowed(bytemuck::cast_slice(&v[range])), 0),
-        RowData::F16(v) => (Cow::Borrowed(bytemuck::cast_slice(&v[range])), 1),
-        RowData::I8 { values, .. } => (Cow::Borrowed(bytemuck::cast_slice(&values[range])), 2),
+        RowData::F32(v) => bytemuck::cast_slice(&v[range]),
+        RowData::F16(v) => bytemuck::cast_slice(&v[range]),
+        RowData::I8 { values, .. } => bytemuck::cast_slice(&values[range]),
     }
 }
 
@@ -120,12 +127,8 @@ impl GpuScorer {
             return Err(gpu_err("gpu.wgsl", e));
         }
         let dim = matrix.dim();
-        let (_, format) = row_bytes(matrix.data(), dim, 0, 0);
-        let bytes_per_row = match format {
-            0 => 4 * dim,
-            1 => 2 * dim,
-            _ => dim,
-        } as u64;
+        let (format, value_bytes) = format_of(matrix.data());
+        let bytes_per_row = (value_bytes * dim) as u64;
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
@@ -143,8 +146,8 @@ impl GpuScorer {
         let mut first_row = 0;
         while first_row < matrix.rows() {
             let rows = rows_per_chunk.min(matrix.rows() - first_row);
-            let (bytes, _) = row_bytes(matrix.data(), dim, first_row, rows);
-            let items = upload(&device, &queue, "items", &bytes);
+            let bytes = stored_rows(matrix.data(), dim, first_row, rows);
+            let items = upload(&device, &queue, "items", bytes);
             let info: Vec<[f32; 2]> = (first_row..first_row + rows)
                 .map(|r| {
                     let norm = if valid[r] { norms[r] } else { f32::INFINITY };
@@ -240,8 +243,8 @@ impl GpuScorer {
                 entry(0, &params_buf),
                 entry(1, &chunk.items),
                 entry(2, &chunk.rows_info),
-                entry(4, query_buf),
-                entry(5, &out),
+                entry(3, query_buf),
+                entry(4, &out),
             ],
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
@@ -329,7 +332,7 @@ impl GpuScorer {
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: &self.select.get_bind_group_layout(0),
-                entries: &[entry(0, params), entry(5, &partial), entry(6, &candidates)],
+                entries: &[entry(0, params), entry(4, &partial), entry(5, &candidates)],
             });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             pass.set_pipeline(&self.select);

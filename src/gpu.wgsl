@@ -28,8 +28,8 @@ const F32_MAX: f32 = 0x1.fffffep+127f;
 // Per row: ‖r‖² (+∞ for rows that must rank last) and the int8 scale (1 otherwise).
 @group(0) @binding(2) var<storage, read> rows_info: array<vec2<f32>>;
 // Queries, row-major; then one term per query added to every q·r (int8: q·offset; else 0).
-@group(0) @binding(4) var<storage, read> queries: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> queries: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(64)
 fn row_distances(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -92,7 +92,7 @@ fn row_distances(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // (row, distance bits) per kept candidate; row 0xffffffff marks an empty slot.
-@group(0) @binding(6) var<storage, read_write> candidates: array<vec2<u32>>;
+@group(0) @binding(5) var<storage, read_write> candidates: array<vec2<u32>>;
 
 @compute @workgroup_size(64)
 fn select_nearest(@builtin(global_invocation_id) gid: vec3<u32>) {
