@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::ItemIndex;
 use crate::error::{Error, Result};
+use crate::kernel::dot;
 use crate::memory::Memory;
-use crate::score::{dot, Candidate, ItemMatrix};
+use crate::score::{Candidate, ItemMatrix};
 
 /// Optional transforms applied to memory states and queries alike before aggregation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,8 @@
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::score::{dot, ItemMatrix, RowData};
+use crate::kernel::dot;
+use crate::score::{ItemMatrix, RowData};
 
 /// Largest `k` [`GpuScorer::nearest`] selects on the GPU (`MAX_K` in `gpu.wgsl`).
 pub const MAX_GPU_K: usize = 64;

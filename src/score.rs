@@ -8,6 +8,7 @@ use half::f16;
 
 use crate::catalog::ItemIndex;
 use crate::error::{Error, Result};
+use crate::kernel::dot;
 
 /// Storage of an item matrix's rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -446,59 +447,6 @@ fn int8_dot(query: &[i16], row: &[i8]) -> i32 {
         + i32x4_extract_lane::<3>(acc);
     for i in chunks * 16..n {
         sum += query[i] as i32 * row[i] as i32;
-    }
-    sum
-}
-
-/// Dot product written so the compiler vectorises it (8 independent accumulators); on wasm32
-/// with `simd128` an explicit f32x4 version.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let chunks = n / 8;
-    for c in 0..chunks {
-        let (x, y) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut sum = acc.iter().sum::<f32>();
-    for i in chunks * 8..n {
-        sum += a[i] * b[i];
-    }
-    sum
-}
-
-/// Dot product with wasm `simd128` (two f32x4 accumulators).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    use core::arch::wasm32::*;
-    let n = a.len().min(b.len());
-    let chunks = n / 8;
-    let mut acc0 = f32x4_splat(0.0);
-    let mut acc1 = f32x4_splat(0.0);
-    for c in 0..chunks {
-        let i = c * 8;
-        // SAFETY: i + 8 <= n, so both 16-byte loads at i and i + 4 stay inside a and b;
-        // v128_load has no alignment requirement.
-        unsafe {
-            let x0 = v128_load(a.as_ptr().add(i) as *const v128);
-            let y0 = v128_load(b.as_ptr().add(i) as *const v128);
-            let x1 = v128_load(a.as_ptr().add(i + 4) as *const v128);
-            let y1 = v128_load(b.as_ptr().add(i + 4) as *const v128);
-            acc0 = f32x4_add(acc0, f32x4_mul(x0, y0));
-            acc1 = f32x4_add(acc1, f32x4_mul(x1, y1));
-        }
-    }
-    let acc = f32x4_add(acc0, acc1);
-    let mut sum = f32x4_extract_lane::<0>(acc)
-        + f32x4_extract_lane::<1>(acc)
-        + f32x4_extract_lane::<2>(acc)
-        + f32x4_extract_lane::<3>(acc);
-    for i in chunks * 8..n {
-        sum += a[i] * b[i];
     }
     sum
 }

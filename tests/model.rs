@@ -1,6 +1,7 @@
 //! The language model: our Qwen2 layers equal candle-transformers' on the same weights, the
-//! shipped default model is a standard Hugging Face Qwen2 checkpoint, `last_hidden` is the last
-//! row of a full forward, and KV-cached decoding equals uncached logits.
+//! shipped default model is a standard Hugging Face Qwen2 checkpoint trained by the recipe's
+//! defaults in one run, `last_hidden` is the last row of a full forward, and KV-cached decoding
+//! equals uncached logits.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
@@ -317,6 +318,29 @@ fn manifest_hashes_match_the_shipped_files() {
     .map(|n| files[*n]["bytes"].as_u64().unwrap())
     .sum();
     assert!(fetched <= 20_000_000, "{fetched} bytes");
+}
+
+/// The shipped model is what `scripts/train-default.sh` trains: `l2d train` with the recipe's
+/// defaults, one plain run (no epoch change replayed), finished or stopped by its own patience.
+#[test]
+fn shipped_model_was_trained_by_the_recipes_defaults_in_one_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let state: l2d::train::TrainState =
+        serde_json::from_slice(&std::fs::read(dir.join("train.json")).unwrap()).unwrap();
+    let defaults = l2d::train::TrainConfig::default();
+    // How often a checkpoint is written does not change the weights.
+    let config = l2d::train::TrainConfig {
+        checkpoint_seconds: defaults.checkpoint_seconds,
+        ..state.config.clone()
+    };
+    assert_eq!(config, defaults);
+    assert!(state.epoch_changes.is_empty(), "{:?}", state.epoch_changes);
+    assert!(
+        state.step == state.total_steps || state.stopped_early_at.is_some(),
+        "step {} of {}",
+        state.step,
+        state.total_steps
+    );
 }
 
 /// Each dropout place, alone: two training forwards differ (new masks per call) and differ

@@ -33,8 +33,15 @@ fn main() {
     let model = Model::load_dir(&dir).expect("shipped model");
     let blob_bytes = std::fs::read(dir.join("memory.blob")).expect("shipped memory blob");
     let blob = Blob::from_bytes(&blob_bytes).expect("blob parses");
-    let (catalog, reps) =
+    let (catalog, mut reps) =
         load_blob(&model, blob.clone(), "memory.blob").expect("blob fits the model");
+    let manifest = l2d::manifest::Manifest::from_json(
+        &std::fs::read(dir.join("manifest.json")).expect("shipped manifest"),
+        "manifest.json",
+    )
+    .expect("manifest parses");
+    reps.apply_scoring(&manifest.scoring)
+        .expect("the manifest's scoring applies");
     let history: Vec<&str> = catalog.items().take(10).map(|i| i.title).collect();
     let ids = model.prompt_ids(&history).expect("prompt");
     println!(
@@ -68,6 +75,55 @@ fn main() {
     println!(
         "forward, read-out row     {read_out:8.3} ms  ({:.0}% less)",
         100.0 * (1.0 - read_out / full)
+    );
+
+    // The layer product for a few rows (a click's new tokens, a beam step): the kernel the
+    // forward pass uses up to SMALL_ROWS rows against candle's blocked product, each over
+    // 12 different weights of one MLP projection's shape (7 MB, as a forward pass cycles
+    // through its layers' weights: none is still in cache when it comes round again).
+    let (inp, out) = (model.hidden_size(), 4 * model.hidden_size());
+    let weights: Vec<Tensor> = (0..12)
+        .map(|_| Tensor::randn(0f32, 0.05, (out, inp), &Device::Cpu).unwrap())
+        .collect();
+    let weight_values: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|w| w.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect();
+    for rows in [1, 6, 10, l2d::model::SMALL_ROWS, 64] {
+        let x = Tensor::randn(0f32, 1.0, (rows, inp), &Device::Cpu).unwrap();
+        let x_values = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let per_weight = weights.len() as f64;
+        let blocked = median_ms(50, || {
+            for w in &weights {
+                black_box(x.matmul(&w.t().unwrap()).unwrap());
+            }
+        }) / per_weight;
+        let kernel = median_ms(50, || {
+            for w in &weight_values {
+                black_box(l2d::kernel::linear_rows(&x_values, w, None, inp));
+            }
+        }) / per_weight;
+        println!(
+            "linear {rows:>2}×{inp}→{out}      {kernel:8.3} ms kernel, {blocked:8.3} ms candle matmul"
+        );
+    }
+    // A click: the history grows by one item, the previous prompt's cache is extended.
+    let previous = model.prompt_ids(&history[..history.len() - 1]).unwrap();
+    let mut grown_ms: Vec<f64> = (0..60)
+        .map(|_| {
+            let mut encoder = l2d::model::QueryEncoder::new();
+            encoder.encode(&model, &previous).unwrap();
+            let start = Instant::now();
+            black_box(encoder.encode(&model, &ids).unwrap());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    grown_ms.sort_by(f64::total_cmp);
+    println!(
+        "forward, grown by one     {:8.3} ms  ({} new tokens on a cache of {})",
+        grown_ms[grown_ms.len() / 2],
+        ids.len() - previous.len(),
+        previous.len()
     );
 
     let query = model.last_hidden(&history).unwrap();
@@ -107,6 +163,23 @@ fn main() {
         );
     });
     println!("L2D-L M=10 aggregation    {local:8.3} ms");
+    // The shipped default (the manifest's scoring): state distances, then the kernel sums.
+    let states = reps.rows(l2d::recommend::Mode::Density).unwrap();
+    let to_states = median_ms(30, || {
+        black_box(states.distances(&query).unwrap());
+    });
+    let density = median_ms(30, || {
+        black_box(
+            reps.distances(&query, l2d::recommend::Mode::Density)
+                .unwrap(),
+        );
+    });
+    println!(
+        "memory state distances    {to_states:8.3} ms  ({} states, {:?})",
+        states.rows(),
+        states.dtype()
+    );
+    println!("density scoring, whole    {density:8.3} ms  (state distances + kernel sums)");
     let parse = median_ms(10, || {
         black_box(Blob::from_bytes(&blob_bytes).unwrap());
     });
