@@ -1,5 +1,6 @@
 // Runs www/bench.html in headless Chromium twice in one profile (cold, then warm from the Cache
-// API) and prints both reports; with --soak N, one run of N recommendations over random
+// API) and prints both reports, each with the bytes the visit downloaded (the server gzips as a
+// CDN does; bytes on the wire, headers included, by file); with --soak N, one run of N recommendations over random
 // histories instead (wasm memory and p99 drift); with --catalog N,N,…, a catalog-size sweep on
 // synthetic L2D-G catalogs (int8, `l2d synth` with the shipped model, written to
 // target/synth/cN/ unless there). Needs pkg/ (scripts/build-web.sh), `npm install`, and for
@@ -29,7 +30,7 @@ for (const size of catalog ? catalog.split(",") : []) {
   execFileSync(l2d, ["manifest", "--model", dir, "--mode", "global"], { stdio: "inherit" });
 }
 const port = 19080 + Math.floor(Math.random() * 500);
-const server = spawn("python3", [`${ROOT}scripts/serve.py`, "--port", String(port), "--quiet", ...(catalog ? ["--also", "target/synth/"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
+const server = spawn("python3", [`${ROOT}scripts/serve.py`, "--port", String(port), "--quiet", "--gzip", ...(catalog ? ["--also", "target/synth/"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
 await new Promise((resolve) => server.stdout.once("data", resolve));
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -39,10 +40,28 @@ const context = await browser.newContext();
 const page = await context.newPage();
 const soak = Number(arg("--soak") ?? 0);
 const query = catalog ? `?catalog=${catalog}` : soak ? `?soak=${soak}` : "";
+// Bytes on the wire per file name (the worker's requests included), for the current visit.
+let wire = new Map();
+const pending = [];
+page.on("requestfinished", (request) => {
+  pending.push(
+    request.sizes().then((s) => {
+      const name = new URL(request.url()).pathname.split("/").pop();
+      wire.set(name, (wire.get(name) ?? 0) + s.responseBodySize + s.responseHeadersSize);
+    }),
+  );
+});
+const MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob", "global.blob"];
 for (const visit of catalog ? ["catalog"] : soak ? ["soak"] : ["cold", "warm"]) {
+  wire = new Map();
   await page.goto(`http://127.0.0.1:${port}/www/bench.html${query}`);
   await page.waitForSelector("body[data-done]", { timeout: 1800000 });
+  await Promise.all(pending.splice(0));
   console.log(`${visit} visit:`, await page.textContent("#out"));
+  const total = [...wire.values()].reduce((a, b) => a + b, 0);
+  const model = MODEL_FILES.reduce((a, f) => a + (wire.get(f) ?? 0), 0);
+  const files = Object.fromEntries([...wire].sort((a, b) => b[1] - a[1]).slice(0, 8));
+  console.log(`${visit} visit downloaded (gzip as served): ${(total / 1e6).toFixed(2)} MB in all, model + tokenizer + blob ${(model / 1e6).toFixed(2)} MB; largest:`, JSON.stringify(files));
 }
 await browser.close();
 server.kill();

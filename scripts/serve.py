@@ -3,11 +3,15 @@
 else) with correct MIME types (application/wasm) and a Content-Security-Policy that allows
 wasm compilation ('wasm-unsafe-eval') but no eval. `/` redirects to the demo page.
 
-usage: scripts/serve.py [--port 8080] [--cors ORIGIN|*] [--connect-src EXTRA] [--also DIR/ ...]
-(--also serves one more repository directory, e.g. target/synth/ for the catalog benchmark)
+usage: scripts/serve.py [--port 8080] [--cors ORIGIN|*] [--connect-src EXTRA] [--also DIR/ ...] [--gzip]
+(--also serves one more repository directory, e.g. target/synth/ for the catalog benchmark;
+--gzip compresses every response for clients that accept it, as a CDN does: Content-Length is
+then the compressed size)
 """
 import argparse
+import gzip
 import http.server
+import io
 import mimetypes
 import os
 import sys
@@ -62,6 +66,28 @@ def make_handler(args):
             if self.allowed():
                 super().do_GET()
 
+        def send_head(self):
+            """With --gzip and a client that accepts it, a file is sent gzip-compressed."""
+            accepts = "gzip" in self.headers.get("Accept-Encoding", "")
+            path = self.translate_path(self.path)
+            if not (args.gzip and accepts and os.path.isfile(path)):
+                return super().send_head()
+            modified = self.date_time_string(int(os.stat(path).st_mtime))
+            if self.headers.get("If-Modified-Since") == modified:
+                self.send_response(304)
+                self.end_headers()
+                return None
+            with open(path, "rb") as f:
+                body = gzip.compress(f.read(), compresslevel=6, mtime=0)
+            self.send_response(200)
+            self.send_header("Last-Modified", modified)
+            self.send_header("Content-Type", self.guess_type(path))
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return io.BytesIO(body)
+
         def do_HEAD(self):
             if self.allowed():
                 super().do_HEAD()
@@ -86,6 +112,7 @@ def main():
     parser.add_argument("--connect-src", default="", help="extra origins the pages may fetch from")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--also", action="append", default=[], help="one more directory to serve (relative to the repository, ending in /)")
+    parser.add_argument("--gzip", action="store_true", help="gzip every response for clients that accept it (as a CDN does)")
     args = parser.parse_args()
     server = http.server.ThreadingHTTPServer((args.host, args.port), make_handler(args))
     base = f"http://{args.host}:{args.port}"

@@ -28,6 +28,7 @@ extern "C" {
         file: &str,
         cache_name: JsValue,
         on_progress: JsValue,
+        expected_bytes: f64,
     ) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = cachePut)]
     async fn cache_put(url: &str, cache_name: JsValue, bytes: js_sys::Uint8Array) -> JsValue;
@@ -258,6 +259,7 @@ impl Recommender {
             "manifest.json",
             JsValue::NULL,
             JsValue::UNDEFINED,
+            0.0,
         )
         .await
         .map_err(js_value_error)?;
@@ -275,11 +277,10 @@ impl Recommender {
             .chain(std::iter::once(blob_name.as_str()))
         {
             let entry = manifest.file(name, &manifest_url).map_err(js_error)?;
-            let expected = &entry.sha256;
             let url = resolve_url(&base, entry.url(name))?;
             fetched.insert(
                 name.to_string(),
-                fetch_verified(&url, name, expected, &cache_name, &on_progress).await?,
+                fetch_verified(&url, name, entry, &cache_name, &on_progress).await?,
             );
         }
         let mut take = |name: &str| {
@@ -699,14 +700,23 @@ fn resolve_url(base: &js_sys::JsString, relative: &str) -> Result<String, JsErro
 async fn fetch_verified(
     url: &str,
     name: &str,
-    expected: &str,
+    entry: &crate::manifest::FileEntry,
     cache_name: &JsValue,
     on_progress: &JsValue,
 ) -> Result<js_sys::Uint8Array, JsError> {
+    let expected = entry.sha256.as_str();
     for attempt in 0..2 {
-        let result = fetch_bytes(url, name, cache_name.clone(), on_progress.clone())
-            .await
-            .map_err(js_value_error)?;
+        // Progress counts the file's own bytes against the manifest's size: a server that
+        // compresses (a CDN's gzip) sends a Content-Length of the compressed body.
+        let result = fetch_bytes(
+            url,
+            name,
+            cache_name.clone(),
+            on_progress.clone(),
+            entry.bytes as f64,
+        )
+        .await
+        .map_err(js_value_error)?;
         let bytes = JsBytes(bytes_field(&result)?);
         let cached = js_sys::Reflect::get(&result, &"cached".into())
             .map(|v| v.is_truthy())

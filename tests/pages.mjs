@@ -166,7 +166,7 @@ async function main() {
   const cdn = `http://127.0.0.1:${cdnPort}`;
   const servers = [
     await serve(port, ["--connect-src", cdn]),
-    await serve(cdnPort, ["--cors", "*"]),
+    await serve(cdnPort, ["--cors", "*", "--gzip"]), // a CDN compresses what it serves
     await serve(cdnPort + 1, []), // the same files without CORS headers
   ];
   const noCors = `http://127.0.0.1:${cdnPort + 1}`;
@@ -328,6 +328,35 @@ async function main() {
     await page.waitForFunction(() => document.getElementById("widget")?.dataset.state === "error", null, { timeout: 60000 });
     const status = await page.evaluate(() => document.getElementById("widget").shadowRoot.querySelector(".status").textContent);
     assert.match(status, /unavailable/);
+    await context.close();
+  });
+
+  await test("a gzip-serving CDN: progress counts each file's own bytes against the manifest's size, and recommendations work", async () => {
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    const encodings = {};
+    page.on("response", (r) => {
+      if (r.url().startsWith(cdn)) encodings[new URL(r.url()).pathname.split("/").pop()] = r.headers()["content-encoding"];
+    });
+    await page.goto(`${base}/www/shop.html`);
+    const { events, items } = await page.evaluate(async (manifestUrl) => {
+      const { L2DClient } = await import("/www/l2d-client.js");
+      const client = new L2DClient();
+      const events = [];
+      await client.load({ manifestUrl, cacheName: "l2d-gzip-test" }, (p) => events.push(p));
+      const result = await client.recommend(["260", "1196"], { k: 5 });
+      return { events, items: result.items.length };
+    }, `${cdn}/models/default/manifest.json`);
+    assert.equal(encodings["model.safetensors"], "gzip", "the CDN compressed the weights");
+    const files = JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8")).files;
+    for (const name of ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob"]) {
+      const own = events.filter((e) => e.file === name);
+      assert.ok(own.length > 0, `no progress for ${name}`);
+      for (const e of own) assert.ok(e.loaded <= e.total, `${name}: ${e.loaded} of ${e.total}`);
+      const last = own[own.length - 1];
+      assert.deepEqual([last.loaded, last.total], [files[name].bytes, files[name].bytes], name);
+    }
+    assert.equal(items, 5);
     await context.close();
   });
 

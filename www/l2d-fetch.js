@@ -10,8 +10,11 @@ function cachesOrNull() {
   }
 }
 
-// Returns {bytes: Uint8Array, cached: boolean}. Reports {file, loaded, total, cached} to onProgress.
-export async function fetchBytes(url, file, cacheName, onProgress) {
+// Returns {bytes: Uint8Array, cached: boolean}. Reports {file, loaded, total, cached} to onProgress;
+// total is expectedBytes (the manifest's size of the file) when given, since a server that
+// compresses (Content-Encoding: gzip) sends the compressed size as Content-Length while the
+// body stream yields the file's own bytes.
+export async function fetchBytes(url, file, cacheName, onProgress, expectedBytes = 0) {
   const store = cacheName ? cachesOrNull() : null;
   if (store) {
     try {
@@ -36,7 +39,7 @@ export async function fetchBytes(url, file, cacheName, onProgress) {
     throw new Error(`GET ${url}: HTTP ${response.status} ${response.statusText}`);
   }
   const header = Number(response.headers.get("content-length"));
-  const total = Number.isFinite(header) && header > 0 ? header : 0;
+  const total = expectedBytes > 0 ? expectedBytes : Number.isFinite(header) && header > 0 ? header : 0;
   const chunks = [];
   let loaded = 0;
   if (response.body && response.body.getReader) {
