@@ -1114,20 +1114,22 @@ pub(super) fn train_model(
     let state = l2d::train::train(dataset, model_dir, cfg, resume, until_step, &mut progress)
         .with_context(|| format!("training {}", model_dir.display()))?;
     progress.bar.finish();
-    let selected = match state.best_valid_recall {
-        Some(r) => format!("best valid recall {r:.4}"),
-        None => format!(
-            "best valid loss {:.4}",
-            state.best_valid_loss.unwrap_or(f64::NAN)
-        ),
+    let exported = match (state.best_step, cfg.select) {
+        (None, _) => "nothing exported yet (no evaluation reached; resume with --resume)".into(),
+        (Some(step), l2d::train::Selection::Final) => {
+            format!("the weights of step {step} exported (selection: final)")
+        }
+        (Some(step), _) => match state.best_valid_recall {
+            Some(r) => format!("best valid recall {r:.4} at step {step} (exported)"),
+            None => format!(
+                "best valid loss {:.4} at step {step} (exported)",
+                state.best_valid_loss.unwrap_or(f64::NAN)
+            ),
+        },
     };
     println!(
-        "done: {} steps, {} target tokens in {:.0} s; {selected} at step {} (exported); unigram valid loss {:.4}",
-        state.step,
-        state.tokens,
-        state.seconds,
-        state.best_step.unwrap_or(0),
-        state.unigram_valid_loss
+        "done: {} steps, {} target tokens in {:.0} s; {exported}; unigram valid loss {:.4}",
+        state.step, state.tokens, state.seconds, state.unigram_valid_loss
     );
     Ok(())
 }
