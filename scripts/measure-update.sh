@@ -20,20 +20,11 @@ L2D=target/release/l2d
 rm -rf "$WORK"; mkdir -p "$WORK"
 # base: the dataset as the model was built (train only; valid and test not yet seen);
 # rebuild: train + valid as one train split; valid.csv: the valid split's interactions.
+scripts/join-splits.py "$DATASET" "$WORK/base/data" --train train
+scripts/join-splits.py "$DATASET" "$WORK/rebuild/data" --train train,valid
 python3 - "$DATASET" "$WORK" <<'PY'
-import json, os, shutil, sys
+import json, os, sys
 src, work = sys.argv[1:]
-for name, splits in (("base", ["train"]), ("rebuild", ["train", "valid"])):
-    out = os.path.join(work, name, "data"); os.makedirs(out)
-    shutil.copy(os.path.join(src, "catalog.jsonl"), out)
-    meta = json.load(open(os.path.join(src, "dataset.json")))
-    n = 0
-    with open(os.path.join(out, "train.jsonl"), "w") as f:
-        for split in splits:
-            for line in open(os.path.join(src, split + ".jsonl")):
-                f.write(line); n += 1
-    meta.update(train=n, valid=None, test=None)
-    json.dump(meta, open(os.path.join(out, "dataset.json"), "w"), indent=2)
 with open(os.path.join(work, "valid.csv"), "w") as f:
     f.write("userId,movieId,timestamp\n")
     for line in open(os.path.join(src, "valid.jsonl")):

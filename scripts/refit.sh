@@ -25,21 +25,7 @@ L2D=target/release/l2d
 mkdir -p "$OUT"
 # The refit dataset: train = train + valid (in time order: the split is a global time split);
 # valid kept only so the valid loss can be logged (it is training data now); test unchanged.
-python3 - "$DATASET" "$DATA" <<'PY'
-import json, os, shutil, sys
-src, out = sys.argv[1:]
-os.makedirs(out, exist_ok=True)
-for name in ("catalog.jsonl", "valid.jsonl", "test.jsonl"):
-    shutil.copy(os.path.join(src, name), out)
-n = 0
-with open(os.path.join(out, "train.jsonl"), "w") as f:
-    for split in ("train", "valid"):
-        for line in open(os.path.join(src, split + ".jsonl")):
-            f.write(line); n += 1
-meta = json.load(open(os.path.join(src, "dataset.json")))
-meta["train"] = n
-json.dump(meta, open(os.path.join(out, "dataset.json"), "w"), indent=2)
-PY
+scripts/join-splits.py "$DATASET" "$DATA" --train train,valid --keep valid,test
 # The selected run's options, and its schedule: the epochs it ran, or the epoch count of the
 # step it selected when that came earlier (a refit cannot stop on valid).
 FLAGS=$(python3 - "$MODEL/train.json" <<'PY'
