@@ -52,6 +52,7 @@ page.on("requestfinished", (request) => {
   );
 });
 const MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob", "global.blob"];
+const isModelFile = (name) => MODEL_FILES.includes(name) || /^items-.*\.jsonl$/.test(name);
 for (const visit of catalog ? ["catalog"] : soak ? ["soak"] : ["cold", "warm"]) {
   wire = new Map();
   await page.goto(`http://127.0.0.1:${port}/www/bench.html${query}`);
@@ -59,9 +60,9 @@ for (const visit of catalog ? ["catalog"] : soak ? ["soak"] : ["cold", "warm"]) 
   await Promise.all(pending.splice(0));
   console.log(`${visit} visit:`, await page.textContent("#out"));
   const total = [...wire.values()].reduce((a, b) => a + b, 0);
-  const model = MODEL_FILES.reduce((a, f) => a + (wire.get(f) ?? 0), 0);
+  const model = [...wire].reduce((a, [f, n]) => a + (isModelFile(f) ? n : 0), 0);
   const files = Object.fromEntries([...wire].sort((a, b) => b[1] - a[1]).slice(0, 8));
-  console.log(`${visit} visit downloaded (gzip as served): ${(total / 1e6).toFixed(2)} MB in all, model + tokenizer + blob ${(model / 1e6).toFixed(2)} MB; largest:`, JSON.stringify(files));
+  console.log(`${visit} visit downloaded (gzip as served): ${(total / 1e6).toFixed(2)} MB in all, model + tokenizer + blob + items parts ${(model / 1e6).toFixed(2)} MB; largest:`, JSON.stringify(files));
 }
 await browser.close();
 server.kill();

@@ -32,7 +32,7 @@ $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.jso
 # the memory by `l2d update` (the scoring stays the one chosen on valid above). The script also
 # evaluates the train-only, updated and rebuilt memories on test (docs/update.md).
 scripts/measure-update.sh "$DATASET" "$MODEL" "$MEMORY" | tee "$WORK/update.md"
-cp target/update/base/model/global.blob target/update/base/model/memory.blob "$MODEL/"
+cp target/update/base/model/{global.blob,memory.blob,items-*.jsonl} "$MODEL/"
 $L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularity,sasrec,beam \
   --beam 1,5,10 --sasrec-refit --shipped --reference shipped --json "$MODEL/eval.json" \
   | tee "$WORK/eval-test-shipped.md"
@@ -40,6 +40,14 @@ $L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularit
 # dataset record is the memory's (train + the appended valid interactions).
 $L2D manifest --dataset target/update/base/data --model "$MODEL" \
   --command "scripts/train-default.sh $DATASET $MODEL" --keep-scoring
+# Items parts of earlier catalogs (named by content) are no longer listed: remove them.
+python3 - "$MODEL" <<'PY'
+import glob, json, os, sys
+listed = set(json.load(open(os.path.join(sys.argv[1], "manifest.json")))["items"])
+for path in glob.glob(os.path.join(sys.argv[1], "items-*.jsonl")):
+    if os.path.basename(path) not in listed:
+        os.remove(path)
+PY
 if [ "$MODEL" = models/default ]; then
   L2D_BLESS=1 cargo test --release --test web_parity
 fi

@@ -33,7 +33,7 @@ with open(os.path.join(work, "valid.csv"), "w") as f:
 PY
 for name in base rebuild; do
   mkdir -p "$WORK/$name/model"
-  cp "$MODEL"/{config.json,model.safetensors,tokenizer.json,l2d.json,manifest.json,global.blob,memory.blob} "$WORK/$name/model/"
+  cp "$MODEL"/{config.json,model.safetensors,tokenizer.json,l2d.json,manifest.json,global.blob,memory.blob} "$MODEL"/items-*.jsonl "$WORK/$name/model/"
   [ -f "$MODEL/train.json" ] && cp "$MODEL/train.json" "$WORK/$name/model/"
 done
 cp "$MEMORY" "$WORK/base/memory.safetensors"

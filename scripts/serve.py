@@ -22,6 +22,7 @@ mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("application/json", ".json")
 mimetypes.add_type("application/octet-stream", ".blob")
+mimetypes.add_type("application/x-ndjson", ".jsonl")
 mimetypes.add_type("application/octet-stream", ".safetensors")
 
 

@@ -2,21 +2,21 @@
 //!
 //! Layout (little-endian; spec also in ARCHITECTURE.md):
 //! ```text
-//! header (96 bytes)
+//! header (128 bytes)
 //!   0  magic            8 bytes  "L2DBLOB\0"
-//!   8  version          u32      1
+//!   8  version          u32      2 (version 1 carried ids and titles in the payload)
 //!  12  kind             u8       0 = global item vectors, 1 = memory (states grouped by item)
 //!  13  dtype            u8       0 = f32, 1 = f16, 2 = int8 with one f32 scale per row,
 //!                                3 = int8 around a per-dimension f32 offset (the rows' mean)
-//!  14  flags            u16      bit 0: titles present; bit 1: cold-start vectors present
+//!  14  flags            u16      bit 1: cold-start vectors present (bit 0 unused)
 //!  16  items            u32      catalog size
 //!  20  rows             u32      matrix rows (= items for global, = states for memory)
 //!  24  dim              u32      vector dimension (= the model's hidden size)
 //!  28  payload length   u32      bytes after the header
 //!  32  model            32 bytes model fingerprint (sha256, see model::model_fingerprint)
 //!  64  payload sha256   32 bytes over everything after the header
+//!  96  items sha256     32 bytes over the items parts, in order (see below)
 //! payload
-//!   per item: u32 id length + UTF-8 id; if titles: u32 title length + UTF-8 title
 //!   per item: u32 memory-state count (0 = no representation; memory rows are grouped by
 //!             item in catalog order, so counts give each item's row range)
 //!   dtype 3 only: dim × f32 offset
@@ -27,6 +27,14 @@
 //!             rule's item vectors
 //! ```
 //! Reading checks every length against the bytes actually present before allocating.
+//!
+//! The ids and titles are not in the blob: they are the **items parts** next to it,
+//! `items-H-0.jsonl`, `items-H-1.jsonl`, … (H = the first 16 hex digits of their sha256; one
+//! `{"id": .., "title": ..}` per line, in catalog order, a new part after every
+//! [`PART_BYTES`]), so scoring rows never wait behind text and a
+//! page downloads every part in full, in order, whatever it shows (which titles a page fetched
+//! would tell the server what was recommended). The header's items sha256 ties the blob to
+//! exactly these parts; the global and the memory blob of a model share them.
 
 use half::f16;
 use sha2::{Digest, Sha256};
@@ -38,8 +46,11 @@ use crate::score::{DType, ItemMatrix, RowData};
 /// Magic bytes at offset 0.
 pub const MAGIC: &[u8; 8] = b"L2DBLOB\0";
 /// Current format version.
-pub const VERSION: u32 = 1;
-const HEADER_LEN: usize = 96;
+pub const VERSION: u32 = 2;
+const HEADER_LEN: usize = 128;
+/// A new items part starts once the current one holds this many bytes (whole lines only): a
+/// unit of download progress and of caching, not of selection.
+pub const PART_BYTES: usize = 4 << 20;
 /// Largest accepted vector dimension.
 pub const MAX_DIM: usize = 1 << 16;
 /// Largest accepted id or title length in bytes.
@@ -59,7 +70,7 @@ pub enum BlobKind {
 pub enum BlobError {
     #[error("bad magic: not an l2d blob (first bytes {found:02x?})")]
     BadMagic { found: Vec<u8> },
-    #[error("unsupported format version {found} (this build reads {VERSION})")]
+    #[error("unsupported blob format version {found} (this build reads version {VERSION}, which keeps ids and titles in separate items parts: rebuild the blob with `l2d blobs` or `l2d blob`)")]
     UnsupportedVersion { found: u32 },
     #[error("unknown {field} code {found}")]
     UnknownCode { field: &'static str, found: u8 },
@@ -84,8 +95,16 @@ pub enum BlobError {
     ModelMismatch { expected: String, found: String },
     #[error("dimension mismatch: blob vectors have {found} dimensions, the model's hidden size is {expected}")]
     DimensionMismatch { expected: usize, found: usize },
-    #[error("{field} #{index} is not valid UTF-8")]
-    BadUtf8 { field: &'static str, index: usize },
+    #[error("{part} line {line}: {message}")]
+    BadItemLine {
+        part: String,
+        line: usize,
+        message: String,
+    },
+    #[error("the items parts are not the blob's: the blob expects items sha256 {expected}, the parts hash to {found}")]
+    ItemsMismatch { expected: String, found: String },
+    #[error("the items parts list {found} items, the blob has {expected}")]
+    ItemCount { expected: usize, found: usize },
     #[error("memory counts sum to {found} but the blob has {expected} rows")]
     CountMismatch { expected: u64, found: u64 },
     #[error("{0}")]
@@ -99,10 +118,11 @@ pub struct Blob {
     pub kind: BlobKind,
     /// Fingerprint of the model files the representations came from.
     pub model_fingerprint: [u8; 32],
-    /// The catalog's ids and titles (titles empty when the blob carries none), in one buffer.
+    /// The catalog's ids and titles, in one buffer: empty when parsed from the blob's bytes
+    /// until [`Blob::with_items`] reads its items parts.
     pub items: ItemTexts,
-    /// Whether titles were stored.
-    pub has_titles: bool,
+    /// sha256 of the items parts (see the module docs).
+    pub items_sha256: [u8; 32],
     /// Memory states per item (train-target frequency in the memory).
     pub counts: Vec<u32>,
     /// The rows: one per item (global) or one per state, grouped by item (memory).
@@ -118,24 +138,19 @@ impl Blob {
         kind: BlobKind,
         model_fingerprint: [u8; 32],
         catalog: &Catalog,
-        with_titles: bool,
         counts: Vec<u32>,
         matrix: ItemMatrix,
     ) -> Result<Self, BlobError> {
+        let items = catalog.texts().clone();
+        let mut hasher = Sha256::new();
+        for part in items_parts(&items) {
+            hasher.update(&part);
+        }
         let blob = Blob {
             kind,
             model_fingerprint,
-            items: if with_titles {
-                catalog.texts().clone()
-            } else {
-                let mut ids = ItemTexts::with_capacity(catalog.len(), 0);
-                for item in catalog.items() {
-                    ids.push(item.id, "")
-                        .map_err(|e| BlobError::Invalid(e.to_string()))?;
-                }
-                ids
-            },
-            has_titles: with_titles,
+            items,
+            items_sha256: hasher.finalize().into(),
             counts,
             matrix,
             cold: None,
@@ -150,7 +165,6 @@ impl Blob {
         kind: BlobKind,
         model_fingerprint: [u8; 32],
         catalog: &Catalog,
-        with_titles: bool,
         memory: &crate::memory::Memory,
         dtype: DType,
     ) -> crate::error::Result<Self> {
@@ -163,7 +177,6 @@ impl Blob {
             kind,
             model_fingerprint,
             catalog,
-            with_titles,
             local.counts(),
             matrix.to_dtype(dtype),
         )?)
@@ -188,7 +201,7 @@ impl Blob {
     }
 
     fn check_shape(&self) -> Result<(), BlobError> {
-        if self.counts.len() != self.items.len() {
+        if !self.items.is_empty() && self.counts.len() != self.items.len() {
             return Err(BlobError::Invalid(format!(
                 "{} counts for {} items",
                 self.counts.len(),
@@ -196,7 +209,7 @@ impl Blob {
             )));
         }
         let expected_rows = match self.kind {
-            BlobKind::Global => self.items.len() as u64,
+            BlobKind::Global => self.counts.len() as u64,
             BlobKind::Memory => self.counts.iter().map(|&c| c as u64).sum(),
         };
         if expected_rows != self.matrix.rows() as u64 {
@@ -236,15 +249,31 @@ impl Blob {
         Ok(())
     }
 
-    /// Serializes to the documented layout.
+    /// The items parts of this blob's catalog (see the module docs).
+    pub fn items_parts(&self) -> Vec<Vec<u8>> {
+        items_parts(&self.items)
+    }
+
+    /// Reads the items parts (all of them, in order) into [`Blob::items`], checking that they
+    /// hash to the header's items sha256 and list one item per count.
+    pub fn with_items<'a>(
+        mut self,
+        parts: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Self, BlobError> {
+        let parts: Vec<_> = parts.into_iter().collect();
+        let total = parts.iter().map(|(_, bytes)| bytes.len()).sum();
+        let mut reader = ItemsReader::new(self.counts.len(), total);
+        for (name, bytes) in parts {
+            reader.part(name, bytes)?;
+        }
+        self.items = reader.finish(&self.items_sha256)?;
+        Ok(self)
+    }
+
+    /// Serializes the vectors and counts to the documented layout (the ids and titles are
+    /// [`Blob::items_parts`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut payload = Vec::new();
-        for item in self.items.iter() {
-            put_text(&mut payload, item.id);
-            if self.has_titles {
-                put_text(&mut payload, item.title);
-            }
-        }
         for c in &self.counts {
             payload.extend_from_slice(&c.to_le_bytes());
         }
@@ -263,7 +292,7 @@ impl Blob {
         if let Some(cold) = &self.cold {
             put_rows(&mut payload, cold, centred);
         }
-        let flags = self.has_titles as u16 | (self.cold.is_some() as u16) << 1;
+        let flags = (self.cold.is_some() as u16) << 1;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -284,11 +313,13 @@ impl Blob {
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.model_fingerprint);
         out.extend_from_slice(&Sha256::digest(&payload));
+        out.extend_from_slice(&self.items_sha256);
         out.extend_from_slice(&payload);
         out
     }
 
-    /// Parses and validates a blob from bytes (a file, or a buffer the browser fetched).
+    /// Parses and validates a blob from bytes (a file, or a buffer the browser fetched); its
+    /// items come from [`Blob::with_items`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BlobError> {
         Self::from_source(bytes)
     }
@@ -332,14 +363,13 @@ impl Blob {
             }
         };
         let flags = r.u16("flags")?;
-        if flags > 3 {
+        if flags & !2 != 0 {
             return Err(BlobError::OutOfRange {
                 field: "flags",
                 found: flags as u64,
-                expected: "0..=3 (bit 0 titles, bit 1 cold-start vectors)".into(),
+                expected: "0 or 2 (bit 1 cold-start vectors)".into(),
             });
         }
-        let has_titles = flags & 1 == 1;
         let has_cold = flags & 2 == 2;
         let n_items = r.u32("items")? as usize;
         let rows = r.u32("rows")? as usize;
@@ -360,6 +390,7 @@ impl Blob {
             .take(32, "payload checksum")?
             .try_into()
             .expect("32 bytes");
+        let items_sha256: [u8; 32] = r.take(32, "items checksum")?.try_into().expect("32 bytes");
         let payload_present = total.saturating_sub(HEADER_LEN);
         if payload_present < payload_len {
             return Err(BlobError::Truncated {
@@ -374,9 +405,9 @@ impl Blob {
                 extra: payload_present - payload_len,
             });
         }
-        // Bounds before allocation: every item needs ≥ 8 bytes (id length + count), every row
+        // Bounds before allocation: every item needs 4 bytes (its count), every row
         // `row_bytes`.
-        let minimum = n_items as u64 * 8 + rows as u64 * row_bytes(dtype, dim);
+        let minimum = n_items as u64 * 4 + rows as u64 * row_bytes(dtype, dim);
         if minimum > payload_len as u64 {
             return Err(BlobError::Truncated {
                 what: format!("{n_items} items and {rows} rows × {dim}"),
@@ -391,30 +422,6 @@ impl Blob {
                 expected: hex(&checksum),
                 found: hex(&found),
             });
-        }
-        // Two passes over the ids and titles: the first sums their lengths, so the one text
-        // buffer is allocated once at its size (growing it by doubling would leave a larger
-        // high-water mark in wasm memory, which never shrinks).
-        let texts_start = r.pos;
-        let fields = if has_titles { 2 } else { 1 };
-        let mut text_bytes = 0usize;
-        for _ in 0..n_items * fields {
-            let len = r.text_len("item text")?;
-            r.skip(len, "item text")?;
-            text_bytes += len;
-        }
-        r.seek(texts_start);
-        let mut items = ItemTexts::with_capacity(n_items, text_bytes);
-        for index in 0..n_items {
-            let id = r.text("item id", index)?;
-            let title = if has_titles {
-                r.text("item title", index)?
-            } else {
-                String::new()
-            };
-            items
-                .push(&id, &title)
-                .map_err(|e| BlobError::Invalid(e.to_string()))?;
         }
         let mut counts = Vec::with_capacity(n_items);
         for _ in 0..n_items {
@@ -445,8 +452,8 @@ impl Blob {
         let blob = Blob {
             kind,
             model_fingerprint,
-            items,
-            has_titles,
+            items: ItemTexts::default(),
+            items_sha256,
             counts,
             matrix,
             cold,
@@ -497,9 +504,168 @@ fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool) {
     }
 }
 
-fn put_text(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    out.extend_from_slice(text.as_bytes());
+/// One line of an items part.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ItemLine<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    title: std::borrow::Cow<'a, str>,
+}
+
+/// The items parts of `items`: JSON lines in order, a new part after every [`PART_BYTES`].
+pub fn items_parts(items: &ItemTexts) -> Vec<Vec<u8>> {
+    let mut parts = vec![Vec::new()];
+    for item in items.iter() {
+        let part = parts.last_mut().expect("one part");
+        let line = ItemLine {
+            id: item.id.into(),
+            title: item.title.into(),
+        };
+        serde_json::to_writer(&mut *part, &line).expect("strings serialize");
+        part.push(b'\n');
+        if part.len() >= PART_BYTES {
+            parts.push(Vec::new());
+        }
+    }
+    if parts.len() > 1 && parts.last().is_some_and(Vec::is_empty) {
+        parts.pop();
+    }
+    parts
+}
+
+/// The file name of part `index` of the items parts hashing to `items_sha256`: named by
+/// content, so catalogs side by side in one directory never overwrite each other's.
+pub fn items_part_name(items_sha256: &[u8; 32], index: usize) -> String {
+    format!("items-{}-{index}.jsonl", &hex(items_sha256)[..16])
+}
+
+/// The items parts hashing to `items_sha256` present in `dir`, in order (part 0, 1, … up to
+/// the first one missing).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn items_parts_in(dir: &std::path::Path, items_sha256: &[u8; 32]) -> Vec<String> {
+    (0..)
+        .map(|i| items_part_name(items_sha256, i))
+        .take_while(|name| dir.join(name).is_file())
+        .collect()
+}
+
+impl Blob {
+    /// The file names of this blob's items parts, given how many there are.
+    pub fn items_part_names(&self, parts: usize) -> Vec<String> {
+        (0..parts)
+            .map(|i| items_part_name(&self.items_sha256, i))
+            .collect()
+    }
+
+    /// Reads a blob file and the items parts beside it (named by [`items_part_name`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_file(path: &std::path::Path) -> crate::error::Result<Blob> {
+        use crate::error::Error;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let in_file = |e: BlobError| Error::invalid(path.display().to_string(), e.to_string());
+        let blob = Blob::from_bytes(&bytes).map_err(in_file)?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let mut parts = Vec::new();
+        for name in items_parts_in(dir, &blob.items_sha256) {
+            let part = dir.join(&name);
+            parts.push((name, std::fs::read(&part).map_err(|e| Error::io(part, e))?));
+        }
+        if parts.is_empty() {
+            return Err(Error::invalid(
+                path.display().to_string(),
+                format!(
+                    "its items parts are missing: expected {} beside it",
+                    dir.join(items_part_name(&blob.items_sha256, 0)).display()
+                ),
+            ));
+        }
+        blob.with_items(parts.iter().map(|(n, b)| (n.as_str(), b.as_slice())))
+            .map_err(in_file)
+    }
+}
+
+/// Reads items parts one at a time (so a browser copies one part into wasm memory at once),
+/// hashing them as they come.
+pub struct ItemsReader {
+    hasher: Sha256,
+    items: ItemTexts,
+    expected: usize,
+}
+
+impl ItemsReader {
+    /// A reader for a catalog of `expected` items whose parts have `part_bytes` bytes in all
+    /// (0 when unknown): the text buffer is allocated once, near its final size (growing it by
+    /// doubling would leave a larger high-water mark in wasm memory, which never shrinks).
+    pub fn new(expected: usize, part_bytes: usize) -> Self {
+        // Each line spends at least `{"id":"","title":""}` and a newline on syntax.
+        let text = part_bytes.saturating_sub(expected.saturating_mul(22));
+        ItemsReader {
+            hasher: Sha256::new(),
+            items: ItemTexts::with_capacity(expected, text),
+            expected,
+        }
+    }
+
+    /// Reads the next part, `name` naming it in errors. A part holds whole lines.
+    pub fn part(&mut self, name: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        self.hasher.update(bytes);
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            return Err(BlobError::BadItemLine {
+                part: name.into(),
+                line: bytes.split(|&b| b == b'\n').count(),
+                message: "the part ends inside a line (a part holds whole lines)".into(),
+            });
+        }
+        let Some(body) = bytes.strip_suffix(b"\n") else {
+            return Ok(());
+        };
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            let bad = |message: String| BlobError::BadItemLine {
+                part: name.into(),
+                line: i + 1,
+                message,
+            };
+            let item: ItemLine = serde_json::from_slice(line)
+                .map_err(|e| bad(format!("expected {{\"id\": .., \"title\": ..}}: {e}")))?;
+            for (field, text) in [("id", &item.id), ("title", &item.title)] {
+                if text.len() > MAX_TEXT {
+                    return Err(bad(format!(
+                        "{field} of {} bytes (expected at most {MAX_TEXT})",
+                        text.len()
+                    )));
+                }
+            }
+            if self.items.len() == self.expected {
+                return Err(BlobError::ItemCount {
+                    expected: self.expected,
+                    found: self.items.len() + 1,
+                });
+            }
+            self.items
+                .push(&item.id, &item.title)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The items read, once every part hashed to `expected_sha256` and the count is complete.
+    pub fn finish(self, expected_sha256: &[u8; 32]) -> Result<ItemTexts, BlobError> {
+        let found: [u8; 32] = self.hasher.finalize().into();
+        if &found != expected_sha256 {
+            return Err(BlobError::ItemsMismatch {
+                expected: hex(expected_sha256),
+                found: hex(&found),
+            });
+        }
+        if self.items.len() != self.expected {
+            return Err(BlobError::ItemCount {
+                expected: self.expected,
+                found: self.items.len(),
+            });
+        }
+        Ok(self.items)
+    }
 }
 
 /// Bytes a blob is parsed from: a slice, or (in the browser) the download kept outside wasm
@@ -672,46 +838,6 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                 }
             }
         })
-    }
-
-    /// The length prefix of an id or title, checked against [`MAX_TEXT`].
-    fn text_len(&mut self, field: &'static str) -> Result<usize, BlobError> {
-        let len = self.u32(field)? as usize;
-        if len > MAX_TEXT {
-            return Err(BlobError::OutOfRange {
-                field,
-                found: len as u64,
-                expected: format!("at most {MAX_TEXT} bytes"),
-            });
-        }
-        Ok(len)
-    }
-
-    /// Moves past the next `n` bytes, or says what was truncated.
-    fn skip(&mut self, n: usize, what: &str) -> Result<(), BlobError> {
-        self.ensure(n as u64, || what.to_string())?;
-        let buffered = self.window.len() - self.window_pos;
-        if n <= buffered {
-            self.window_pos += n;
-        } else {
-            self.window.clear();
-            self.window_pos = 0;
-        }
-        self.pos += n;
-        Ok(())
-    }
-
-    /// Continues reading at `pos` (the window is dropped).
-    fn seek(&mut self, pos: usize) {
-        self.pos = pos;
-        self.window.clear();
-        self.window_pos = 0;
-    }
-
-    fn text(&mut self, field: &'static str, index: usize) -> Result<String, BlobError> {
-        let len = self.text_len(field)?;
-        let raw = self.take(len, field)?;
-        String::from_utf8(raw).map_err(|_| BlobError::BadUtf8 { field, index })
     }
 }
 

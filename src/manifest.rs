@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::prompt::Template;
 
 /// The manifest format this code writes and reads.
-pub const FORMAT: &str = "l2d-manifest-1";
+pub const FORMAT: &str = "l2d-manifest-2";
 /// File name of the manifest in a model or site directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// File name of the shipped variant's test evaluation, listed in the manifest when present.
@@ -182,6 +182,10 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileEntry>,
     /// Blob file per kind: `global`, `memory`.
     pub blobs: BTreeMap<String, String>,
+    /// The items parts (ids and titles) the blobs share, in order: a page fetches all of them,
+    /// whatever it shows.
+    #[serde(default)]
+    pub items: Vec<String>,
     /// The default scoring.
     #[serde(default)]
     pub scoring: Scoring,
@@ -252,6 +256,22 @@ impl Manifest {
                 ));
             }
         }
+        for (i, file) in self.items.iter().enumerate() {
+            if !self.files.contains_key(file) {
+                return Err(Error::mismatch(
+                    format!("{source}: items[{i}]"),
+                    "a file listed in `files`",
+                    format!("{file:?}"),
+                ));
+            }
+        }
+        if !self.blobs.is_empty() && self.items.is_empty() {
+            return Err(Error::mismatch(
+                format!("{source}: items"),
+                "the items parts of the blobs (ids and titles)",
+                "none",
+            ));
+        }
         self.scoring.validate().map_err(|e| match e {
             Error::Invalid { what, message } => Error::Invalid {
                 what: format!("{source}: {what}"),
@@ -270,6 +290,18 @@ impl Manifest {
                 format!("{:?}", self.blobs.keys().collect::<Vec<_>>()),
             )
         })
+    }
+
+    /// Every file a page loading blob `kind` fetches, in the order it fetches them: the model
+    /// files, the blob, then every items part. The list never depends on a history.
+    pub fn fetched_files(&self, kind: &str, source: &str) -> Result<Vec<&str>> {
+        let blob = self.blob_file(kind, source)?;
+        Ok(crate::model::MODEL_FILES
+            .iter()
+            .copied()
+            .chain(std::iter::once(blob))
+            .chain(self.items.iter().map(String::as_str))
+            .collect())
     }
 
     /// The entry of a listed file.
@@ -297,13 +329,30 @@ impl Manifest {
         scoring.validate()?;
         let mut names: Vec<String> = MODEL_FILES.iter().map(|s| s.to_string()).collect();
         let mut blobs = BTreeMap::new();
+        let mut items: Option<(String, [u8; 32])> = None;
         for kind in ["global", "memory"] {
             let name = format!("{kind}.blob");
-            if dir.join(&name).exists() {
+            let path = dir.join(&name);
+            if path.exists() {
+                let blob = crate::blob::Blob::read_file(&path)?;
+                match &items {
+                    Some((first, sha)) if *sha != blob.items_sha256 => {
+                        return Err(Error::invalid(
+                            dir.display().to_string(),
+                            format!("{first} and {name} were built from different catalogs (their items sha256 differ): rebuild both from one dataset"),
+                        ))
+                    }
+                    Some(_) => {}
+                    None => items = Some((name.clone(), blob.items_sha256)),
+                }
                 blobs.insert(kind.to_string(), name.clone());
                 names.push(name);
             }
         }
+        let items = items
+            .map(|(_, sha)| crate::blob::items_parts_in(dir, &sha))
+            .unwrap_or_default();
+        names.extend(items.iter().cloned());
         if dir.join(EVAL_FILE).exists() {
             names.push(EVAL_FILE.into());
         }
@@ -333,6 +382,7 @@ impl Manifest {
             template: Some(meta.template),
             files,
             blobs,
+            items,
             scoring,
             dataset: Some(serde_json::json!({
                 "name": dataset.name, "items": dataset.catalog.len(), "samples": counts
@@ -378,16 +428,27 @@ mod tests {
             format: FORMAT.into(),
             model_fingerprint: sha.clone(),
             template: Some(Template::Compact),
-            files: [(
-                "memory.blob".to_string(),
-                FileEntry {
-                    sha256: sha,
-                    bytes: 3,
-                    path: Some("memory.0123456789abcdef.blob".into()),
-                },
-            )]
+            files: [
+                (
+                    "memory.blob".to_string(),
+                    FileEntry {
+                        sha256: sha.clone(),
+                        bytes: 3,
+                        path: Some("memory.0123456789abcdef.blob".into()),
+                    },
+                ),
+                (
+                    "items-0123456789abcdef-0.jsonl".to_string(),
+                    FileEntry {
+                        sha256: sha,
+                        bytes: 40,
+                        path: None,
+                    },
+                ),
+            ]
             .into(),
             blobs: [("memory".to_string(), "memory.blob".to_string())].into(),
+            items: vec!["items-0123456789abcdef-0.jsonl".into()],
             scoring: Scoring::default(),
             dataset: None,
             training: None,
@@ -404,7 +465,7 @@ mod tests {
     #[test]
     fn invalid_manifests_are_refused_naming_the_field() {
         type Edit = fn(&mut Manifest);
-        let cases: [(Edit, &str); 14] = [
+        let cases: [(Edit, &str); 16] = [
             (|m| m.format = "l2d-manifest-0".into(), "format"),
             (
                 |m| m.files.get_mut("memory.blob").unwrap().sha256 = "xyz".into(),
@@ -416,6 +477,8 @@ mod tests {
                 },
                 "blobs.global",
             ),
+            (|m| m.items.push("items-x-1.jsonl".into()), "items[1]"),
+            (|m| m.items.clear(), "items"),
             (
                 |m| m.files.get_mut("memory.blob").unwrap().path = Some("../x.blob".into()),
                 "files.memory.blob.path",

@@ -359,25 +359,25 @@ pub fn query_state(model: &Model, catalog: &Catalog, history: &[ItemIndex]) -> R
 }
 
 /// The catalog and item representations of a blob, after checking it was built from `model`
-/// (fingerprint and dimension) and carries the titles prompts are made of. What `l2d
-/// recommend` and the browser load.
+/// (fingerprint and dimension) and its items parts (the titles prompts are made of) were read.
+/// What `l2d recommend` and the browser load.
 pub fn load_blob(
     model: &Model,
     mut blob: Blob,
     source: &str,
 ) -> Result<(Catalog, Representations)> {
     blob.check_model(&model.fingerprint, model.hidden_size())?;
-    if !blob.has_titles {
-        return Err(Error::invalid(
-            source,
-            "the blob has no titles: prompts need them (rebuild it without --no-titles)",
-        ));
-    }
-    if blob.items.is_empty() {
+    if blob.counts.is_empty() {
         return Err(Error::Empty {
             what: format!("catalog of {source}"),
             detail: ": the blob has no items to recommend".into(),
         });
+    }
+    if blob.items.len() != blob.counts.len() {
+        return Err(Error::invalid(
+            source,
+            "its ids and titles (the items parts next to it) were not read",
+        ));
     }
     let catalog = Catalog::from_texts(std::mem::take(&mut blob.items), source)?;
     Ok((catalog, Representations::from_blob(blob)?))
@@ -556,7 +556,6 @@ pub fn rank(
 pub struct BlobSpec {
     pub kind: BlobKind,
     pub dtype: crate::score::DType,
-    pub with_titles: bool,
     /// Fraction of the memory to keep (the largest one tried under `max_bytes`).
     pub fraction: f64,
     /// Which states the fraction keeps.
@@ -570,12 +569,11 @@ pub const DOWNLOAD_BUDGET: u64 = 16_500_000;
 
 /// The recipe's blobs, by file name: the global blob (f16) and the memory blob (int8, the
 /// newest states, in time order for the D3 protocol, that keep it within `blob_budget`
-/// bytes), both with titles and cold-start title vectors.
+/// bytes with the items parts), both with cold-start title vectors.
 pub fn recipe_blobs(blob_budget: u64) -> [(&'static str, BlobSpec); 2] {
     let spec = |kind, dtype, max_bytes| BlobSpec {
         kind,
         dtype,
-        with_titles: true,
         fraction: 1.0,
         keep: crate::memory::Keep::Newest,
         max_bytes,
@@ -593,8 +591,8 @@ pub fn recipe_blobs(blob_budget: u64) -> [(&'static str, BlobSpec); 2] {
 }
 
 /// The blob of a fraction of `memory` (kept by `spec.keep`), with cold-start title vectors when `model` is
-/// given (the `title` rule), shrinking the fraction until the blob fits `max_bytes` (rows are
-/// the part that scales with it). Returns the blob and the fraction used.
+/// given (the `title` rule), shrinking the fraction until the blob and its items parts fit
+/// `max_bytes` (rows are the part that scales with it). Returns the blob and the fraction used.
 pub fn build_blob(
     memory: &Memory,
     catalog: &Catalog,
@@ -604,14 +602,7 @@ pub fn build_blob(
 ) -> Result<(Blob, f64)> {
     let build = |fraction: f64| -> Result<Blob> {
         let kept = memory.select(&crate::memory::kept(memory.len(), fraction, spec.keep)?);
-        let blob = Blob::from_memory(
-            spec.kind,
-            fingerprint,
-            catalog,
-            spec.with_titles,
-            &kept,
-            spec.dtype,
-        )?;
+        let blob = Blob::from_memory(spec.kind, fingerprint, catalog, &kept, spec.dtype)?;
         let Some(model) = model else { return Ok(blob) };
         let mut reps = Representations::from_memory(&kept, catalog.len(), Geometry::plain())?;
         reps.fill_cold_from_titles(model, catalog)?;
@@ -627,7 +618,8 @@ pub fn build_blob(
         let Some(max) = spec.max_bytes else {
             return Ok((blob, fraction));
         };
-        let size = blob.to_bytes().len() as u64;
+        let items: usize = blob.items_parts().iter().map(Vec::len).sum();
+        let size = (blob.to_bytes().len() + items) as u64;
         attempts += 1;
         if size <= max {
             return Ok((blob, fraction));

@@ -36,7 +36,8 @@ pub struct SasRecConfig {
     pub max_epochs: usize,
     /// Epochs without a better valid Recall@20 before stopping.
     pub patience: usize,
-    /// Wall-clock cap on training, in minutes.
+    /// Wall-clock cap on training, in minutes: a guard against a run that never ends, not a
+    /// stopping rule (a capped run says so, see [`SasRecRun::stop`]).
     pub max_minutes: f64,
     pub seed: u64,
 }
@@ -53,7 +54,7 @@ impl Default for SasRecConfig {
             batch_size: 256,
             max_epochs: 200,
             patience: 10,
-            max_minutes: 15.0,
+            max_minutes: 240.0,
             seed: 2020,
         }
     }
@@ -240,12 +241,39 @@ fn initialise(varmap: &VarMap, seed: u64) -> Result<()> {
 #[derive(Debug, Clone, Serialize)]
 pub struct SasRecRun {
     pub config: SasRecConfig,
+    /// Why training ended.
+    pub stop: Stop,
     pub epochs: usize,
     pub best_epoch: usize,
     pub best_valid_recall: f64,
     pub seconds: f64,
     /// (epoch, mean train loss, valid Recall@20).
     pub history: Vec<(usize, f64, f64)>,
+}
+
+/// Why a SASRec run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stop {
+    /// `patience` epochs without a better valid Recall@20: the run found its stopping point.
+    Patience,
+    /// `max_epochs` reached (or, without valid samples, the epochs asked for).
+    MaxEpochs,
+    /// The wall-clock cap `max_minutes` cut it short: valid recall may still have been rising.
+    TimeCap,
+}
+
+impl Stop {
+    /// What a report says about a run that ended this way (empty when it found its own
+    /// stopping point).
+    pub fn warning(self, cfg: &SasRecConfig, epochs: usize) -> Option<String> {
+        (self == Stop::TimeCap).then(|| {
+            format!(
+                "SASRec stopped by the {}-minute cap at epoch {epochs}, before its early stopping: \
+                 it may be undertrained (raise the cap)",
+                cfg.max_minutes
+            )
+        })
+    }
 }
 
 /// Trains on `train` with early stopping on `valid` Recall@20; returns the network with the
@@ -322,6 +350,7 @@ fn run(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut best: Option<(f64, usize, Vec<Tensor>)> = None;
+    let mut stop = Stop::MaxEpochs;
     let mut history = Vec::new();
     let rates = DropoutRates::default();
     let mut step = 0u64;
@@ -364,7 +393,12 @@ fn run(
             cfg.max_epochs
         ));
         let since = epoch - best.as_ref().map_or(epoch, |b| b.1);
-        if since >= cfg.patience || minutes >= cfg.max_minutes {
+        if since >= cfg.patience {
+            stop = Stop::Patience;
+            break;
+        }
+        if minutes >= cfg.max_minutes {
+            stop = Stop::TimeCap;
             break;
         }
     }
@@ -374,6 +408,7 @@ fn run(
     }
     let run = SasRecRun {
         config: cfg.clone(),
+        stop,
         epochs: history.len(),
         best_epoch,
         best_valid_recall: best_recall,
@@ -381,4 +416,45 @@ fn run(
         history,
     };
     Ok((net, run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each way a run ends: (patience, minutes cap, max epochs) → why it stopped, and whether
+    /// a report warns about it.
+    #[test]
+    fn a_run_says_why_it_stopped() {
+        let samples: Vec<Sample> = (0..24)
+            .map(|i| Sample {
+                user: format!("u{}", i % 4),
+                history: vec![i % 6, (i + 1) % 6],
+                target: (i + 2) % 6,
+                timestamp: None,
+            })
+            .collect();
+        let refs: Vec<&Sample> = samples.iter().collect();
+        let (train, valid) = refs.split_at(20);
+        let cases = [
+            (0, f64::INFINITY, 5, Stop::Patience, false),
+            (100, 0.0, 5, Stop::TimeCap, true),
+            (100, f64::INFINITY, 2, Stop::MaxEpochs, false),
+        ];
+        for (patience, max_minutes, max_epochs, expected, warns) in cases {
+            let cfg = SasRecConfig {
+                hidden: 8,
+                heads: 1,
+                inner: 16,
+                batch_size: 8,
+                patience,
+                max_minutes,
+                max_epochs,
+                ..Default::default()
+            };
+            let (_, run) = super::train(&cfg, 6, train, valid, &mut |_| {}).unwrap();
+            assert_eq!(run.stop, expected, "{patience} {max_minutes} {max_epochs}");
+            assert_eq!(run.stop.warning(&cfg, run.epochs).is_some(), warns);
+        }
+    }
 }

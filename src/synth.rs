@@ -138,7 +138,6 @@ pub fn synth_blob(
         BlobKind::Global,
         fingerprint,
         &catalog,
-        true,
         vec![1; items],
         matrix,
     )?)

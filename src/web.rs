@@ -9,7 +9,7 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::blob::{Blob, BlobSource};
+use crate::blob::{Blob, BlobSource, ItemsReader};
 use crate::catalog::{Catalog, ItemIndex};
 use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
 use crate::gpu::GpuScorer;
@@ -182,15 +182,18 @@ pub struct Recommender {
 
 #[wasm_bindgen]
 impl Recommender {
-    /// Builds a recommender from already-fetched files (tests, custom loaders). The blob must
-    /// have been built from exactly these model files.
+    /// Builds a recommender from already-fetched files (tests, custom loaders): `items` is the
+    /// blob's items parts, concatenated in order. The blob must have been built from exactly
+    /// these model files.
     #[wasm_bindgen(js_name = fromBytes)]
+    #[allow(clippy::too_many_arguments)]
     pub fn from_bytes(
         config: &[u8],
         weights: &[u8],
         tokenizer: &[u8],
         meta: &[u8],
         blob: &[u8],
+        items: &[u8],
         manifest: Option<String>,
     ) -> Result<Recommender, JsError> {
         console_error_panic_hook::set_once();
@@ -208,18 +211,27 @@ impl Recommender {
             }
             None => Scoring::default(),
         };
-        Self::build(&files, blob, scoring)
+        let items = JsBytes(js_sys::Uint8Array::from(items));
+        Self::build(&files, blob, &[("items", items)], scoring)
     }
 
-    /// Parses the blob from `blob` (wasm memory never shrinks, so what is alive together sets
-    /// its size for good: the download stays outside it and only parsed rows enter).
+    /// Parses the blob from `blob` and its items parts one at a time (wasm memory never
+    /// shrinks, so what is alive together sets its size for good: the downloads stay outside it
+    /// and only parsed rows and texts enter).
     fn build<S: BlobSource + ?Sized>(
         files: &ModelFiles,
         blob: &S,
+        items: &[(&str, JsBytes)],
         scoring: Scoring,
     ) -> Result<Recommender, JsError> {
         let model = Model::from_files(files).map_err(js_error)?;
-        let parsed = Blob::from_source(blob).map_err(js_error)?;
+        let mut parsed = Blob::from_source(blob).map_err(js_error)?;
+        let total = items.iter().map(|(_, part)| part.len()).sum();
+        let mut reader = ItemsReader::new(parsed.counts.len(), total);
+        for (name, part) in items {
+            reader.part(name, &part.0.to_vec()).map_err(js_error)?;
+        }
+        parsed.items = reader.finish(&parsed.items_sha256).map_err(js_error)?;
         let (catalog, mut reps) = load_blob(&model, parsed, "blob").map_err(js_error)?;
         reps.apply_scoring(&scoring).map_err(js_error)?;
         Ok(Recommender {
@@ -235,9 +247,10 @@ impl Recommender {
         })
     }
 
-    /// Fetches the manifest, then the model files and blob (from the Cache API when present),
-    /// verifies each file's sha256 against the manifest before use, caches verified files, and
-    /// builds the recommender.
+    /// Fetches the manifest, then the model files, the blob and every items part, one after the
+    /// other in the manifest's order whatever the page will show (from the Cache API when
+    /// present), verifies each file's sha256 against the manifest before use, caches verified
+    /// files, and builds the recommender.
     #[wasm_bindgen(unchecked_return_type = "Promise<Recommender>")]
     pub async fn load(
         #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue,
@@ -271,10 +284,9 @@ impl Recommender {
             .to_string();
         let base = web_sys_url(&manifest_url)?;
         let mut fetched = BTreeMap::new();
-        for name in crate::model::MODEL_FILES
-            .iter()
-            .copied()
-            .chain(std::iter::once(blob_name.as_str()))
+        for name in manifest
+            .fetched_files(&which_blob, &manifest_url)
+            .map_err(js_error)?
         {
             let entry = manifest.file(name, &manifest_url).map_err(js_error)?;
             let url = resolve_url(&base, entry.url(name))?;
@@ -295,13 +307,18 @@ impl Recommender {
             meta: take(crate::model::META_FILE).to_vec(),
         };
         let blob = JsBytes(take(&blob_name));
+        let items: Vec<(&str, JsBytes)> = manifest
+            .items
+            .iter()
+            .map(|name| (name.as_str(), JsBytes(take(name))))
+            .collect();
         // Files of an older deployment (other content-hashed names) leave the cache.
         let keep = js_sys::Array::new();
         for (name, entry) in &manifest.files {
             keep.push(&JsValue::from_str(&resolve_url(&base, entry.url(name))?));
         }
         cache_prune(cache_name.clone(), &resolve_url(&base, "./")?, keep).await;
-        Self::build(&files, &blob, manifest.scoring)
+        Self::build(&files, &blob, &items, manifest.scoring.clone())
     }
 
     /// Recommends for `history` (item ids or exact titles, oldest first). Resolves to a

@@ -20,13 +20,13 @@ fn peak_rss_kib() -> u64 {
 
 fn forged_blob(items: u32, rows: u32, dim: u32) -> Vec<u8> {
     let mut bytes = b"L2DBLOB\0".to_vec();
-    bytes.extend_from_slice(&1u32.to_le_bytes());
-    bytes.extend_from_slice(&[0, 0, 0, 0]); // global, f32, no titles
+    bytes.extend_from_slice(&l2d::blob::VERSION.to_le_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 0]); // global, f32, no cold-start vectors
     bytes.extend_from_slice(&items.to_le_bytes());
     bytes.extend_from_slice(&rows.to_le_bytes());
     bytes.extend_from_slice(&dim.to_le_bytes());
     bytes.extend_from_slice(&8u32.to_le_bytes()); // payload length
-    bytes.extend_from_slice(&[0; 64]); // model fingerprint + checksum
+    bytes.extend_from_slice(&[0; 96]); // model fingerprint + payload and items checksums
     bytes.extend_from_slice(&[0; 8]); // the 8 payload bytes it claims
     bytes
 }
@@ -35,7 +35,7 @@ fn forged_blob(items: u32, rows: u32, dim: u32) -> Vec<u8> {
 fn forged_sizes_fail_fast_with_named_errors_and_small_peak_memory() {
     let before = peak_rss_kib();
 
-    // A 104-byte blob claiming 10^9 items, or 4·10^9 rows of 65,536 dimensions.
+    // A 136-byte blob claiming 10^9 items, or 4·10^9 rows of 65,536 dimensions.
     for (items, rows, dim) in [(1_000_000_000, 1_000_000_000, 192), (1, u32::MAX, 65_536)] {
         let err = Blob::from_bytes(&forged_blob(items, rows, dim)).unwrap_err();
         assert!(matches!(err, BlobError::Truncated { .. }), "{err}");

@@ -310,7 +310,7 @@ fn synthetic_catalogs_load_for_the_shipped_model() {
         );
         assert_eq!(a, b, "{dtype}: same seed, same bytes");
         assert_ne!(a, c, "{dtype}: another seed");
-        let blob = l2d::blob::Blob::from_bytes(&a).unwrap();
+        let blob = l2d::blob::Blob::read_file(&dir.path().join("a.blob")).unwrap();
         let (catalog, reps) = l2d::recommend::load_blob(&model, blob.clone(), "a.blob").unwrap();
         assert_eq!(catalog.len(), items);
         assert_eq!(reps.cold_items(), 0);
@@ -385,7 +385,7 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
         .map(read)
         .to_vec();
     assert!(after == before, "the model files changed");
-    let blob = l2d::blob::Blob::from_bytes(&read("memory.blob")).unwrap();
+    let blob = l2d::blob::Blob::read_file(&model.join("memory.blob")).unwrap();
     assert_ne!(read("memory.blob"), blob_before);
     let new_item = blob
         .items
@@ -398,6 +398,17 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
         manifest["files"]["memory.blob"]["sha256"],
         l2d::model::sha256_hex(&read("memory.blob"))
     );
+    // The new item's title is in the items part the manifest lists (a new name: new content).
+    let parts = manifest["items"].as_array().unwrap();
+    assert_eq!(parts.len(), 1);
+    let part = parts[0].as_str().unwrap();
+    assert_eq!(
+        manifest["files"][part]["sha256"],
+        l2d::model::sha256_hex(&read(part))
+    );
+    assert!(String::from_utf8(read(part))
+        .unwrap()
+        .contains("A Brand New Film (2026)"));
     assert_eq!(
         manifest["files"]["model.safetensors"]["sha256"],
         l2d::model::sha256_hex(&before[0])
@@ -505,11 +516,11 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
     let manifest: l2d::manifest::Manifest =
         serde_json::from_slice(&std::fs::read(site.join(l2d::manifest::MANIFEST_FILE)).unwrap())
             .unwrap();
-    for name in
-        l2d::model::MODEL_FILES
-            .iter()
-            .copied()
-            .chain(["global.blob", "memory.blob", "eval.json"])
+    for name in l2d::model::MODEL_FILES
+        .iter()
+        .copied()
+        .chain(["global.blob", "memory.blob", "eval.json"])
+        .chain(manifest.items.iter().map(String::as_str))
     {
         let entry = manifest.file(name, "site").unwrap();
         let path = entry.path.as_deref().expect("a hashed path");

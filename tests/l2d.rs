@@ -293,11 +293,20 @@ fn tiny_blob(kind: BlobKind, dtype: DType) -> Blob {
         kind,
         [7; 32],
         &catalog,
-        true,
         local.counts(),
         matrix.to_dtype(dtype),
     )
     .unwrap()
+}
+
+/// `bytes` parsed as a blob, with the items parts of `like` (what a blob file and the parts
+/// beside it read back as).
+fn parse_with_items(bytes: &[u8], like: &Blob) -> Blob {
+    let parts = like.items_parts();
+    Blob::from_bytes(bytes)
+        .unwrap()
+        .with_items(parts.iter().map(|p| ("items", p.as_slice())))
+        .unwrap()
 }
 
 #[test]
@@ -305,7 +314,7 @@ fn blob_write_read_is_identity() {
     for kind in [BlobKind::Global, BlobKind::Memory] {
         for dtype in [DType::F32, DType::F16, DType::I8] {
             let blob = tiny_blob(kind, dtype);
-            let back = Blob::from_bytes(&blob.to_bytes()).unwrap();
+            let back = parse_with_items(&blob.to_bytes(), &blob);
             assert_eq!(back, blob, "{kind:?} {dtype:?}");
             // With a cold-start vector for item "c", the one without states.
             let cold = l2d::score::ItemMatrix::from_f32(
@@ -316,7 +325,7 @@ fn blob_write_read_is_identity() {
             .unwrap();
             let blob = blob.with_cold(&cold).unwrap();
             assert_eq!(blob.cold_items(), vec![2]);
-            let back = Blob::from_bytes(&blob.to_bytes()).unwrap();
+            let back = parse_with_items(&blob.to_bytes(), &blob);
             assert_eq!(back, blob, "{kind:?} {dtype:?} with cold-start vectors");
         }
     }
@@ -348,7 +357,7 @@ fn int8_blobs_with_and_without_an_offset_read_back() {
     };
     let old_bytes = old.to_bytes();
     assert_eq!(old_bytes[13], 2);
-    assert_eq!(Blob::from_bytes(&old_bytes).unwrap(), old);
+    assert_eq!(parse_with_items(&old_bytes, &old), old);
     assert_eq!(
         old_bytes.len() + 4 * 8,
         bytes.len(),
@@ -365,7 +374,7 @@ fn int8_blobs_with_and_without_an_offset_read_back() {
 fn each_corruption_has_its_own_error() {
     type Corrupt = fn(&mut Vec<u8>);
     type Expect = fn(&BlobError) -> bool;
-    let cases: [(&str, Corrupt, Expect); 10] = [
+    let cases: [(&str, Corrupt, Expect); 11] = [
         (
             "magic",
             |b| b[0] = b'X',
@@ -375,6 +384,15 @@ fn each_corruption_has_its_own_error() {
             "version",
             |b| b[8] = 9,
             |e| matches!(e, BlobError::UnsupportedVersion { found: 9 }),
+        ),
+        // A blob of the earlier layout, ids and titles inside: refused by its version.
+        (
+            "version 1",
+            |b| b[8] = 1,
+            |e| {
+                matches!(e, BlobError::UnsupportedVersion { found: 1 })
+                    && e.to_string().contains("version 1")
+            },
         ),
         (
             "cut payload",
@@ -477,11 +495,104 @@ fn a_blob_read_from_a_source_equals_one_read_from_bytes() {
         assert_eq!(whole, streamed, "{name}");
         if let Ok(blob) = whole {
             // Header, window refills and the rows: far fewer reads than fields.
-            let fields = 2 * blob.items.len();
+            let fields = blob.counts.len();
             assert!(
                 source.reads.get() < 64 + fields / 100,
                 "{name}: {} reads",
                 source.reads.get()
+            );
+        }
+    }
+}
+
+/// Each change to a blob's items parts, and the error (or not) it must give.
+#[test]
+fn items_parts_are_checked_against_the_blob() {
+    type Edit = fn(&[u8]) -> Vec<Vec<u8>>;
+    type Expect = fn(&Result<Blob, BlobError>) -> bool;
+    fn lines(p: &[u8]) -> Vec<Vec<u8>> {
+        p.split_inclusive(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+    let cases: [(&str, Edit, Expect); 7] = [
+        ("as written", |p| vec![p.to_vec()], |r| r.is_ok()),
+        (
+            "split into two parts at a line end",
+            |p| {
+                let l = lines(p);
+                vec![l[..2].concat(), l[2..].concat()]
+            },
+            |r| r.as_ref().is_ok_and(|b| b.items.get(3).id == "d"),
+        ),
+        (
+            "a title changed",
+            |p| {
+                vec![String::from_utf8(p.to_vec())
+                    .unwrap()
+                    .replace("\"b\"", "\"B\"")
+                    .into_bytes()]
+            },
+            |r| matches!(r, Err(BlobError::ItemsMismatch { .. })),
+        ),
+        (
+            "the last line dropped",
+            |p| vec![lines(p)[..3].concat()],
+            |r| matches!(r, Err(BlobError::ItemsMismatch { .. })),
+        ),
+        (
+            "an extra line",
+            |p| vec![p.to_vec(), b"{\"id\":\"e\",\"title\":\"e\"}\n".to_vec()],
+            |r| {
+                matches!(
+                    r,
+                    Err(BlobError::ItemCount {
+                        expected: 4,
+                        found: 5
+                    })
+                )
+            },
+        ),
+        (
+            "line 2 not an item",
+            |p| {
+                let mut l = lines(p);
+                l[1] = b"[1, 2]\n".to_vec();
+                vec![l.concat()]
+            },
+            |r| matches!(r, Err(BlobError::BadItemLine { line: 2, .. })),
+        ),
+        (
+            "a part cut inside a line",
+            |p| vec![p[..p.len() - 3].to_vec()],
+            |r| matches!(r, Err(BlobError::BadItemLine { .. })),
+        ),
+    ];
+    let blob = tiny_blob(BlobKind::Global, DType::F32);
+    let parts = blob.items_parts();
+    assert_eq!(parts.len(), 1);
+    let bytes = blob.to_bytes();
+    for (name, edit, expected) in cases {
+        let edited = edit(&parts[0]);
+        let read = Blob::from_bytes(&bytes)
+            .unwrap()
+            .with_items(edited.iter().map(|p| ("items-0.jsonl", p.as_slice())));
+        assert!(expected(&read), "{name}: {read:?}");
+    }
+}
+
+/// The shipped blobs read with their items parts, which the library writes byte for byte as
+/// they are (so a rebuild gives the same files).
+#[test]
+fn the_shipped_items_parts_are_what_the_library_writes() {
+    for name in ["global.blob", "memory.blob"] {
+        let blob = Blob::read_file(&common::default_dir().join(name)).unwrap();
+        let parts = blob.items_parts();
+        for (file, part) in blob.items_part_names(parts.len()).iter().zip(&parts) {
+            assert_eq!(
+                &std::fs::read(common::default_dir().join(file)).unwrap(),
+                part,
+                "{name}: {file}"
             );
         }
     }
@@ -753,7 +864,6 @@ fn a_memory_blob_shrinks_to_its_byte_budget() {
     let spec = |kind, max_bytes| BlobSpec {
         kind,
         dtype: DType::I8,
-        with_titles: true,
         fraction: 1.0,
         keep: l2d::memory::Keep::Random { seed: 0 },
         max_bytes,
@@ -767,7 +877,9 @@ fn a_memory_blob_shrinks_to_its_byte_budget() {
     )
     .unwrap();
     assert_eq!(f, 1.0);
-    let full_size = full.to_bytes().len() as u64;
+    // The budget counts the blob and its items parts: a first visit fetches both.
+    let items = |b: &Blob| b.items_parts().iter().map(Vec::len).sum::<usize>();
+    let full_size = (full.to_bytes().len() + items(&full)) as u64;
     let budget = full_size * 6 / 10;
     let (small, f) = build_blob(
         &memory,
@@ -777,7 +889,7 @@ fn a_memory_blob_shrinks_to_its_byte_budget() {
         &spec(BlobKind::Memory, Some(budget)),
     )
     .unwrap();
-    let size = small.to_bytes().len() as u64;
+    let size = (small.to_bytes().len() + items(&small)) as u64;
     assert!(
         size <= budget && size > budget * 9 / 10,
         "{size} for a budget of {budget}"

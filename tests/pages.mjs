@@ -54,13 +54,13 @@ async function waitForItems(page, previous = null) {
   return (await widgetItems(page)).split(",");
 }
 
-async function clickProducts(page, n) {
+async function clickProducts(page, n, first = 3) {
   await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
   const cards = await page.$$(".product");
   const ids = [];
   let previous = null;
   const lists = [];
-  for (const card of cards.slice(3, 3 + n)) {
+  for (const card of cards.slice(first, first + n)) {
     ids.push(await card.getAttribute("data-id"));
     await card.click();
     const items = await waitForItems(page, previous);
@@ -83,23 +83,19 @@ function loadCatalog() {
 // A copy of the shipped memory blob whose first title is hostile HTML, and a manifest that
 // vouches for it (the blob's own checksum and the manifest's sha256 are recomputed).
 function hostileAssets() {
-  const blob = readFileSync(`${ROOT}models/default/memory.blob`);
+  const blob = Buffer.from(readFileSync(`${ROOT}models/default/memory.blob`));
   const manifest = JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8"));
-  const header = blob.subarray(0, 96);
-  const payload = blob.subarray(96);
-  const idLen = payload.readUInt32LE(0);
-  const titleLen = payload.readUInt32LE(4 + idLen);
-  const evil = Buffer.from("<img src=x onerror=window.__xss=1>", "utf8");
-  const lenBuf = Buffer.alloc(4);
-  lenBuf.writeUInt32LE(evil.length);
-  const newPayload = Buffer.concat([payload.subarray(0, 4 + idLen), lenBuf, evil, payload.subarray(8 + idLen + titleLen)]);
-  const newHeader = Buffer.from(header);
-  newHeader.writeUInt32LE(newPayload.length, 28);
-  createHash("sha256").update(newPayload).digest().copy(newHeader, 64);
-  const newBlob = Buffer.concat([newHeader, newPayload]);
-  manifest.files["memory.blob"].sha256 = createHash("sha256").update(newBlob).digest("hex");
-  const firstId = payload.subarray(4, 4 + idLen).toString("utf8");
-  return { blob: newBlob, manifest: JSON.stringify(manifest), firstId };
+  const itemsFile = manifest.items[0];
+  const lines = readFileSync(`${ROOT}models/default/${itemsFile}`, "utf8").split("\n");
+  const first = JSON.parse(lines[0]);
+  lines[0] = JSON.stringify({ id: first.id, title: "<img src=x onerror=window.__xss=1>" });
+  const items = Buffer.from(lines.join("\n"), "utf8");
+  // The blob's header carries its items parts' sha256 (bytes 96..128).
+  createHash("sha256").update(items).digest().copy(blob, 96);
+  manifest.files["memory.blob"].sha256 = createHash("sha256").update(blob).digest("hex");
+  manifest.files[itemsFile].sha256 = createHash("sha256").update(items).digest("hex");
+  manifest.files[itemsFile].bytes = items.length;
+  return { blob, items, itemsFile, manifest: JSON.stringify(manifest), firstId: first.id };
 }
 
 // A seeded MovieLens-format log: `users` users walking a 30-item catalog (next items are
@@ -251,12 +247,38 @@ async function main() {
     await context.close();
   });
 
+  await test("privacy: two different histories make the same requests (every items part, in the same order)", async () => {
+    const manifest = JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8"));
+    const visit = async (first) => {
+      const context = await gpuBrowser.newContext();
+      const requests = [];
+      context.on("request", (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}${new URL(r.url()).search}`));
+      const page = await context.newPage();
+      await page.goto(`${base}/www/shop.html`);
+      const { ids, lists } = await clickProducts(page, 3, first);
+      await context.close();
+      return { ids, lists, requests };
+    };
+    const [a, b] = [await visit(3), await visit(20)];
+    assert.notDeepEqual(a.ids, b.ids);
+    assert.notDeepEqual(a.lists.at(-1), b.lists.at(-1), "the histories got different recommendations");
+    // The model, blob and items parts are fetched one after the other: the same sequence.
+    const data = (r) => r.filter((line) => line.includes("/models/"));
+    assert.deepEqual(data(a.requests), data(b.requests));
+    for (const part of manifest.items) {
+      assert.ok(data(a.requests).includes(`GET /models/default/${part}`), `items part ${part} fetched`);
+    }
+    // Page assets may load in parallel: the same requests, in any order.
+    assert.deepEqual([...a.requests].sort(), [...b.requests].sort());
+  });
+
   await test("a hostile catalog title renders as text", async () => {
     const hostile = hostileAssets();
     const context = await gpuBrowser.newContext();
     const page = await context.newPage();
     await page.route("**/models/default/manifest.json", (route) => route.fulfill({ body: hostile.manifest, contentType: "application/json" }));
     await page.route("**/models/default/memory.blob", (route) => route.fulfill({ body: hostile.blob, contentType: "application/octet-stream" }));
+    await page.route(`**/models/default/${hostile.itemsFile}`, (route) => route.fulfill({ body: hostile.items, contentType: "application/x-ndjson" }));
     await page.goto(`${base}/www/shop.html`);
     await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
     await page.fill("#search", "<img");
@@ -452,7 +474,9 @@ async function main() {
     const dir = `${ROOT}target/pages/update`;
     const manifests = ["v1", "v2"].map((v) => JSON.parse(readFileSync(`${dir}/${v}/manifest.json`, "utf8")));
     const changed = Object.keys(manifests[1].files).filter((f) => manifests[0].files[f]?.sha256 !== manifests[1].files[f].sha256);
-    assert.deepEqual(changed.sort(), ["global.blob", "memory.blob"], "the update rewrites the blobs only");
+    // The update rewrites the blobs and, with a new item, the items parts (new content, new names).
+    const fixed = (names) => names.map((n) => (/^items-.*\.jsonl$/.test(n) ? "items part" : n)).sort();
+    assert.deepEqual(fixed(changed), ["global.blob", "items part", "memory.blob"], "the update rewrites the blobs and items only");
     let version = "v1";
     const fetched = [];
     const context = await gpuBrowser.newContext();
@@ -476,7 +500,7 @@ async function main() {
     fetched.length = 0;
     await page.reload();
     await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
-    assert.deepEqual(fetched.sort(), ["manifest.json", "memory.blob"], `second visit fetched ${fetched}`);
+    assert.deepEqual(fixed(fetched), ["items part", "manifest.json", "memory.blob"], `second visit fetched ${fetched}`);
     // The cache holds v2's blob, not v1's.
     const cached = await page.evaluate(async () => {
       const cache = await caches.open("l2d-v1");
@@ -505,9 +529,9 @@ async function main() {
     const catalog = new Set(Array.from({ length: 30 }, (_, i) => String(i + 1)));
     // List i follows click i: it holds catalog items and none of the items clicked so far.
     assert.ok(lists.every((l, i) => l.length > 0 && l.every((id) => catalog.has(id) && !ids.slice(0, i + 1).includes(id))), JSON.stringify({ ids, lists }));
-    // What the widget fetches (and caches): the model files and the memory blob.
+    // What the widget fetches (and caches): the model files, the memory blob and the items parts.
     const SERVED = ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob"];
-    const paths = (m) => SERVED.map((n) => `/models/build/${m.files[n].path}`).sort();
+    const paths = (m) => [...SERVED, ...m.items].map((n) => `/models/build/${m.files[n].path}`).sort();
     assert.deepEqual(await cachedUrls(page, "/models/build/"), paths(first));
     // Another training seed: new weights and blobs under new names; the tokenizer is kept.
     const second = l2dBuild(dir, ["--seed", "6"]);
@@ -516,7 +540,7 @@ async function main() {
     fetched.length = 0;
     await page.reload();
     await page.waitForSelector("#widget[data-state=ready]", { timeout: 120000 });
-    const changed = SERVED.filter((n) => first.files[n].path !== second.files[n].path).map((n) => second.files[n].path);
+    const changed = [...SERVED, ...second.items].filter((n) => first.files[n]?.path !== second.files[n].path).map((n) => second.files[n].path);
     assert.ok(changed.length >= 2, `changed: ${changed}`);
     assert.deepEqual(fetched.filter((n) => n !== "manifest.json").sort(), changed.sort(), `second visit fetched ${fetched}`);
     assert.deepEqual(await cachedUrls(page, "/models/build/"), paths(second), "no stale file stays cached");

@@ -18,6 +18,10 @@ const WEIGHTS: &[u8] = include_bytes!("../models/default/model.safetensors");
 const TOKENIZER: &[u8] = include_bytes!("../models/default/tokenizer.json");
 const META: &[u8] = include_bytes!("../models/default/l2d.json");
 const MEMORY_BLOB: &[u8] = include_bytes!("../models/default/memory.blob");
+// The shipped blobs' items parts (named by their content: a rebuilt catalog renames it, and
+// `the_manifest_lists_the_items_part_this_test_includes` says to what).
+const ITEMS: &[u8] = include_bytes!("../models/default/items-27a4ea0b43033b37-0.jsonl");
+const ITEMS_FILE: &str = "items-27a4ea0b43033b37-0.jsonl";
 const MANIFEST: &str = include_str!("../models/default/manifest.json");
 const NATIVE: &str = include_str!("fixtures/native_results.json");
 const TOKENIZER_IDS: &str = include_str!("fixtures/tokenizer_ids.json");
@@ -46,6 +50,7 @@ fn recommender() -> Recommender {
         TOKENIZER,
         META,
         MEMORY_BLOB,
+        ITEMS,
         Some(MANIFEST.to_string()),
     )
     .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)))
@@ -280,16 +285,69 @@ async fn odd_input_is_handled_not_crashed() {
     assert!(r
         .recommend(JsValue::from_str("not an array"), JsValue::UNDEFINED)
         .is_err());
-    assert!(
-        Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, &MEMORY_BLOB[..100], None)
-            .is_err()
+    // Each broken file: (what, config, blob, items parts, manifest) and a word of its error.
+    let changed = String::from_utf8(ITEMS.to_vec())
+        .unwrap()
+        .replacen("Toy Story", "Toy Storm", 1);
+    type Case<'a> = (
+        &'a str,
+        &'a [u8],
+        &'a [u8],
+        &'a [u8],
+        Option<&'a str>,
+        &'a str,
     );
-    assert!(Recommender::from_bytes(b"{}", WEIGHTS, TOKENIZER, META, MEMORY_BLOB, None).is_err());
-    let bad_manifest = Some("not json".to_string());
-    assert!(
-        Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, MEMORY_BLOB, bad_manifest)
-            .is_err()
-    );
+    let cases: [Case; 5] = [
+        (
+            "a cut blob",
+            CONFIG,
+            &MEMORY_BLOB[..100],
+            ITEMS,
+            None,
+            "truncated",
+        ),
+        ("a bad config", b"{}", MEMORY_BLOB, ITEMS, None, "config"),
+        (
+            "a bad manifest",
+            CONFIG,
+            MEMORY_BLOB,
+            ITEMS,
+            Some("not json"),
+            "manifest",
+        ),
+        (
+            "a changed title",
+            CONFIG,
+            MEMORY_BLOB,
+            changed.as_bytes(),
+            None,
+            "items",
+        ),
+        (
+            "a cut line",
+            CONFIG,
+            MEMORY_BLOB,
+            &ITEMS[..ITEMS.len() - 2],
+            None,
+            "line",
+        ),
+    ];
+    for (name, config, blob, items, manifest, word) in cases {
+        let built = Recommender::from_bytes(
+            config,
+            WEIGHTS,
+            TOKENIZER,
+            META,
+            blob,
+            items,
+            manifest.map(str::to_string),
+        );
+        let err = match built {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(e) => format!("{:?}", JsValue::from(e)),
+        };
+        assert!(err.contains(word), "{name}: {err}");
+    }
 }
 
 /// An options object built in JS, so it can hold NaN and ±∞ (JSON cannot).
@@ -428,13 +486,14 @@ fn an_empty_catalog_blob_is_refused_by_name() {
         l2d::blob::BlobKind::Global,
         l2d::model::model_fingerprint(&files),
         &l2d::catalog::Catalog::new(Vec::new(), "test").unwrap(),
-        true,
         Vec::new(),
         l2d::score::ItemMatrix::from_f32(Vec::new(), 192, Vec::new()).unwrap(),
     )
-    .unwrap()
-    .to_bytes();
-    let err = match Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, &empty, None) {
+    .unwrap();
+    let parts = empty.items_parts().concat();
+    let empty = empty.to_bytes();
+    let err = match Recommender::from_bytes(CONFIG, WEIGHTS, TOKENIZER, META, &empty, &parts, None)
+    {
         Ok(_) => panic!("an empty catalog blob was accepted"),
         Err(e) => format!("{:?}", JsValue::from(e)),
     };
@@ -453,7 +512,10 @@ fn a_grown_history_reuses_the_cache_and_equals_a_full_pass() {
         meta: META.to_vec(),
     })
     .unwrap();
-    let blob = l2d::blob::Blob::from_bytes(MEMORY_BLOB).unwrap();
+    let blob = l2d::blob::Blob::from_bytes(MEMORY_BLOB)
+        .unwrap()
+        .with_items([(ITEMS_FILE, ITEMS)])
+        .unwrap();
     let titles: Vec<&str> = blob.items.iter().take(8).map(|i| i.title).collect();
     let mut encoder = QueryEncoder::new();
     for n in 1..=titles.len() {
@@ -477,4 +539,12 @@ fn a_grown_history_reuses_the_cache_and_equals_a_full_pass() {
         assert!(gap <= 1e-5, "{n} titles: differs from a full pass by {gap}");
         assert_eq!(encoder.encode(&model, &ids).unwrap(), (state, Reuse::Memo));
     }
+}
+
+/// The items part included above is the one the shipped manifest lists (after a rebuilt
+/// catalog, rename `ITEMS`/`ITEMS_FILE` to what this says).
+#[wasm_bindgen_test]
+fn the_manifest_lists_the_items_part_this_test_includes() {
+    let manifest = l2d::manifest::Manifest::from_json(MANIFEST.as_bytes(), "manifest").unwrap();
+    assert_eq!(manifest.items, vec![ITEMS_FILE.to_string()]);
 }

@@ -99,10 +99,11 @@ async function catalogSweep(sizes) {
       items: size,
       loadMs: performance.now() - t0,
       blobBytes: bytes("global.blob"),
+      itemsBytes: manifest.items.reduce((a, name) => a + bytes(name), 0),
       modelBytes: bytes("model.safetensors") + bytes("tokenizer.json") + bytes("config.json") + bytes("l2d.json"),
     };
     row.wasmMemoryBytes = (await client.info()).wasmMemoryBytes;
-    row.wasmMemoryOverBlobAndModel = row.wasmMemoryBytes / (row.blobBytes + row.modelBytes);
+    row.wasmMemoryOverBlobAndModel = row.wasmMemoryBytes / (row.blobBytes + row.itemsBytes + row.modelBytes);
     const ids = (await client.items()).map((i) => i.id);
     const runs = histories(ids, ROUNDS + 1);
     const options = { k: 20, backend: "cpu", mode: "global" };

@@ -431,15 +431,14 @@ fn report(layout: &Layout, log: &BuildLog, widget_url: &str) -> Result<String> {
         let (vr, vn) = v.map_or((f64::NAN, f64::NAN), |(_, r, n)| (*r, *n));
         out += &format!("| {method} | {vr:.4} | {vn:.4} | {recall:.4} | {ndcg:.4} |\n");
     }
-    let first_visit: u64 = l2d::model::MODEL_FILES
-        .iter()
-        .copied()
-        .chain(std::iter::once(site.blob_file("memory", "site manifest")?))
+    let first_visit: u64 = site
+        .fetched_files("memory", "site manifest")?
+        .into_iter()
         .filter_map(|name| site.files.get(name).map(|f| f.bytes))
         .sum();
     let all: u64 = site.files.values().map(|f| f.bytes).sum();
     out += &format!(
-        "\nSizes: a first visit downloads {:.2} MB (model files + memory blob); the site holds {:.2} MB in {} files.\n\n",
+        "\nSizes: a first visit downloads {:.2} MB (model files, memory blob, items parts); the site holds {:.2} MB in {} files.\n\n",
         first_visit as f64 / 1e6,
         all as f64 / 1e6,
         site.files.len() + 1

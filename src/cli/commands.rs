@@ -104,10 +104,22 @@ pub(super) fn load_manifest(model_dir: &Path) -> Result<(PathBuf, Manifest)> {
     Ok((path, manifest))
 }
 
-/// A blob file, read and verified.
+/// A blob file and its items parts, read and verified.
 fn read_blob_file(path: &Path) -> Result<Blob> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Blob::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))
+    Blob::read_file(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes a blob to `path` and its items parts beside it (each atomically); returns the bytes
+/// of the blob and of the parts.
+fn write_blob_files(blob: &Blob, path: &Path) -> Result<(usize, usize)> {
+    let bytes = blob.to_bytes();
+    let parts = blob.items_parts();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (name, part) in blob.items_part_names(parts.len()).iter().zip(&parts) {
+        replace_file(&dir.join(name), |tmp| Ok(std::fs::write(tmp, part)?))?;
+    }
+    replace_file(path, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
+    Ok((bytes.len(), parts.iter().map(Vec::len).sum()))
 }
 
 fn load_shipped(model_dir: &Path) -> Result<Shipped> {
@@ -290,7 +302,6 @@ pub fn blob(args: BlobArgs) -> Result<()> {
     let spec = BlobSpec {
         kind,
         dtype,
-        with_titles: !args.no_titles,
         fraction: args.fraction,
         keep: Keep::parse(&args.keep, args.seed)?,
         max_bytes: args.max_bytes,
@@ -316,10 +327,9 @@ fn write_blob(
 ) -> Result<()> {
     let (blob, fraction) = build_blob(memory, catalog, fingerprint, model, spec)
         .with_context(|| format!("building {}", out.display()))?;
-    let bytes = blob.to_bytes();
-    replace_file(out, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
+    let (bytes, items) = write_blob_files(&blob, out)?;
     println!(
-        "wrote {}: {:?} blob, memory fraction {fraction:.4}, {} rows × {} {:?}, {} items ({} without a state{}), {:.2} MB",
+        "wrote {}: {:?} blob, memory fraction {fraction:.4}, {} rows × {} {:?}, {} items ({} without a state{}), {:.2} MB (+ {:.2} MB of items parts)",
         out.display(),
         spec.kind,
         blob.matrix.rows(),
@@ -332,7 +342,8 @@ fn write_blob(
         } else {
             ""
         },
-        bytes.len() as f64 / 1e6
+        bytes as f64 / 1e6,
+        items as f64 / 1e6
     );
     Ok(())
 }
@@ -479,11 +490,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                         eprintln!("{line}")
                     })?;
                 eprintln!(
-                    "sasrec: best valid R@20 {:.4} at epoch {} of {} ({:.0} s)",
-                    run.best_valid_recall, run.best_epoch, run.epochs, run.seconds
+                    "sasrec: best valid R@20 {:.4} at epoch {} of {} ({:.0} s, stopped by {:?})",
+                    run.best_valid_recall, run.best_epoch, run.epochs, run.seconds, run.stop
                 );
+                if let Some(warning) = run.stop.warning(&cfg, run.epochs) {
+                    eprintln!("warning: {warning}");
+                }
                 let rankings = net.rankings(&samples)?;
-                reports.push(evaluate("SASRec", &rankings, &targets, &train_counts));
+                // A capped run is named so in every table it appears in.
+                let label = match run.stop {
+                    l2d::sasrec::Stop::TimeCap => {
+                        format!("SASRec (cut by the {}-minute cap)", cfg.max_minutes)
+                    }
+                    _ => "SASRec".to_string(),
+                };
+                reports.push(evaluate(&label, &rankings, &targets, &train_counts));
                 if args.sasrec_refit {
                     if split != Split::Test {
                         bail!("--sasrec-refit trains on train + valid: evaluate it on test");
@@ -799,14 +820,14 @@ pub fn synth(args: SynthArgs) -> Result<()> {
         &stats,
         args.seed,
     )?;
-    let bytes = blob.to_bytes();
-    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
+    let (bytes, items) = write_blob_files(&blob, &args.out)?;
     println!(
-        "wrote {}: synthetic global blob, {} items × {} {dtype:?}, {:.1} MB",
+        "wrote {}: synthetic global blob, {} items × {} {dtype:?}, {:.1} MB (+ {:.1} MB of items parts)",
         args.out.display(),
         args.items,
         config.hidden_size,
-        bytes.len() as f64 / 1e6
+        bytes as f64 / 1e6,
+        items as f64 / 1e6
     );
     Ok(())
 }
@@ -1177,7 +1198,6 @@ pub fn update(args: UpdateArgs) -> Result<()> {
         let spec = BlobSpec {
             kind: old.kind,
             dtype: old.matrix.dtype(),
-            with_titles: old.has_titles,
             fraction: 1.0,
             keep: Keep::Newest,
             max_bytes: (old.kind == BlobKind::Memory).then_some(blob_budget),
@@ -1190,7 +1210,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
             &spec,
         )
         .with_context(|| format!("rebuilding {}", path.display()))?;
-        written.push((path, blob.to_bytes(), fraction));
+        written.push((path, blob, fraction));
     }
     // Everything computed: now replace the files, the memory first (its count is what a rerun
     // checks against the dataset's train split).
@@ -1199,12 +1219,12 @@ pub fn update(args: UpdateArgs) -> Result<()> {
     dataset
         .write_dir(&args.dataset)
         .with_context(|| format!("writing {}", args.dataset.display()))?;
-    for (path, bytes, fraction) in &written {
-        replace_file(path, |tmp| Ok(std::fs::write(tmp, bytes)?))?;
+    for (path, blob, fraction) in &written {
+        let (bytes, _) = write_blob_files(blob, path)?;
         rewritten.push(format!(
             "{} ({:.2} MB, memory fraction {fraction:.4})",
             path.display(),
-            bytes.len() as f64 / 1e6
+            bytes as f64 / 1e6
         ));
     }
     let command = manifest.command().unwrap_or("l2d update").to_string();

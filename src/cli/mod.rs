@@ -410,9 +410,6 @@ struct BlobArgs {
     /// Subsampling seed (`--keep random`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Leave titles out (ids only).
-    #[arg(long)]
-    no_titles: bool,
     /// Largest blob size in bytes: a memory blob keeps the largest seeded fraction (at most
     /// --fraction) that fits (a download budget, not a tuned constant).
     #[arg(long)]

@@ -32,7 +32,7 @@ fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
     let model = Model::load_dir(&dir).expect("shipped model");
     let blob_bytes = std::fs::read(dir.join("memory.blob")).expect("shipped memory blob");
-    let blob = Blob::from_bytes(&blob_bytes).expect("blob parses");
+    let blob = Blob::read_file(&dir.join("memory.blob")).expect("blob parses");
     let (catalog, mut reps) =
         load_blob(&model, blob.clone(), "memory.blob").expect("blob fits the model");
     let manifest = l2d::manifest::Manifest::from_json(

@@ -16,9 +16,9 @@ pub fn default_model() -> Model {
     Model::load_dir(&default_dir()).unwrap()
 }
 
-/// A shipped blob (`memory.blob` or `global.blob`), parsed.
+/// A shipped blob (`memory.blob` or `global.blob`) with its items parts, parsed.
 pub fn default_blob(name: &str) -> Blob {
-    Blob::from_bytes(&std::fs::read(default_dir().join(name)).unwrap()).unwrap()
+    Blob::read_file(&default_dir().join(name)).unwrap()
 }
 
 /// A small Qwen2 network with seeded random weights (every variable, biases and norm weights

@@ -21,8 +21,7 @@ fn shipped() -> &'static Shipped {
     SHIPPED.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
         let model = Model::load_dir(&dir).expect("shipped model");
-        let bytes = std::fs::read(dir.join("memory.blob")).expect("shipped blob");
-        let blob = l2d::blob::Blob::from_bytes(&bytes).expect("shipped blob parses");
+        let blob = l2d::blob::Blob::read_file(&dir.join("memory.blob")).expect("shipped blob parses");
         let (catalog, reps) = load_blob(&model, blob, "memory.blob").expect("blob fits model");
         Shipped {
             model,
