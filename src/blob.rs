@@ -307,7 +307,7 @@ impl Blob {
             DType::I8 => 2,
         });
         out.extend_from_slice(&flags.to_le_bytes());
-        out.extend_from_slice(&(self.items.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.counts.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.matrix.rows() as u32).to_le_bytes());
         out.extend_from_slice(&(self.matrix.dim() as u32).to_le_bytes());
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());

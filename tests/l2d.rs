@@ -316,6 +316,9 @@ fn blob_write_read_is_identity() {
             let blob = tiny_blob(kind, dtype);
             let back = parse_with_items(&blob.to_bytes(), &blob);
             assert_eq!(back, blob, "{kind:?} {dtype:?}");
+            // Parsed without its items parts, it writes the same bytes (item count included).
+            let bytes = blob.to_bytes();
+            assert_eq!(Blob::from_bytes(&bytes).unwrap().to_bytes(), bytes);
             // With a cold-start vector for item "c", the one without states.
             let cold = l2d::score::ItemMatrix::from_f32(
                 (0..8).map(|d| d as f32 / 8.0).collect(),
