@@ -585,6 +585,9 @@ impl Blob {
     }
 }
 
+/// Bytes of syntax every items line spends at least: `{"id":"","title":""}` and its newline.
+const LINE_SYNTAX: usize = 21;
+
 /// Reads items parts one at a time (so a browser copies one part into wasm memory at once),
 /// hashing them as they come.
 pub struct ItemsReader {
@@ -598,8 +601,7 @@ impl ItemsReader {
     /// (0 when unknown): the text buffer is allocated once, near its final size (growing it by
     /// doubling would leave a larger high-water mark in wasm memory, which never shrinks).
     pub fn new(expected: usize, part_bytes: usize) -> Self {
-        // Each line spends at least `{"id":"","title":""}` and a newline on syntax.
-        let text = part_bytes.saturating_sub(expected.saturating_mul(22));
+        let text = part_bytes.saturating_sub(expected.saturating_mul(LINE_SYNTAX));
         ItemsReader {
             hasher: Sha256::new(),
             items: ItemTexts::with_capacity(expected, text),
@@ -620,6 +622,11 @@ impl ItemsReader {
         let Some(body) = bytes.strip_suffix(b"\n") else {
             return Ok(());
         };
+        // The part's text fits in what the part spends beyond its syntax: grow to exactly
+        // that when the estimate from `new` fell short, never by doubling.
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        self.items
+            .reserve_exact(lines, bytes.len().saturating_sub(lines * LINE_SYNTAX));
         for (i, line) in body.split(|&b| b == b'\n').enumerate() {
             let bad = |message: String| BlobError::BadItemLine {
                 part: name.into(),

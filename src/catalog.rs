@@ -84,6 +84,13 @@ impl ItemTexts {
         Ok(texts)
     }
 
+    /// Makes room for `items` more items with `bytes` more bytes of text, growing to exactly
+    /// that (not by doubling: wasm memory never shrinks, so a doubled buffer stays).
+    pub fn reserve_exact(&mut self, items: usize, bytes: usize) {
+        self.text.reserve_exact(bytes);
+        self.ends.reserve_exact(2 * items);
+    }
+
     /// Appends an item. Fails when the text would pass 4 GiB (offsets are 32-bit).
     pub fn push(&mut self, id: &str, title: &str) -> Result<()> {
         if self.text.len() + id.len() + title.len() > u32::MAX as usize {

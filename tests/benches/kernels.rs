@@ -187,4 +187,17 @@ fn main() {
         "parse + verify blob       {parse:8.3} ms  ({:.0} MB/s)",
         blob_bytes.len() as f64 / parse / 1e3
     );
+    let parts = blob.items_parts();
+    let part_bytes: usize = parts.iter().map(Vec::len).sum();
+    let items = median_ms(10, || {
+        let mut reader = l2d::blob::ItemsReader::new(blob.counts.len(), part_bytes);
+        for part in &parts {
+            reader.part("items", part).unwrap();
+        }
+        black_box(reader.finish(&blob.items_sha256).unwrap());
+    });
+    println!(
+        "read + verify items parts {items:8.3} ms  ({:.0} MB/s)",
+        part_bytes as f64 / items / 1e3
+    );
 }
