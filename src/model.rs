@@ -460,27 +460,39 @@ impl Proj {
             return Ok(self.0.forward(xs)?);
         }
         let x = xs.flatten_all()?.to_vec1::<f32>()?;
-        let w = weight.flatten_all()?;
-        let (storage, layout) = w.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
+        // The weight and bias are read where they lie; anything but contiguous f32 in CPU
+        // memory takes candle's product.
+        let done = {
+            let (w_storage, w_layout) = weight.storage_and_layout();
+            let bias = self.0.bias().map(Tensor::storage_and_layout);
+            let w = cpu_f32(&w_storage, w_layout);
+            match (w, bias.as_ref().map(|(s, l)| cpu_f32(s, l))) {
+                (Some(w), None) => Some((linear_rows(&x, w, None, inp), w.len())),
+                (Some(w), Some(Some(b))) => Some((linear_rows(&x, w, Some(b), inp), w.len())),
+                _ => None,
+            }
+        };
+        let Some((y, weights)) = done else {
             return Ok(self.0.forward(xs)?);
         };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| Error::invalid("linear weight", "not contiguous"))?;
-        let w = &cpu.as_slice::<f32>()?[start..end];
-        let bias = match self.0.bias() {
-            Some(b) => Some(b.to_vec1::<f32>()?),
-            None => None,
-        };
-        let y = linear_rows(&x, w, bias.as_deref(), inp);
         let mut shape = xs.dims().to_vec();
-        let out = w.len() / inp.max(1);
         if let Some(last) = shape.last_mut() {
-            *last = out;
+            *last = weights / inp.max(1);
         }
         Ok(Tensor::from_vec(y, shape, xs.device())?)
     }
+}
+
+/// The f32 values of a tensor's storage when they lie contiguous in CPU memory.
+fn cpu_f32<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> Option<&'a [f32]> {
+    let candle_core::Storage::Cpu(cpu) = storage else {
+        return None;
+    };
+    let (start, end) = layout.contiguous_offsets()?;
+    cpu.as_slice::<f32>().ok().map(|values| &values[start..end])
 }
 
 impl Qwen2 {
