@@ -418,7 +418,7 @@ struct BlobArgs {
     /// paper's rule) or `title` (they get title vectors; see `eval --treatments cold=title`).
     #[arg(long, default_value = "last")]
     cold_start: String,
-    /// Output file.
+    /// Output file (its items parts, the ids and titles, are written beside it).
     #[arg(long)]
     out: PathBuf,
 }
@@ -550,7 +550,7 @@ struct SynthArgs {
     /// Seed of vectors and titles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output blob file.
+    /// Output blob file (its items parts are written beside it).
     #[arg(long)]
     out: PathBuf,
 }
