@@ -546,6 +546,16 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
             "`{part}` missing in the report:\n{report}"
         );
     }
+    // `--sasrec-minutes 0.01` may cut SASRec short (a slow or busy machine): then, and only
+    // then, the report says so.
+    let test_eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model/eval.json")).unwrap()).unwrap();
+    let capped = !test_eval["warnings"].as_array().unwrap().is_empty();
+    assert_eq!(
+        report.contains("Warning (test report): SASRec stopped by the 0.01-minute cap"),
+        capped,
+        "{report}"
+    );
 
     assert_eq!(
         build(&[]),

@@ -373,8 +373,10 @@ fn build_command() -> String {
         .join(" ")
 }
 
-/// (method, R@20, N@20) of each report in an `l2d eval --json` file.
-fn eval_rows(path: &Path) -> Result<Vec<(String, f64, f64)>> {
+/// (method, R@20, N@20) of each report in an `l2d eval --json` file, and its warnings (a
+/// baseline cut short, say).
+type EvalRows = (Vec<(String, f64, f64)>, Vec<String>);
+fn eval_rows(path: &Path) -> Result<EvalRows> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
@@ -382,7 +384,15 @@ fn eval_rows(path: &Path) -> Result<Vec<(String, f64, f64)>> {
         .iter()
         .position(|&k| k == 20)
         .expect("20 is a K");
-    Ok(value["reports"]
+    let warnings = value["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|w| w.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = value["reports"]
         .as_array()
         .map(|reports| {
             reports
@@ -396,7 +406,8 @@ fn eval_rows(path: &Path) -> Result<Vec<(String, f64, f64)>> {
                 })
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((rows, warnings))
 }
 
 /// The build's report: split counts, valid and test quality next to the baselines, sizes,
@@ -419,8 +430,8 @@ fn report(layout: &Layout, log: &BuildLog, widget_url: &str) -> Result<String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let valid = eval_rows(&layout.work().join("eval-valid.json"))?;
-    let test = eval_rows(&layout.model().join(l2d::manifest::EVAL_FILE))?;
+    let (valid, valid_warnings) = eval_rows(&layout.work().join("eval-valid.json"))?;
+    let (test, test_warnings) = eval_rows(&layout.model().join(l2d::manifest::EVAL_FILE))?;
     out += &format!(
         "Quality (the shipped variant is the manifest's scoring, {}, chosen on valid; test evaluated once):\n\n",
         site.scoring.label()
@@ -430,6 +441,12 @@ fn report(layout: &Layout, log: &BuildLog, widget_url: &str) -> Result<String> {
         let v = valid.iter().find(|(m, _, _)| m == method);
         let (vr, vn) = v.map_or((f64::NAN, f64::NAN), |(_, r, n)| (*r, *n));
         out += &format!("| {method} | {vr:.4} | {vn:.4} | {recall:.4} | {ndcg:.4} |\n");
+    }
+    for (split, warning) in std::iter::repeat("valid")
+        .zip(&valid_warnings)
+        .chain(std::iter::repeat("test").zip(&test_warnings))
+    {
+        out += &format!("\nWarning ({split} report): {warning}.\n");
     }
     let first_visit: u64 = site
         .fetched_files("memory", "site manifest")?

@@ -426,6 +426,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         None
     };
     let mut reports: Vec<Report> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     for method in &args.methods {
         match method.as_str() {
             "popularity" => reports.push(popularity_report(&targets, &train_counts)),
@@ -493,18 +494,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                     "sasrec: best valid R@20 {:.4} at epoch {} of {} ({:.0} s, stopped by {:?})",
                     run.best_valid_recall, run.best_epoch, run.epochs, run.seconds, run.stop
                 );
-                if let Some(warning) = run.stop.warning(&cfg, run.epochs) {
-                    eprintln!("warning: {warning}");
-                }
+                // The method keeps its name (tables are joined by it); a capped run is said
+                // below the tables and in the JSON.
+                warnings.extend(run.stop.warning(&cfg, run.epochs));
                 let rankings = net.rankings(&samples)?;
-                // A capped run is named so in every table it appears in.
-                let label = match run.stop {
-                    l2d::sasrec::Stop::TimeCap => {
-                        format!("SASRec (cut by the {}-minute cap)", cfg.max_minutes)
-                    }
-                    _ => "SASRec".to_string(),
-                };
-                reports.push(evaluate(&label, &rankings, &targets, &train_counts));
+                reports.push(evaluate("SASRec", &rankings, &targets, &train_counts));
                 if args.sasrec_refit {
                     if split != Split::Test {
                         bail!("--sasrec-refit trains on train + valid: evaluate it on test");
@@ -559,6 +553,10 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             .collect();
         println!("  {}: {}", r.method, parts.join(" / "));
     }
+    for warning in &warnings {
+        println!("warning: {warning}");
+        eprintln!("warning: {warning}");
+    }
     if let Some(path) = &args.json {
         let out = serde_json::json!({
             "dataset": dataset.name,
@@ -567,6 +565,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             "model": args.io.model.display().to_string(),
             "memory_states": memory.as_ref().map(|m| m.len()),
             "reference": reference,
+            "warnings": warnings,
             "reports": reports,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
