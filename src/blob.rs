@@ -143,9 +143,7 @@ impl Blob {
     ) -> Result<Self, BlobError> {
         let items = catalog.texts().clone();
         let mut hasher = Sha256::new();
-        for part in items_parts(&items) {
-            hasher.update(&part);
-        }
+        for_each_line(&items, |line| hasher.update(line));
         let blob = Blob {
             kind,
             model_fingerprint,
@@ -513,25 +511,43 @@ struct ItemLine<'a> {
     title: std::borrow::Cow<'a, str>,
 }
 
-/// The items parts of `items`: JSON lines in order, a new part after every [`PART_BYTES`].
-pub fn items_parts(items: &ItemTexts) -> Vec<Vec<u8>> {
-    let mut parts = vec![Vec::new()];
+/// Each item's line of the items parts (its JSON and a newline), in catalog order: what the
+/// parts are cut from, and what their sha256 and size are computed over without building them.
+fn for_each_line(items: &ItemTexts, mut f: impl FnMut(&[u8])) {
+    let mut line = Vec::new();
     for item in items.iter() {
-        let part = parts.last_mut().expect("one part");
-        let line = ItemLine {
+        line.clear();
+        let json = ItemLine {
             id: item.id.into(),
             title: item.title.into(),
         };
-        serde_json::to_writer(&mut *part, &line).expect("strings serialize");
-        part.push(b'\n');
+        serde_json::to_writer(&mut line, &json).expect("strings serialize");
+        line.push(b'\n');
+        f(&line);
+    }
+}
+
+/// The items parts of `items`: JSON lines in order, a new part after every [`PART_BYTES`].
+pub fn items_parts(items: &ItemTexts) -> Vec<Vec<u8>> {
+    let mut parts = vec![Vec::new()];
+    for_each_line(items, |line| {
+        let part = parts.last_mut().expect("one part");
+        part.extend_from_slice(line);
         if part.len() >= PART_BYTES {
             parts.push(Vec::new());
         }
-    }
+    });
     if parts.len() > 1 && parts.last().is_some_and(Vec::is_empty) {
         parts.pop();
     }
     parts
+}
+
+/// Bytes of the items parts of `items`, all parts together.
+pub fn items_bytes(items: &ItemTexts) -> usize {
+    let mut bytes = 0;
+    for_each_line(items, |line| bytes += line.len());
+    bytes
 }
 
 /// The file name of part `index` of the items parts hashing to `items_sha256`: named by

@@ -611,6 +611,8 @@ pub fn build_blob(
             None => blob,
         })
     };
+    // The items parts do not depend on the fraction: their size is counted once.
+    let items = crate::blob::items_bytes(catalog.texts());
     let mut fraction = spec.fraction;
     let mut attempts = 0;
     let (size, max) = loop {
@@ -618,7 +620,6 @@ pub fn build_blob(
         let Some(max) = spec.max_bytes else {
             return Ok((blob, fraction));
         };
-        let items: usize = blob.items_parts().iter().map(Vec::len).sum();
         let size = (blob.to_bytes().len() + items) as u64;
         attempts += 1;
         if size <= max {

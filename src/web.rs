@@ -211,28 +211,16 @@ impl Recommender {
             }
             None => Scoring::default(),
         };
-        let items = JsBytes(js_sys::Uint8Array::from(items));
-        Self::build(&files, blob, &[("items", items)], scoring)
+        let parsed = Blob::from_bytes(blob)
+            .and_then(|b| b.with_items([("items", items)]))
+            .map_err(js_error)?;
+        Self::build(&files, parsed, scoring)
     }
 
-    /// Parses the blob from `blob` and its items parts one at a time (wasm memory never
-    /// shrinks, so what is alive together sets its size for good: the downloads stay outside it
-    /// and only parsed rows and texts enter).
-    fn build<S: BlobSource + ?Sized>(
-        files: &ModelFiles,
-        blob: &S,
-        items: &[(&str, JsBytes)],
-        scoring: Scoring,
-    ) -> Result<Recommender, JsError> {
+    /// The recommender of a blob read with its items parts.
+    fn build(files: &ModelFiles, blob: Blob, scoring: Scoring) -> Result<Recommender, JsError> {
         let model = Model::from_files(files).map_err(js_error)?;
-        let mut parsed = Blob::from_source(blob).map_err(js_error)?;
-        let total = items.iter().map(|(_, part)| part.len()).sum();
-        let mut reader = ItemsReader::new(parsed.counts.len(), total);
-        for (name, part) in items {
-            reader.part(name, &part.0.to_vec()).map_err(js_error)?;
-        }
-        parsed.items = reader.finish(&parsed.items_sha256).map_err(js_error)?;
-        let (catalog, mut reps) = load_blob(&model, parsed, "blob").map_err(js_error)?;
+        let (catalog, mut reps) = load_blob(&model, blob, "blob").map_err(js_error)?;
         reps.apply_scoring(&scoring).map_err(js_error)?;
         Ok(Recommender {
             inner: Rc::new(Inner {
@@ -295,6 +283,11 @@ impl Recommender {
                 fetch_verified(&url, name, entry, &cache_name, &on_progress).await?,
             );
         }
+        let items_bytes = manifest
+            .items
+            .iter()
+            .map(|name| fetched.get(name).map_or(0, |part| part.length() as usize))
+            .sum();
         let mut take = |name: &str| {
             fetched
                 .remove(name)
@@ -306,19 +299,21 @@ impl Recommender {
             tokenizer: take(crate::model::TOKENIZER_FILE).to_vec(),
             meta: take(crate::model::META_FILE).to_vec(),
         };
-        let blob = JsBytes(take(&blob_name));
-        let items: Vec<(&str, JsBytes)> = manifest
-            .items
-            .iter()
-            .map(|name| (name.as_str(), JsBytes(take(name))))
-            .collect();
+        // Wasm memory never shrinks, so what is alive together sets its size for good: the
+        // downloads stay outside it, only parsed rows and texts enter, the parts one at a time.
+        let mut blob = Blob::from_source(&JsBytes(take(&blob_name))).map_err(js_error)?;
+        let mut reader = ItemsReader::new(blob.counts.len(), items_bytes);
+        for name in &manifest.items {
+            reader.part(name, &take(name).to_vec()).map_err(js_error)?;
+        }
+        blob.items = reader.finish(&blob.items_sha256).map_err(js_error)?;
         // Files of an older deployment (other content-hashed names) leave the cache.
         let keep = js_sys::Array::new();
         for (name, entry) in &manifest.files {
             keep.push(&JsValue::from_str(&resolve_url(&base, entry.url(name))?));
         }
         cache_prune(cache_name.clone(), &resolve_url(&base, "./")?, keep).await;
-        Self::build(&files, &blob, &items, manifest.scoring.clone())
+        Self::build(&files, blob, manifest.scoring)
     }
 
     /// Recommends for `history` (item ids or exact titles, oldest first). Resolves to a
