@@ -125,6 +125,239 @@ fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     out
 }
 
+/// A linear layer's weight quantized for inference: each output row as integers in
+/// `[-127, 127]` (kept as `i16`, the operand width of the integer dot product) times one f32
+/// scale per row (its largest magnitude / 127). Half the bytes of the f32 weight; the product
+/// with activations ([`linear_q`]) is an exact integer sum, so it gives the same bits natively
+/// and in wasm.
+#[derive(Debug, Clone)]
+pub struct QuantRows {
+    values: Vec<i16>,
+    scales: Vec<f32>,
+    inp: usize,
+}
+
+/// Largest weight integer: symmetric int8.
+const WEIGHT_LEVELS: f32 = 127.0;
+
+impl QuantRows {
+    /// Quantizes `w` (`out × inp`, row-major): per row, `round(w / scale)` with
+    /// `scale = max |w| / 127` (an all-zero row keeps scale 0).
+    pub fn new(w: &[f32], inp: usize) -> Self {
+        let inp = inp.max(1);
+        let mut values = Vec::with_capacity(w.len());
+        let mut scales = Vec::with_capacity(w.len() / inp);
+        for row in w.chunks_exact(inp) {
+            let (scale, q) = quantize(row, WEIGHT_LEVELS);
+            scales.push(scale);
+            values.extend(q);
+        }
+        QuantRows {
+            values,
+            scales,
+            inp,
+        }
+    }
+
+    /// Output rows.
+    pub fn out(&self) -> usize {
+        self.scales.len()
+    }
+
+    /// Input width.
+    pub fn inp(&self) -> usize {
+        self.inp
+    }
+
+    fn row(&self, o: usize) -> &[i16] {
+        &self.values[o * self.inp..(o + 1) * self.inp]
+    }
+}
+
+/// `(scale, round(v / scale))` with `scale = max |v| / levels` (0 for an all-zero `v`).
+fn quantize(v: &[f32], levels: f32) -> (f32, impl Iterator<Item = i16> + '_) {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 && max.is_finite() {
+        max / levels
+    } else {
+        0.0
+    };
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let q = v
+        .iter()
+        .map(move |x| (x * inv).round_ties_even().clamp(-levels, levels) as i16);
+    (scale, q)
+}
+
+/// Activation levels for input width `inp`: as fine as `i16` allows while a whole row's sum of
+/// `activation × weight` products (each at most `levels × 127`) still fits an `i32`, in any
+/// order of summation (so every kernel sums exactly).
+fn activation_levels(inp: usize) -> f32 {
+    let bound = i32::MAX as usize / (WEIGHT_LEVELS as usize * inp.max(1));
+    bound.clamp(1, i16::MAX as usize) as f32
+}
+
+/// `x · wᵀ (+ bias)` with a quantized weight: `x` (`rows × inp`) is quantized per row to
+/// integers (scale = row max / [`activation_levels`], 15 bits for the model's widths), each
+/// output is the exact integer dot product times both scales. Rows are taken two at a time
+/// against four weight rows (each load used for several products). Returns `rows × out`.
+pub fn linear_q(x: &[f32], w: &QuantRows, bias: Option<&[f32]>) -> Vec<f32> {
+    let inp = w.inp;
+    let out = w.out();
+    let rows = x.len() / inp;
+    let levels = activation_levels(inp);
+    let mut xq = Vec::with_capacity(rows * inp);
+    let mut xs = Vec::with_capacity(rows);
+    for row in x.chunks_exact(inp) {
+        let (scale, q) = quantize(row, levels);
+        xs.push(scale);
+        xq.extend(q);
+    }
+    let mut y = vec![0f32; rows * out];
+    let mut put = |r: usize, o: usize, dot: i32| {
+        y[r * out + o] = dot as f32 * (xs[r] * w.scales[o]) + bias.map_or(0.0, |b| b[o]);
+    };
+    let x_row = |r: usize| &xq[r * inp..(r + 1) * inp];
+    let blocks = out / 4;
+    for blk in 0..blocks {
+        let o = blk * 4;
+        let ws = [0, 1, 2, 3].map(|j| w.row(o + j));
+        let mut r = 0;
+        while r + 2 <= rows {
+            let d = dot_rows_x4([x_row(r), x_row(r + 1)], ws);
+            for (i, dr) in d.iter().enumerate() {
+                for (j, &v) in dr.iter().enumerate() {
+                    put(r + i, o + j, v);
+                }
+            }
+            r += 2;
+        }
+        if r < rows {
+            let [d] = dot_rows_x4([x_row(r)], ws);
+            for (j, &v) in d.iter().enumerate() {
+                put(r, o + j, v);
+            }
+        }
+    }
+    for o in blocks * 4..out {
+        for r in 0..rows {
+            put(r, o, dot_i16(x_row(r), w.row(o)));
+        }
+    }
+    y
+}
+
+/// Exact integer dot product of two `i16` vectors (the caller bounds the sum to `i32`).
+fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
+}
+
+/// The dot products of `R` activation rows with four weight rows (all of one length), as
+/// `[row][weight]`. Natively the same sums through [`dot_i16`] (vectorised by the compiler; with
+/// AVX2 when the CPU has it).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn dot_rows_x4<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { dot_rows_x4_avx2(x, w) };
+        }
+    }
+    dot_rows_x4_plain(x, w)
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn dot_rows_x4_plain<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] {
+    x.map(|xr| w.map(|wr| dot_i16(xr, wr)))
+}
+
+/// [`dot_rows_x4_plain`] with AVX2's `vpmaddwd` (sixteen products per instruction, exact in
+/// `i32`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_rows_x4_avx2<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] {
+    use core::arch::x86_64::*;
+    let n = x
+        .iter()
+        .chain(&w)
+        .fold(usize::MAX, |n, row| n.min(row.len()));
+    let chunks = n / 16;
+    let mut acc = [[_mm256_setzero_si256(); 4]; R];
+    for c in 0..chunks {
+        let i = c * 16;
+        // SAFETY: i + 16 <= n, the length of every slice, so each 32-byte load at i stays
+        // inside its slice; loadu has no alignment requirement.
+        let xv = x.map(|row| unsafe { _mm256_loadu_si256(row.as_ptr().add(i) as *const __m256i) });
+        for (j, row) in w.iter().enumerate() {
+            // SAFETY: as above.
+            let wv = unsafe { _mm256_loadu_si256(row.as_ptr().add(i) as *const __m256i) };
+            for (a, &xr) in acc.iter_mut().zip(&xv) {
+                a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(xr, wv));
+            }
+        }
+    }
+    let mut out = acc.map(|a| {
+        a.map(|v| {
+            let mut lanes = [0i32; 8];
+            // SAFETY: lanes holds exactly 32 bytes.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v) };
+            lanes.iter().sum::<i32>()
+        })
+    });
+    for (o, xr) in out.iter_mut().zip(&x) {
+        for (v, wr) in o.iter_mut().zip(&w) {
+            *v += dot_i16(&xr[chunks * 16..n], &wr[chunks * 16..n]);
+        }
+    }
+    out
+}
+
+/// The dot products of `R` activation rows with four weight rows, with wasm `simd128`'s
+/// `i32x4.dot_i16x8_s` (eight products per instruction, exact in `i32`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn dot_rows_x4<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] {
+    use core::arch::wasm32::*;
+    let n = x
+        .iter()
+        .chain(&w)
+        .fold(usize::MAX, |n, row| n.min(row.len()));
+    let chunks = n / 8;
+    let mut acc = [[i32x4_splat(0); 4]; R];
+    for c in 0..chunks {
+        let i = c * 8;
+        // SAFETY: i + 8 <= n, the length of every slice, so each 16-byte load at i stays
+        // inside its slice; v128_load has no alignment requirement.
+        unsafe {
+            let xv = x.map(|row| v128_load(row.as_ptr().add(i) as *const v128));
+            for (j, row) in w.iter().enumerate() {
+                let wv = v128_load(row.as_ptr().add(i) as *const v128);
+                for (a, &xr) in acc.iter_mut().zip(&xv) {
+                    a[j] = i32x4_add(a[j], i32x4_dot_i16x8(xr, wv));
+                }
+            }
+        }
+    }
+    let mut out = acc.map(|a| {
+        a.map(|v| {
+            i32x4_extract_lane::<0>(v)
+                + i32x4_extract_lane::<1>(v)
+                + i32x4_extract_lane::<2>(v)
+                + i32x4_extract_lane::<3>(v)
+        })
+    });
+    for (o, xr) in out.iter_mut().zip(&x) {
+        for (v, wr) in o.iter_mut().zip(&w) {
+            *v += dot_i16(&xr[chunks * 8..n], &wr[chunks * 8..n]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +406,74 @@ mod tests {
                     (g - e).abs() < 1e-5,
                     "{rows}×{inp}→{out} at {i}: {g} vs {e}"
                 );
+            }
+        }
+    }
+
+    /// Seeded values in [-0.5, 0.5).
+    fn values(seed: u64, n: usize) -> Vec<f32> {
+        let mut state = 0x2545_f491_u64 ^ seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_quantized_product_is_the_exact_integer_sum_and_close_to_f32() {
+        // (rows, inp, out, bias, zero weight row): the model's widths, remainders past the
+        // vector width and the 4-row block, odd row counts (the single-row tail), a width
+        // whose activation levels fall below i16's so the integer sum still fits, and a row
+        // of zeros (scale 0).
+        for (rows, inp, out, with_bias, zero_row) in [
+            (1, 192, 64, true, false),
+            (79, 192, 768, false, false),
+            (10, 768, 192, true, false),
+            (3, 37, 5, true, true),
+            (16, 7, 3, false, false),
+            (2, 5000, 4, false, false),
+        ] {
+            let case = format!("{rows}×{inp}→{out}");
+            let x = values((rows * 131 + inp) as u64, rows * inp);
+            let mut w = values((out * 7 + inp) as u64, out * inp);
+            if zero_row {
+                w[..inp].iter_mut().for_each(|v| *v = 0.0);
+            }
+            let b = values(out as u64, out);
+            let bias = with_bias.then_some(b.as_slice());
+            let q = QuantRows::new(&w, inp);
+            let got = linear_q(&x, &q, bias);
+            assert_eq!(got.len(), rows * out, "{case}");
+            let f32_product = linear_rows(&x, &w, bias, inp);
+            let levels = activation_levels(inp);
+            for r in 0..rows {
+                let (sx, xq) = quantize(&x[r * inp..(r + 1) * inp], levels);
+                let xq: Vec<i64> = xq.map(i64::from).collect();
+                let xmax = x[r * inp..(r + 1) * inp]
+                    .iter()
+                    .fold(0f32, |m, v| m.max(v.abs()));
+                for o in 0..out {
+                    let exact: i64 = xq
+                        .iter()
+                        .zip(q.row(o))
+                        .map(|(&a, &c)| a * i64::from(c))
+                        .sum();
+                    assert!(exact.abs() <= i64::from(i32::MAX), "{case}: sum fits i32");
+                    let want =
+                        exact as i32 as f32 * (sx * q.scales[o]) + bias.map_or(0.0, |b| b[o]);
+                    let at = r * out + o;
+                    assert_eq!(got[at].to_bits(), want.to_bits(), "{case} at ({r}, {o})");
+                    let wmax = w[o * inp..(o + 1) * inp]
+                        .iter()
+                        .fold(0f32, |m, v| m.max(v.abs()));
+                    let bound = inp as f32 * (xmax * q.scales[o] + wmax * sx) * 0.5 + 1e-5;
+                    let err = (got[at] - f32_product[at]).abs();
+                    assert!(err <= bound, "{case} at ({r}, {o}): error {err} > {bound}");
+                }
             }
         }
     }

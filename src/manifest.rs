@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Density, Mode, ScoreOptions};
 use crate::error::{Error, Result};
+use crate::model::Weights;
 use crate::prompt::Template;
 
 /// The manifest format this code writes and reads.
@@ -66,6 +67,14 @@ pub struct Scoring {
     /// Density mode's kernel bandwidth and count exponent (required by `density`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub density: Option<Density>,
+    /// How the model's linear layers multiply (`f32` when absent): the query states the
+    /// scoring above was chosen and evaluated with.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub weights: Weights,
+}
+
+fn is_f32(weights: &Weights) -> bool {
+    *weights == Weights::F32
 }
 
 fn default_mode() -> String {
@@ -83,6 +92,7 @@ impl Default for Scoring {
             popularity_prior: 0.0,
             local_min_states: 0,
             density: None,
+            weights: Weights::F32,
         }
     }
 }
@@ -159,6 +169,9 @@ impl Scoring {
         }
         if self.local_min_states > 1 && self.mode == "local" {
             extras.push(format!("local≥{}", self.local_min_states));
+        }
+        if self.weights != Weights::F32 {
+            extras.push(format!("{} weights", self.weights.name()));
         }
         if !extras.is_empty() {
             label += &format!(" [{}]", extras.join(", "));
@@ -561,8 +574,18 @@ mod tests {
                     popularity_prior: 0.5,
                     local_min_states: 3,
                     density: None,
+                    weights: Weights::F32,
                 },
                 "L2D-L (M=10) [prior=0.5, local≥3]",
+            ),
+            (
+                Scoring {
+                    mode: "density".into(),
+                    density: Some(Density::new(34.5, 0.25)),
+                    weights: Weights::Int8,
+                    ..Scoring::default()
+                },
+                "density (bandwidth=34.5, β=0.25) [int8 weights]",
             ),
             (
                 Scoring {
@@ -578,5 +601,18 @@ mod tests {
         }
         let parsed: Scoring = serde_json::from_str("{}").unwrap();
         assert_eq!(parsed, Scoring::default());
+        // f32 weights are left out of the manifest (older manifests read the same); others
+        // are written and read back; an unknown name is refused.
+        assert!(!serde_json::to_string(&Scoring::default())
+            .unwrap()
+            .contains("weights"));
+        let int8 = Scoring {
+            weights: Weights::Int8,
+            ..Scoring::default()
+        };
+        let text = serde_json::to_string(&int8).unwrap();
+        assert!(text.contains(r#""weights":"int8""#), "{text}");
+        assert_eq!(serde_json::from_str::<Scoring>(&text).unwrap(), int8);
+        assert!(serde_json::from_str::<Scoring>(r#"{"weights":"int4"}"#).is_err());
     }
 }

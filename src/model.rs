@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::kernel::linear_rows;
+use crate::kernel::{linear_q, linear_rows, QuantRows};
 use crate::prompt::Template;
 use crate::tokenizer::Tokenizer;
 
@@ -423,6 +423,7 @@ pub struct Qwen2 {
     cos: Tensor,
     sin: Tensor,
     eps: f64,
+    weights: Weights,
 }
 
 fn linear(vb: &VarBuilder, name: &str, inp: usize, out: usize, bias: bool) -> Result<Proj> {
@@ -433,53 +434,125 @@ fn linear(vb: &VarBuilder, name: &str, inp: usize, out: usize, bias: bool) -> Re
     } else {
         None
     };
-    Ok(Proj(Linear::new(weight, bias)))
+    Ok(Proj {
+        linear: Linear::new(weight, bias),
+        quant: None,
+    })
+}
+
+/// How the linear layers' weights are multiplied at inference. The model files are the same
+/// either way (Hugging Face safetensors); the manifest says which the browser runs, and
+/// `l2d eval --shipped` runs the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weights {
+    /// The weights as loaded, in f32.
+    #[default]
+    F32,
+    /// Each weight row quantized to int8 with one scale at load (`kernel::QuantRows`), the
+    /// activations to 15-bit integers per row: an exact integer product (`kernel::linear_q`),
+    /// the same bits natively and in wasm.
+    Int8,
+}
+
+impl Weights {
+    /// The name used in the manifest and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Weights::F32 => "f32",
+            Weights::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for Weights {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "f32" => Ok(Weights::F32),
+            "int8" => Ok(Weights::Int8),
+            other => Err(Error::mismatch("weights", "f32 or int8", other)),
+        }
+    }
 }
 
 /// Inputs of at most this many rows (tokens × batch) go through [`linear_rows`] at inference.
 pub const SMALL_ROWS: usize = 16;
 
-/// A linear layer whose forward pass on a few rows at inference (a click's new tokens, a beam
-/// step) goes through [`linear_rows`] instead of candle's blocked product, which in wasm costs
-/// more than the product itself at that size (a click's encoding 4.0 → 2.6 ms, beam 10 about
+/// A linear layer. At inference with [`Weights::Int8`] every input goes through
+/// [`linear_q`]; with f32 weights an input of a few rows (a click's new tokens, a beam step)
+/// goes through [`linear_rows`] instead of candle's blocked product, which in wasm costs more
+/// than the product itself at that size (a click's encoding 4.0 → 2.6 ms, beam 10 about
 /// 120 → 75 ms in headless Chromium; natively the two are within noise of each other).
-/// Training (weights that are variables) and longer inputs use candle's product.
-struct Proj(Linear);
+/// Training (weights that are variables) and longer f32 inputs use candle's product.
+struct Proj {
+    linear: Linear,
+    quant: Option<QuantRows>,
+}
 
 impl Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let inp = xs.dims().last().copied().unwrap_or(0);
         let rows = xs.elem_count().checked_div(inp).unwrap_or(0);
-        let weight = self.0.weight();
-        let small = rows <= SMALL_ROWS
-            && !weight.is_variable()
-            && xs.dtype() == DType::F32
-            && weight.dtype() == DType::F32
-            && xs.device().is_cpu();
-        if !small {
-            return Ok(self.0.forward(xs)?);
-        }
-        let x = xs.flatten_all()?.to_vec1::<f32>()?;
-        // The weight and bias are read where they lie; anything but contiguous f32 in CPU
-        // memory takes candle's product.
-        let done = {
-            let (w_storage, w_layout) = weight.storage_and_layout();
-            let bias = self.0.bias().map(Tensor::storage_and_layout);
-            let w = cpu_f32(&w_storage, w_layout);
-            match (w, bias.as_ref().map(|(s, l)| cpu_f32(s, l))) {
-                (Some(w), None) => Some((linear_rows(&x, w, None, inp), w.len())),
-                (Some(w), Some(Some(b))) => Some((linear_rows(&x, w, Some(b), inp), w.len())),
-                _ => None,
+        let weight = self.linear.weight();
+        let cpu_f32_input = xs.dtype() == DType::F32 && xs.device().is_cpu();
+        let y = match &self.quant {
+            Some(q) if cpu_f32_input && q.inp() == inp => {
+                let x = xs.flatten_all()?.to_vec1::<f32>()?;
+                let bias = self.linear.bias().map(Tensor::storage_and_layout);
+                match bias.as_ref().map(|(s, l)| cpu_f32(s, l)) {
+                    None => Some((linear_q(&x, q, None), q.out())),
+                    Some(Some(b)) => Some((linear_q(&x, q, Some(b)), q.out())),
+                    Some(None) => None,
+                }
             }
+            _ if rows <= SMALL_ROWS
+                && cpu_f32_input
+                && !weight.is_variable()
+                && weight.dtype() == DType::F32 =>
+            {
+                let x = xs.flatten_all()?.to_vec1::<f32>()?;
+                // The weight and bias are read where they lie; anything but contiguous f32 in
+                // CPU memory takes candle's product.
+                let (w_storage, w_layout) = weight.storage_and_layout();
+                let bias = self.linear.bias().map(Tensor::storage_and_layout);
+                let w = cpu_f32(&w_storage, w_layout);
+                match (w, bias.as_ref().map(|(s, l)| cpu_f32(s, l))) {
+                    (Some(w), None) => Some((linear_rows(&x, w, None, inp), w.len() / inp.max(1))),
+                    (Some(w), Some(Some(b))) => {
+                        Some((linear_rows(&x, w, Some(b), inp), w.len() / inp.max(1)))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
         };
-        let Some((y, weights)) = done else {
-            return Ok(self.0.forward(xs)?);
+        let Some((y, out)) = y else {
+            return Ok(self.linear.forward(xs)?);
         };
         let mut shape = xs.dims().to_vec();
         if let Some(last) = shape.last_mut() {
-            *last = weights / inp.max(1);
+            *last = out;
         }
         Ok(Tensor::from_vec(y, shape, xs.device())?)
+    }
+
+    /// Holds the weight as [`Weights`] says from now on.
+    fn set_weights(&mut self, weights: Weights) -> Result<()> {
+        self.quant = match weights {
+            Weights::F32 => None,
+            Weights::Int8 => {
+                let weight = self.linear.weight();
+                let inp = weight.dims().last().copied().unwrap_or(0);
+                let values = weight
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                Some(QuantRows::new(&values, inp))
+            }
+        };
+        Ok(())
     }
 }
 
@@ -543,12 +616,40 @@ impl Qwen2 {
             cos,
             sin,
             eps: cfg.rms_norm_eps,
+            weights: Weights::F32,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    /// Multiplies every linear layer's weight as `weights` says from now on (the embedding
+    /// table and the language-model head stay f32).
+    pub fn set_weights(&mut self, weights: Weights) -> Result<()> {
+        for layer in &mut self.layers {
+            let a = &mut layer.self_attn;
+            let m = &mut layer.mlp;
+            for proj in [
+                &mut a.q_proj,
+                &mut a.k_proj,
+                &mut a.v_proj,
+                &mut a.o_proj,
+                &mut m.gate_proj,
+                &mut m.up_proj,
+                &mut m.down_proj,
+            ] {
+                proj.set_weights(weights)?;
+            }
+        }
+        self.weights = weights;
+        Ok(())
+    }
+
+    /// How the linear layers' weights are multiplied.
+    pub fn weights(&self) -> Weights {
+        self.weights
     }
 
     /// A fresh cache for this network.

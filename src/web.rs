@@ -219,7 +219,9 @@ impl Recommender {
 
     /// The recommender of a blob read with its items parts.
     fn build(files: &ModelFiles, blob: Blob, scoring: Scoring) -> Result<Recommender, JsError> {
-        let model = Model::from_files(files).map_err(js_error)?;
+        let mut model = Model::from_files(files).map_err(js_error)?;
+        // The manifest's weights: the query states its scoring was chosen and evaluated with.
+        model.net.set_weights(scoring.weights).map_err(js_error)?;
         let (catalog, mut reps) = load_blob(&model, blob, "blob").map_err(js_error)?;
         reps.apply_scoring(&scoring).map_err(js_error)?;
         Ok(Recommender {

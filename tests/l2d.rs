@@ -809,6 +809,7 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
         popularity_prior,
         local_min_states,
         density: None,
+        weights: Default::default(),
     };
     let density = |bandwidth, count_exponent| Scoring {
         mode: "density".into(),

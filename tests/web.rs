@@ -1,5 +1,5 @@
 //! The wasm build in headless Chromium (wasm-bindgen-test): the shipped model and memory blob
-//! loaded from bytes give the native hidden states (within 1e-4) and the native top-20 for
+//! loaded from bytes give the native hidden states (within 1e-4 with f32 weights, 1e-3 with int8) and the native top-20 for
 //! global and local mode; the tokenizer gives the Oniguruma fixture's ids; the WebGPU backend
 //! (SwiftShader) returns the CPU backend's top-K; `auto` falls back to the CPU without WebGPU;
 //! bad input becomes a JS error, not a panic. Run by scripts/test.sh.
@@ -91,6 +91,18 @@ fn ids(result: &Result) -> Vec<String> {
 #[wasm_bindgen_test]
 fn hidden_state_equals_native() {
     let r = recommender();
+    // With int8 weights a float rounding difference between the builds (candle's attention
+    // products) can move an activation across a rounding boundary, one integer level, which
+    // the next layers carry to the state (the same bound as a grown history's; the top-20s
+    // below must still be equal).
+    let weights = l2d::manifest::Manifest::from_json(MANIFEST.as_bytes(), "manifest")
+        .unwrap()
+        .scoring
+        .weights;
+    let tolerance = match weights {
+        l2d::model::Weights::F32 => 1e-4,
+        l2d::model::Weights::Int8 => 1e-3,
+    };
     for case in cases() {
         let hidden = r
             .hidden(serde_wasm_bindgen::to_value(&case.history).unwrap())
@@ -101,7 +113,11 @@ fn hidden_state_equals_native() {
             .zip(&case.hidden)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(diff < 1e-4, "history {:?}: max |Δ| = {diff}", case.history);
+        assert!(
+            diff < tolerance,
+            "history {:?}: max |Δ| = {diff}",
+            case.history
+        );
     }
 }
 
@@ -501,17 +517,27 @@ fn an_empty_catalog_blob_is_refused_by_name() {
 }
 
 /// In wasm as natively: a history grown by one click reuses the previous prompt's cache and
-/// gives the state of a full forward pass within 1e-5; a repeated one is memoized.
+/// gives the state of a full forward pass within 1e-5 with f32 weights (1e-3 with int8, where
+/// a rounding difference can move an activation by one integer level; `tests/model.rs`); a
+/// repeated one is memoized.
 #[wasm_bindgen_test]
 fn a_grown_history_reuses_the_cache_and_equals_a_full_pass() {
+    use l2d::model::Weights;
+    for (weights, tolerance) in [(Weights::F32, 1e-5), (Weights::Int8, 1e-3)] {
+        grown_history_session(weights, tolerance);
+    }
+}
+
+fn grown_history_session(weights: l2d::model::Weights, tolerance: f32) {
     use l2d::model::{Model, ModelFiles, QueryEncoder, Reuse};
-    let model = Model::from_files(&ModelFiles {
+    let mut model = Model::from_files(&ModelFiles {
         config: CONFIG.to_vec(),
         weights: WEIGHTS.to_vec(),
         tokenizer: TOKENIZER.to_vec(),
         meta: META.to_vec(),
     })
     .unwrap();
+    model.net.set_weights(weights).unwrap();
     let blob = l2d::blob::Blob::from_bytes(MEMORY_BLOB)
         .unwrap()
         .with_items([(ITEMS_FILE, ITEMS)])
@@ -536,7 +562,10 @@ fn a_grown_history_reuses_the_cache_and_equals_a_full_pass() {
             .zip(&full)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(gap <= 1e-5, "{n} titles: differs from a full pass by {gap}");
+        assert!(
+            gap <= tolerance,
+            "{n} titles, {weights:?} weights: differs from a full pass by {gap}"
+        );
         assert_eq!(encoder.encode(&model, &ids).unwrap(), (state, Reuse::Memo));
     }
 }

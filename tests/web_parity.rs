@@ -1,6 +1,6 @@
 //! Native reference values for the browser tests (`tests/web.rs`): for fixed histories, the
 //! hidden state and the top-20 of L2D-G, L2D-L (M = 20) and the manifest's default scoring
-//! (what the widget ranks with) with the shipped model, memory blob and manifest. This test checks them against `tests/fixtures/native_results.json`; the headless
+//! (what the widget ranks with) with the shipped model (multiplying as the manifest's weights say), memory blob and manifest. This test checks them against `tests/fixtures/native_results.json`; the headless
 //! Chromium test checks the wasm build against the same file.
 //! Regenerate after retraining: `L2D_BLESS=1 cargo test --release --test web_parity`.
 #![cfg(not(target_arch = "wasm32"))]
@@ -29,15 +29,17 @@ const HISTORIES: [&[&str]; 6] = [
 
 #[test]
 fn native_results_match_the_fixture() {
-    let model = common::default_model();
-    let blob = common::default_blob("memory.blob");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (catalog, mut reps) =
-        l2d::recommend::load_blob(&model, blob.clone(), "memory.blob").unwrap();
     let manifest_text = std::fs::read(common::default_dir().join("manifest.json")).unwrap();
     let scoring = Manifest::from_json(&manifest_text, "manifest.json")
         .unwrap()
         .scoring;
+    // The manifest's weights, as the browser loads them.
+    let mut model = common::default_model();
+    model.net.set_weights(scoring.weights).unwrap();
+    let blob = common::default_blob("memory.blob");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (catalog, mut reps) =
+        l2d::recommend::load_blob(&model, blob.clone(), "memory.blob").unwrap();
     reps.apply_scoring(&scoring).unwrap();
     let cases: Vec<Case> = HISTORIES
         .iter()

@@ -49,6 +49,16 @@ fn load_model(path: &Path) -> Result<Model> {
     Model::load_dir(path).with_context(|| format!("loading model {}", path.display()))
 }
 
+/// [`load_model`], its linear layers multiplying as `weights` says.
+fn load_model_with(path: &Path, weights: l2d::model::Weights) -> Result<Model> {
+    let mut model = load_model(path)?;
+    model
+        .net
+        .set_weights(weights)
+        .with_context(|| format!("{} weights for {}", weights.name(), path.display()))?;
+    Ok(model)
+}
+
 fn load_memory(path: &Path) -> Result<Memory> {
     Memory::load(path)
         .with_context(|| format!("loading memory {} (run `l2d memory` first)", path.display()))
@@ -524,9 +534,26 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     }
     if args.shipped {
         let Shipped { manifest, blob, .. } = load_shipped(&args.io.model)?;
-        let queries = queries.as_ref().expect("encoded");
+        // The browser's query states come from the weights the manifest names.
+        let weights = manifest.scoring.weights;
+        let own;
+        let (model, queries) = if weights == model.net.weights() {
+            (&model, queries.as_ref().expect("encoded"))
+        } else {
+            let shipped_model = load_model_with(&args.io.model, weights)?;
+            let encoded = encode_samples(
+                &shipped_model,
+                catalog,
+                &samples,
+                QUERY_BATCH,
+                &format!("queries, {} weights", weights.name()),
+            )?
+            .0;
+            own = (shipped_model, encoded);
+            (&own.0, &own.1)
+        };
         reports.push(shipped_report(
-            &model,
+            model,
             blob,
             &manifest.scoring,
             queries,
@@ -581,13 +608,13 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     if split == Split::Test {
         bail!("--split test: the scoring is chosen on valid only; test is reported once");
     }
-    let model = load_model(&args.io.model)?;
     let Shipped {
         manifest_path,
         mut manifest,
         blob_path,
         blob,
     } = load_shipped(&args.io.model)?;
+    let model = load_model(&args.io.model)?;
     let (_, base) = load_blob(&model, blob, &blob_path.display().to_string())?;
     let train_counts = train_counts(&dataset)?;
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
@@ -625,7 +652,32 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     if let Ok(guard) = bar.lock() {
         guard.2.finish();
     }
+    // Last, the weights: int8 unless it costs more than the tolerance on the chosen scoring.
+    let int8 = load_model_with(&args.io.model, l2d::model::Weights::Int8)?;
+    let int8_queries = encode_samples(
+        &int8,
+        &dataset.catalog,
+        &samples,
+        QUERY_BATCH,
+        "queries, int8 weights",
+    )?
+    .0;
+    let (weights, weight_reports) = l2d::eval::choose_weights(
+        &base,
+        &scoring,
+        &queries,
+        &int8_queries,
+        &targets,
+        &train_counts,
+    )?;
+    let mut reports = reports;
+    reports.extend(weight_reports);
     println!("{}", markdown_table(&reports));
+    println!(
+        "weights: int8 unless its R@20 falls more than {} below f32's (the last two rows)",
+        l2d::eval::INT8_TOLERANCE
+    );
+    let scoring = l2d::manifest::Scoring { weights, ..scoring };
     println!("chosen on {split}: {}", scoring.label());
     manifest.scoring = scoring;
     std::fs::write(&manifest_path, manifest.to_json())
@@ -685,7 +737,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     let threads = candle_core::utils::get_num_threads();
     let dataset = load_dataset(&args.io.dataset)?;
-    let model = load_model(&args.io.model)?;
+    let model = load_model_with(&args.io.model, args.weights)?;
     if !args.catalog_sizes.is_empty() {
         return catalog_sweep(&args, &dataset, &model);
     }
@@ -712,11 +764,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         ),
     ];
     println!(
-        "{} test histories, history → top-{k}, model hidden {} ({} layers), {} items, memory {} states; \
+        "{} test histories, history → top-{k}, model hidden {} ({} layers, {} weights), {} items, memory {} states; \
          {threads} thread(s); the methods take turns on each history",
         histories.len(),
         model.hidden_size(),
         model.net.config().num_hidden_layers,
+        model.net.weights().name(),
         catalog.len(),
         memory.len()
     );
@@ -832,7 +885,8 @@ pub fn synth(args: SynthArgs) -> Result<()> {
 }
 
 pub fn recommend(args: RecommendArgs) -> Result<()> {
-    let model = load_model(&args.model)?;
+    let scoring = args.scoring.scoring();
+    let model = load_model_with(&args.model, scoring.weights)?;
     let blob = read_blob_file(&args.blob)?;
     let (catalog, mut reps) = load_blob(&model, blob, &args.blob.display().to_string())
         .with_context(|| {
@@ -843,7 +897,6 @@ pub fn recommend(args: RecommendArgs) -> Result<()> {
             )
         })?;
     let history = resolve_history(&catalog, &args.history)?;
-    let scoring = args.scoring.scoring();
     let mode = scoring.mode()?;
     reps.apply_scoring(&scoring).context("scoring options")?;
     let exclude = if args.include_history {
@@ -909,7 +962,7 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
 }
 
 pub fn manifest(args: ManifestArgs) -> Result<()> {
-    let scoring = if args.keep_scoring {
+    let mut scoring = if args.keep_scoring {
         load_manifest(&args.io.model)
             .context("--keep-scoring")?
             .1
@@ -917,6 +970,9 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
     } else {
         args.scoring.scoring()
     };
+    if let Some(weights) = args.scoring.weights {
+        scoring.weights = weights;
+    }
     let dataset = load_dataset(&args.io.dataset)?;
     write_manifest(&args.io.model, &dataset, scoring, &args.command)
 }

@@ -531,6 +531,9 @@ struct BenchArgs {
     /// MODEL/global.blob), next to this machine's memory-read bandwidth. Needs no memory file.
     #[arg(long, value_delimiter = ',')]
     catalog_sizes: Vec<usize>,
+    /// How the model's linear layers multiply: f32, or int8 (as `l2d manifest --weights`).
+    #[arg(long, default_value = "f32")]
+    weights: l2d::model::Weights,
 }
 
 #[derive(clap::Args)]
@@ -589,6 +592,11 @@ struct ScoringArgs {
     /// Density mode: exponent of the state-count correction (0 = kernel sum, 1 = mean).
     #[arg(long, default_value_t = 0.0)]
     count_exponent: f32,
+    /// How the model's linear layers multiply: f32, or int8 (weights quantized per row at
+    /// load, integer products; what the browser then runs too). Default f32, or with
+    /// `--keep-scoring` the kept manifest's.
+    #[arg(long)]
+    weights: Option<l2d::model::Weights>,
 }
 
 impl ScoringArgs {
@@ -601,6 +609,7 @@ impl ScoringArgs {
             density: self
                 .bandwidth
                 .map(|bandwidth| l2d::aggregate::Density::new(bandwidth, self.count_exponent)),
+            weights: self.weights.unwrap_or_default(),
         }
     }
 }

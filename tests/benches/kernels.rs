@@ -69,6 +69,16 @@ fn main() {
     let read_out = median_ms(60, || {
         black_box(model.net.forward_rows(&input, None, &[last]).unwrap());
     });
+    let mut int8 = Model::load_dir(&dir).expect("shipped model");
+    int8.net
+        .set_weights(l2d::model::Weights::Int8)
+        .expect("int8 weights");
+    let full_int8 = median_ms(60, || {
+        black_box(int8.net.forward(&input, None, Pass::Infer).unwrap());
+    });
+    let read_out_int8 = median_ms(60, || {
+        black_box(int8.net.forward_rows(&input, None, &[last]).unwrap());
+    });
     println!("tokenize prompt           {tokenize:8.3} ms");
     println!("assemble prompt ids       {assemble:8.3} ms  (titles tokenized once, kept)");
     println!("forward, every position   {full:8.3} ms");
@@ -76,6 +86,8 @@ fn main() {
         "forward, read-out row     {read_out:8.3} ms  ({:.0}% less)",
         100.0 * (1.0 - read_out / full)
     );
+    println!("forward, every position   {full_int8:8.3} ms  int8 weights");
+    println!("forward, read-out row     {read_out_int8:8.3} ms  int8 weights");
 
     // The layer product for a few rows (a click's new tokens, a beam step): the kernel the
     // forward pass uses up to SMALL_ROWS rows against candle's blocked product, each over
@@ -89,7 +101,7 @@ fn main() {
         .iter()
         .map(|w| w.flatten_all().unwrap().to_vec1::<f32>().unwrap())
         .collect();
-    for rows in [1, 6, 10, l2d::model::SMALL_ROWS, 64] {
+    for rows in [1, 6, 10, l2d::model::SMALL_ROWS, 64, 80] {
         let x = Tensor::randn(0f32, 1.0, (rows, inp), &Device::Cpu).unwrap();
         let x_values = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let per_weight = weights.len() as f64;
@@ -103,8 +115,17 @@ fn main() {
                 black_box(l2d::kernel::linear_rows(&x_values, w, None, inp));
             }
         }) / per_weight;
+        let quantized: Vec<l2d::kernel::QuantRows> = weight_values
+            .iter()
+            .map(|w| l2d::kernel::QuantRows::new(w, inp))
+            .collect();
+        let kernel_q = median_ms(50, || {
+            for w in &quantized {
+                black_box(l2d::kernel::linear_q(&x_values, w, None));
+            }
+        }) / per_weight;
         println!(
-            "linear {rows:>2}×{inp}→{out}      {kernel:8.3} ms kernel, {blocked:8.3} ms candle matmul"
+            "linear {rows:>2}×{inp}→{out}      {kernel:8.3} ms kernel, {blocked:8.3} ms candle matmul, {kernel_q:8.3} ms int8"
         );
     }
     // A click: the history grows by one item, the previous prompt's cache is extended.
