@@ -313,7 +313,7 @@ impl LocalIndex {
                 to_states.len(),
             ));
         }
-        let scale = 1.0 / f64::from(density.bandwidth);
+        let scale = 1.0 / density.bandwidth;
         Ok(self
             .offsets
             .windows(2)
@@ -325,12 +325,20 @@ impl LocalIndex {
                 if !nearest.is_finite() {
                     return f32::INFINITY;
                 }
-                let mass: f64 = states
-                    .iter()
-                    .map(|&d| (-f64::from(d - nearest) * scale).exp())
-                    .sum();
+                // Eight running sums, so the exponentials (kernel::exp, no library call) of a
+                // chunk are computed side by side.
+                let term = |d: f32| crate::kernel::exp((nearest - d) * scale);
+                let mut lanes = [0f32; 8];
+                let chunks = states.chunks_exact(8);
+                let rest = chunks.remainder();
+                for chunk in chunks {
+                    for (lane, &d) in lanes.iter_mut().zip(chunk) {
+                        *lane += term(d);
+                    }
+                }
+                let mass = lanes.iter().sum::<f32>() + rest.iter().map(|&d| term(d)).sum::<f32>();
                 let count = states.len() as f64;
-                (f64::from(nearest) * scale - mass.ln()
+                (f64::from(nearest) * f64::from(scale) - f64::from(mass).ln()
                     + f64::from(density.count_exponent) * count.ln()) as f32
             })
             .collect())

@@ -185,8 +185,18 @@ fn quantize(v: &[f32], levels: f32) -> (f32, impl Iterator<Item = i16> + '_) {
     let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
     let q = v
         .iter()
-        .map(move |x| (x * inv).round_ties_even().clamp(-levels, levels) as i16);
+        .map(move |x| round_half_even((x * inv).clamp(-levels, levels)) as i16);
     (scale, q)
+}
+
+/// `v` rounded to the nearest integer, ties to even, for |v| ≤ 2²²: adding and subtracting
+/// 1.5 · 2²³ leaves no fraction bits, so the float addition itself rounds (IEEE default mode).
+/// The same bits as `f32::round_ties_even`, without the library call it becomes on x86-64's
+/// baseline (no SSE4.1), and vectorisable.
+#[inline(always)]
+fn round_half_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
 }
 
 /// Activation levels for input width `inp`: as fine as `i16` allows while a whole row's sum of
@@ -282,36 +292,44 @@ fn dot_rows_x4_plain<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4
 #[target_feature(enable = "avx2")]
 unsafe fn dot_rows_x4_avx2<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] {
     use core::arch::x86_64::*;
-    let n = x
-        .iter()
-        .chain(&w)
-        .fold(usize::MAX, |n, row| n.min(row.len()));
+    // Plain loops, no closures: a closure does not inherit this function's target features,
+    // so each load in one would become a call.
+    let mut n = usize::MAX;
+    for row in x.iter().chain(&w) {
+        n = n.min(row.len());
+    }
     let chunks = n / 16;
     let mut acc = [[_mm256_setzero_si256(); 4]; R];
+    let mut xv = [_mm256_setzero_si256(); R];
     for c in 0..chunks {
         let i = c * 16;
-        // SAFETY: i + 16 <= n, the length of every slice, so each 32-byte load at i stays
-        // inside its slice; loadu has no alignment requirement.
-        let xv = x.map(|row| unsafe { _mm256_loadu_si256(row.as_ptr().add(i) as *const __m256i) });
-        for (j, row) in w.iter().enumerate() {
+        for r in 0..R {
+            // SAFETY: i + 16 <= n, the length of every slice, so each 32-byte load at i stays
+            // inside its slice; loadu has no alignment requirement.
+            xv[r] = unsafe { _mm256_loadu_si256(x[r].as_ptr().add(i) as *const __m256i) };
+        }
+        for j in 0..4 {
             // SAFETY: as above.
-            let wv = unsafe { _mm256_loadu_si256(row.as_ptr().add(i) as *const __m256i) };
-            for (a, &xr) in acc.iter_mut().zip(&xv) {
-                a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(xr, wv));
+            let wv = unsafe { _mm256_loadu_si256(w[j].as_ptr().add(i) as *const __m256i) };
+            for r in 0..R {
+                acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(xv[r], wv));
             }
         }
     }
-    let mut out = acc.map(|a| {
-        a.map(|v| {
+    let mut out = [[0i32; 4]; R];
+    for r in 0..R {
+        for j in 0..4 {
             let mut lanes = [0i32; 8];
             // SAFETY: lanes holds exactly 32 bytes.
-            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, v) };
-            lanes.iter().sum::<i32>()
-        })
-    });
-    for (o, xr) in out.iter_mut().zip(&x) {
-        for (v, wr) in o.iter_mut().zip(&w) {
-            *v += dot_i16(&xr[chunks * 16..n], &wr[chunks * 16..n]);
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc[r][j]) };
+            let mut sum = 0i32;
+            for lane in lanes {
+                sum += lane;
+            }
+            for k in chunks * 16..n {
+                sum += i32::from(x[r][k]) * i32::from(w[j][k]);
+            }
+            out[r][j] = sum;
         }
     }
     out
@@ -356,6 +374,57 @@ fn dot_rows_x4<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] 
         }
     }
     out
+}
+
+/// `eˣ` in f32 without a library call or a branch, so a loop of it vectorises (`simd128` in
+/// wasm, where `f32::exp` is a scalar call per element): `2ⁿ · p(r)` with `n = round(x·log₂e)`,
+/// `r = x − n·ln 2` (in two parts) and Cephes' degree-6 polynomial for `eʳ` on |r| ≤ ln 2 / 2.
+/// Within 2 ulp of `f64::exp` rounded to f32; `x` is clamped to [−88, 88], so −∞ (a masked
+/// attention score) gives exactly 0 and no input overflows.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-88.0, 88.0);
+    let n = round_half_even(x * LOG2E);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // 2ⁿ from its exponent bits; n = −127 (x near −88) gives the bits of 0.
+    let scale = f32::from_bits(((n as i32 + 127).max(0) as u32) << 23);
+    y * scale
+}
+
+/// `silu(gate) · up` element by element (`silu(g) = g / (1 + e⁻ᵍ)`): the gated activation of
+/// the MLP at inference.
+pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    gate.iter()
+        .zip(up)
+        .map(|(&g, &u)| g / (1.0 + exp(-g)) * u)
+        .collect()
+}
+
+/// Softmax of each row of `width` values in place (rows of masked scores hold −∞, which
+/// become exactly 0).
+pub fn softmax_rows(values: &mut [f32], width: usize) {
+    for row in values.chunks_exact_mut(width.max(1)) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for v in row.iter_mut() {
+            *v = exp(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -476,5 +545,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn exp_silu_and_softmax_follow_their_definitions() {
+        // exp: within 2 ulp (relative 2.4e-7) of f64's over the range, exact at the ends.
+        for x in [
+            0.0f32, 1.0, -1.0, 0.5, -0.3466, 0.3466, 10.0, -10.0, 20.5, -40.25, 80.0, -80.0, -87.0,
+            88.0,
+        ] {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp(x));
+            assert!(
+                ((got - want) / want).abs() < 2.5e-7,
+                "exp({x}) = {got}, expected {want}"
+            );
+        }
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-1e6), 0.0);
+        assert!(exp(1e6).is_finite());
+        // silu · up
+        let gate = [-20.0f32, -1.0, 0.0, 0.7, 3.0, 30.0];
+        let up = [1.0f32, 2.0, 3.0, -1.0, 0.5, 1.0];
+        for (i, got) in silu_mul(&gate, &up).into_iter().enumerate() {
+            let g = f64::from(gate[i]);
+            let want = g / (1.0 + (-g).exp()) * f64::from(up[i]);
+            assert!(
+                (f64::from(got) - want).abs() < 1e-6,
+                "silu at {i}: {got} vs {want}"
+            );
+        }
+        // softmax rows, one with masked (−∞) entries
+        let mut rows = vec![1.0f32, 2.0, 3.0, f32::NEG_INFINITY, 0.5, f32::NEG_INFINITY];
+        softmax_rows(&mut rows, 3);
+        let e = [1f64.exp(), 2f64.exp(), 3f64.exp()];
+        let total: f64 = e.iter().sum();
+        for (i, want) in e.iter().map(|v| v / total).enumerate() {
+            assert!((f64::from(rows[i]) - want).abs() < 1e-6, "row 0 at {i}");
+        }
+        assert_eq!(&rows[3..], &[0.0, 1.0, 0.0]);
     }
 }

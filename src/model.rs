@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::kernel::{linear_q, linear_rows, QuantRows};
+use crate::kernel::{linear_q, linear_rows, silu_mul, softmax_rows, QuantRows};
 use crate::prompt::Template;
 use crate::tokenizer::Tokenizer;
 
@@ -774,8 +774,18 @@ impl Qwen2 {
     ) -> Result<Tensor> {
         let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
         let mlp = &layer.mlp;
-        let gated = (candle_nn::ops::silu(&mlp.gate_proj.forward(&normed)?)?
-            * mlp.up_proj.forward(&normed)?)?;
+        let gate = mlp.gate_proj.forward(&normed)?;
+        let up = mlp.up_proj.forward(&normed)?;
+        let gated = match pass {
+            Pass::Infer if is_cpu_f32(&gate) && is_cpu_f32(&up) => {
+                let values = silu_mul(
+                    &gate.flatten_all()?.to_vec1::<f32>()?,
+                    &up.flatten_all()?.to_vec1::<f32>()?,
+                );
+                Tensor::from_vec(values, gate.shape(), gate.device())?
+            }
+            _ => (candle_nn::ops::silu(&gate)? * up)?,
+        };
         let gated = dropout(gated, noise, |r| r.mlp)?;
         Ok((xs + dropout(mlp.down_proj.forward(&gated)?, noise, |r| r.residual)?)?)
     }
@@ -902,7 +912,7 @@ impl Attention {
         }
         let weights = match pass {
             Pass::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
-            Pass::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
+            Pass::Infer => softmax_infer(&scores)?,
         };
         let weights = dropout(weights, noise, |r| r.attention)?;
         let out = weights
@@ -955,7 +965,7 @@ impl Attention {
         let to_generated = q.matmul(&gk.t()?)?; // (beams, heads, 1, t + 1)
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (Tensor::cat(&[&to_prompt, &to_generated], 3)? * scale)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let weights = softmax_infer(&scores)?;
         let from_prompt = weights
             .narrow(3, 0, prompt_len)?
             .transpose(0, 2)?
@@ -1090,6 +1100,23 @@ impl Selection {
             .contiguous()?;
         Ok(t.contiguous()?.gather(&index, dim)?)
     }
+}
+
+/// True for a tensor in CPU memory holding f32.
+fn is_cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Softmax over the last dimension at inference: [`softmax_rows`] (vectorised exp) on CPU f32,
+/// candle's elsewhere. In wasm candle's calls a scalar `exp` per score.
+fn softmax_infer(scores: &Tensor) -> Result<Tensor> {
+    if !is_cpu_f32(scores) {
+        return Ok(candle_nn::ops::softmax_last_dim(scores)?);
+    }
+    let width = scores.dims().last().copied().unwrap_or(1);
+    let mut values = scores.flatten_all()?.to_vec1::<f32>()?;
+    softmax_rows(&mut values, width);
+    Ok(Tensor::from_vec(values, scores.shape(), scores.device())?)
 }
 
 fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f64, pass: Pass) -> Result<Tensor> {
