@@ -1,5 +1,5 @@
 //! The wasm build in headless Chromium (wasm-bindgen-test): the shipped model and memory blob
-//! loaded from bytes give the native hidden states (within 1e-4 with f32 weights, 1e-3 with int8) and the native top-20 for
+//! loaded from bytes give the native hidden states (within 1e-4 with f32 weights, 1e-3 with int8) and the native top-20 (two near-tied items may trade places) for
 //! global and local mode; the tokenizer gives the Oniguruma fixture's ids; the WebGPU backend
 //! (SwiftShader) returns the CPU backend's top-K; `auto` falls back to the CPU without WebGPU;
 //! bad input becomes a JS error, not a panic. Run by scripts/test.sh.
@@ -33,6 +33,7 @@ use parity::Case;
 #[serde(rename_all = "camelCase")]
 struct Item {
     id: String,
+    distance: f32,
 }
 
 #[derive(Deserialize, Debug)]
@@ -88,6 +89,30 @@ fn ids(result: &Result) -> Vec<String> {
     result.items.iter().map(|i| i.id.clone()).collect()
 }
 
+/// The wasm ranking equals the native one, except that two items whose wasm scores are within
+/// `1e-3` (relative) of each other may trade places: with int8 weights the two builds' query
+/// states differ by up to 1e-3 (`hidden_state_equals_native`), enough to order a near tie
+/// either way. Anything else (another item, a move between distinct scores) fails.
+fn assert_same_ranking(got: &Result, want: &[String], what: &str) {
+    let got_ids = ids(got);
+    let mut sorted_got = got_ids.clone();
+    let mut sorted_want = want.to_vec();
+    sorted_got.sort();
+    sorted_want.sort();
+    assert_eq!(sorted_got, sorted_want, "{what}: not the same items");
+    for (i, want_id) in want.iter().enumerate() {
+        if got_ids[i] == *want_id {
+            continue;
+        }
+        let j = got_ids.iter().position(|id| id == want_id).unwrap();
+        let (a, b) = (got.items[i].distance, got.items[j].distance);
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(b.abs()),
+            "{what}: {want_id} at {j}, native at {i}, scores {b} vs {a} are not a near tie"
+        );
+    }
+}
+
 #[wasm_bindgen_test]
 fn hidden_state_equals_native() {
     let r = recommender();
@@ -132,7 +157,7 @@ async fn top20_equals_native_global_local_and_shipped() {
         )
         .await
         .unwrap();
-        assert_eq!(ids(&global), case.global, "global {:?}", case.history);
+        assert_same_ranking(&global, &case.global, &format!("global {:?}", case.history));
         let local = recommend(
             &r,
             &case.history,
@@ -140,7 +165,7 @@ async fn top20_equals_native_global_local_and_shipped() {
         )
         .await
         .unwrap();
-        assert_eq!(ids(&local), case.local, "local {:?}", case.history);
+        assert_same_ranking(&local, &case.local, &format!("local {:?}", case.history));
         // No mode: the manifest's default scoring, what the widget ranks with.
         let shipped = recommend(
             &r,
@@ -149,7 +174,11 @@ async fn top20_equals_native_global_local_and_shipped() {
         )
         .await
         .unwrap();
-        assert_eq!(ids(&shipped), case.shipped, "shipped {:?}", case.history);
+        assert_same_ranking(
+            &shipped,
+            &case.shipped,
+            &format!("shipped {:?}", case.history),
+        );
     }
 }
 
