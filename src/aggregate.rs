@@ -321,7 +321,10 @@ impl LocalIndex {
                 let states = &to_states[w[0]..w[1]];
                 // Log-sum-exp around the item's nearest state: its term is 1, nothing
                 // underflows however small the bandwidth.
-                let nearest = states.iter().copied().fold(f32::INFINITY, f32::min);
+                let nearest = states
+                    .iter()
+                    .copied()
+                    .fold(f32::INFINITY, crate::kernel::smaller);
                 if !nearest.is_finite() {
                     return f32::INFINITY;
                 }

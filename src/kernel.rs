@@ -147,10 +147,9 @@ impl QuantRows {
         let inp = inp.max(1);
         let mut values = Vec::with_capacity(w.len());
         let mut scales = Vec::with_capacity(w.len() / inp);
-        for row in w.chunks_exact(inp) {
-            let (scale, q) = quantize(row, WEIGHT_LEVELS);
-            scales.push(scale);
-            values.extend(q);
+        values.resize(w.len() / inp * inp, 0);
+        for (row, q) in w.chunks_exact(inp).zip(values.chunks_exact_mut(inp)) {
+            scales.push(quantize(row, WEIGHT_LEVELS, q));
         }
         QuantRows {
             values,
@@ -174,29 +173,54 @@ impl QuantRows {
     }
 }
 
-/// `(scale, round(v / scale))` with `scale = max |v| / levels` (0 for an all-zero `v`).
-fn quantize(v: &[f32], levels: f32) -> (f32, impl Iterator<Item = i16> + '_) {
-    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+/// Writes `round(v / scale)` into `out` and returns `scale = max |v| / levels` (0 for an
+/// all-zero `v`, whose integers are then 0; a NaN becomes 0). Branch-free per element, so it
+/// vectorises: in wasm `f32::max` and `f32::round_ties_even` would be calls.
+fn quantize(v: &[f32], levels: f32, out: &mut [i16]) -> f32 {
+    let max = v.iter().fold(0f32, |m, x| larger(m, x.abs()));
     let scale = if max > 0.0 && max.is_finite() {
         max / levels
     } else {
         0.0
     };
     let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-    let q = v
-        .iter()
-        .map(move |x| round_half_even((x * inv).clamp(-levels, levels)) as i16);
-    (scale, q)
+    for (q, &x) in out.iter_mut().zip(v) {
+        let t = (x * inv).clamp(-levels, levels);
+        let t = if t.is_nan() { 0.0 } else { t };
+        *q = rounded_integer(t) as i16;
+    }
+    scale
 }
 
-/// `v` rounded to the nearest integer, ties to even, for |v| ≤ 2²²: adding and subtracting
-/// 1.5 · 2²³ leaves no fraction bits, so the float addition itself rounds (IEEE default mode).
-/// The same bits as `f32::round_ties_even`, without the library call it becomes on x86-64's
-/// baseline (no SSE4.1), and vectorisable.
+/// The larger of `a` and `b` (`a` when `b` is NaN) as a compare and select: `f32::max` is a
+/// library call in wasm (its NaN rule differs from the instruction's).
 #[inline(always)]
-fn round_half_even(v: f32) -> f32 {
+pub fn larger(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+/// The smaller of `a` and `b` (`a` when `b` is NaN), as [`larger`].
+#[inline(always)]
+pub fn smaller(a: f32, b: f32) -> f32 {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+/// `v` rounded to the nearest integer, ties to even, for |v| ≤ 2²²: adding 1.5 · 2²³ leaves
+/// no fraction bits, so the float addition itself rounds (IEEE default mode), and the integer
+/// is the sum's low mantissa bits. The same value as `f32::round_ties_even`, without the
+/// library call it becomes on x86-64's baseline (no SSE4.1) or a float-to-int conversion.
+#[inline(always)]
+fn rounded_integer(v: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
+    (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
 /// Activation levels for input width `inp`: as fine as `i16` allows while a whole row's sum of
@@ -216,13 +240,12 @@ pub fn linear_q(x: &[f32], w: &QuantRows, bias: Option<&[f32]>) -> Vec<f32> {
     let out = w.out();
     let rows = x.len() / inp;
     let levels = activation_levels(inp);
-    let mut xq = Vec::with_capacity(rows * inp);
-    let mut xs = Vec::with_capacity(rows);
-    for row in x.chunks_exact(inp) {
-        let (scale, q) = quantize(row, levels);
-        xs.push(scale);
-        xq.extend(q);
-    }
+    let mut xq = vec![0i16; rows * inp];
+    let xs: Vec<f32> = x
+        .chunks_exact(inp)
+        .zip(xq.chunks_exact_mut(inp))
+        .map(|(row, q)| quantize(row, levels, q))
+        .collect();
     let mut y = vec![0f32; rows * out];
     let mut put = |r: usize, o: usize, dot: i32| {
         y[r * out + o] = dot as f32 * (xs[r] * w.scales[o]) + bias.map_or(0.0, |b| b[o]);
@@ -387,8 +410,9 @@ pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-88.0, 88.0);
-    let n = round_half_even(x * LOG2E);
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let n = rounded_integer(x * LOG2E);
+    let nf = n as f32;
+    let r = x - nf * LN2_HI - nf * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
     p = p * r + 8.333_452e-3;
@@ -397,7 +421,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     // 2ⁿ from its exponent bits; n = −127 (x near −88) gives the bits of 0.
-    let scale = f32::from_bits(((n as i32 + 127).max(0) as u32) << 23);
+    let scale = f32::from_bits(((n + 127).max(0) as u32) << 23);
     y * scale
 }
 
@@ -414,7 +438,7 @@ pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
 /// become exactly 0).
 pub fn softmax_rows(values: &mut [f32], width: usize) {
     for row in values.chunks_exact_mut(width.max(1)) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, larger);
         let mut sum = 0f32;
         for v in row.iter_mut() {
             *v = exp(*v - max);
@@ -520,8 +544,9 @@ mod tests {
             let f32_product = linear_rows(&x, &w, bias, inp);
             let levels = activation_levels(inp);
             for r in 0..rows {
-                let (sx, xq) = quantize(&x[r * inp..(r + 1) * inp], levels);
-                let xq: Vec<i64> = xq.map(i64::from).collect();
+                let mut xq = vec![0i16; inp];
+                let sx = quantize(&x[r * inp..(r + 1) * inp], levels, &mut xq);
+                let xq: Vec<i64> = xq.into_iter().map(i64::from).collect();
                 let xmax = x[r * inp..(r + 1) * inp]
                     .iter()
                     .fold(0f32, |m, v| m.max(v.abs()));
