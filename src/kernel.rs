@@ -145,9 +145,8 @@ impl QuantRows {
     /// `scale = max |w| / 127` (an all-zero row keeps scale 0).
     pub fn new(w: &[f32], inp: usize) -> Self {
         let inp = inp.max(1);
-        let mut values = Vec::with_capacity(w.len());
+        let mut values = vec![0; w.len() / inp * inp];
         let mut scales = Vec::with_capacity(w.len() / inp);
-        values.resize(w.len() / inp * inp, 0);
         for (row, q) in w.chunks_exact(inp).zip(values.chunks_exact_mut(inp)) {
             scales.push(quantize(row, WEIGHT_LEVELS, q));
         }
@@ -349,10 +348,7 @@ unsafe fn dot_rows_x4_avx2<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[
             for lane in lanes {
                 sum += lane;
             }
-            for k in chunks * 16..n {
-                sum += i32::from(x[r][k]) * i32::from(w[j][k]);
-            }
-            out[r][j] = sum;
+            out[r][j] = sum + dot_i16(&x[r][chunks * 16..n], &w[j][chunks * 16..n]);
         }
     }
     out

@@ -496,34 +496,33 @@ impl Proj {
         let inp = xs.dims().last().copied().unwrap_or(0);
         let rows = xs.elem_count().checked_div(inp).unwrap_or(0);
         let weight = self.linear.weight();
-        let cpu_f32_input = xs.dtype() == DType::F32 && xs.device().is_cpu();
-        let y = match &self.quant {
-            Some(q) if cpu_f32_input && q.inp() == inp => {
+        // The bias read where it lies: `Err` when it is not contiguous f32 in CPU memory, and
+        // then candle's product serves.
+        let bias_storage = self.linear.bias().map(Tensor::storage_and_layout);
+        let bias = match bias_storage.as_ref().map(|(s, l)| cpu_f32(s, l)) {
+            None => Ok(None),
+            Some(Some(b)) => Ok(Some(b)),
+            Some(None) => Err(()),
+        };
+        let y = match (&self.quant, bias) {
+            (Some(q), Ok(bias)) if is_cpu_f32(xs) && q.inp() == inp => {
                 let x = xs.flatten_all()?.to_vec1::<f32>()?;
-                let bias = self.linear.bias().map(Tensor::storage_and_layout);
-                match bias.as_ref().map(|(s, l)| cpu_f32(s, l)) {
-                    None => Some((linear_q(&x, q, None), q.out())),
-                    Some(Some(b)) => Some((linear_q(&x, q, Some(b)), q.out())),
-                    Some(None) => None,
-                }
+                Some((linear_q(&x, q, bias), q.out()))
             }
-            _ if rows <= SMALL_ROWS
-                && cpu_f32_input
-                && !weight.is_variable()
-                && weight.dtype() == DType::F32 =>
+            (_, Ok(bias))
+                if rows <= SMALL_ROWS
+                    && is_cpu_f32(xs)
+                    && !weight.is_variable()
+                    && weight.dtype() == DType::F32 =>
             {
-                let x = xs.flatten_all()?.to_vec1::<f32>()?;
-                // The weight and bias are read where they lie; anything but contiguous f32 in
-                // CPU memory takes candle's product.
+                // The weight too is read where it lies.
                 let (w_storage, w_layout) = weight.storage_and_layout();
-                let bias = self.linear.bias().map(Tensor::storage_and_layout);
-                let w = cpu_f32(&w_storage, w_layout);
-                match (w, bias.as_ref().map(|(s, l)| cpu_f32(s, l))) {
-                    (Some(w), None) => Some((linear_rows(&x, w, None, inp), w.len() / inp.max(1))),
-                    (Some(w), Some(Some(b))) => {
-                        Some((linear_rows(&x, w, Some(b), inp), w.len() / inp.max(1)))
+                match cpu_f32(&w_storage, w_layout) {
+                    Some(w) => {
+                        let x = xs.flatten_all()?.to_vec1::<f32>()?;
+                        Some((linear_rows(&x, w, bias, inp), w.len() / inp.max(1)))
                     }
-                    _ => None,
+                    None => None,
                 }
             }
             _ => None,
