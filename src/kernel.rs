@@ -447,6 +447,82 @@ pub fn softmax_rows(values: &mut [f32], width: usize) {
     }
 }
 
+/// Head layout of [`attend`]: `heads` query heads in groups sharing `kv_heads` key/value
+/// heads, each `dim` wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub dim: usize,
+}
+
+/// Causal softmax attention at inference, without a general matrix product: query `i` of
+/// batch row `b` (`q`: `(batch, heads, queries, dim)`, `queries = visible.len() / batch`)
+/// attends to the first `visible[b · queries + i]` keys of its group's head (`k`, `v`:
+/// `(batch, kv_heads, keys, dim)`), with scores `q · k · scale`. Keys past that count (the
+/// causal mask, padding) are never read, so no score is spent on them. Returns
+/// `(batch, queries, heads · dim)`: the layout the output projection reads.
+pub fn attend(
+    q: &[f32],
+    (k, v): (&[f32], &[f32]),
+    layout: Heads,
+    batch: usize,
+    visible: &[usize],
+    scale: f32,
+) -> Vec<f32> {
+    let Heads {
+        heads,
+        kv_heads,
+        dim,
+    } = layout;
+    let batch = batch.max(1);
+    let queries = visible.len() / batch;
+    let keys = k.len() / (batch * kv_heads * dim).max(1);
+    let groups = (heads / kv_heads.max(1)).max(1);
+    let mut out = vec![0f32; batch * queries * heads * dim];
+    let mut scores = vec![0f32; keys];
+    for b in 0..batch {
+        for h in 0..heads {
+            let head = (b * kv_heads + h / groups) * keys * dim;
+            let (kh, vh) = (&k[head..head + keys * dim], &v[head..head + keys * dim]);
+            for i in 0..queries {
+                let n = visible[b * queries + i].min(keys);
+                let qi = &q[((b * heads + h) * queries + i) * dim..][..dim];
+                let s = &mut scores[..n];
+                let key = |j: usize| &kh[j * dim..(j + 1) * dim];
+                let quads = n / 4;
+                for (c, sc) in s.chunks_exact_mut(4).enumerate() {
+                    let j = c * 4;
+                    let d = dot4(qi, [key(j), key(j + 1), key(j + 2), key(j + 3)]);
+                    for (sj, dj) in sc.iter_mut().zip(d) {
+                        *sj = dj * scale;
+                    }
+                }
+                for (j, sj) in s.iter_mut().enumerate().skip(quads * 4) {
+                    *sj = dot(qi, key(j)) * scale;
+                }
+                softmax_rows(s, n);
+                // Four value rows per pass over the output row.
+                let o = &mut out[((b * queries + i) * heads + h) * dim..][..dim];
+                let value = |j: usize| &vh[j * dim..(j + 1) * dim];
+                for (c, w) in s.chunks_exact(4).enumerate() {
+                    let j = c * 4;
+                    let (v0, v1, v2, v3) = (value(j), value(j + 1), value(j + 2), value(j + 3));
+                    for d in 0..dim {
+                        o[d] += w[0] * v0[d] + w[1] * v1[d] + w[2] * v2[d] + w[3] * v3[d];
+                    }
+                }
+                for (j, &w) in s.iter().enumerate().skip(quads * 4) {
+                    for (od, &vd) in o.iter_mut().zip(value(j)) {
+                        *od += w * vd;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,5 +681,91 @@ mod tests {
             assert!((f64::from(rows[i]) - want).abs() < 1e-6, "row 0 at {i}");
         }
         assert_eq!(&rows[3..], &[0.0, 1.0, 0.0]);
+    }
+
+    /// The reference: masked softmax attention in f64, one query at a time.
+    fn naive_attention(
+        q: &[f32],
+        (k, v): (&[f32], &[f32]),
+        layout: Heads,
+        batch: usize,
+        visible: &[usize],
+        scale: f32,
+    ) -> Vec<f64> {
+        let Heads {
+            heads,
+            kv_heads,
+            dim,
+        } = layout;
+        let queries = visible.len() / batch;
+        let keys = k.len() / (batch * kv_heads * dim);
+        let mut out = vec![0f64; batch * queries * heads * dim];
+        for b in 0..batch {
+            for h in 0..heads {
+                let g = h / (heads / kv_heads);
+                let at = |t: &[f32], j: usize, d: usize| {
+                    f64::from(t[((b * kv_heads + g) * keys + j) * dim + d])
+                };
+                for i in 0..queries {
+                    let n = visible[b * queries + i];
+                    let qi = |d: usize| f64::from(q[((b * heads + h) * queries + i) * dim + d]);
+                    let s: Vec<f64> = (0..n)
+                        .map(|j| (0..dim).map(|d| qi(d) * at(k, j, d)).sum::<f64>() * f64::from(scale))
+                        .collect();
+                    let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    for d in 0..dim {
+                        out[((b * queries + i) * heads + h) * dim + d] =
+                            (0..n).map(|j| e[j] / total * at(v, j, d)).sum();
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_reads_only_the_visible_keys_and_equals_the_masked_softmax() {
+        // (batch, heads, kv_heads, dim, keys, visible per query): a causal prompt, a prompt
+        // after cached keys, grouped heads, one selected query per batch row with padding
+        // behind it, a single key, and a width past the vector lanes.
+        let cases: [(usize, usize, usize, usize, usize, Vec<usize>); 6] = [
+            (1, 4, 4, 48, 5, (1..=5).collect()),
+            (1, 4, 4, 48, 9, (6..=9).collect()),
+            (1, 4, 2, 8, 6, (1..=6).collect()),
+            (3, 2, 2, 16, 7, vec![7, 3, 5]),
+            (1, 1, 1, 4, 1, vec![1]),
+            (2, 2, 1, 13, 4, vec![1, 2, 3, 4, 4, 4, 2, 1]),
+        ];
+        for (batch, heads, kv_heads, dim, keys, visible) in cases {
+            let case = format!("{batch}×{heads}/{kv_heads}×{dim}, {keys} keys, {visible:?}");
+            let layout = Heads {
+                heads,
+                kv_heads,
+                dim,
+            };
+            let queries = visible.len() / batch;
+            let q = values(dim as u64, batch * heads * queries * dim);
+            let mut k = values(keys as u64 + 1, batch * kv_heads * keys * dim);
+            let v = values(keys as u64 + 2, batch * kv_heads * keys * dim);
+            let scale = 1.0 / (dim as f32).sqrt();
+            let want = naive_attention(&q, (&k, &v), layout, batch, &visible, scale);
+            // Keys nobody sees may hold anything (padding): NaN must not leak in.
+            for b in 0..batch {
+                let seen = visible[b * queries..(b + 1) * queries].iter().max().copied();
+                for g in 0..kv_heads {
+                    for j in seen.unwrap_or(0)..keys {
+                        let at = ((b * kv_heads + g) * keys + j) * dim;
+                        k[at..at + dim].iter_mut().for_each(|x| *x = f32::NAN);
+                    }
+                }
+            }
+            let got = attend(&q, (&k, &v), layout, batch, &visible, scale);
+            assert_eq!(got.len(), want.len(), "{case}");
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!((f64::from(*g) - e).abs() < 1e-6, "{case} at {i}: {g} vs {e}");
+            }
+        }
     }
 }

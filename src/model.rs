@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::kernel::{linear_q, linear_rows, silu_mul, softmax_rows, QuantRows};
+use crate::kernel::{attend, linear_q, linear_rows, silu_mul, softmax_rows, Heads, QuantRows};
 use crate::prompt::Template;
 use crate::tokenizer::Tokenizer;
 
@@ -885,6 +885,7 @@ impl Attention {
                 candle_nn::rotary_emb::rope(&k, cos, sin)?,
             ),
         };
+        let full = seq;
         // Only the selected positions ask (keys and values still cover every position).
         let (q, seq) = match select {
             None => (q, seq),
@@ -901,10 +902,42 @@ impl Attention {
                 (k, v)
             }
         };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if pass == Pass::Infer && is_cpu_f32(&q) {
+            // The causal rule as counts of visible keys: no scores for masked ones, no matrix
+            // product set up for a few rows (`kernel::attend`).
+            let offset = k.dim(2)? - full;
+            let visible: Vec<usize> = match select {
+                Some(sel) => sel
+                    .positions
+                    .iter()
+                    .map(|&p| visible_keys(offset, p))
+                    .collect(),
+                None => (0..b)
+                    .flat_map(|_| (0..seq).map(|p| visible_keys(offset, p)))
+                    .collect(),
+            };
+            let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
+            let layout = Heads {
+                heads: self.heads,
+                kv_heads: self.kv_heads,
+                dim: self.head_dim,
+            };
+            let out = attend(
+                &values(&q)?,
+                (&values(&k)?, &values(&v)?),
+                layout,
+                b,
+                &visible,
+                scale as f32,
+            );
+            return self
+                .o_proj
+                .forward(&Tensor::from_vec(out, (b, seq, hidden), q.device())?);
+        }
         let groups = self.heads / self.kv_heads;
         let k = candle_transformers::utils::repeat_kv(k, groups)?.contiguous()?;
         let v = candle_transformers::utils::repeat_kv(v, groups)?.contiguous()?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut scores = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
@@ -1069,6 +1102,8 @@ impl BeamCache {
 struct Selection {
     /// Row index per batch row, shape `(batch, 1)`.
     rows: Tensor,
+    /// The same indices.
+    positions: Vec<usize>,
     /// Additive mask `(batch, 1, 1, offset + seq)`: each selected position sees itself and
     /// earlier positions only.
     mask: Tensor,
@@ -1081,6 +1116,7 @@ impl Selection {
         let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         Ok(Selection {
             rows: Tensor::from_vec(index, (rows.len(), 1), device)?,
+            positions: rows.to_vec(),
             mask: Tensor::from_vec(mask, (rows.len(), 1, 1, total), device)?,
         })
     }
@@ -1153,13 +1189,19 @@ fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
     Ok((freqs.cos()?, freqs.sin()?))
 }
 
-/// The causal rule, one mask row per query position `p` (counted after `offset` cached
-/// positions): key `j` is visible when `j ≤ offset + p`, hidden (−∞) otherwise.
+/// The causal rule: the query at position `p` (counted after `offset` cached positions) sees
+/// the keys before `visible_keys(offset, p)`, itself included.
+fn visible_keys(offset: usize, p: usize) -> usize {
+    offset + p + 1
+}
+
+/// [`visible_keys`] as an additive mask, one row per query position: 0 where visible, −∞
+/// elsewhere.
 fn causal_rows(positions: impl Iterator<Item = usize>, offset: usize, total: usize) -> Vec<f32> {
     positions
         .flat_map(|p| {
             (0..total).map(move |j| {
-                if j > offset + p {
+                if j >= visible_keys(offset, p) {
                     f32::NEG_INFINITY
                 } else {
                     0.0
