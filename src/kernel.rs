@@ -230,53 +230,88 @@ fn activation_levels(inp: usize) -> f32 {
     bound.clamp(1, i16::MAX as usize) as f32
 }
 
-/// `x · wᵀ (+ bias)` with a quantized weight: `x` (`rows × inp`) is quantized per row to
-/// integers (scale = row max / [`activation_levels`], 15 bits for the model's widths), each
-/// output is the exact integer dot product times both scales. Rows are taken two at a time
-/// against four weight rows (each load used for several products). Returns `rows × out`.
+/// `x · wᵀ (+ bias)` with a quantized weight: [`QuantActs::new`] then [`QuantActs::times`].
+/// Returns `rows × out`.
 pub fn linear_q(x: &[f32], w: &QuantRows, bias: Option<&[f32]>) -> Vec<f32> {
-    let inp = w.inp;
-    let out = w.out();
-    let rows = x.len() / inp;
-    let levels = activation_levels(inp);
-    let mut xq = vec![0i16; rows * inp];
-    let xs: Vec<f32> = x
-        .chunks_exact(inp)
-        .zip(xq.chunks_exact_mut(inp))
-        .map(|(row, q)| quantize(row, levels, q))
-        .collect();
-    let mut y = vec![0f32; rows * out];
-    let mut put = |r: usize, o: usize, dot: i32| {
-        y[r * out + o] = dot as f32 * (xs[r] * w.scales[o]) + bias.map_or(0.0, |b| b[o]);
-    };
-    let x_row = |r: usize| &xq[r * inp..(r + 1) * inp];
-    let blocks = out / 4;
-    for blk in 0..blocks {
-        let o = blk * 4;
-        let ws = [0, 1, 2, 3].map(|j| w.row(o + j));
-        let mut r = 0;
-        while r + 2 <= rows {
-            let d = dot_rows_x4([x_row(r), x_row(r + 1)], ws);
-            for (i, dr) in d.iter().enumerate() {
-                for (j, &v) in dr.iter().enumerate() {
-                    put(r + i, o + j, v);
+    QuantActs::new(x, w.inp).times(w, bias)
+}
+
+/// Activation rows quantized for [`QuantRows`] products: each row to integers (scale = row max
+/// / [`activation_levels`], 15 bits for the model's widths). Quantized once, they serve every
+/// product with the same input (a layer's query, key and value projections; the MLP's gate
+/// and up projections).
+#[derive(Debug, Clone)]
+pub struct QuantActs {
+    values: Vec<i16>,
+    scales: Vec<f32>,
+    inp: usize,
+}
+
+impl QuantActs {
+    /// Quantizes `x` (`rows × inp`, row-major).
+    pub fn new(x: &[f32], inp: usize) -> Self {
+        let inp = inp.max(1);
+        let levels = activation_levels(inp);
+        let mut values = vec![0i16; x.len() / inp * inp];
+        let scales = x
+            .chunks_exact(inp)
+            .zip(values.chunks_exact_mut(inp))
+            .map(|(row, q)| quantize(row, levels, q))
+            .collect();
+        QuantActs {
+            values,
+            scales,
+            inp,
+        }
+    }
+
+    /// Input width.
+    pub fn inp(&self) -> usize {
+        self.inp
+    }
+
+    /// `x · wᵀ (+ bias)` for a weight of this input width: each output is the exact integer
+    /// dot product times both scales. Rows are taken two at a time against four weight rows
+    /// (each load used for several products). Returns `rows × out`.
+    pub fn times(&self, w: &QuantRows, bias: Option<&[f32]>) -> Vec<f32> {
+        let inp = self.inp;
+        debug_assert_eq!(inp, w.inp, "activation and weight widths");
+        let out = w.out();
+        let rows = self.scales.len();
+        let xs = &self.scales;
+        let mut y = vec![0f32; rows * out];
+        let mut put = |r: usize, o: usize, dot: i32| {
+            y[r * out + o] = dot as f32 * (xs[r] * w.scales[o]) + bias.map_or(0.0, |b| b[o]);
+        };
+        let x_row = |r: usize| &self.values[r * inp..(r + 1) * inp];
+        let blocks = out / 4;
+        for blk in 0..blocks {
+            let o = blk * 4;
+            let ws = [0, 1, 2, 3].map(|j| w.row(o + j));
+            let mut r = 0;
+            while r + 2 <= rows {
+                let d = dot_rows_x4([x_row(r), x_row(r + 1)], ws);
+                for (i, dr) in d.iter().enumerate() {
+                    for (j, &v) in dr.iter().enumerate() {
+                        put(r + i, o + j, v);
+                    }
+                }
+                r += 2;
+            }
+            if r < rows {
+                let [d] = dot_rows_x4([x_row(r)], ws);
+                for (j, &v) in d.iter().enumerate() {
+                    put(r, o + j, v);
                 }
             }
-            r += 2;
         }
-        if r < rows {
-            let [d] = dot_rows_x4([x_row(r)], ws);
-            for (j, &v) in d.iter().enumerate() {
-                put(r, o + j, v);
+        for o in blocks * 4..out {
+            for r in 0..rows {
+                put(r, o, dot_i16(x_row(r), w.row(o)));
             }
         }
+        y
     }
-    for o in blocks * 4..out {
-        for r in 0..rows {
-            put(r, o, dot_i16(x_row(r), w.row(o)));
-        }
-    }
-    y
 }
 
 /// Exact integer dot product of two `i16` vectors (the caller bounds the sum to `i32`).
@@ -710,7 +745,9 @@ mod tests {
                     let n = visible[b * queries + i];
                     let qi = |d: usize| f64::from(q[((b * heads + h) * queries + i) * dim + d]);
                     let s: Vec<f64> = (0..n)
-                        .map(|j| (0..dim).map(|d| qi(d) * at(k, j, d)).sum::<f64>() * f64::from(scale))
+                        .map(|j| {
+                            (0..dim).map(|d| qi(d) * at(k, j, d)).sum::<f64>() * f64::from(scale)
+                        })
                         .collect();
                     let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
@@ -753,7 +790,10 @@ mod tests {
             let want = naive_attention(&q, (&k, &v), layout, batch, &visible, scale);
             // Keys nobody sees may hold anything (padding): NaN must not leak in.
             for b in 0..batch {
-                let seen = visible[b * queries..(b + 1) * queries].iter().max().copied();
+                let seen = visible[b * queries..(b + 1) * queries]
+                    .iter()
+                    .max()
+                    .copied();
                 for g in 0..kv_heads {
                     for j in seen.unwrap_or(0)..keys {
                         let at = ((b * kv_heads + g) * keys + j) * dim;
@@ -764,7 +804,10 @@ mod tests {
             let got = attend(&q, (&k, &v), layout, batch, &visible, scale);
             assert_eq!(got.len(), want.len(), "{case}");
             for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                assert!((f64::from(*g) - e).abs() < 1e-6, "{case} at {i}: {g} vs {e}");
+                assert!(
+                    (f64::from(*g) - e).abs() < 1e-6,
+                    "{case} at {i}: {g} vs {e}"
+                );
             }
         }
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::kernel::{attend, linear_q, linear_rows, silu_mul, softmax_rows, Heads, QuantRows};
+use crate::kernel::{attend, linear_rows, silu_mul, softmax_rows, Heads, QuantActs, QuantRows};
 use crate::prompt::Template;
 use crate::tokenizer::Tokenizer;
 
@@ -493,6 +493,24 @@ struct Proj {
 
 impl Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let [y] = Proj::forward_shared([self], xs)?;
+        Ok(y)
+    }
+
+    /// The products of one input with several layers (a layer's query, key and value; the
+    /// MLP's gate and up). With int8 weights the input is quantized once for all of them
+    /// (`kernel::QuantActs`): the same bits as one [`Proj::forward`] each.
+    fn forward_shared<const N: usize>(projs: [&Proj; N], xs: &Tensor) -> Result<[Tensor; N]> {
+        let mut acts = None;
+        let ys = projs.map(|p| p.product(xs, &mut acts));
+        ys.into_iter()
+            .collect::<Result<Vec<_>>>()?
+            .try_into()
+            .map_err(|_| Error::invalid("projections", "one product per layer"))
+    }
+
+    /// `xs · wᵀ (+ bias)`; `acts` holds `xs` quantized once an int8 product needed it.
+    fn product(&self, xs: &Tensor, acts: &mut Option<QuantActs>) -> Result<Tensor> {
         let inp = xs.dims().last().copied().unwrap_or(0);
         let rows = xs.elem_count().checked_div(inp).unwrap_or(0);
         let weight = self.linear.weight();
@@ -506,8 +524,11 @@ impl Proj {
         };
         let y = match (&self.quant, bias) {
             (Some(q), Ok(bias)) if is_cpu_f32(xs) && q.inp() == inp => {
-                let x = xs.flatten_all()?.to_vec1::<f32>()?;
-                Some((linear_q(&x, q, bias), q.out()))
+                let acts = match acts {
+                    Some(a) => a,
+                    None => acts.insert(QuantActs::new(&xs.flatten_all()?.to_vec1::<f32>()?, inp)),
+                };
+                Some((acts.times(q, bias), q.out()))
             }
             (_, Ok(bias))
                 if rows <= SMALL_ROWS
@@ -773,8 +794,7 @@ impl Qwen2 {
     ) -> Result<Tensor> {
         let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
         let mlp = &layer.mlp;
-        let gate = mlp.gate_proj.forward(&normed)?;
-        let up = mlp.up_proj.forward(&normed)?;
+        let [gate, up] = Proj::forward_shared([&mlp.gate_proj, &mlp.up_proj], &normed)?;
         let gated = match pass {
             Pass::Infer if is_cpu_f32(&gate) && is_cpu_f32(&up) => {
                 let values = silu_mul(
@@ -872,9 +892,10 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = split(self.q_proj.forward(xs)?, self.heads)?;
-        let k = split(self.k_proj.forward(xs)?, self.kv_heads)?;
-        let v = split(self.v_proj.forward(xs)?, self.kv_heads)?;
+        let [q, k, v] = Proj::forward_shared([&self.q_proj, &self.k_proj, &self.v_proj], xs)?;
+        let q = split(q, self.heads)?;
+        let k = split(k, self.kv_heads)?;
+        let v = split(v, self.kv_heads)?;
         let (q, k) = match pass {
             Pass::Train => (
                 candle_nn::rotary_emb::rope_slow(&q, cos, sin)?,
@@ -971,14 +992,10 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q =
-            candle_nn::rotary_emb::rope(&split(self.q_proj.forward(xs)?, self.heads)?, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(
-            &split(self.k_proj.forward(xs)?, self.kv_heads)?,
-            cos,
-            sin,
-        )?;
-        let v = split(self.v_proj.forward(xs)?, self.kv_heads)?;
+        let [q, k, v] = Proj::forward_shared([&self.q_proj, &self.k_proj, &self.v_proj], xs)?;
+        let q = candle_nn::rotary_emb::rope(&split(q, self.heads)?, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&split(k, self.kv_heads)?, cos, sin)?;
+        let v = split(v, self.kv_heads)?;
         gk.slice_set(&k, 2, t)?;
         gv.slice_set(&v, 2, t)?;
         let groups = self.heads / self.kv_heads;
