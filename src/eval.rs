@@ -643,42 +643,37 @@ pub const INT8_TOLERANCE: f64 = 0.002;
 
 /// The weights the browser runs, chosen on valid after the scoring: int8 (about 1.6× faster
 /// in wasm) unless its Recall@20 with `scoring` falls more than [`INT8_TOLERANCE`] below
-/// f32's. `f32_states` and `int8_states` are the query states under each (the memory stays the
-/// one built with f32). Returns the choice and both reports (f32 first).
+/// f32's. `f32_report` is the chosen scoring's row from [`choose_scoring`] (f32 query states);
+/// `int8_states` are the query states under int8 weights, scored the same way (the memory
+/// stays the one built with f32). Returns the choice and the int8 report.
 pub fn choose_weights(
     base: &Representations,
-    scoring: &Scoring,
-    f32_states: &Memory,
+    (scoring, f32_report): (&Scoring, &Report),
     int8_states: &Memory,
-    targets: &[ItemIndex],
-    train_counts: &[u32],
-) -> Result<(Weights, [Report; 2])> {
-    let mut reps = base.clone();
-    reps.apply_scoring(scoring)?;
-    let report = |weights: Weights, states: &Memory| -> Result<Report> {
-        let candidate = Scoring {
-            weights,
-            ..scoring.clone()
+    (targets, train_counts): (&[ItemIndex], &[u32]),
+    progress: QueryProgress,
+) -> Result<(Weights, Report)> {
+    let candidate = Scoring {
+        weights: Weights::Int8,
+        ..scoring.clone()
+    };
+    let report = score_candidates(
+        base,
+        std::slice::from_ref(&candidate),
+        int8_states,
+        targets,
+        train_counts,
+        progress,
+    )?
+    .pop()
+    .ok_or_else(|| Error::invalid("int8 weights", "no report for the chosen scoring"))?;
+    let chosen =
+        if report.overall.recall_at(20) >= f32_report.overall.recall_at(20) - INT8_TOLERANCE {
+            Weights::Int8
+        } else {
+            Weights::F32
         };
-        let rankings = rank_queries(&reps, states, scoring.mode()?)?;
-        Ok(evaluate(
-            &candidate.label(),
-            &rankings,
-            targets,
-            train_counts,
-        ))
-    };
-    let reports = [
-        report(Weights::F32, f32_states)?,
-        report(Weights::Int8, int8_states)?,
-    ];
-    let [f32_recall, int8_recall] = [&reports[0], &reports[1]].map(|r| r.overall.recall_at(20));
-    let chosen = if int8_recall >= f32_recall - INT8_TOLERANCE {
-        Weights::Int8
-    } else {
-        Weights::F32
-    };
-    Ok((chosen, reports))
+    Ok((chosen, report))
 }
 
 /// Neighbour counts tried for L2D-L when choosing the shipped scoring.

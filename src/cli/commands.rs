@@ -662,16 +662,30 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
         "queries, int8 weights",
     )?
     .0;
-    let (weights, weight_reports) = l2d::eval::choose_weights(
+    // The chosen scoring's own row (f32 query states) is the reference; only int8 is scored.
+    let f32_report = reports
+        .iter()
+        .find(|r| r.method == scoring.label())
+        .cloned()
+        .context("the chosen scoring has no row among the evaluated ones")?;
+    let int8_bar =
+        std::sync::Mutex::new(Progress::new(int8_queries.len(), "int8 weights, queries"));
+    let (weights, int8_report) = l2d::eval::choose_weights(
         &base,
-        &scoring,
-        &queries,
+        (&scoring, &f32_report),
         &int8_queries,
-        &targets,
-        &train_counts,
+        (&targets, &train_counts),
+        &|done, _| {
+            if let Ok(mut bar) = int8_bar.lock() {
+                bar.set_position(done);
+            }
+        },
     )?;
+    if let Ok(bar) = int8_bar.lock() {
+        bar.finish();
+    }
     let mut reports = reports;
-    reports.extend(weight_reports);
+    reports.extend([f32_report, int8_report]);
     println!("{}", markdown_table(&reports));
     println!(
         "weights: int8 unless its R@20 falls more than {} below f32's (the last two rows)",
