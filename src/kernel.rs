@@ -279,9 +279,23 @@ impl QuantActs {
         let out = w.out();
         let rows = self.scales.len();
         let xs = &self.scales;
+        // No bias adds 0, as before there was a zero bias: the same bits either way.
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = vec![0f32; out];
+                &zeros
+            }
+        };
         let mut y = vec![0f32; rows * out];
-        let mut put = |r: usize, o: usize, dot: i32| {
-            y[r * out + o] = dot as f32 * (xs[r] * w.scales[o]) + bias.map_or(0.0, |b| b[o]);
+        // Four outputs of row `r` from `o` at once (fixed-length slices: one vector each).
+        let mut put4 = |r: usize, o: usize, dots: [i32; 4]| {
+            let (scales, bias) = (&w.scales[o..o + 4], &bias[o..o + 4]);
+            let dst = &mut y[r * out + o..r * out + o + 4];
+            for j in 0..4 {
+                dst[j] = dots[j] as f32 * (xs[r] * scales[j]) + bias[j];
+            }
         };
         let x_row = |r: usize| &self.values[r * inp..(r + 1) * inp];
         let blocks = out / 4;
@@ -290,24 +304,20 @@ impl QuantActs {
             let ws = [0, 1, 2, 3].map(|j| w.row(o + j));
             let mut r = 0;
             while r + 2 <= rows {
-                let d = dot_rows_x4([x_row(r), x_row(r + 1)], ws);
-                for (i, dr) in d.iter().enumerate() {
-                    for (j, &v) in dr.iter().enumerate() {
-                        put(r + i, o + j, v);
-                    }
-                }
+                let [d0, d1] = dot_rows_x4([x_row(r), x_row(r + 1)], ws);
+                put4(r, o, d0);
+                put4(r + 1, o, d1);
                 r += 2;
             }
             if r < rows {
                 let [d] = dot_rows_x4([x_row(r)], ws);
-                for (j, &v) in d.iter().enumerate() {
-                    put(r, o + j, v);
-                }
+                put4(r, o, d);
             }
         }
         for o in blocks * 4..out {
             for r in 0..rows {
-                put(r, o, dot_i16(x_row(r), w.row(o)));
+                let dot = dot_i16(x_row(r), w.row(o));
+                y[r * out + o] = dot as f32 * (xs[r] * w.scales[o]) + bias[o];
             }
         }
         y
@@ -414,13 +424,27 @@ fn dot_rows_x4<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] 
             }
         }
     }
-    let mut out = acc.map(|a| {
-        a.map(|v| {
-            i32x4_extract_lane::<0>(v)
-                + i32x4_extract_lane::<1>(v)
-                + i32x4_extract_lane::<2>(v)
-                + i32x4_extract_lane::<3>(v)
-        })
+    // Each row's four accumulators to its four sums with shuffles (two rounds of pairwise
+    // sums), not sixteen lane extractions.
+    let mut out = acc.map(|[a, b, c, d]| {
+        let ab = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(a, b),
+            i32x4_shuffle::<2, 6, 3, 7>(a, b),
+        );
+        let cd = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(c, d),
+            i32x4_shuffle::<2, 6, 3, 7>(c, d),
+        );
+        let sums = i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+        );
+        [
+            i32x4_extract_lane::<0>(sums),
+            i32x4_extract_lane::<1>(sums),
+            i32x4_extract_lane::<2>(sums),
+            i32x4_extract_lane::<3>(sums),
+        ]
     });
     for (o, xr) in out.iter_mut().zip(&x) {
         for (v, wr) in o.iter_mut().zip(&w) {
