@@ -490,20 +490,36 @@ pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
 }
 
 /// Softmax of each row of `width` values in place (rows of masked scores hold −∞, which
-/// become exactly 0).
+/// become exactly 0). The exponentials are one loop of their own and the max and sum run
+/// eight lanes: a running float sum in the same loop would keep every `exp` scalar.
 pub fn softmax_rows(values: &mut [f32], width: usize) {
     for row in values.chunks_exact_mut(width.max(1)) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, larger);
-        let mut sum = 0f32;
+        let max = lanes8(row, f32::NEG_INFINITY, larger);
         for v in row.iter_mut() {
             *v = exp(*v - max);
-            sum += *v;
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / lanes8(row, 0.0, |a, b| a + b);
         for v in row.iter_mut() {
             *v *= inv;
         }
     }
+}
+
+/// `values` folded with `f` in eight interleaved lanes (lane `l` takes every eighth value from
+/// `l`), then the lanes and the remainder folded in order: the same result as one fold for an
+/// associative `f` (max), a different rounding order for a float sum. Vectorises where one
+/// sequential fold cannot.
+#[inline(always)]
+fn lanes8(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, v);
+        }
+    }
+    lanes.into_iter().chain(rest.iter().copied()).fold(init, &f)
 }
 
 /// Head layout of [`attend`]: `heads` query heads in groups sharing `kv_heads` key/value
