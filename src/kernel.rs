@@ -176,7 +176,7 @@ impl QuantRows {
 /// all-zero `v`, whose integers are then 0; a NaN becomes 0). Branch-free per element, so it
 /// vectorises: in wasm `f32::max` and `f32::round_ties_even` would be calls.
 fn quantize(v: &[f32], levels: f32, out: &mut [i16]) -> f32 {
-    let max = v.iter().fold(0f32, |m, x| larger(m, x.abs()));
+    let max = lanes8(v, 0.0, |m, x| larger(m, x.abs()));
     let scale = if max > 0.0 && max.is_finite() {
         max / levels
     } else {
@@ -480,13 +480,12 @@ pub fn exp(x: f32) -> f32 {
     y * scale
 }
 
-/// `silu(gate) · up` element by element (`silu(g) = g / (1 + e⁻ᵍ)`): the gated activation of
-/// the MLP at inference.
-pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
-    gate.iter()
-        .zip(up)
-        .map(|(&g, &u)| g / (1.0 + exp(-g)) * u)
-        .collect()
+/// `silu(gate) · up` element by element (`silu(g) = g / (1 + e⁻ᵍ)`), written over `gate`: the
+/// gated activation of the MLP at inference.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + exp(-*g)) * u;
+    }
 }
 
 /// Softmax of each row of `width` values in place (rows of masked scores hold −∞, which
@@ -739,7 +738,9 @@ mod tests {
         // silu · up
         let gate = [-20.0f32, -1.0, 0.0, 0.7, 3.0, 30.0];
         let up = [1.0f32, 2.0, 3.0, -1.0, 0.5, 1.0];
-        for (i, got) in silu_mul(&gate, &up).into_iter().enumerate() {
+        let mut gated = gate;
+        silu_mul(&mut gated, &up);
+        for (i, got) in gated.into_iter().enumerate() {
             let g = f64::from(gate[i]);
             let want = g / (1.0 + (-g).exp()) * f64::from(up[i]);
             assert!(

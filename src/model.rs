@@ -511,6 +511,23 @@ impl Proj {
 
     /// `xs · wᵀ (+ bias)`; `acts` holds `xs` quantized once an int8 product needed it.
     fn product(&self, xs: &Tensor, acts: &mut Option<QuantActs>) -> Result<Tensor> {
+        let Some((y, out)) = self.product_values(xs, acts)? else {
+            return Ok(self.linear.forward(xs)?);
+        };
+        let mut shape = xs.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = out;
+        }
+        Ok(Tensor::from_vec(y, shape, xs.device())?)
+    }
+
+    /// The product as values (`rows × out`, and `out`) when one of the inference paths serves
+    /// it (int8 weights; a few rows with f32 weights), `None` when candle's product does.
+    fn product_values(
+        &self,
+        xs: &Tensor,
+        acts: &mut Option<QuantActs>,
+    ) -> Result<Option<(Vec<f32>, usize)>> {
         let inp = xs.dims().last().copied().unwrap_or(0);
         let rows = xs.elem_count().checked_div(inp).unwrap_or(0);
         let weight = self.linear.weight();
@@ -548,14 +565,7 @@ impl Proj {
             }
             _ => None,
         };
-        let Some((y, out)) = y else {
-            return Ok(self.linear.forward(xs)?);
-        };
-        let mut shape = xs.dims().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = out;
-        }
-        Ok(Tensor::from_vec(y, shape, xs.device())?)
+        Ok(y)
     }
 
     /// Holds the weight as [`Weights`] says from now on.
@@ -794,16 +804,34 @@ impl Qwen2 {
     ) -> Result<Tensor> {
         let normed = rms_norm(&xs, &layer.post_attention_layernorm, self.eps, pass)?;
         let mlp = &layer.mlp;
-        let [gate, up] = Proj::forward_shared([&mlp.gate_proj, &mlp.up_proj], &normed)?;
         let gated = match pass {
-            Pass::Infer if is_cpu_f32(&gate) && is_cpu_f32(&up) => {
-                let values = silu_mul(
-                    &gate.flatten_all()?.to_vec1::<f32>()?,
-                    &up.flatten_all()?.to_vec1::<f32>()?,
-                );
-                Tensor::from_vec(values, gate.shape(), gate.device())?
+            Pass::Infer if is_cpu_f32(&normed) => {
+                // Gate and up as values (one quantized input for both with int8 weights), the
+                // gated activation written over the gate's.
+                let mut acts = None;
+                let mut values = |p: &Proj| -> Result<(Vec<f32>, usize)> {
+                    match p.product_values(&normed, &mut acts)? {
+                        Some(y) => Ok(y),
+                        None => {
+                            let y = p.linear.forward(&normed)?;
+                            let out = y.dims().last().copied().unwrap_or(0);
+                            Ok((y.flatten_all()?.to_vec1::<f32>()?, out))
+                        }
+                    }
+                };
+                let (mut gate, out) = values(&mlp.gate_proj)?;
+                let (up, _) = values(&mlp.up_proj)?;
+                silu_mul(&mut gate, &up);
+                let mut shape = normed.dims().to_vec();
+                if let Some(last) = shape.last_mut() {
+                    *last = out;
+                }
+                Tensor::from_vec(gate, shape, normed.device())?
             }
-            _ => (candle_nn::ops::silu(&gate)? * up)?,
+            _ => {
+                let [gate, up] = Proj::forward_shared([&mlp.gate_proj, &mlp.up_proj], &normed)?;
+                (candle_nn::ops::silu(&gate)? * up)?
+            }
         };
         let gated = dropout(gated, noise, |r| r.mlp)?;
         Ok((xs + dropout(mlp.down_proj.forward(&gated)?, noise, |r| r.residual)?)?)
