@@ -521,6 +521,33 @@ fn lanes8(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     lanes.into_iter().chain(rest.iter().copied()).fold(init, &f)
 }
 
+/// Rotary position embedding in place, in Qwen2's layout (each head's first and second halves
+/// rotated as pairs, as `candle_nn::rotary_emb::rope`): `x` holds rows of `heads × dim` values,
+/// row `r` at position `r % positions` of its sequence; `cos` and `sin` are
+/// `positions × dim / 2`.
+pub fn rope(x: &mut [f32], heads: usize, dim: usize, (cos, sin): (&[f32], &[f32])) {
+    let half = dim / 2;
+    let positions = cos.len() / half.max(1);
+    if half == 0 || positions == 0 {
+        return;
+    }
+    for (r, row) in x.chunks_exact_mut(heads * dim).enumerate() {
+        let p = r % positions;
+        let (c, s) = (
+            &cos[p * half..(p + 1) * half],
+            &sin[p * half..(p + 1) * half],
+        );
+        for head in row.chunks_exact_mut(dim) {
+            let (x1, x2) = head.split_at_mut(half);
+            for (((a, b), &c), &s) in x1.iter_mut().zip(x2.iter_mut()).zip(c).zip(s) {
+                let (u, v) = (*a, *b);
+                *a = u * c - v * s;
+                *b = u * s + v * c;
+            }
+        }
+    }
+}
+
 /// Head layout of [`attend`]: `heads` query heads in groups sharing `kv_heads` key/value
 /// heads, each `dim` wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,9 +558,10 @@ pub struct Heads {
 }
 
 /// Causal softmax attention at inference, without a general matrix product: query `i` of
-/// batch row `b` (`q`: `(batch, heads, queries, dim)`, `queries = visible.len() / batch`)
-/// attends to the first `visible[b · queries + i]` keys of its group's head (`k`, `v`:
-/// `(batch, kv_heads, keys, dim)`), with scores `q · k · scale`. Keys past that count (the
+/// batch row `b` (`q`: `(batch, queries, heads, dim)`, the projection's layout, with
+/// `queries = visible.len() / batch`) attends to the first `visible[b · queries + i]` keys of
+/// its group's head (`k`, `v`: `(batch, kv_heads, keys, dim)`, the cache's layout), with scores
+/// `q · k · scale`. Keys past that count (the
 /// causal mask, padding) are never read, so no score is spent on them. Returns
 /// `(batch, queries, heads · dim)`: the layout the output projection reads.
 pub fn attend(
@@ -561,7 +589,7 @@ pub fn attend(
             let (kh, vh) = (&k[head..head + keys * dim], &v[head..head + keys * dim]);
             for i in 0..queries {
                 let n = visible[b * queries + i].min(keys);
-                let qi = &q[((b * heads + h) * queries + i) * dim..][..dim];
+                let qi = &q[((b * queries + i) * heads + h) * dim..][..dim];
                 let s = &mut scores[..n];
                 let key = |j: usize| &kh[j * dim..(j + 1) * dim];
                 let quads = n / 4;
@@ -784,7 +812,7 @@ mod tests {
                 };
                 for i in 0..queries {
                     let n = visible[b * queries + i];
-                    let qi = |d: usize| f64::from(q[((b * heads + h) * queries + i) * dim + d]);
+                    let qi = |d: usize| f64::from(q[((b * queries + i) * heads + h) * dim + d]);
                     let s: Vec<f64> = (0..n)
                         .map(|j| {
                             (0..dim).map(|d| qi(d) * at(k, j, d)).sum::<f64>() * f64::from(scale)
@@ -849,6 +877,43 @@ mod tests {
                     (f64::from(*g) - e).abs() < 1e-6,
                     "{case} at {i}: {g} vs {e}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn rope_rotates_each_heads_halves_by_its_position() {
+        // (sequences, positions, heads, dim): one head, several, two sequences of one length.
+        for (sequences, positions, heads, dim) in [(1, 3, 1, 4), (1, 5, 4, 8), (2, 3, 2, 6)] {
+            let half = dim / 2;
+            let x = values(dim as u64, sequences * positions * heads * dim);
+            let angles: Vec<f64> = (0..positions * half)
+                .map(|i| (i / half) as f64 / 10f64.powf((i % half) as f64 / half as f64))
+                .collect();
+            let cos: Vec<f32> = angles.iter().map(|a| a.cos() as f32).collect();
+            let sin: Vec<f32> = angles.iter().map(|a| a.sin() as f32).collect();
+            let mut got = x.clone();
+            rope(&mut got, heads, dim, (&cos, &sin));
+            for (r, (row, out)) in x
+                .chunks(heads * dim)
+                .zip(got.chunks(heads * dim))
+                .enumerate()
+            {
+                let p = r % positions;
+                for h in 0..heads {
+                    for i in 0..half {
+                        let (a, b) = (row[h * dim + i] as f64, row[h * dim + half + i] as f64);
+                        let (c, s) = (cos[p * half + i] as f64, sin[p * half + i] as f64);
+                        let want = [a * c - b * s, a * s + b * c];
+                        let have = [out[h * dim + i] as f64, out[h * dim + half + i] as f64];
+                        for (w, g) in want.iter().zip(have) {
+                            assert!(
+                                (w - g).abs() < 1e-6,
+                                "row {r} head {h} pair {i}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

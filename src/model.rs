@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::kernel::{attend, linear_rows, silu_mul, softmax_rows, Heads, QuantActs, QuantRows};
+use crate::kernel::{
+    attend, linear_rows, rope, silu_mul, softmax_rows, Heads, QuantActs, QuantRows,
+};
 use crate::prompt::Template;
 use crate::tokenizer::Tokenizer;
 
@@ -521,6 +523,16 @@ impl Proj {
         Ok(Tensor::from_vec(y, shape, xs.device())?)
     }
 
+    /// The product as values (`rows × out`, and `out`) whichever path serves it.
+    fn values(&self, xs: &Tensor, acts: &mut Option<QuantActs>) -> Result<(Vec<f32>, usize)> {
+        if let Some(y) = self.product_values(xs, acts)? {
+            return Ok(y);
+        }
+        let y = self.linear.forward(xs)?;
+        let out = y.dims().last().copied().unwrap_or(0);
+        Ok((y.flatten_all()?.to_vec1::<f32>()?, out))
+    }
+
     /// The product as values (`rows × out`, and `out`) when one of the inference paths serves
     /// it (int8 weights; a few rows with f32 weights), `None` when candle's product does.
     fn product_values(
@@ -809,18 +821,8 @@ impl Qwen2 {
                 // Gate and up as values (one quantized input for both with int8 weights), the
                 // gated activation written over the gate's.
                 let mut acts = None;
-                let mut values = |p: &Proj| -> Result<(Vec<f32>, usize)> {
-                    match p.product_values(&normed, &mut acts)? {
-                        Some(y) => Ok(y),
-                        None => {
-                            let y = p.linear.forward(&normed)?;
-                            let out = y.dims().last().copied().unwrap_or(0);
-                            Ok((y.flatten_all()?.to_vec1::<f32>()?, out))
-                        }
-                    }
-                };
-                let (mut gate, out) = values(&mlp.gate_proj)?;
-                let (up, _) = values(&mlp.up_proj)?;
+                let (mut gate, out) = mlp.gate_proj.values(&normed, &mut acts)?;
+                let (up, _) = mlp.up_proj.values(&normed, &mut acts)?;
                 silu_mul(&mut gate, &up);
                 let mut shape = normed.dims().to_vec();
                 if let Some(last) = shape.last_mut() {
@@ -914,6 +916,9 @@ impl Attention {
         (pass, noise): (Pass, Option<&Noise>),
         select: Option<&Selection>,
     ) -> Result<Tensor> {
+        if pass == Pass::Infer && is_cpu_f32(xs) {
+            return self.forward_values(xs, (cos, sin), cache, select);
+        }
         let (b, seq, hidden) = xs.dims3()?;
         let split = |t: Tensor, heads: usize| -> Result<Tensor> {
             Ok(t.reshape((b, seq, heads, self.head_dim))?
@@ -934,56 +939,13 @@ impl Attention {
                 candle_nn::rotary_emb::rope(&k, cos, sin)?,
             ),
         };
-        let full = seq;
         // Only the selected positions ask (keys and values still cover every position).
         let (q, seq) = match select {
             None => (q, seq),
             Some(sel) => (sel.gather(&q, 2)?, 1),
         };
-        let (k, v) = match cache {
-            None => (k, v),
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    None => (k, v),
-                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                };
-                *slot = Some((k.clone(), v.clone()));
-                (k, v)
-            }
-        };
+        let (k, v) = append_cache(cache, k, v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        if pass == Pass::Infer && is_cpu_f32(&q) {
-            // The causal rule as counts of visible keys: no scores for masked ones, no matrix
-            // product set up for a few rows (`kernel::attend`).
-            let offset = k.dim(2)? - full;
-            let visible: Vec<usize> = match select {
-                Some(sel) => sel
-                    .positions
-                    .iter()
-                    .map(|&p| visible_keys(offset, p))
-                    .collect(),
-                None => (0..b)
-                    .flat_map(|_| (0..seq).map(|p| visible_keys(offset, p)))
-                    .collect(),
-            };
-            let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
-            let layout = Heads {
-                heads: self.heads,
-                kv_heads: self.kv_heads,
-                dim: self.head_dim,
-            };
-            let out = attend(
-                &values(&q)?,
-                (&values(&k)?, &values(&v)?),
-                layout,
-                b,
-                &visible,
-                scale as f32,
-            );
-            return self
-                .o_proj
-                .forward(&Tensor::from_vec(out, (b, seq, hidden), q.device())?);
-        }
         let groups = self.heads / self.kv_heads;
         let k = candle_transformers::utils::repeat_kv(k, groups)?.contiguous()?;
         let v = candle_transformers::utils::repeat_kv(v, groups)?.contiguous()?;
@@ -1001,6 +963,85 @@ impl Attention {
             .transpose(1, 2)?
             .reshape((b, seq, hidden))?;
         self.o_proj.forward(&out)
+    }
+
+    /// [`Attention::forward`] at inference on the CPU, in plain values: the projections (one
+    /// quantized input for all three with int8 weights), RoPE in place ([`rope`]), keys and
+    /// values appended to the cache in its `(batch, kv_heads, positions, dim)` layout, and
+    /// [`attend`] reading the queries in the projection's layout and the cache where it lies,
+    /// with the causal rule as counts of visible keys. No transposes of the queries, no
+    /// matrix product set up for a few rows, no score for a masked key.
+    fn forward_values(
+        &self,
+        xs: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        select: Option<&Selection>,
+    ) -> Result<Tensor> {
+        let (b, seq, hidden) = xs.dims3()?;
+        let dim = self.head_dim;
+        let mut acts = None;
+        let (mut q, _) = self.q_proj.values(xs, &mut acts)?;
+        let (mut k, _) = self.k_proj.values(xs, &mut acts)?;
+        let (v, _) = self.v_proj.values(xs, &mut acts)?;
+        let angles = (
+            cos.flatten_all()?.to_vec1::<f32>()?,
+            sin.flatten_all()?.to_vec1::<f32>()?,
+        );
+        rope(&mut q, self.heads, dim, (&angles.0, &angles.1));
+        rope(&mut k, self.kv_heads, dim, (&angles.0, &angles.1));
+        let cache_layout = |t: &[f32]| -> Result<Tensor> {
+            let t = heads_first(t, (b, seq, self.kv_heads, dim));
+            Ok(Tensor::from_vec(
+                t,
+                (b, self.kv_heads, seq, dim),
+                xs.device(),
+            )?)
+        };
+        let (k, v) = append_cache(cache, cache_layout(&k)?, cache_layout(&v)?)?;
+        let offset = k.dim(2)? - seq;
+        // Only the selected positions ask (keys and values still cover every position).
+        let width = self.heads * dim;
+        let (q, visible) = match select {
+            Some(sel) => (
+                sel.positions
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(row, &p)| &q[(row * seq + p) * width..(row * seq + p + 1) * width])
+                    .copied()
+                    .collect(),
+                sel.positions
+                    .iter()
+                    .map(|&p| visible_keys(offset, p))
+                    .collect::<Vec<_>>(),
+            ),
+            None => (
+                q,
+                (0..b)
+                    .flat_map(|_| (0..seq).map(|p| visible_keys(offset, p)))
+                    .collect(),
+            ),
+        };
+        let queries = visible.len() / b.max(1);
+        let (k_storage, k_layout) = k.storage_and_layout();
+        let (v_storage, v_layout) = v.storage_and_layout();
+        let (Some(keys), Some(values)) =
+            (cpu_f32(&k_storage, k_layout), cpu_f32(&v_storage, v_layout))
+        else {
+            return Err(Error::invalid(
+                "key/value cache",
+                "not contiguous f32 in CPU memory",
+            ));
+        };
+        let layout = Heads {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            dim,
+        };
+        let scale = 1.0 / (dim as f32).sqrt();
+        let out = attend(&q, (keys, values), layout, b, &visible, scale);
+        self.o_proj
+            .forward(&Tensor::from_vec(out, (b, queries, hidden), xs.device())?)
     }
 
     /// Attention of one new token per beam over the shared prompt keys/values `(1, kv, P, d)`
@@ -1232,6 +1273,39 @@ fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
         .reshape((n, 1))?;
     let freqs = positions.matmul(&inv_freq)?;
     Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// Keys and values `(batch, kv_heads, seq, dim)` after the `cache`'s (which then holds them
+/// all); without a cache, the new ones alone.
+fn append_cache(
+    cache: Option<&mut Option<(Tensor, Tensor)>>,
+    k: Tensor,
+    v: Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let Some(slot) = cache else {
+        return Ok((k, v));
+    };
+    let (k, v) = match slot.take() {
+        None => (k, v),
+        Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+    };
+    *slot = Some((k.clone(), v.clone()));
+    Ok((k, v))
+}
+
+/// Values `(batch, seq, heads, dim)` (a projection's rows) as `(batch, heads, seq, dim)`.
+fn heads_first(t: &[f32], (batch, seq, heads, dim): (usize, usize, usize, usize)) -> Vec<f32> {
+    let mut out = vec![0f32; t.len()];
+    for b in 0..batch {
+        for s in 0..seq {
+            for h in 0..heads {
+                let from = ((b * seq + s) * heads + h) * dim;
+                let to = ((b * heads + h) * seq + s) * dim;
+                out[to..to + dim].copy_from_slice(&t[from..from + dim]);
+            }
+        }
+    }
+    out
 }
 
 /// The causal rule: the query at position `p` (counted after `offset` cached positions) sees
