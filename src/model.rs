@@ -516,11 +516,7 @@ impl Proj {
         let Some((y, out)) = self.product_values(xs, acts)? else {
             return Ok(self.linear.forward(xs)?);
         };
-        let mut shape = xs.dims().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = out;
-        }
-        Ok(Tensor::from_vec(y, shape, xs.device())?)
+        output_tensor(y, xs, out)
     }
 
     /// The product as values (`rows × out`, and `out`) whichever path serves it.
@@ -824,11 +820,7 @@ impl Qwen2 {
                 let (mut gate, out) = mlp.gate_proj.values(&normed, &mut acts)?;
                 let (up, _) = mlp.up_proj.values(&normed, &mut acts)?;
                 silu_mul(&mut gate, &up);
-                let mut shape = normed.dims().to_vec();
-                if let Some(last) = shape.last_mut() {
-                    *last = out;
-                }
-                Tensor::from_vec(gate, shape, normed.device())?
+                output_tensor(gate, &normed, out)?
             }
             _ => {
                 let [gate, up] = Proj::forward_shared([&mlp.gate_proj, &mlp.up_proj], &normed)?;
@@ -1221,6 +1213,15 @@ impl Selection {
             .contiguous()?;
         Ok(t.contiguous()?.gather(&index, dim)?)
     }
+}
+
+/// A layer's output values as a tensor shaped like its input `xs` with `out` features.
+fn output_tensor(values: Vec<f32>, xs: &Tensor, out: usize) -> Result<Tensor> {
+    let mut shape = xs.dims().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = out;
+    }
+    Ok(Tensor::from_vec(values, shape, xs.device())?)
 }
 
 /// True for a tensor in CPU memory holding f32.
