@@ -424,34 +424,39 @@ fn dot_rows_x4<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] 
             }
         }
     }
-    // Each row's four accumulators to its four sums with shuffles (two rounds of pairwise
-    // sums), not sixteen lane extractions.
-    let mut out = acc.map(|[a, b, c, d]| {
-        let ab = i32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(a, b),
-            i32x4_shuffle::<2, 6, 3, 7>(a, b),
-        );
-        let cd = i32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(c, d),
-            i32x4_shuffle::<2, 6, 3, 7>(c, d),
-        );
-        let sums = i32x4_add(
-            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
-            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
-        );
-        [
-            i32x4_extract_lane::<0>(sums),
-            i32x4_extract_lane::<1>(sums),
-            i32x4_extract_lane::<2>(sums),
-            i32x4_extract_lane::<3>(sums),
-        ]
-    });
+    let mut out = acc.map(sums4);
     for (o, xr) in out.iter_mut().zip(&x) {
         for (v, wr) in o.iter_mut().zip(&w) {
             *v += dot_i16(&xr[chunks * 8..n], &wr[chunks * 8..n]);
         }
     }
     out
+}
+
+/// The lane sums of four `i32x4` accumulators, `[Σa, Σb, Σc, Σd]`, with shuffles (two rounds
+/// of pairwise sums) rather than sixteen lane extractions.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn sums4([a, b, c, d]: [core::arch::wasm32::v128; 4]) -> [i32; 4] {
+    use core::arch::wasm32::*;
+    let ab = i32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(a, b),
+        i32x4_shuffle::<2, 6, 3, 7>(a, b),
+    );
+    let cd = i32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(c, d),
+        i32x4_shuffle::<2, 6, 3, 7>(c, d),
+    );
+    let sums = i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+        i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+    );
+    [
+        i32x4_extract_lane::<0>(sums),
+        i32x4_extract_lane::<1>(sums),
+        i32x4_extract_lane::<2>(sums),
+        i32x4_extract_lane::<3>(sums),
+    ]
 }
 
 /// `eˣ` in f32 without a library call or a branch, so a loop of it vectorises (`simd128` in

@@ -8,7 +8,7 @@ use half::f16;
 
 use crate::catalog::ItemIndex;
 use crate::error::{Error, Result};
-use crate::kernel::dot;
+use crate::kernel::{dot, larger};
 
 /// Storage of an item matrix's rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,7 +314,7 @@ impl ItemMatrix {
             let block = self.rows_into(start..end, &mut scratch);
             for (r, row) in (start..end).zip(block.chunks_exact(self.dim)) {
                 out.push(if self.valid[r] {
-                    (q_norm - 2.0 * dot(query, row) + self.norms[r]).max(0.0)
+                    larger(0.0, q_norm - 2.0 * dot(query, row) + self.norms[r])
                 } else {
                     f32::INFINITY
                 });
@@ -344,7 +344,7 @@ impl ItemMatrix {
             .zip(&self.valid)
             .map(|(((&dot, &scale), &norm), &valid)| {
                 if valid {
-                    (base - 2.0 * (scale * q.scale) * dot as f32 + norm).max(0.0)
+                    larger(0.0, base - 2.0 * (scale * q.scale) * dot as f32 + norm)
                 } else {
                     f32::INFINITY
                 }
