@@ -265,11 +265,6 @@ impl QuantActs {
         }
     }
 
-    /// Input width.
-    pub fn inp(&self) -> usize {
-        self.inp
-    }
-
     /// `x · wᵀ (+ bias)` for a weight of this input width: each output is the exact integer
     /// dot product times both scales. Rows are taken two at a time against four weight rows
     /// (each load used for several products). Returns `rows × out`.
@@ -566,9 +561,9 @@ pub struct Heads {
 /// batch row `b` (`q`: `(batch, queries, heads, dim)`, the projection's layout, with
 /// `queries = visible.len() / batch`) attends to the first `visible[b · queries + i]` keys of
 /// its group's head (`k`, `v`: `(batch, kv_heads, keys, dim)`, the cache's layout), with scores
-/// `q · k · scale`. Keys past that count (the
-/// causal mask, padding) are never read, so no score is spent on them. Returns
-/// `(batch, queries, heads · dim)`: the layout the output projection reads.
+/// `q · k · scale`. Keys past that count (the causal mask, padding) are never read, so no
+/// score is spent on them. Returns `(batch, queries, heads · dim)`: the layout the output
+/// projection reads.
 pub fn attend(
     q: &[f32],
     (k, v): (&[f32], &[f32]),

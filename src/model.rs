@@ -495,8 +495,7 @@ struct Proj {
 
 impl Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let [y] = Proj::forward_shared([self], xs)?;
-        Ok(y)
+        self.product(xs, &mut None)
     }
 
     /// The products of one input with several layers (a layer's query, key and value; the
