@@ -329,11 +329,16 @@ fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
 
 /// The dot products of `R` activation rows with four weight rows (all of one length), as
 /// `[row][weight]`. Natively the same sums through [`dot_i16`] (vectorised by the compiler; with
-/// AVX2 when the CPU has it).
+/// AVX-512 VNNI or AVX2 when the CPU has them).
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn dot_rows_x4<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw")
+        {
+            // SAFETY: the CPU has AVX-512 VNNI and BW (checked just above).
+            return unsafe { dot_rows_x4_vnni(x, w) };
+        }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
             return unsafe { dot_rows_x4_avx2(x, w) };
@@ -389,6 +394,61 @@ unsafe fn dot_rows_x4_avx2<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[
                 sum += lane;
             }
             out[r][j] = sum + dot_i16(&x[r][chunks * 16..n], &w[j][chunks * 16..n]);
+        }
+    }
+    out
+}
+
+/// [`dot_rows_x4_plain`] with AVX-512 VNNI's `vpdpwssd` (thirty-two products and their
+/// accumulation in one instruction, exact in `i32` without saturation).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_rows_x4_vnni<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[i32; 4]; R] {
+    use core::arch::x86_64::*;
+    // Plain loops, no closures (see dot_rows_x4_avx2).
+    let mut n = usize::MAX;
+    for row in x.iter().chain(&w) {
+        n = n.min(row.len());
+    }
+    let chunks = n / 32;
+    let mut acc = [[_mm512_setzero_si512(); 4]; R];
+    let mut xv = [_mm512_setzero_si512(); R];
+    for c in 0..chunks {
+        let i = c * 32;
+        for r in 0..R {
+            // SAFETY: i + 32 <= n, the length of every slice, so each 64-byte load at i stays
+            // inside its slice; loadu has no alignment requirement.
+            xv[r] = unsafe { _mm512_loadu_si512(x[r].as_ptr().add(i) as *const __m512i) };
+        }
+        for j in 0..4 {
+            // SAFETY: as above.
+            let wv = unsafe { _mm512_loadu_si512(w[j].as_ptr().add(i) as *const __m512i) };
+            for r in 0..R {
+                acc[r][j] = _mm512_dpwssd_epi32(acc[r][j], xv[r], wv);
+            }
+        }
+    }
+    let mut out = [[0i32; 4]; R];
+    for r in 0..R {
+        // The four accumulators' lane sums at once: halve each to 128 bits, then two rounds of
+        // pairwise horizontal sums give [Σ0, Σ1, Σ2, Σ3].
+        let quarter = acc[r].map(|a| {
+            let half =
+                _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64::<1>(a));
+            _mm_add_epi32(
+                _mm256_castsi256_si128(half),
+                _mm256_extracti128_si256::<1>(half),
+            )
+        });
+        let sums = _mm_hadd_epi32(
+            _mm_hadd_epi32(quarter[0], quarter[1]),
+            _mm_hadd_epi32(quarter[2], quarter[3]),
+        );
+        let mut lanes = [0i32; 4];
+        // SAFETY: lanes holds exactly 16 bytes.
+        unsafe { _mm_storeu_si128(lanes.as_mut_ptr() as *mut __m128i, sums) };
+        for j in 0..4 {
+            out[r][j] = lanes[j] + dot_i16(&x[r][chunks * 32..n], &w[j][chunks * 32..n]);
         }
     }
     out
@@ -742,6 +802,58 @@ mod tests {
                     let err = (got[at] - f32_product[at]).abs();
                     assert!(err <= bound, "{case} at ({r}, {o}): error {err} > {bound}");
                 }
+            }
+        }
+    }
+
+    /// Every native integer dot kernel this CPU can run gives [`dot_i16`]'s exact sums, for
+    /// widths around each vector length (remainders included) and the model's widths, at the
+    /// largest magnitudes the quantizers produce.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[test]
+    fn every_native_dot_kernel_gives_the_exact_integer_sums() {
+        type Kernel2 = unsafe fn([&[i16]; 2], [&[i16]; 4]) -> [[i32; 4]; 2];
+        type Kernel1 = unsafe fn([&[i16]; 1], [&[i16]; 4]) -> [[i32; 4]; 1];
+        #[allow(unused_mut)]
+        let mut kernels: Vec<(&str, Kernel2, Kernel1)> = vec![(
+            "plain",
+            dot_rows_x4_plain::<2> as Kernel2,
+            dot_rows_x4_plain::<1> as Kernel1,
+        )];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                kernels.push(("avx2", dot_rows_x4_avx2::<2>, dot_rows_x4_avx2::<1>));
+            }
+            if std::is_x86_feature_detected!("avx512vnni")
+                && std::is_x86_feature_detected!("avx512bw")
+            {
+                kernels.push(("vnni", dot_rows_x4_vnni::<2>, dot_rows_x4_vnni::<1>));
+            }
+        }
+        for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 192, 768, 5000] {
+            let levels = activation_levels(n) as i64;
+            let ints = |seed: u64, len: usize, bound: i64| -> Vec<i16> {
+                values(seed, len)
+                    .iter()
+                    .enumerate()
+                    // Every other value at the bound, to reach the extreme sums.
+                    .map(|(i, v)| {
+                        let t = if i % 2 == 0 { v.signum() } else { *v };
+                        (t.clamp(-1.0, 1.0) * bound as f32).round() as i16
+                    })
+                    .collect()
+            };
+            let x: Vec<Vec<i16>> = (0..2).map(|r| ints(r + 1, n, levels)).collect();
+            let w: Vec<Vec<i16>> = (0..4).map(|j| ints(j + 10, n, 127)).collect();
+            let ws = [0, 1, 2, 3].map(|j| w[j].as_slice());
+            let want = [0, 1].map(|r| ws.map(|wr| dot_i16(&x[r], wr)));
+            for (name, two, one) in &kernels {
+                // SAFETY: each kernel is listed only when the CPU has its features.
+                let got2 = unsafe { two([x[0].as_slice(), x[1].as_slice()], ws) };
+                let got1 = unsafe { one([x[1].as_slice()], ws) };
+                assert_eq!(got2, want, "{name}, width {n}, two rows");
+                assert_eq!(got1, [want[1]], "{name}, width {n}, one row");
             }
         }
     }
