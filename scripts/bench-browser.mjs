@@ -51,7 +51,7 @@ page.on("requestfinished", (request) => {
     }),
   );
 });
-const MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob", "global.blob"];
+const MODEL_FILES = ["config.json", "model.safetensors", "model.int8.safetensors", "tokenizer.json", "l2d.json", "memory.blob", "global.blob"];
 const isModelFile = (name) => MODEL_FILES.includes(name) || /^items-.*\.jsonl$/.test(name);
 for (const visit of catalog ? ["catalog"] : soak ? ["soak"] : ["cold", "warm"]) {
   wire = new Map();

@@ -157,6 +157,29 @@ impl QuantRows {
         }
     }
 
+    /// Rows already quantized (an int8 weights file's): `values` (`out × inp`, each in
+    /// `[-127, 127]`) and one scale per row.
+    pub fn from_parts(values: Vec<i16>, scales: Vec<f32>, inp: usize) -> Self {
+        let inp = inp.max(1);
+        debug_assert_eq!(values.len(), scales.len() * inp, "one scale per row");
+        debug_assert!(values.iter().all(|v| v.abs() <= WEIGHT_LEVELS as i16));
+        QuantRows {
+            values,
+            scales,
+            inp,
+        }
+    }
+
+    /// The integers, row-major (`out × inp`).
+    pub fn values(&self) -> &[i16] {
+        &self.values
+    }
+
+    /// One scale per row.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
     /// Output rows.
     pub fn out(&self) -> usize {
         self.scales.len()

@@ -14,6 +14,7 @@ pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
 pub mod gpu;
+pub mod int8_file;
 pub mod kernel;
 pub mod manifest;
 pub mod memory;

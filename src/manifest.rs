@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Density, Mode, ScoreOptions};
 use crate::error::{Error, Result};
+use crate::int8_file::INT8_WEIGHTS_FILE;
 use crate::model::Weights;
 use crate::prompt::Template;
 
@@ -311,10 +312,36 @@ impl Manifest {
         let blob = self.blob_file(kind, source)?;
         Ok(crate::model::MODEL_FILES
             .iter()
-            .copied()
+            .map(|&name| match name {
+                crate::model::WEIGHTS_FILE => self.weights_file(),
+                other => other,
+            })
             .chain(std::iter::once(blob))
             .chain(self.items.iter().map(String::as_str))
             .collect())
+    }
+
+    /// The weights file a page fetches: the int8 weights file when the scoring multiplies
+    /// int8 weights and the manifest lists it (a manifest from before that file existed does
+    /// not), else `model.safetensors`.
+    pub fn weights_file(&self) -> &'static str {
+        if self.scoring.weights == Weights::Int8 && self.files.contains_key(INT8_WEIGHTS_FILE) {
+            INT8_WEIGHTS_FILE
+        } else {
+            crate::model::WEIGHTS_FILE
+        }
+    }
+
+    /// The model files of deployment directory `dir` as a page gets them (the weights file
+    /// [`Manifest::weights_file`] names).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn model_files(&self, dir: &std::path::Path) -> Result<crate::model::ModelFiles> {
+        let mut files = crate::model::ModelFiles::read_dir(dir)?;
+        if self.weights_file() != crate::model::WEIGHTS_FILE {
+            let path = dir.join(self.weights_file());
+            files.weights = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(files)
     }
 
     /// The entry of a listed file.
@@ -341,6 +368,17 @@ impl Manifest {
         use crate::model::{model_fingerprint, ModelFiles, ModelMeta, MODEL_FILES};
         scoring.validate()?;
         let mut names: Vec<String> = MODEL_FILES.iter().map(|s| s.to_string()).collect();
+        if scoring.weights == Weights::Int8 {
+            // Written by `l2d manifest --weights int8` (`int8_file::write`).
+            if !dir.join(INT8_WEIGHTS_FILE).exists() {
+                return Err(Error::mismatch(
+                    format!("{}: {INT8_WEIGHTS_FILE}", dir.display()),
+                    "the int8 weights file the scoring's int8 weights need (`l2d manifest --weights int8` writes it)",
+                    "none",
+                ));
+            }
+            names.push(INT8_WEIGHTS_FILE.into());
+        }
         let mut blobs = BTreeMap::new();
         let mut items: Option<(String, [u8; 32])> = None;
         for kind in ["global", "memory"] {
@@ -376,6 +414,24 @@ impl Manifest {
             files.insert(name, FileEntry::of(&bytes));
         }
         let model = ModelFiles::read_dir(dir)?;
+        if scoring.weights == Weights::Int8 {
+            let path = dir.join(INT8_WEIGHTS_FILE);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let source = crate::int8_file::source_sha256(&bytes)?;
+            let own = crate::model::sha256_hex(&model.weights);
+            if source.map(|s| crate::model::hex(&s)).as_deref() != Some(own.as_str()) {
+                return Err(Error::mismatch(
+                    format!("{}: the source of {INT8_WEIGHTS_FILE}", path.display()),
+                    format!(
+                        "{} (sha256 {own}; `l2d manifest --weights int8` rewrites it)",
+                        crate::model::WEIGHTS_FILE
+                    ),
+                    source.map_or("no int8 weights metadata".into(), |s| {
+                        format!("sha256 {}", crate::model::hex(&s))
+                    }),
+                ));
+            }
+        }
         let meta = ModelMeta::from_json(&model.meta, "l2d.json")?;
         let train: serde_json::Value = std::fs::read(dir.join("train.json"))
             .ok()

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::int8_file::{Int8Weights, INT8_WEIGHTS_FILE};
 use crate::kernel::{
     attend, linear_rows, rope, silu_mul, softmax_rows, Heads, QuantActs, QuantRows,
 };
@@ -237,12 +238,15 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The model fingerprint: sha256 over the four model files' sha256 values in [`MODEL_FILES`]
-/// order. A blob records it so it is never used with another model.
+/// order (for an int8 weights file, the sha256 of the `model.safetensors` it was made from:
+/// one model, one fingerprint). A blob records it so it is never used with another model.
 pub fn model_fingerprint(files: &ModelFiles) -> [u8; 32] {
+    let [config, weights, tokenizer, meta] = files.in_order();
     let mut hasher = Sha256::new();
-    for bytes in files.in_order() {
-        hasher.update(Sha256::digest(bytes));
-    }
+    hasher.update(Sha256::digest(config));
+    hasher.update(crate::int8_file::fingerprint_digest(weights));
+    hasher.update(Sha256::digest(tokenizer));
+    hasher.update(Sha256::digest(meta));
     hasher.finalize().into()
 }
 
@@ -428,17 +432,32 @@ pub struct Qwen2 {
     weights: Weights,
 }
 
-fn linear(vb: &VarBuilder, name: &str, inp: usize, out: usize, bias: bool) -> Result<Proj> {
+/// Linear layer `name` of `vb`: its weight from the int8 weights when the file holds them,
+/// else as a tensor.
+fn linear(
+    vb: &VarBuilder,
+    name: &str,
+    (inp, out): (usize, usize),
+    bias: bool,
+    int8: &mut Option<Int8Weights>,
+) -> Result<Proj> {
     let vb = vb.pp(name);
-    let weight = vb.get((out, inp), "weight")?;
     let bias = if bias {
         Some(vb.get(out, "bias")?)
     } else {
         None
     };
+    let (weight, quant) = match int8 {
+        Some(file) => (
+            None,
+            Some(file.take(&format!("{}.weight", vb.prefix()), out, inp)?),
+        ),
+        None => (Some(vb.get((out, inp), "weight")?), None),
+    };
     Ok(Proj {
-        linear: Linear::new(weight, bias),
-        quant: None,
+        weight,
+        bias,
+        quant,
     })
 }
 
@@ -487,9 +506,11 @@ pub const SMALL_ROWS: usize = 16;
 /// goes through [`linear_rows`] instead of candle's blocked product, which in wasm costs more
 /// than the product itself at that size (a click's encoding 4.0 → 2.6 ms, beam 10 about
 /// 120 → 75 ms in headless Chromium; natively the two are within noise of each other).
-/// Training (weights that are variables) and longer f32 inputs use candle's product.
+/// Training (weights that are variables) and longer f32 inputs use candle's product. A model
+/// loaded from an int8 weights file has only the integer weight.
 struct Proj {
-    linear: Linear,
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
     quant: Option<QuantRows>,
 }
 
@@ -513,9 +534,26 @@ impl Proj {
     /// `xs · wᵀ (+ bias)`; `acts` holds `xs` quantized once an int8 product needed it.
     fn product(&self, xs: &Tensor, acts: &mut Option<QuantActs>) -> Result<Tensor> {
         let Some((y, out)) = self.product_values(xs, acts)? else {
-            return Ok(self.linear.forward(xs)?);
+            return self.candle_product(xs);
         };
         output_tensor(y, xs, out)
+    }
+
+    /// The product through candle.
+    fn candle_product(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(Linear::new(self.f32_weight()?.clone(), self.bias.clone()).forward(xs)?)
+    }
+
+    /// The f32 weight, which a model loaded from an int8 weights file does not have.
+    fn f32_weight(&self) -> Result<&Tensor> {
+        self.weight.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "weights",
+                format!(
+                    "f32 weights are needed, but the model was loaded from {INT8_WEIGHTS_FILE} (int8 only): load {WEIGHTS_FILE}"
+                ),
+            )
+        })
     }
 
     /// The product as values (`rows × out`, and `out`) whichever path serves it.
@@ -523,7 +561,7 @@ impl Proj {
         if let Some(y) = self.product_values(xs, acts)? {
             return Ok(y);
         }
-        let y = self.linear.forward(xs)?;
+        let y = self.candle_product(xs)?;
         let out = y.dims().last().copied().unwrap_or(0);
         Ok((y.flatten_all()?.to_vec1::<f32>()?, out))
     }
@@ -537,24 +575,23 @@ impl Proj {
     ) -> Result<Option<(Vec<f32>, usize)>> {
         let inp = xs.dims().last().copied().unwrap_or(0);
         let rows = xs.elem_count().checked_div(inp).unwrap_or(0);
-        let weight = self.linear.weight();
         // The bias read where it lies: `Err` when it is not contiguous f32 in CPU memory, and
         // then candle's product serves.
-        let bias_storage = self.linear.bias().map(Tensor::storage_and_layout);
+        let bias_storage = self.bias.as_ref().map(Tensor::storage_and_layout);
         let bias = match bias_storage.as_ref().map(|(s, l)| cpu_f32(s, l)) {
             None => Ok(None),
             Some(Some(b)) => Ok(Some(b)),
             Some(None) => Err(()),
         };
-        let y = match (&self.quant, bias) {
-            (Some(q), Ok(bias)) if is_cpu_f32(xs) && q.inp() == inp => {
+        let y = match (&self.quant, bias, &self.weight) {
+            (Some(q), Ok(bias), _) if is_cpu_f32(xs) && q.inp() == inp => {
                 let acts = match acts {
                     Some(a) => a,
                     None => acts.insert(QuantActs::new(&xs.flatten_all()?.to_vec1::<f32>()?, inp)),
                 };
                 Some((acts.times(q, bias), q.out()))
             }
-            (_, Ok(bias))
+            (_, Ok(bias), Some(weight))
                 if rows <= SMALL_ROWS
                     && is_cpu_f32(xs)
                     && !weight.is_variable()
@@ -575,12 +612,15 @@ impl Proj {
         Ok(y)
     }
 
-    /// Holds the weight as [`Weights`] says from now on.
+    /// Holds the weight as [`Weights`] says from now on (a weight loaded as int8 stays so).
     fn set_weights(&mut self, weights: Weights) -> Result<()> {
+        if self.weight.is_none() && weights == Weights::Int8 {
+            return Ok(());
+        }
+        let weight = self.f32_weight()?;
         self.quant = match weights {
             Weights::F32 => None,
             Weights::Int8 => {
-                let weight = self.linear.weight();
                 let inp = weight.dims().last().copied().unwrap_or(0);
                 let values = weight
                     .to_dtype(DType::F32)?
@@ -608,6 +648,17 @@ fn cpu_f32<'a>(
 impl Qwen2 {
     /// Builds the network from a var builder (safetensors, or a VarMap when training).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Self::build(cfg, vb, None)
+    }
+
+    /// Builds the network from a var builder, the linear layers' weights from `int8` when
+    /// given (an int8 weights file: [`Weights::Int8`] from the start, no f32 copies).
+    fn build(cfg: &ModelConfig, vb: VarBuilder, mut int8: Option<Int8Weights>) -> Result<Self> {
+        let weights = if int8.is_some() {
+            Weights::Int8
+        } else {
+            Weights::F32
+        };
         cfg.validate("config.json")?;
         let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
         let kv = cfg.num_key_value_heads * cfg.head_dim();
@@ -620,18 +671,18 @@ impl Qwen2 {
             let vm = vl.pp("mlp");
             layers.push(Layer {
                 self_attn: Attention {
-                    q_proj: linear(&va, "q_proj", h, h, true)?,
-                    k_proj: linear(&va, "k_proj", h, kv, true)?,
-                    v_proj: linear(&va, "v_proj", h, kv, true)?,
-                    o_proj: linear(&va, "o_proj", h, h, false)?,
+                    q_proj: linear(&va, "q_proj", (h, h), true, &mut int8)?,
+                    k_proj: linear(&va, "k_proj", (h, kv), true, &mut int8)?,
+                    v_proj: linear(&va, "v_proj", (h, kv), true, &mut int8)?,
+                    o_proj: linear(&va, "o_proj", (h, h), false, &mut int8)?,
                     heads: cfg.num_attention_heads,
                     kv_heads: cfg.num_key_value_heads,
                     head_dim: cfg.head_dim(),
                 },
                 mlp: Mlp {
-                    gate_proj: linear(&vm, "gate_proj", h, inter, false)?,
-                    up_proj: linear(&vm, "up_proj", h, inter, false)?,
-                    down_proj: linear(&vm, "down_proj", inter, h, false)?,
+                    gate_proj: linear(&vm, "gate_proj", (h, inter), false, &mut int8)?,
+                    up_proj: linear(&vm, "up_proj", (h, inter), false, &mut int8)?,
+                    down_proj: linear(&vm, "down_proj", (inter, h), false, &mut int8)?,
                 },
                 input_layernorm: vl.pp("input_layernorm").get(h, "weight")?,
                 post_attention_layernorm: vl.pp("post_attention_layernorm").get(h, "weight")?,
@@ -653,7 +704,7 @@ impl Qwen2 {
             cos,
             sin,
             eps: cfg.rms_norm_eps,
-            weights: Weights::F32,
+            weights,
         })
     }
 
@@ -1399,9 +1450,10 @@ impl Model {
                 tokenizer.vocab_size(),
             ));
         }
+        let int8 = Int8Weights::parse(&files.weights)?;
         let vb =
             VarBuilder::from_buffered_safetensors(files.weights.clone(), DType::F32, &Device::Cpu)?;
-        let net = Qwen2::new(&cfg, vb)?;
+        let net = Qwen2::build(&cfg, vb, int8)?;
         Ok(Model::new(
             net,
             tokenizer,

@@ -297,7 +297,7 @@ impl Recommender {
         };
         let files = ModelFiles {
             config: take(crate::model::CONFIG_FILE).to_vec(),
-            weights: take(crate::model::WEIGHTS_FILE).to_vec(),
+            weights: take(manifest.weights_file()).to_vec(),
             tokenizer: take(crate::model::TOKENIZER_FILE).to_vec(),
             meta: take(crate::model::META_FILE).to_vec(),
         };

@@ -698,3 +698,177 @@ fn beam_steps_equal_full_forwards_of_each_beams_sequence() {
         assert!(net.forward_beams(&[1], &prompt_cache, &mut full).is_err());
     }
 }
+
+/// The int8 weights file (`model.int8.safetensors`, what the browser downloads under
+/// `"weights": "int8"`) gives the same query states, bit for bit, as `model.safetensors`
+/// quantized at load, under the same fingerprint, and it cannot be asked for f32 weights.
+#[test]
+fn the_int8_weights_file_computes_what_quantizing_at_load_does() {
+    use l2d::model::{model_fingerprint, ModelFiles, Weights};
+    let files = ModelFiles::read_dir(&common::default_dir()).unwrap();
+    let int8_files = ModelFiles {
+        weights: l2d::int8_file::write(&files.weights).unwrap(),
+        ..files.clone()
+    };
+    assert!(
+        int8_files.weights.len() * 10 < files.weights.len() * 7,
+        "int8 file {} bytes vs {}",
+        int8_files.weights.len(),
+        files.weights.len()
+    );
+    // Deterministic bytes: a deployment's content-hashed name changes only with the model.
+    assert_eq!(
+        l2d::int8_file::write(&files.weights).unwrap(),
+        int8_files.weights
+    );
+    assert_eq!(model_fingerprint(&int8_files), model_fingerprint(&files));
+    let mut at_load = Model::from_files(&files).unwrap();
+    at_load.net.set_weights(Weights::Int8).unwrap();
+    let mut from_file = Model::from_files(&int8_files).unwrap();
+    assert_eq!(from_file.net.weights(), Weights::Int8);
+    assert_eq!(from_file.fingerprint, at_load.fingerprint);
+    let titles: Vec<String> = common::default_blob("memory.blob")
+        .items
+        .iter()
+        .step_by(89)
+        .take(25)
+        .map(|i| i.title.to_string())
+        .collect();
+    for history in [&titles[..1], &titles[..4], &titles[4..14], &titles[14..24]] {
+        assert_eq!(
+            from_file.last_hidden(history).unwrap(),
+            at_load.last_hidden(history).unwrap(),
+            "{} items",
+            history.len()
+        );
+    }
+    from_file.net.set_weights(Weights::Int8).unwrap();
+    let err = from_file
+        .net
+        .set_weights(Weights::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.int8.safetensors"), "{err}");
+}
+
+/// A damaged int8 weights file is refused with the tensor or field at fault named.
+#[test]
+fn a_damaged_int8_weights_file_is_refused_by_name() {
+    use l2d::model::ModelFiles;
+    use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+    let files = ModelFiles::read_dir(&common::default_dir()).unwrap();
+    let good = l2d::int8_file::write(&files.weights).unwrap();
+    let q = "model.layers.1.self_attn.q_proj.weight";
+    // Rewrites the good file: `edit` may replace any tensor (name → dtype, shape, bytes) or
+    // remove it (None); `source` replaces the source sha256 in the metadata.
+    type Tensor = (Dtype, Vec<usize>, Vec<u8>);
+    let rewrite = |edit: &dyn Fn(&str, Tensor) -> Option<Tensor>, source: Option<&str>| {
+        let (_, meta) = SafeTensors::read_metadata(&good).unwrap();
+        let mut metadata = meta.metadata().clone().unwrap();
+        if let Some(s) = source {
+            metadata.insert("l2d_int8_source_sha256".into(), s.into());
+        }
+        let st = SafeTensors::deserialize(&good).unwrap();
+        let owned: Vec<(String, Tensor)> = st
+            .iter()
+            .filter_map(|(name, v)| {
+                let t = (v.dtype(), v.shape().to_vec(), v.data().to_vec());
+                edit(name, t).map(|t| (name.to_string(), t))
+            })
+            .collect();
+        let views: Vec<(String, TensorView)> = owned
+            .iter()
+            .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize(views, Some(metadata)).unwrap()
+    };
+    let keep = |_: &str, t: Tensor| Some(t);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "missing scales",
+            rewrite(&|n, t| (n != format!("{q}_scale")).then_some(t), None),
+            "q_proj.weight_scale",
+        ),
+        (
+            "weight not I8",
+            rewrite(
+                &|n, t| {
+                    if n == q {
+                        let len = t.2.len();
+                        Some((Dtype::U8, t.1, vec![0; len]))
+                    } else {
+                        Some(t)
+                    }
+                },
+                None,
+            ),
+            "dtype I8",
+        ),
+        (
+            "an integer of -128",
+            rewrite(
+                &|n, mut t| {
+                    if n == q {
+                        t.2[5] = 0x80;
+                    }
+                    Some(t)
+                },
+                None,
+            ),
+            "[-127, 127]",
+        ),
+        (
+            "a negative scale",
+            rewrite(
+                &|n, mut t| {
+                    if n == format!("{q}_scale") {
+                        t.2[..4].copy_from_slice(&(-1f32).to_le_bytes());
+                    }
+                    Some(t)
+                },
+                None,
+            ),
+            "finite scales",
+        ),
+        (
+            "a weight of another shape",
+            rewrite(
+                &|n, t| {
+                    // Half the rows, each twice as long (the scales follow).
+                    if n == q {
+                        let (out, inp) = (t.1[0], t.1[1]);
+                        Some((t.0, vec![out / 2, inp * 2], t.2))
+                    } else if n == format!("{q}_scale") {
+                        let out = t.1[0];
+                        Some((t.0, vec![out / 2], t.2[..t.2.len() / 2].to_vec()))
+                    } else {
+                        Some(t)
+                    }
+                },
+                None,
+            ),
+            "config.json",
+        ),
+        (
+            "a weight missing",
+            rewrite(&|n, t| (!n.starts_with(q)).then_some(t), None),
+            q,
+        ),
+        (
+            "source sha256 not hex",
+            rewrite(&keep, Some("xyz")),
+            "l2d_int8_source_sha256",
+        ),
+    ];
+    for (case, weights, expected) in cases {
+        let files = ModelFiles {
+            weights,
+            ..files.clone()
+        };
+        let err = match Model::from_files(&files) {
+            Ok(_) => panic!("{case}: loaded"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(expected), "{case}: {err}");
+    }
+}

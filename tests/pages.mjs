@@ -25,6 +25,10 @@ async function browser(webgpu = true) {
 }
 
 const results = [];
+// The weights file a page fetches for manifest `m`: the int8 one when the weights are int8 and
+// the manifest lists it (Manifest::weights_file), else model.safetensors.
+const weightsFile = (m) => (m.scoring?.weights === "int8" && m.files["model.int8.safetensors"] ? "model.int8.safetensors" : "model.safetensors");
+const WEIGHTS = weightsFile(JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8")));
 async function test(name, body) {
   if (ONLY && !name.includes(ONLY)) return;
   const start = Date.now();
@@ -347,7 +351,7 @@ async function main() {
     page.on("request", (r) => r.url().startsWith(cdn) && fromCdn.push(r.url()));
     await page.goto(`${base}/www/shop.html?manifest=${encodeURIComponent(`${cdn}/models/default/manifest.json`)}`);
     await clickProducts(page, 2);
-    assert.ok(fromCdn.some((u) => u.endsWith("model.safetensors")), "weights came from the CDN origin");
+    assert.ok(fromCdn.some((u) => u.endsWith(`/${WEIGHTS}`)), "weights came from the CDN origin");
     await page.goto(`${base}/www/shop.html?manifest=${encodeURIComponent(`${noCors}/models/default/manifest.json`)}`);
     await page.waitForFunction(() => document.getElementById("widget")?.dataset.state === "error", null, { timeout: 60000 });
     const status = await page.evaluate(() => document.getElementById("widget").shadowRoot.querySelector(".status").textContent);
@@ -371,9 +375,9 @@ async function main() {
       const result = await client.recommend(["260", "1196"], { k: 5 });
       return { events, items: result.items.length };
     }, `${cdn}/models/default/manifest.json`);
-    assert.equal(encodings["model.safetensors"], "gzip", "the CDN compressed the weights");
+    assert.equal(encodings[WEIGHTS], "gzip", "the CDN compressed the weights");
     const files = JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8")).files;
-    for (const name of ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob"]) {
+    for (const name of ["config.json", WEIGHTS, "tokenizer.json", "l2d.json", "memory.blob"]) {
       const own = events.filter((e) => e.file === name);
       assert.ok(own.length > 0, `no progress for ${name}`);
       for (const e of own) assert.ok(e.loaded <= e.total, `${name}: ${e.loaded} of ${e.total}`);
@@ -387,7 +391,7 @@ async function main() {
   await test("download faults: bad sha256, 404, network failure, truncated body show a quiet error, cache nothing bad, and a retry works", async () => {
     for (const [file, fault, expected] of [
       ["memory.blob", (route, body) => { body[200] ^= 0xff; return route.fulfill({ body }); }, /sha256 mismatch/],
-      ["model.safetensors", (route) => route.fulfill({ status: 404, body: "gone" }), /HTTP 404/],
+      [WEIGHTS, (route) => route.fulfill({ status: 404, body: "gone" }), /HTTP 404/],
       ["tokenizer.json", (route) => route.abort("failed"), /network error/],
       ["memory.blob", (route, body) => route.fulfill({ body: body.subarray(0, body.length >> 1) }), /sha256 mismatch/],
     ]) {
@@ -420,7 +424,7 @@ async function main() {
     const context = await gpuBrowser.newContext();
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
-    // 1 MB for the whole origin: the 6 MB weights and 10 MB blob cannot be stored.
+    // 1 MB for the whole origin: the 4 MB weights and 10 MB blob cannot be stored.
     await cdp.send("Storage.overrideQuotaForOrigin", { origin: base, quotaSize: 1_000_000 });
     await page.goto(`${base}/www/shop.html`);
     await clickProducts(page, 2);
@@ -436,7 +440,7 @@ async function main() {
       });
     const squeezed = await cachedSizes();
     console.log("     cached under the quota:", JSON.stringify(squeezed));
-    for (const big of ["model.safetensors", "memory.blob"]) {
+    for (const big of [WEIGHTS, "memory.blob"]) {
       assert.ok(!(big in squeezed), `${big} was cached beyond the quota`);
     }
     for (const [file, size] of Object.entries(squeezed)) {
@@ -447,7 +451,7 @@ async function main() {
     await page.reload();
     await clickProducts(page, 1);
     const roomy = await cachedSizes();
-    for (const file of ["model.safetensors", "memory.blob", "tokenizer.json", "config.json"]) {
+    for (const file of [WEIGHTS, "memory.blob", "tokenizer.json", "config.json"]) {
       assert.equal(roomy[file], readFileSync(`${ROOT}models/default/${file}`).length, `${file} not cached in full`);
     }
     await context.close();
@@ -495,7 +499,7 @@ async function main() {
     await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
     const NEW = "900001";
     assert.equal(await page.$(`.product[data-id="${NEW}"]`), null, "v1 has no new item");
-    assert.ok(fetched.includes("model.safetensors"), `first visit fetched ${fetched}`);
+    assert.ok(fetched.includes(weightsFile(manifests[0])), `first visit fetched ${fetched}`);
     version = "v2";
     fetched.length = 0;
     await page.reload();
@@ -530,17 +534,17 @@ async function main() {
     // List i follows click i: it holds catalog items and none of the items clicked so far.
     assert.ok(lists.every((l, i) => l.length > 0 && l.every((id) => catalog.has(id) && !ids.slice(0, i + 1).includes(id))), JSON.stringify({ ids, lists }));
     // What the widget fetches (and caches): the model files, the memory blob and the items parts.
-    const SERVED = ["config.json", "model.safetensors", "tokenizer.json", "l2d.json", "memory.blob"];
-    const paths = (m) => [...SERVED, ...m.items].map((n) => `/models/build/${m.files[n].path}`).sort();
+    const served = (m) => ["config.json", weightsFile(m), "tokenizer.json", "l2d.json", "memory.blob"];
+    const paths = (m) => [...served(m), ...m.items].map((n) => `/models/build/${m.files[n].path}`).sort();
     assert.deepEqual(await cachedUrls(page, "/models/build/"), paths(first));
     // Another training seed: new weights and blobs under new names; the tokenizer is kept.
     const second = l2dBuild(dir, ["--seed", "6"]);
-    assert.notEqual(second.files["model.safetensors"].path, first.files["model.safetensors"].path);
+    assert.notEqual(second.files[weightsFile(second)].path, first.files[weightsFile(first)].path);
     assert.equal(second.files["tokenizer.json"].path, first.files["tokenizer.json"].path);
     fetched.length = 0;
     await page.reload();
     await page.waitForSelector("#widget[data-state=ready]", { timeout: 120000 });
-    const changed = [...SERVED, ...second.items].filter((n) => first.files[n]?.path !== second.files[n].path).map((n) => second.files[n].path);
+    const changed = [...served(second), ...second.items].filter((n) => first.files[n]?.path !== second.files[n].path).map((n) => second.files[n].path);
     assert.ok(changed.length >= 2, `changed: ${changed}`);
     assert.deepEqual(fetched.filter((n) => n !== "manifest.json").sort(), changed.sort(), `second visit fetched ${fetched}`);
     assert.deepEqual(await cachedUrls(page, "/models/build/"), paths(second), "no stale file stays cached");

@@ -59,6 +59,22 @@ fn load_model_with(path: &Path, weights: l2d::model::Weights) -> Result<Model> {
     Ok(model)
 }
 
+/// The model of deployment directory `dir` as the page loads it: the manifest's weights file,
+/// multiplied as its scoring says.
+fn load_deployed_model(dir: &Path, manifest: &Manifest) -> Result<Model> {
+    let files = manifest
+        .model_files(dir)
+        .with_context(|| format!("reading the model files of {}", dir.display()))?;
+    let mut model = Model::from_files(&files)
+        .with_context(|| format!("loading {}", dir.join(manifest.weights_file()).display()))?;
+    let weights = manifest.scoring.weights;
+    model
+        .net
+        .set_weights(weights)
+        .with_context(|| format!("{} weights for {}", weights.name(), dir.display()))?;
+    Ok(model)
+}
+
 fn load_memory(path: &Path) -> Result<Memory> {
     Memory::load(path)
         .with_context(|| format!("loading memory {} (run `l2d memory` first)", path.display()))
@@ -358,7 +374,8 @@ fn write_blob(
     Ok(())
 }
 
-/// Bytes of the model files a first visit fetches besides a blob.
+/// Bytes of the model files a first visit fetches besides a blob, counting `model.safetensors`
+/// even where the page fetches the smaller int8 weights file (the budget stays conservative).
 fn model_files_bytes(dir: &Path) -> Result<u64> {
     l2d::model::MODEL_FILES
         .iter()
@@ -540,7 +557,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         let (model, queries) = if weights == model.net.weights() {
             (&model, queries.as_ref().expect("encoded"))
         } else {
-            let shipped_model = load_model_with(&args.io.model, weights)?;
+            let shipped_model = load_deployed_model(&args.io.model, &manifest)?;
             let encoded = encode_samples(
                 &shipped_model,
                 catalog,
@@ -694,6 +711,13 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let scoring = l2d::manifest::Scoring { weights, ..scoring };
     println!("chosen on {split}: {}", scoring.label());
     manifest.scoring = scoring;
+    // The page fetches the int8 weights file when the weights are int8.
+    match write_weights_file(&args.io.model, weights)? {
+        Some(entry) => manifest
+            .files
+            .insert(l2d::int8_file::INT8_WEIGHTS_FILE.into(), entry),
+        None => manifest.files.remove(l2d::int8_file::INT8_WEIGHTS_FILE),
+    };
     std::fs::write(&manifest_path, manifest.to_json())
         .with_context(|| format!("writing {}", manifest_path.display()))?;
     println!("wrote the scoring into {}", manifest_path.display());
@@ -991,6 +1015,35 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
     write_manifest(&args.io.model, &dataset, scoring, &args.command)
 }
 
+/// Writes DIR's int8 weights file when `weights` is int8 (made from its model.safetensors)
+/// and returns its manifest entry; removes a stale one otherwise.
+fn write_weights_file(
+    dir: &Path,
+    weights: l2d::model::Weights,
+) -> Result<Option<l2d::manifest::FileEntry>> {
+    let path = dir.join(l2d::int8_file::INT8_WEIGHTS_FILE);
+    if weights != l2d::model::Weights::Int8 {
+        if path.exists() {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing {} (the weights are f32)", path.display()))?;
+        }
+        return Ok(None);
+    }
+    let source = dir.join(l2d::model::WEIGHTS_FILE);
+    let bytes = std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
+    let int8 = l2d::int8_file::write(&bytes)
+        .with_context(|| format!("quantizing {}", source.display()))?;
+    replace_file(&path, |tmp| Ok(std::fs::write(tmp, &int8)?))?;
+    println!(
+        "wrote {} ({:.2} MB; {} is {:.2} MB)",
+        path.display(),
+        int8.len() as f64 / 1e6,
+        l2d::model::WEIGHTS_FILE,
+        bytes.len() as f64 / 1e6
+    );
+    Ok(Some(l2d::manifest::FileEntry::of(&int8)))
+}
+
 /// Writes DIR/manifest.json (`Manifest::describe`) and says what it lists.
 pub(super) fn write_manifest(
     dir: &Path,
@@ -998,6 +1051,7 @@ pub(super) fn write_manifest(
     scoring: l2d::manifest::Scoring,
     command: &str,
 ) -> Result<()> {
+    write_weights_file(dir, scoring.weights)?;
     let manifest = Manifest::describe(dir, dataset, scoring, command)
         .with_context(|| format!("describing {}", dir.display()))?;
     let path = dir.join(l2d::manifest::MANIFEST_FILE);
