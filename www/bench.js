@@ -29,13 +29,32 @@ function histories(ids, n) {
 const frame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
 
 // Time from `change()` to the widget's next rendered list, plus the frame that shows it.
-async function felt(widget, change) {
+// `delayMs` first waits that long after a frame starts: called back to back, every change would
+// come right after a frame starts and anything shorter than a frame would read as one whole frame.
+async function felt(widget, change, delayMs = 0) {
+  if (delayMs > 0) {
+    await frame();
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
   const rendered = new Promise((resolve) => widget.addEventListener("l2d-recommendations", resolve, { once: true }));
   const start = performance.now();
   change();
   await rendered;
+  const renderedMs = performance.now() - start;
   await frame();
-  return performance.now() - start;
+  return { shownMs: performance.now() - start, renderedMs };
+}
+
+// A frame's duration here: the median gap between consecutive animation frames.
+async function frameMs() {
+  const gaps = [];
+  let last = await new Promise((resolve) => requestAnimationFrame(resolve));
+  for (let i = 0; i < 20; i++) {
+    const now = await new Promise((resolve) => requestAnimationFrame(resolve));
+    gaps.push(now - last);
+    last = now;
+  }
+  return median(gaps);
 }
 
 function setHistory(ids) {
@@ -217,18 +236,40 @@ async function main() {
   widget.setAttribute("k", "8");
   document.body.append(widget);
   await felt(widget, () => setHistory(runs[0].slice(0, WINDOW)));
-  const feltFresh = [];
-  const feltGrown = [];
-  for (const h of runs.slice(1)) {
+  // Each change either right after a frame starts (phase 0, the first measurement this page
+  // made) or at a seeded random point of the frame, as a shopper's click lands.
+  const frameLength = await frameMs();
+  let phaseState = 5;
+  const phase = () => ((phaseState = (phaseState * 1103515245 + 12345) % 2147483648) / 2147483648) * frameLength;
+  // Histories of their own for the random phase (the worker memoizes recent prompts' states).
+  const others = histories(ids, 2 * runs.length).slice(runs.length);
+  const feltFresh = [], feltGrown = [], randomFresh = [], randomGrown = [];
+  for (const [i, h] of runs.slice(1).entries()) {
     feltFresh.push(await felt(widget, () => setHistory(h.slice(1, WINDOW + 1))));
     await felt(widget, () => setHistory(h.slice(0, WINDOW - 1)));
     feltGrown.push(await felt(widget, () => history.record(h[WINDOW - 1])));
+    const g = others[i];
+    randomFresh.push(await felt(widget, () => setHistory(g.slice(1, WINDOW + 1)), phase()));
+    await felt(widget, () => setHistory(g.slice(0, WINDOW - 1)));
+    randomGrown.push(await felt(widget, () => history.record(g[WINDOW - 1]), phase()));
   }
+  const shown = (runs) => runs.map((r) => r.shownMs);
+  const rendered = (runs) => runs.map((r) => r.renderedMs);
   report.widget = {
-    freshP50Ms: median(feltFresh),
-    freshP90Ms: p90(feltFresh),
-    grownByOneP50Ms: median(feltGrown),
-    grownByOneP90Ms: p90(feltGrown),
+    frameMs: frameLength,
+    freshP50Ms: median(shown(feltFresh)),
+    freshP90Ms: p90(shown(feltFresh)),
+    grownByOneP50Ms: median(shown(feltGrown)),
+    grownByOneP90Ms: p90(shown(feltGrown)),
+    // The list in the DOM, before the frame that shows it.
+    freshRenderedP50Ms: median(rendered(feltFresh)),
+    grownByOneRenderedP50Ms: median(rendered(feltGrown)),
+    randomPhase: {
+      freshP50Ms: median(shown(randomFresh)),
+      freshP90Ms: p90(shown(randomFresh)),
+      grownByOneP50Ms: median(shown(randomGrown)),
+      grownByOneP90Ms: p90(shown(randomGrown)),
+    },
   };
   const beam = [];
   for (let i = 0; i < 5; i++) beam.push((await client.beam(runs[i].slice(0, WINDOW), 10, 20)).ms);
