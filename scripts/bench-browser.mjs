@@ -3,9 +3,10 @@
 // CDN does; bytes on the wire, headers included, by file); with --soak N, one run of N recommendations over random
 // histories instead (wasm memory and p99 drift); with --catalog N,N,…, a catalog-size sweep on
 // synthetic L2D-G catalogs (int8, `l2d synth` with the shipped model, written to
-// target/synth/cN/ unless there). Needs pkg/ (scripts/build-web.sh), `npm install`, and for
+// target/synth/cN/ unless there); with --model DIR (a deployed folder inside the repository,
+// default models/default), that folder's manifest. Needs pkg/ (scripts/build-web.sh), `npm install`, and for
 // --catalog the release binary (cargo build --release).
-//   node scripts/bench-browser.mjs [--soak 10000 | --catalog 10000,100000,1000000]
+//   node scripts/bench-browser.mjs [--model DIR] [--soak 10000 | --catalog 10000,100000,1000000]
 import { chromium } from "playwright-core";
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, linkSync, copyFileSync } from "node:fs";
@@ -30,7 +31,10 @@ for (const size of catalog ? catalog.split(",") : []) {
   execFileSync(l2d, ["manifest", "--model", dir, "--mode", "global"], { stdio: "inherit" });
 }
 const port = 19080 + Math.floor(Math.random() * 500);
-const server = spawn("python3", [`${ROOT}scripts/serve.py`, "--port", String(port), "--quiet", "--gzip", ...(catalog ? ["--also", "target/synth/"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
+const modelDir = (arg("--model") ?? "models/default").replace(/\/+$/, "");
+if (modelDir.includes("..") || modelDir.startsWith("/")) throw new Error(`--model ${modelDir}: a directory inside the repository`);
+const also = [...(catalog ? ["--also", "target/synth/"] : []), ...(modelDir !== "models/default" ? ["--also", `${modelDir}/`] : [])];
+const server = spawn("python3", [`${ROOT}scripts/serve.py`, "--port", String(port), "--quiet", "--gzip", ...also], { stdio: ["ignore", "pipe", "inherit"] });
 await new Promise((resolve) => server.stdout.once("data", resolve));
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -39,7 +43,8 @@ const browser = await chromium.launch({
 const context = await browser.newContext();
 const page = await context.newPage();
 const soak = Number(arg("--soak") ?? 0);
-const query = catalog ? `?catalog=${catalog}` : soak ? `?soak=${soak}` : "";
+const modelQuery = modelDir === "models/default" ? "" : `manifest=${encodeURIComponent(`../${modelDir}/manifest.json`)}`;
+const query = catalog ? `?catalog=${catalog}` : soak ? `?soak=${soak}${modelQuery ? `&${modelQuery}` : ""}` : modelQuery ? `?${modelQuery}` : "";
 // Bytes on the wire per file name (the worker's requests included), for the current visit.
 let wire = new Map();
 const pending = [];

@@ -7,7 +7,10 @@
 //!   8  version          u32      2 (version 1 carried ids and titles in the payload)
 //!  12  kind             u8       0 = global item vectors, 1 = memory (states grouped by item)
 //!  13  dtype            u8       0 = f32, 1 = f16, 2 = int8 with one f32 scale per row,
-//!                                3 = int8 around a per-dimension f32 offset (the rows' mean)
+//!                                3 = int8 around a per-dimension f32 offset (the rows' mean),
+//!                                4 / 5 = as 2 / 3 with int4 values (each in [-8, 7], two per
+//!                                byte, the first in the low four bits; a row of odd dim
+//!                                ends in a half byte whose high half is 0)
 //!  14  flags            u16      bit 1: cold-start vectors present (bit 0 unused)
 //!  16  items            u32      catalog size
 //!  20  rows             u32      matrix rows (= items for global, = states for memory)
@@ -19,9 +22,9 @@
 //! payload
 //!   per item: u32 memory-state count (0 = no representation; memory rows are grouped by
 //!             item in catalog order, so counts give each item's row range)
-//!   dtype 3 only: dim × f32 offset
-//!   int8 only: rows × f32 scale
-//!   rows × dim values of dtype
+//!   dtype 3 and 5: dim × f32 offset
+//!   int8 and int4: rows × f32 scale
+//!   rows × dim values of dtype (int4: rows × ⌈dim / 2⌉ bytes)
 //!   if bit 1: one vector per item whose count is 0, in catalog order, in the same dtype
 //!             (int8: their offset for dtype 3, scales, then values) — the cold-start
 //!             rule's item vectors
@@ -286,9 +289,10 @@ impl Blob {
                 }
             )
         });
-        put_rows(&mut payload, &self.matrix, centred);
+        let nibbles = self.matrix.dtype() == DType::I4;
+        put_rows(&mut payload, &self.matrix, centred, nibbles);
         if let Some(cold) = &self.cold {
-            put_rows(&mut payload, cold, centred);
+            put_rows(&mut payload, cold, centred, nibbles);
         }
         let flags = (self.cold.is_some() as u16) << 1;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -303,6 +307,8 @@ impl Blob {
             DType::F16 => 1,
             DType::I8 if centred => 3,
             DType::I8 => 2,
+            DType::I4 if centred => 5,
+            DType::I4 => 4,
         });
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(self.counts.len() as u32).to_le_bytes());
@@ -348,11 +354,12 @@ impl Blob {
             }
         };
         let code = r.u8("dtype")?;
-        let centred = code == 3;
+        let centred = code == 3 || code == 5;
         let dtype = match code {
             0 => DType::F32,
             1 => DType::F16,
             2 | 3 => DType::I8,
+            4 | 5 => DType::I4,
             found => {
                 return Err(BlobError::UnknownCode {
                     field: "dtype",
@@ -430,7 +437,7 @@ impl Blob {
             let zero = counts.iter().filter(|&&c| c == 0).count();
             let data = r.rows(zero, dim, dtype, centred, "cold-start rows")?;
             Some(
-                ItemMatrix::from_data(data, dim, vec![true; zero])
+                typed(ItemMatrix::from_data(data, dim, vec![true; zero]), dtype)
                     .map_err(|e| BlobError::Invalid(e.to_string()))?,
             )
         } else {
@@ -445,7 +452,7 @@ impl Blob {
             BlobKind::Global => counts.iter().map(|&c| c > 0).collect(),
             BlobKind::Memory => vec![true; rows],
         };
-        let matrix = ItemMatrix::from_data(data, dim, valid)
+        let matrix = typed(ItemMatrix::from_data(data, dim, valid), dtype)
             .map_err(|e| BlobError::Invalid(e.to_string()))?;
         let blob = Blob {
             kind,
@@ -468,12 +475,25 @@ fn row_bytes(dtype: DType, dim: usize) -> u64 {
         DType::F32 => 4 * dim,
         DType::F16 => 2 * dim,
         DType::I8 => dim + 4,
+        DType::I4 => dim.div_ceil(2) + 4,
+    }
+}
+
+/// A parsed matrix marked with the blob's element type (int4 rows are int8 rows in memory).
+fn typed(
+    matrix: crate::error::Result<ItemMatrix>,
+    dtype: DType,
+) -> crate::error::Result<ItemMatrix> {
+    match dtype {
+        DType::I4 => matrix?.into_nibbles(),
+        _ => matrix,
     }
 }
 
 /// Appends a matrix's storage: f32 or f16 values, or int8 (the offset when `centred`, zeros
-/// for a matrix without one) scales, then values.
-fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool) {
+/// for a matrix without one) scales, then values — with `nibbles`, each row's values two per
+/// byte (the first in the low four bits, two's complement; an odd row's last high half 0).
+fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool, nibbles: bool) {
     match matrix.data() {
         RowData::F32(v) => v
             .iter()
@@ -497,7 +517,17 @@ fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool) {
             scales
                 .iter()
                 .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
-            payload.extend(values.iter().map(|&q| q as u8));
+            if nibbles {
+                for row in values.chunks_exact(matrix.dim()) {
+                    payload.extend(row.chunks(2).map(|pair| {
+                        let low = pair[0] as u8 & 0x0f;
+                        let high = pair.get(1).map_or(0, |&v| (v as u8) << 4);
+                        low | high
+                    }));
+                }
+            } else {
+                payload.extend(values.iter().map(|&q| q as u8));
+            }
         }
     }
 }
@@ -836,7 +866,7 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                     .map(|c| f16::from_bits(u16::from_le_bytes(c.try_into().expect("2"))))
                     .collect(),
             ),
-            DType::I8 => {
+            DType::I8 | DType::I4 => {
                 let offset = if centred {
                     Some(
                         self.take(dim * 4, "int8 offset")?
@@ -853,7 +883,28 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                     .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
                     .collect();
                 let mut values = vec![0i8; values];
-                self.take_into(bytemuck::cast_slice_mut(&mut values), what)?;
+                if dtype == DType::I4 {
+                    // Unpacked a block of rows at a time (the packed bytes are never all held).
+                    let packed_row = dim.div_ceil(2);
+                    let mut packed = vec![0u8; packed_row * rows.clamp(1, 4096)];
+                    for block in values.chunks_mut(dim * 4096) {
+                        let packed = &mut packed[..block.len() / dim * packed_row];
+                        self.take_into(packed, what)?;
+                        for (row, bytes) in block
+                            .chunks_exact_mut(dim)
+                            .zip(packed.chunks_exact(packed_row))
+                        {
+                            for (pair, &b) in row.chunks_mut(2).zip(bytes) {
+                                pair[0] = ((b << 4) as i8) >> 4;
+                                if let Some(high) = pair.get_mut(1) {
+                                    *high = (b as i8) >> 4;
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    self.take_into(bytemuck::cast_slice_mut(&mut values), what)?;
+                }
                 RowData::I8 {
                     values,
                     scales,

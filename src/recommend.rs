@@ -567,10 +567,14 @@ pub struct BlobSpec {
 /// The download budget of the recipe: model files plus the memory blob a first visit fetches.
 pub const DOWNLOAD_BUDGET: u64 = 16_500_000;
 
-/// The recipe's blobs, by file name: the global blob (f16) and the memory blob (int8, the
-/// newest states, in time order for the D3 protocol, that keep it within `blob_budget`
-/// bytes with the items parts), both with cold-start title vectors.
-pub fn recipe_blobs(blob_budget: u64) -> [(&'static str, BlobSpec); 2] {
+/// The recipe's blobs, by file name: the global blob (f16) and the memory blob (rows of
+/// `memory_dtype`, int8 or int4; the newest states, in time order for the D3 protocol, that
+/// keep it within `blob_budget` bytes with the items parts), both with cold-start title
+/// vectors.
+pub fn recipe_blobs(
+    blob_budget: u64,
+    memory_dtype: crate::score::DType,
+) -> [(&'static str, BlobSpec); 2] {
     let spec = |kind, dtype, max_bytes| BlobSpec {
         kind,
         dtype,
@@ -585,7 +589,7 @@ pub fn recipe_blobs(blob_budget: u64) -> [(&'static str, BlobSpec); 2] {
         ),
         (
             "memory.blob",
-            spec(BlobKind::Memory, crate::score::DType::I8, Some(blob_budget)),
+            spec(BlobKind::Memory, memory_dtype, Some(blob_budget)),
         ),
     ]
 }

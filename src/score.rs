@@ -33,6 +33,19 @@ pub enum DType {
     F32,
     F16,
     I8,
+    /// int8 rows on the 4-bit levels [−7, 7] (one scale per row, max / 7): scored as int8
+    /// rows in memory and on the GPU, stored two values per byte in a blob.
+    I4,
+}
+
+impl DType {
+    /// Largest integer level of the integer types.
+    fn levels(self) -> f32 {
+        match self {
+            DType::I4 => 7.0,
+            _ => 127.0,
+        }
+    }
 }
 
 /// Rows of representation vectors (items, or memory states) with precomputed squared norms.
@@ -47,6 +60,8 @@ pub struct ItemMatrix {
     /// empty otherwise.
     centred_norms: Vec<f32>,
     valid: Vec<bool>,
+    /// int8 rows on [`DType::I4`]'s levels.
+    nibbles: bool,
 }
 
 impl ItemMatrix {
@@ -66,6 +81,7 @@ impl ItemMatrix {
             centred_norms: Vec::new(),
             data: RowData::F32(values),
             valid,
+            nibbles: false,
         };
         Ok(matrix.with_norms())
     }
@@ -103,8 +119,26 @@ impl ItemMatrix {
             centred_norms: Vec::new(),
             data,
             valid,
+            nibbles: false,
         }
         .with_norms())
+    }
+
+    /// The same int8 rows as [`DType::I4`] (a blob's nibble-packed rows): every value must lie
+    /// in [−8, 7].
+    pub fn into_nibbles(mut self) -> Result<Self> {
+        let RowData::I8 { values, .. } = &self.data else {
+            return Err(Error::mismatch(
+                "int4 rows",
+                "int8 storage",
+                format!("{:?}", self.dtype()),
+            ));
+        };
+        if let Some(v) = values.iter().find(|v| !(-8..=7).contains(*v)) {
+            return Err(Error::mismatch("int4 rows", "values in [-8, 7]", v));
+        }
+        self.nibbles = true;
+        Ok(self)
     }
 
     fn with_norms(mut self) -> Self {
@@ -129,7 +163,7 @@ impl ItemMatrix {
     /// centred on the valid rows' per-dimension mean.
     pub fn to_dtype(&self, dtype: DType) -> Self {
         let values = self.to_f32_values();
-        let offset = (dtype == DType::I8)
+        let offset = matches!(dtype, DType::I8 | DType::I4)
             .then(|| self.valid_mean(&values))
             .flatten();
         self.stored_as(values, dtype, offset)
@@ -149,7 +183,8 @@ impl ItemMatrix {
         let data = match dtype {
             DType::F32 => RowData::F32(values),
             DType::F16 => RowData::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
-            DType::I8 => {
+            DType::I8 | DType::I4 => {
+                let levels = dtype.levels();
                 let centre = offset.clone().unwrap_or_else(|| vec![0.0; self.dim]);
                 let mut scales = Vec::with_capacity(self.rows);
                 let mut q = Vec::with_capacity(values.len());
@@ -158,12 +193,12 @@ impl ItemMatrix {
                         .iter()
                         .zip(&centre)
                         .fold(0f32, |m, (v, c)| m.max((v - c).abs()));
-                    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    let scale = if max > 0.0 { max / levels } else { 1.0 };
                     scales.push(scale);
                     q.extend(
                         row.iter()
                             .zip(&centre)
-                            .map(|(v, c)| ((v - c) / scale).round().clamp(-127.0, 127.0) as i8),
+                            .map(|(v, c)| ((v - c) / scale).round().clamp(-levels, levels) as i8),
                     );
                 }
                 RowData::I8 {
@@ -180,6 +215,7 @@ impl ItemMatrix {
             centred_norms: Vec::new(),
             data,
             valid: self.valid.clone(),
+            nibbles: dtype == DType::I4,
         }
         .with_norms()
     }
@@ -272,6 +308,7 @@ impl ItemMatrix {
         match self.data {
             RowData::F32(_) => DType::F32,
             RowData::F16(_) => DType::F16,
+            RowData::I8 { .. } if self.nibbles => DType::I4,
             RowData::I8 { .. } => DType::I8,
         }
     }

@@ -312,7 +312,7 @@ fn parse_with_items(bytes: &[u8], like: &Blob) -> Blob {
 #[test]
 fn blob_write_read_is_identity() {
     for kind in [BlobKind::Global, BlobKind::Memory] {
-        for dtype in [DType::F32, DType::F16, DType::I8] {
+        for dtype in [DType::F32, DType::F16, DType::I8, DType::I4] {
             let blob = tiny_blob(kind, dtype);
             let back = parse_with_items(&blob.to_bytes(), &blob);
             assert_eq!(back, blob, "{kind:?} {dtype:?}");
@@ -331,6 +331,58 @@ fn blob_write_read_is_identity() {
             let back = parse_with_items(&blob.to_bytes(), &blob);
             assert_eq!(back, blob, "{kind:?} {dtype:?} with cold-start vectors");
         }
+    }
+}
+
+/// int4 rows (int8 rows on 15 levels) are stored two per byte, for even and odd widths, and
+/// read back as the same rows; the dtype code says so (4 plain, 5 around an offset).
+#[test]
+fn int4_rows_pack_two_per_byte_and_read_back() {
+    use l2d::score::{ItemMatrix, RowData};
+    for (dim, rows) in [(8, 5), (7, 3), (1, 4), (193, 2)] {
+        let values: Vec<f32> = (0..dim * rows)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * (1.0 + (i % 3) as f32))
+            .collect();
+        let f32_rows = ItemMatrix::from_f32(values, dim, vec![true; rows]).unwrap();
+        let int4 = f32_rows.to_dtype(DType::I4);
+        assert_eq!(int4.dtype(), DType::I4);
+        let RowData::I8 { values: q, .. } = int4.data() else {
+            panic!("int4 rows are int8 rows in memory");
+        };
+        assert!(q.iter().all(|v| (-7..=7).contains(v)), "{dim}: levels");
+        assert!(
+            q.iter().any(|v| v.abs() == 7),
+            "{dim}: each row's largest reaches 7"
+        );
+        let int8 = f32_rows.to_dtype(DType::I8);
+        let blob = |m: &ItemMatrix| {
+            let items = (0..rows)
+                .map(|i| Item {
+                    id: format!("i{i}"),
+                    title: format!("t{i}"),
+                })
+                .collect();
+            let catalog = Catalog::new(items, "int4 test").unwrap();
+            Blob::new(
+                BlobKind::Global,
+                [1; 32],
+                &catalog,
+                vec![1; rows],
+                m.clone(),
+            )
+            .unwrap()
+        };
+        let (b4, b8) = (blob(&int4), blob(&int8));
+        let bytes = b4.to_bytes();
+        assert_eq!(bytes[13], 5, "{dim}: int4 around an offset");
+        assert_eq!(
+            b8.to_bytes().len() - bytes.len(),
+            rows * (dim - dim.div_ceil(2)),
+            "{dim}: half a byte per value, a row rounded up to whole bytes"
+        );
+        let back = parse_with_items(&bytes, &b4);
+        assert_eq!(back, b4, "{dim}");
+        assert_eq!(back.matrix.dtype(), DType::I4);
     }
 }
 
@@ -473,7 +525,7 @@ fn a_blob_read_from_a_source_equals_one_read_from_bytes() {
     let shipped = std::fs::read(common::default_dir().join("memory.blob")).unwrap();
     let mut cases: Vec<(String, Vec<u8>)> = vec![("shipped memory blob".into(), shipped)];
     for kind in [BlobKind::Global, BlobKind::Memory] {
-        for dtype in [DType::F32, DType::F16, DType::I8] {
+        for dtype in [DType::F32, DType::F16, DType::I8, DType::I4] {
             cases.push((
                 format!("{kind:?} {dtype:?}"),
                 tiny_blob(kind, dtype).to_bytes(),
@@ -638,7 +690,7 @@ fn a_blob_checks_its_model() {
 }
 
 #[test]
-fn f16_and_int8_rankings_agree_with_f32_on_the_default_model() {
+fn f16_int8_and_int4_rankings_agree_with_f32_on_the_default_model() {
     let model = common::default_model();
     let blob = common::default_blob("memory.blob");
     blob.check_model(&model.fingerprint, model.hidden_size())
@@ -663,7 +715,7 @@ fn f16_and_int8_rankings_agree_with_f32_on_the_default_model() {
     // The floor per dtype. int8 is centred on the rows' per-dimension mean (one scale per row
     // around it): without the offset, vectors that differ little from their common mean kept
     // only 93.3 % of the top-20.
-    for (dtype, floor) in [(DType::F16, 0.99), (DType::I8, 0.99)] {
+    for (dtype, floor) in [(DType::F16, 0.99), (DType::I8, 0.99), (DType::I4, 0.88)] {
         let matrix = reps.global.to_dtype(dtype);
         let (mut agree, mut total) = (0usize, 0usize);
         for history in &histories {

@@ -181,8 +181,9 @@ async function main() {
     document.body.dataset.done = "1";
     return;
   }
-  const manifestUrl = new URL("../models/default/manifest.json", location.href).href;
-  const report = { window: WINDOW, rounds: ROUNDS };
+  // ?manifest= another deployed folder's manifest (scripts/bench-browser.mjs --model DIR).
+  const manifestUrl = new URL(params.get("manifest") ?? "../models/default/manifest.json", location.href).href;
+  const report = { window: WINDOW, rounds: ROUNDS, manifest: manifestUrl };
   const t0 = performance.now();
   const client = new L2DClient();
   let cachedFiles = 0;

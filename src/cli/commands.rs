@@ -306,7 +306,8 @@ fn parse_dtype(name: &str) -> Result<DType> {
         "f32" => DType::F32,
         "f16" => DType::F16,
         "i8" | "int8" => DType::I8,
-        other => bail!("unknown dtype `{other}` (expected f32, f16 or i8)"),
+        "i4" | "int4" => DType::I4,
+        other => bail!("unknown dtype `{other}` (expected f32, f16, i8 or i4)"),
     })
 }
 
@@ -405,7 +406,8 @@ pub fn blobs(args: BlobsArgs) -> Result<()> {
     let model = Model::from_files(&files)?;
     let memory = load_memory(&args.memory)?;
     let budget = blob_budget(&args.io.model, args.budget)?;
-    for (name, spec) in l2d::recommend::recipe_blobs(budget) {
+    let memory_dtype = parse_dtype(&args.memory_dtype).context("--memory-dtype")?;
+    for (name, spec) in l2d::recommend::recipe_blobs(budget, memory_dtype) {
         write_blob(
             &memory,
             &dataset.catalog,

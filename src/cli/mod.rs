@@ -164,6 +164,10 @@ struct BlobsArgs {
     /// Download budget in bytes for the model files plus the memory blob.
     #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
     budget: u64,
+    /// Element type of the memory blob's rows: `i8`, or `i4` (15 levels per row, two values
+    /// per byte: half the bytes, so the budget holds twice the states).
+    #[arg(long, default_value = "i8")]
+    memory_dtype: String,
 }
 
 /// The input of `prepare` and `build`: a MovieLens directory, a D3 directory, or a raw log.
@@ -397,7 +401,7 @@ struct BlobArgs {
     /// `global` (one vector per item) or `memory` (states grouped by item, for L2D-L).
     #[arg(long, default_value = "global")]
     kind: String,
-    /// `f32`, `f16` or `i8`.
+    /// `f32`, `f16`, `i8` or `i4` (int8 rows on 15 levels, stored two per byte).
     #[arg(long, default_value = "f16")]
     dtype: String,
     /// Keep a fraction of the memory (memory blobs).
