@@ -367,16 +367,10 @@ impl Manifest {
     ) -> Result<Self> {
         use crate::model::{model_fingerprint, ModelFiles, ModelMeta, MODEL_FILES};
         scoring.validate()?;
+        let model = ModelFiles::read_dir(dir)?;
         let mut names: Vec<String> = MODEL_FILES.iter().map(|s| s.to_string()).collect();
         if scoring.weights == Weights::Int8 {
-            // Written by `l2d manifest --weights int8` (`int8_file::write`).
-            if !dir.join(INT8_WEIGHTS_FILE).exists() {
-                return Err(Error::mismatch(
-                    format!("{}: {INT8_WEIGHTS_FILE}", dir.display()),
-                    "the int8 weights file the scoring's int8 weights need (`l2d manifest --weights int8` writes it)",
-                    "none",
-                ));
-            }
+            check_int8_file(dir, &model.weights)?;
             names.push(INT8_WEIGHTS_FILE.into());
         }
         let mut blobs = BTreeMap::new();
@@ -412,25 +406,6 @@ impl Manifest {
             let path = dir.join(&name);
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             files.insert(name, FileEntry::of(&bytes));
-        }
-        let model = ModelFiles::read_dir(dir)?;
-        if scoring.weights == Weights::Int8 {
-            let path = dir.join(INT8_WEIGHTS_FILE);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            let source = crate::int8_file::source_sha256(&bytes)?;
-            let own = crate::model::sha256_hex(&model.weights);
-            if source.map(|s| crate::model::hex(&s)).as_deref() != Some(own.as_str()) {
-                return Err(Error::mismatch(
-                    format!("{}: the source of {INT8_WEIGHTS_FILE}", path.display()),
-                    format!(
-                        "{} (sha256 {own}; `l2d manifest --weights int8` rewrites it)",
-                        crate::model::WEIGHTS_FILE
-                    ),
-                    source.map_or("no int8 weights metadata".into(), |s| {
-                        format!("sha256 {}", crate::model::hex(&s))
-                    }),
-                ));
-            }
         }
         let meta = ModelMeta::from_json(&model.meta, "l2d.json")?;
         let train: serde_json::Value = std::fs::read(dir.join("train.json"))
@@ -485,6 +460,32 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a manifest serializes") + "\n"
     }
+}
+
+/// Checks that DIR's int8 weights file exists and was made from `weights` (DIR's
+/// `model.safetensors`): a stale one would load a model the blobs were not built with.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_int8_file(dir: &std::path::Path, weights: &[u8]) -> Result<()> {
+    use crate::model::{hex, sha256_hex, WEIGHTS_FILE};
+    let path = dir.join(INT8_WEIGHTS_FILE);
+    let hint = "`l2d manifest --weights int8` writes it";
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Error::mismatch(
+            path.display().to_string(),
+            format!("the int8 weights file int8 weights need ({hint})"),
+            e,
+        )
+    })?;
+    let source = crate::int8_file::source_sha256(&bytes)?.map(|s| hex(&s));
+    let own = sha256_hex(weights);
+    if source.as_deref() != Some(own.as_str()) {
+        return Err(Error::mismatch(
+            format!("{}: the source model", path.display()),
+            format!("{WEIGHTS_FILE} beside it (sha256 {own}; {hint})"),
+            source.map_or("no int8 weights metadata".into(), |s| format!("sha256 {s}")),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

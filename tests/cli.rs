@@ -583,3 +583,72 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
         stages_from("prepare")
     );
 }
+
+/// `l2d manifest --weights int8` writes the int8 weights file beside model.safetensors and
+/// lists it (the page then fetches it); `--weights f32` removes and unlists it; a manifest
+/// described over a stale int8 file (made from other weights) or without one is refused,
+/// naming the file.
+#[test]
+fn the_manifest_lists_the_int8_weights_file_exactly_when_the_weights_are_int8() {
+    use l2d::int8_file::INT8_WEIGHTS_FILE;
+    use l2d::manifest::{Manifest, Scoring};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (data, model) = tiny_model(root, &["--epochs", "1", "--select", "loss"]);
+    let s = |p: &Path| p.display().to_string();
+    let log = root.join("manifest.log");
+    let manifest = |weights: &str| {
+        l2d(
+            &[
+                "manifest",
+                "--dataset",
+                &s(&data),
+                "--model",
+                &s(&model),
+                "--weights",
+                weights,
+            ],
+            &log,
+        );
+        let text = std::fs::read(model.join("manifest.json")).unwrap();
+        Manifest::from_json(&text, "manifest.json").unwrap()
+    };
+    let int8 = manifest("int8");
+    assert!(model.join(INT8_WEIGHTS_FILE).exists());
+    assert!(int8.files.contains_key(INT8_WEIGHTS_FILE));
+    assert_eq!(int8.weights_file(), INT8_WEIGHTS_FILE);
+    let f32 = manifest("f32");
+    assert!(!model.join(INT8_WEIGHTS_FILE).exists());
+    assert!(!f32.files.contains_key(INT8_WEIGHTS_FILE));
+    assert_eq!(f32.weights_file(), l2d::model::WEIGHTS_FILE);
+
+    let dataset = l2d::dataset::Dataset::read_dir(&data).unwrap();
+    let scoring = Scoring {
+        weights: l2d::model::Weights::Int8,
+        ..Scoring::default()
+    };
+    let describe = || Manifest::describe(&model, &dataset, scoring.clone(), "test");
+    let missing = describe().unwrap_err().to_string();
+    assert!(missing.contains(INT8_WEIGHTS_FILE), "{missing}");
+    // An int8 file made from other weights: the shipped model's.
+    let other = std::fs::read(shipped_weights()).unwrap();
+    std::fs::write(
+        model.join(INT8_WEIGHTS_FILE),
+        l2d::int8_file::write(&other).unwrap(),
+    )
+    .unwrap();
+    let stale = describe().unwrap_err().to_string();
+    assert!(stale.contains("the source model"), "{stale}");
+    let fresh = std::fs::read(model.join(l2d::model::WEIGHTS_FILE)).unwrap();
+    std::fs::write(
+        model.join(INT8_WEIGHTS_FILE),
+        l2d::int8_file::write(&fresh).unwrap(),
+    )
+    .unwrap();
+    assert!(describe().is_ok());
+}
+
+/// The shipped model's weights file (other weights than a tiny model's).
+fn shipped_weights() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/model.safetensors")
+}
