@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 DATASET=${1:-target/data/ml-latest-small}
 MODEL=${2:-models/default}
 BUDGET=${BUDGET:-16500000}
+# The memory blob's rows: i8, or i4 (half the bytes; docs/ablations.md §6).
+MEMORY_DTYPE=${MEMORY_DTYPE:-i8}
 WORK=target/l2d/$(basename "$MODEL")
 MEMORY=$WORK/memory.safetensors
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
@@ -24,7 +26,7 @@ mkdir -p "$WORK"
 $L2D convert --model "$MODEL" --dtype f16
 # The memory depends on the model files only: rebuilt when their hashes change.
 scripts/build-memory.sh "$DATASET" "$MODEL" "$MEMORY"
-$L2D blobs --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --budget "$BUDGET"
+$L2D blobs --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --budget "$BUDGET" --memory-dtype "$MEMORY_DTYPE"
 rm -f "$MODEL/eval.json"
 $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL"
 $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.json" | tee "$WORK/choose-valid.md"

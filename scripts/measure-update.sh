@@ -13,6 +13,7 @@ DATASET=${1:-target/data/ml-latest-small}
 MODEL=${2:-models/default}
 MEMORY=${3:-target/l2d/$(basename "$MODEL")/memory.safetensors}
 BUDGET=${BUDGET:-16500000}
+MEMORY_DTYPE=${MEMORY_DTYPE:-i8}
 WORK=target/update
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 cargo build --release --bin l2d
@@ -47,7 +48,7 @@ T1=$(date +%s.%N)
 echo "== rebuild: memory and blobs from train + valid, the recipe of build-default-assets.sh"
 R="$WORK/rebuild"
 $L2D memory --dataset "$R/data" --model "$R/model" --out "$R/memory.safetensors"
-$L2D blobs --dataset "$R/data" --model "$R/model" --memory "$R/memory.safetensors" --budget "$BUDGET"
+$L2D blobs --dataset "$R/data" --model "$R/model" --memory "$R/memory.safetensors" --budget "$BUDGET" --memory-dtype "$MEMORY_DTYPE"
 $L2D manifest --dataset "$R/data" --model "$R/model" --keep-scoring
 T2=$(date +%s.%N)
 python3 - "$T0" "$T1" "$T2" <<'PY'
