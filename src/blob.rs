@@ -885,9 +885,10 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                 let mut values = vec![0i8; values];
                 if dtype == DType::I4 {
                     // Unpacked a block of rows at a time (the packed bytes are never all held).
+                    const BLOCK_ROWS: usize = 4096;
                     let packed_row = dim.div_ceil(2);
-                    let mut packed = vec![0u8; packed_row * rows.clamp(1, 4096)];
-                    for block in values.chunks_mut(dim * 4096) {
+                    let mut packed = vec![0u8; packed_row * rows.clamp(1, BLOCK_ROWS)];
+                    for block in values.chunks_mut(dim * BLOCK_ROWS) {
                         let packed = &mut packed[..block.len() / dim * packed_row];
                         self.take_into(packed, what)?;
                         for (row, bytes) in block

@@ -521,12 +521,7 @@ fn a_growing_history_reuses_the_previous_prompts_cache_exactly() {
 
 fn growing_history_session(model: &Model, weights: l2d::model::Weights, tolerance: f32) {
     use l2d::model::{QueryEncoder, Reuse};
-    let titles: Vec<String> = common::default_blob("memory.blob")
-        .items
-        .iter()
-        .take(40)
-        .map(|i| i.title.to_string())
-        .collect();
+    let titles = common::spread_titles(1, 40);
     let window = l2d::prompt::MAX_HISTORY;
     let history = |from: usize, to: usize| titles[from..to].to_vec();
     let extended = |r: Reuse| matches!(r, Reuse::Extended { .. });
@@ -586,13 +581,7 @@ fn growing_history_session(model: &Model, weights: l2d::model::Weights, toleranc
 fn int8_weights_stay_close_to_f32_and_switch_back_exactly() {
     use l2d::model::Weights;
     let mut model = default_model();
-    let titles: Vec<String> = common::default_blob("memory.blob")
-        .items
-        .iter()
-        .step_by(97)
-        .take(30)
-        .map(|i| i.title.to_string())
-        .collect();
+    let titles = common::spread_titles(97, 30);
     // (history, largest relative L2 change allowed)
     let cases: Vec<(&[String], f32)> = vec![
         (&titles[..1], 0.03),
@@ -727,13 +716,7 @@ fn the_int8_weights_file_computes_what_quantizing_at_load_does() {
     let mut from_file = Model::from_files(&int8_files).unwrap();
     assert_eq!(from_file.net.weights(), Weights::Int8);
     assert_eq!(from_file.fingerprint, at_load.fingerprint);
-    let titles: Vec<String> = common::default_blob("memory.blob")
-        .items
-        .iter()
-        .step_by(89)
-        .take(25)
-        .map(|i| i.title.to_string())
-        .collect();
+    let titles = common::spread_titles(89, 25);
     for history in [&titles[..1], &titles[..4], &titles[4..14], &titles[14..24]] {
         assert_eq!(
             from_file.last_hidden(history).unwrap(),

@@ -119,8 +119,8 @@ async function catalogSweep(sizes) {
       loadMs: performance.now() - t0,
       blobBytes: bytes("global.blob"),
       itemsBytes: manifest.items.reduce((a, name) => a + bytes(name), 0),
-      // The weights file the page fetched: the int8 one when the manifest lists it (it does only for int8 weights).
-      modelBytes: bytes(manifest.files["model.int8.safetensors"] ? "model.int8.safetensors" : "model.safetensors") + bytes("tokenizer.json") + bytes("config.json") + bytes("l2d.json"),
+      // The weights file the page fetched (Manifest::weights_file's rule).
+      modelBytes: bytes(manifest.scoring?.weights === "int8" && manifest.files["model.int8.safetensors"] ? "model.int8.safetensors" : "model.safetensors") + bytes("tokenizer.json") + bytes("config.json") + bytes("l2d.json"),
     };
     row.wasmMemoryBytes = (await client.info()).wasmMemoryBytes;
     row.wasmMemoryOverBlobAndModel = row.wasmMemoryBytes / (row.blobBytes + row.itemsBytes + row.modelBytes);

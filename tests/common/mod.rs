@@ -21,6 +21,18 @@ pub fn default_blob(name: &str) -> Blob {
     Blob::read_file(&default_dir().join(name)).unwrap()
 }
 
+/// Titles of the shipped catalog spread over it: every `step`-th item of the memory blob's,
+/// `count` of them (histories for tests on the shipped model).
+pub fn spread_titles(step: usize, count: usize) -> Vec<String> {
+    default_blob("memory.blob")
+        .items
+        .iter()
+        .step_by(step)
+        .take(count)
+        .map(|i| i.title.to_string())
+        .collect()
+}
+
 /// A small Qwen2 network with seeded random weights (every variable, biases and norm weights
 /// included, drawn from N(0, 0.3²) around its initial value), for tests that need a network but
 /// not the shipped one. The `VarMap` holds its variables.
