@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # After training (scripts/train-default.sh): converts the weights to f16, builds the full memory,
-# writes the global blob (f16) and the memory blob (int8, the newest train states that keep
-# model + tokenizer + blob within the 16.5 MB download budget: the split is in time order, and
-# the newest interactions are the closest to those predicted), the manifest; chooses the
-# browser's default scoring on valid from that blob (`l2d choose`); evaluates what the browser
+# writes the global blob (f16) and the memory blob (int4, the newest train states that keep
+# the first visit's model files + blob within the download budget, `l2d blobs --help`: the
+# split is in time order, and the newest interactions are the closest to those predicted), the
+# manifest; chooses the browser's default scoring on valid from that blob (`l2d choose`: the
+# cheapest to serve that valid cannot tell from the best); evaluates what the browser
 # ships on test once (`l2d eval --shipped`, next to popularity); refreshes the browser fixtures.
 # What ships is deployed with every interaction before test: after the choice on valid, the
 # valid split's interactions are appended to the memory (`l2d update`, scripts/measure-update.sh),
@@ -14,9 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATASET=${1:-target/data/ml-latest-small}
 MODEL=${2:-models/default}
-BUDGET=${BUDGET:-16500000}
-# The memory blob's rows: i8, or i4 (half the bytes; docs/ablations.md §6).
-MEMORY_DTYPE=${MEMORY_DTYPE:-i8}
+# BUDGET (bytes) and MEMORY_DTYPE (i8 or i4) override the recipe's (`l2d blobs --help`).
 WORK=target/l2d/$(basename "$MODEL")
 MEMORY=$WORK/memory.safetensors
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
@@ -26,7 +25,7 @@ mkdir -p "$WORK"
 $L2D convert --model "$MODEL" --dtype f16
 # The memory depends on the model files only: rebuilt when their hashes change.
 scripts/build-memory.sh "$DATASET" "$MODEL" "$MEMORY"
-$L2D blobs --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" --budget "$BUDGET" --memory-dtype "$MEMORY_DTYPE"
+$L2D blobs --dataset "$DATASET" --model "$MODEL" --memory "$MEMORY" ${BUDGET:+--budget "$BUDGET"} ${MEMORY_DTYPE:+--memory-dtype "$MEMORY_DTYPE"}
 rm -f "$MODEL/eval.json"
 $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-default.sh $DATASET $MODEL"
 $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.json" | tee "$WORK/choose-valid.md"

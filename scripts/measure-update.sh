@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 DATASET=${1:-target/data/ml-latest-small}
 MODEL=${2:-models/default}
 MEMORY=${3:-target/l2d/$(basename "$MODEL")/memory.safetensors}
-BUDGET=${BUDGET:-16500000}
-MEMORY_DTYPE=${MEMORY_DTYPE:-i8}
+# BUDGET (bytes) and MEMORY_DTYPE (i8 or i4) override the recipe's (`l2d blobs --help`).
 WORK=target/update
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 cargo build --release --bin l2d
@@ -42,13 +41,13 @@ cp "$MEMORY" "$WORK/base/memory.safetensors"
 echo "== update: the train memory + the valid split's interactions"
 T0=$(date +%s.%N)
 $L2D update --dataset "$WORK/base/data" --model "$WORK/base/model" \
-  --memory "$WORK/base/memory.safetensors" --interactions "$WORK/valid.csv" --budget "$BUDGET"
+  --memory "$WORK/base/memory.safetensors" --interactions "$WORK/valid.csv" ${BUDGET:+--budget "$BUDGET"}
 T1=$(date +%s.%N)
 
 echo "== rebuild: memory and blobs from train + valid, the recipe of build-default-assets.sh"
 R="$WORK/rebuild"
 $L2D memory --dataset "$R/data" --model "$R/model" --out "$R/memory.safetensors"
-$L2D blobs --dataset "$R/data" --model "$R/model" --memory "$R/memory.safetensors" --budget "$BUDGET" --memory-dtype "$MEMORY_DTYPE"
+$L2D blobs --dataset "$R/data" --model "$R/model" --memory "$R/memory.safetensors" ${BUDGET:+--budget "$BUDGET"} ${MEMORY_DTYPE:+--memory-dtype "$MEMORY_DTYPE"}
 $L2D manifest --dataset "$R/data" --model "$R/model" --keep-scoring
 T2=$(date +%s.%N)
 python3 - "$T0" "$T1" "$T2" <<'PY'

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 DATASET=${1:-target/data/ml-latest-small}
 MODEL=${2:-models/default}
 OUT=${3:-target/refit/$(basename "$MODEL")/model}
-BUDGET=${BUDGET:-16500000}
+# BUDGET (bytes) and MEMORY_DTYPE (i8 or i4) override the recipe's (`l2d blobs --help`).
 WORK=$(dirname "$OUT")
 DATA=$WORK/data
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
@@ -51,7 +51,7 @@ cp "$MODEL/tokenizer.json" "$MODEL/l2d.json" "$OUT/"
 $L2D train --dataset "$DATA" --model "$OUT" $FLAGS --resume
 $L2D convert --model "$OUT" --dtype f16
 scripts/build-memory.sh "$DATA" "$OUT" "$WORK/memory.safetensors"
-$L2D blobs --dataset "$DATA" --model "$OUT" --memory "$WORK/memory.safetensors" --budget "$BUDGET"
+$L2D blobs --dataset "$DATA" --model "$OUT" --memory "$WORK/memory.safetensors" ${BUDGET:+--budget "$BUDGET"} ${MEMORY_DTYPE:+--memory-dtype "$MEMORY_DTYPE"}
 cp "$MODEL/manifest.json" "$OUT/manifest.json"
 $L2D manifest --dataset "$DATA" --model "$OUT" --command "scripts/refit.sh $DATASET $MODEL $OUT" --keep-scoring
 $L2D eval --dataset "$DATASET" --model "$OUT" --split test --methods popularity --shipped \

@@ -249,7 +249,7 @@ pub fn build(args: BuildArgs) -> Result<()> {
             io: layout.io(),
             memory: layout.memory(),
             budget: args.budget,
-            memory_dtype: "i8".into(),
+            memory_dtype: None,
         })?;
         Ok(relative(
             &layout,

@@ -375,18 +375,26 @@ fn write_blob(
     Ok(())
 }
 
-/// Bytes of the model files a first visit fetches besides a blob, counting `model.safetensors`
-/// even where the page fetches the smaller int8 weights file (the budget stays conservative).
+/// Bytes of the model files a first visit fetches besides a blob, with the weights as the
+/// recipe ships them: the int8 weights file, made here from `model.safetensors` (`l2d choose`
+/// keeps int8 weights unless valid says they cost more than its tolerance, and warns then that
+/// the folder exceeds the budget).
 fn model_files_bytes(dir: &Path) -> Result<u64> {
-    l2d::model::MODEL_FILES
+    let others: u64 = l2d::model::MODEL_FILES
         .iter()
+        .filter(|&&name| name != l2d::model::WEIGHTS_FILE)
         .map(|name| {
             let path = dir.join(name);
             std::fs::metadata(&path)
                 .map(|m| m.len())
                 .with_context(|| format!("reading the size of {}", path.display()))
         })
-        .sum()
+        .sum::<Result<u64>>()?;
+    let source = dir.join(l2d::model::WEIGHTS_FILE);
+    let bytes = std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
+    let int8 = l2d::int8_file::write(&bytes)
+        .with_context(|| format!("quantizing {}", source.display()))?;
+    Ok(others + int8.len() as u64)
 }
 
 /// What is left of `budget` for the memory blob once the model files are counted.
@@ -406,7 +414,10 @@ pub fn blobs(args: BlobsArgs) -> Result<()> {
     let model = Model::from_files(&files)?;
     let memory = load_memory(&args.memory)?;
     let budget = blob_budget(&args.io.model, args.budget)?;
-    let memory_dtype = parse_dtype(&args.memory_dtype).context("--memory-dtype")?;
+    let memory_dtype = match &args.memory_dtype {
+        Some(name) => parse_dtype(name).context("--memory-dtype")?,
+        None => l2d::recommend::MEMORY_DTYPE,
+    };
     for (name, spec) in l2d::recommend::recipe_blobs(budget, memory_dtype) {
         write_blob(
             &memory,
@@ -706,10 +717,33 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let mut reports = reports;
     reports.extend([f32_report, int8_report]);
     println!("{}", markdown_table(&reports));
+    println!("{}", l2d::eval::paired_table(&reports));
+    let best = reports
+        .iter()
+        .find_map(|r| r.versus.as_ref())
+        .map(|p| p.reference.clone())
+        .unwrap_or_else(|| scoring.label());
+    if best != scoring.label() {
+        println!(
+            "best R@20: {best}; chosen: {}, cheaper to serve and not significantly worse \
+             (its paired 95 % interval of ΔR@20 reaches 0)",
+            scoring.label()
+        );
+    }
     println!(
         "weights: int8 unless its R@20 falls more than {} below f32's (the last two rows)",
         l2d::eval::INT8_TOLERANCE
     );
+    if weights != l2d::model::Weights::Int8 {
+        let warning = format!(
+            "warning: valid chose f32 weights: a first visit fetches {} instead of {}, beyond \
+             the download budget `l2d blobs` counted with the int8 weights file",
+            l2d::model::WEIGHTS_FILE,
+            l2d::int8_file::INT8_WEIGHTS_FILE
+        );
+        println!("{warning}");
+        eprintln!("{warning}");
+    }
     let scoring = l2d::manifest::Scoring { weights, ..scoring };
     println!("chosen on {split}: {}", scoring.label());
     manifest.scoring = scoring;

@@ -165,9 +165,10 @@ struct BlobsArgs {
     #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
     budget: u64,
     /// Element type of the memory blob's rows: `i8`, or `i4` (15 levels per row, two values
-    /// per byte: half the bytes, so the budget holds twice the states).
-    #[arg(long, default_value = "i8")]
-    memory_dtype: String,
+    /// per byte: half the bytes, so the budget holds twice the states); default: the recipe's,
+    /// `i4`.
+    #[arg(long)]
+    memory_dtype: Option<String>,
 }
 
 /// The input of `prepare` and `build`: a MovieLens directory, a D3 directory, or a raw log.
