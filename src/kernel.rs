@@ -1,5 +1,6 @@
 //! Numeric kernels shared by the model and scoring: the f32 dot product (vectorised natively,
-//! `simd128` in wasm) and the product of a few activation rows with a weight matrix, which
+//! `simd128` in wasm), the exact integer dot products of a query with int8 memory rows, and
+//! the product of a few activation rows with a weight matrix, which
 //! the forward pass of a short input (a click's new tokens, a beam step) uses instead of a
 //! general matrix product: with a handful of rows, packing the weights for a blocked product
 //! costs more than the product itself.
@@ -348,6 +349,87 @@ fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
         .zip(b)
         .map(|(&x, &y)| i32::from(x) * i32::from(y))
         .sum()
+}
+
+/// `dots[r]` = `query` · row r of `values` (row-major, `query.len()` i8 values per row), exact
+/// in `i32` for the i16 queries `score` prepares: the distances to int8 (and int4) memory rows.
+/// Natively the plain loop (compiled with AVX2 when the CPU has it); in wasm explicit
+/// `simd128`.
+pub fn i8_row_dots(query: &[i16], values: &[i8], dots: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above), the only requirement of the call.
+        unsafe { i8_row_dots_avx2(query, values, dots) };
+        return;
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        i8_row_dots_simd(query, values, dots);
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    i8_row_dots_plain(query, values, dots);
+}
+
+/// The plain loop compiled with AVX2 (sign-extend, multiply-add 16 lanes at a time).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn i8_row_dots_avx2(query: &[i16], values: &[i8], dots: &mut [i32]) {
+    i8_row_dots_plain(query, values, dots);
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn i8_row_dots_plain(query: &[i16], values: &[i8], dots: &mut [i32]) {
+    for (d, row) in dots.iter_mut().zip(values.chunks_exact(query.len().max(1))) {
+        *d = dot_i16_i8(query, row);
+    }
+}
+
+/// Integer dot product of an i16 and an i8 slice; integer sums are associative, so the
+/// compiler vectorises it freely.
+#[inline(always)]
+fn dot_i16_i8(query: &[i16], row: &[i8]) -> i32 {
+    query
+        .iter()
+        .zip(row)
+        .map(|(&q, &v)| i32::from(q) * i32::from(v))
+        .sum()
+}
+
+/// [`i8_row_dots`] with wasm `simd128`: each row's 16 i8 values at a time widened to i16 and
+/// multiplied by the query with `i32x4.dot_i16x8_s`. (Four rows sharing each load of the
+/// query measured no faster in V8: `node scripts/bench-ab.mjs --mode density`.)
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn i8_row_dots_simd(query: &[i16], values: &[i8], dots: &mut [i32]) {
+    use core::arch::wasm32::*;
+    let dim = query.len();
+    if dim == 0 {
+        dots.fill(0);
+        return;
+    }
+    let full = dim / 16 * 16;
+    for (d, row) in dots.iter_mut().zip(values.chunks_exact(dim)) {
+        let mut acc0 = i32x4_splat(0);
+        let mut acc1 = i32x4_splat(0);
+        for i in (0..full).step_by(16) {
+            // SAFETY: i + 16 <= full <= dim, the length of the row and of the query, so the
+            // 16-byte load of the row at i and the two of the query at i and i + 8 stay
+            // inside both; v128_load has no alignment requirement.
+            unsafe {
+                let v = v128_load(row.as_ptr().add(i) as *const v128);
+                let q0 = v128_load(query.as_ptr().add(i) as *const v128);
+                let q1 = v128_load(query.as_ptr().add(i + 8) as *const v128);
+                acc0 = i32x4_add(acc0, i32x4_dot_i16x8(i16x8_extend_low_i8x16(v), q0));
+                acc1 = i32x4_add(acc1, i32x4_dot_i16x8(i16x8_extend_high_i8x16(v), q1));
+            }
+        }
+        let acc = i32x4_add(acc0, acc1);
+        *d = i32x4_extract_lane::<0>(acc)
+            + i32x4_extract_lane::<1>(acc)
+            + i32x4_extract_lane::<2>(acc)
+            + i32x4_extract_lane::<3>(acc)
+            + dot_i16_i8(&query[full..], &row[full..]);
+    }
 }
 
 /// The dot products of `R` activation rows with four weight rows (all of one length), as

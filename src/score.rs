@@ -373,7 +373,7 @@ impl ItemMatrix {
     ) -> Vec<f32> {
         let q = Int8Query::new(query, offset);
         let mut dots = vec![0i32; self.rows];
-        int8_row_dots(&q.values, values, &mut dots);
+        crate::kernel::i8_row_dots(&q.values, values, &mut dots);
         let base = q.centred_norm;
         dots.iter()
             .zip(scales)
@@ -418,74 +418,6 @@ impl Int8Query {
             centred_norm: dot(&centred, &centred),
         }
     }
-}
-
-/// `dots[r]` = query · row r of `values` (row-major, `query.len()` per row), exact in i32.
-fn int8_row_dots(query: &[i16], values: &[i8], dots: &mut [i32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above), the only requirement of the call.
-        unsafe { int8_row_dots_avx2(query, values, dots) };
-        return;
-    }
-    int8_row_dots_portable(query, values, dots);
-}
-
-/// The portable loop compiled with AVX2 (sign-extend, multiply-add 16 lanes at a time).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn int8_row_dots_avx2(query: &[i16], values: &[i8], dots: &mut [i32]) {
-    int8_row_dots_portable(query, values, dots);
-}
-
-#[inline(always)]
-fn int8_row_dots_portable(query: &[i16], values: &[i8], dots: &mut [i32]) {
-    for (d, row) in dots.iter_mut().zip(values.chunks_exact(query.len())) {
-        *d = int8_dot(query, row);
-    }
-}
-
-/// Integer dot product; integer sums are associative, so the compiler vectorises it freely.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline(always)]
-fn int8_dot(query: &[i16], row: &[i8]) -> i32 {
-    query
-        .iter()
-        .zip(row)
-        .map(|(&q, &v)| q as i32 * v as i32)
-        .sum()
-}
-
-/// Integer dot product with wasm `simd128`: i8 lanes widened to i16, `i32x4.dot_i16x8_s`.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline(always)]
-fn int8_dot(query: &[i16], row: &[i8]) -> i32 {
-    use core::arch::wasm32::*;
-    let n = query.len().min(row.len());
-    let chunks = n / 16;
-    let mut acc0 = i32x4_splat(0);
-    let mut acc1 = i32x4_splat(0);
-    for c in 0..chunks {
-        let i = c * 16;
-        // SAFETY: i + 16 <= n, so the 16-byte load of row at i and the two 16-byte loads of
-        // query at i and i + 8 stay inside both slices; v128_load has no alignment requirement.
-        unsafe {
-            let v = v128_load(row.as_ptr().add(i) as *const v128);
-            let q0 = v128_load(query.as_ptr().add(i) as *const v128);
-            let q1 = v128_load(query.as_ptr().add(i + 8) as *const v128);
-            acc0 = i32x4_add(acc0, i32x4_dot_i16x8(i16x8_extend_low_i8x16(v), q0));
-            acc1 = i32x4_add(acc1, i32x4_dot_i16x8(i16x8_extend_high_i8x16(v), q1));
-        }
-    }
-    let acc = i32x4_add(acc0, acc1);
-    let mut sum = i32x4_extract_lane::<0>(acc)
-        + i32x4_extract_lane::<1>(acc)
-        + i32x4_extract_lane::<2>(acc)
-        + i32x4_extract_lane::<3>(acc);
-    for i in chunks * 16..n {
-        sum += query[i] as i32 * row[i] as i32;
-    }
-    sum
 }
 
 /// `mask[i]` is true for the items of `exclude` (ids past `n` are ignored): one pass, however
@@ -689,9 +621,17 @@ mod tests {
                 unreachable!()
             };
             let q = Int8Query::new(&query, None);
-            let (mut fast, mut plain) = (vec![0; rows], vec![0; rows]);
-            int8_row_dots(&q.values, values, &mut fast);
-            int8_row_dots_portable(&q.values, values, &mut plain);
+            let mut fast = vec![0; rows];
+            crate::kernel::i8_row_dots(&q.values, values, &mut fast);
+            let plain: Vec<i32> = values
+                .chunks_exact(dim)
+                .map(|row| {
+                    row.iter()
+                        .zip(&q.values)
+                        .map(|(&v, &c)| v as i32 * c as i32)
+                        .sum()
+                })
+                .collect();
             assert_eq!(fast, plain, "dim {dim}");
         }
     }

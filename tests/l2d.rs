@@ -1036,8 +1036,10 @@ fn choice_prefers_the_cheaper_mode_only_within_noise() {
             .map(|i| ((from..from + hits).contains(&i)).then_some(0))
             .collect()
     };
-    // (case, [(mode, first hit, hits)], index of the best, expected choice)
-    let cases: [(&str, Vec<(&str, usize, usize)>, usize, usize); 5] = [
+    // A variant: (mode, first hit, hits).
+    type Variant = (&'static str, usize, usize);
+    // (case, variants, index of the best, expected choice)
+    let cases: [(&str, Vec<Variant>, usize, usize); 5] = [
         (
             "equal: the cheapest",
             vec![("local", 0, 80), ("global", 0, 80)],

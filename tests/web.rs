@@ -182,6 +182,40 @@ async fn top20_equals_native_global_local_and_shipped() {
     }
 }
 
+/// The int8 memory rows' dot products (`kernel::i8_row_dots`, explicit `simd128`) equal the
+/// plain integer sums for every width around the vector length, at the extreme values.
+#[wasm_bindgen_test]
+fn i8_row_dots_equal_the_plain_sums() {
+    for dim in [1, 8, 15, 16, 17, 31, 32, 33, 192, 193] {
+        for rows in 0..10usize {
+            let query: Vec<i16> = (0..dim)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -32767
+                    } else {
+                        (i as i16) * 97 - 500
+                    }
+                })
+                .collect();
+            let values: Vec<i8> = (0..rows * dim)
+                .map(|i| if i % 2 == 0 { -127 } else { (i % 255) as i8 })
+                .collect();
+            let want: Vec<i32> = values
+                .chunks_exact(dim)
+                .map(|row| {
+                    row.iter()
+                        .zip(&query)
+                        .map(|(&v, &q)| v as i32 * q as i32)
+                        .sum()
+                })
+                .collect();
+            let mut got = vec![0; rows];
+            l2d::kernel::i8_row_dots(&query, &values, &mut got);
+            assert_eq!(got, want, "dim {dim}, rows {rows}");
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 fn tokenizer_ids_equal_the_oniguruma_fixture() {
     #[derive(Deserialize)]
