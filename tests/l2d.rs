@@ -818,7 +818,8 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
     }
 
     // Stored in the blob and read back, as the browser loads it: the same scores (cold rows
-    // rounded to the blob's int8 like every other row).
+    // rounded to the blob's element type like every other row: a step of 1/127 of the row's
+    // largest value in int8, 1/7 in int4).
     let vectors = filled.cold_vectors().unwrap().unwrap();
     let stored = blob.clone().with_cold(&vectors).unwrap();
     let back =
@@ -832,9 +833,14 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
         let want = filled.distances(&query, mode).unwrap();
         let got = back.distances(&query, mode).unwrap();
         assert_eq!(want.len(), got.len());
+        // The worst seen on the shipped int4 blob: 0.048.
+        let tolerance = match blob.matrix.dtype() {
+            DType::I4 => 0.08,
+            _ => 0.02,
+        };
         for (i, (w, g)) in want.iter().zip(&got).enumerate() {
             assert!(
-                (w - g).abs() <= 0.02 * w.abs().max(1.0),
+                (w - g).abs() <= tolerance * w.abs().max(1.0),
                 "{mode:?} item {i}: {w} vs {g}"
             );
         }
