@@ -41,15 +41,16 @@ enum Command {
     Memory(MemoryArgs),
     /// Write the item-representation blob the browser fetches (global vectors or memory).
     Blob(BlobArgs),
-    /// Write the recipe's two blobs into the model directory: global (f16) and memory (int8,
-    /// the newest states that keep model files + blob within the download budget), both with
-    /// cold-start title vectors.
+    /// Write the recipe's two blobs into the model directory: global (f16) and memory (int4,
+    /// the newest states that keep the first visit's model files + blob within the download
+    /// budget), both with cold-start title vectors.
     Blobs(BlobsArgs),
     /// Evaluate popularity, L2D-G, L2D-L and beam search: Recall/NDCG@{5,10,20,50,100}.
     Eval(EvalArgs),
     /// Choose the browser's default scoring on the valid split, on the shipped memory blob
-    /// itself (mode and M, then popularity prior, then the adaptive local/global threshold),
-    /// and write it into MODEL/manifest.json.
+    /// itself (mode and M, then popularity prior, then the adaptive local/global threshold;
+    /// last, the cheapest to serve among those valid cannot tell from the best), and write it
+    /// into MODEL/manifest.json.
     Choose(ChooseArgs),
     /// The in-training recall probe (L2D-L M=10 Recall@20, memory from a seeded train
     /// fraction, a fixed valid subset) of any model, with a training run's seeds and sizes.
