@@ -424,7 +424,7 @@ async function main() {
     const context = await gpuBrowser.newContext();
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
-    // 1 MB for the whole origin: the 4 MB weights and 10 MB blob cannot be stored.
+    // 1 MB for the whole origin: the 4 MB weights and memory blob cannot be stored.
     await cdp.send("Storage.overrideQuotaForOrigin", { origin: base, quotaSize: 1_000_000 });
     await page.goto(`${base}/www/shop.html`);
     await clickProducts(page, 2);
