@@ -50,34 +50,74 @@ pub enum Keep {
     /// split built by the D3 protocol (samples sorted by target time). Under a download budget
     /// this keeps the interactions closest to the ones being predicted.
     Newest,
+    /// Every item's newest states up to one cap, the largest the fraction allows (items with
+    /// fewer states keep them all; the count left over goes to the capped items whose next
+    /// state is newest): no item loses its last states to the global order.
+    PerItem,
 }
 
 impl Keep {
-    /// `newest`, or `random` with its `seed` (ignored by `newest`): the one parser of rule
-    /// names.
+    /// `newest`, `per-item`, or `random` with its `seed` (ignored by the others): the one
+    /// parser of rule names.
     pub fn parse(name: &str, seed: u64) -> Result<Self> {
         match name {
             "newest" => Ok(Keep::Newest),
+            "per-item" => Ok(Keep::PerItem),
             "random" => Ok(Keep::Random { seed }),
             other => Err(Error::invalid(
                 "keep",
-                format!("`{other}` (expected newest or random)"),
+                format!("`{other}` (expected newest, per-item or random)"),
             )),
         }
     }
 }
 
-/// Indices `0..n` that a `fraction` of the memory keeps under `rule` (sorted; all when
-/// fraction ≥ 1).
-pub fn kept(n: usize, fraction: f64, rule: Keep) -> Result<Vec<usize>> {
+/// Indices of the states (`items[i]` is state i's item, in sample order) that a `fraction` of
+/// the memory keeps under `rule` (sorted; all when fraction ≥ 1).
+pub fn kept(items: &[ItemIndex], fraction: f64, rule: Keep) -> Result<Vec<usize>> {
+    let n = items.len();
+    subset(n, fraction, 0)?; // the one validation of the fraction
+    let count = (((n as f64) * fraction.min(1.0)).round() as usize).min(n);
     match rule {
         Keep::Random { seed } => subset(n, fraction, seed),
-        Keep::Newest => {
-            subset(n, fraction, 0)?; // the one validation of the fraction
-            let count = ((n as f64) * fraction.min(1.0)).round() as usize;
-            Ok((n - count.min(n)..n).collect())
+        Keep::Newest => Ok((n - count..n).collect()),
+        Keep::PerItem => Ok(per_item_newest(items, count)),
+    }
+}
+
+/// `count` states: every item's newest up to the largest cap `c` with Σ min(statesᵢ, c) ≤
+/// `count`, then one more (its (c+1)-th newest) for the capped items whose next state is the
+/// newest, until `count` are kept.
+fn per_item_newest(items: &[ItemIndex], count: usize) -> Vec<usize> {
+    // Each item's states, newest first.
+    let mut by_item: std::collections::BTreeMap<ItemIndex, Vec<usize>> = Default::default();
+    for (i, &item) in items.iter().enumerate().rev() {
+        by_item.entry(item).or_default().push(i);
+    }
+    let total = |cap: usize| -> usize { by_item.values().map(|s| s.len().min(cap)).sum() };
+    // The largest cap that fits, by bisection over 0..=the longest list.
+    let (mut lo, mut hi) = (0, by_item.values().map(Vec::len).max().unwrap_or(0));
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if total(mid) <= count {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
     }
+    let cap = lo;
+    let mut keep: Vec<usize> = by_item
+        .values()
+        .flat_map(|s| s.iter().take(cap).copied())
+        .collect();
+    let mut next: Vec<usize> = by_item
+        .values()
+        .filter_map(|s| s.get(cap).copied())
+        .collect();
+    next.sort_unstable_by(|a, b| b.cmp(a));
+    keep.extend(next.into_iter().take(count - keep.len()));
+    keep.sort_unstable();
+    keep
 }
 
 impl Memory {
@@ -289,7 +329,9 @@ mod tests {
     /// (n, fraction, rule, expected indices).
     #[test]
     fn kept_states_follow_the_rule() {
-        let cases: [(usize, f64, Keep, Vec<usize>); 4] = [
+        // Items of 10 states in sample (time) order: item 0 has six states, 1 three, 2 one.
+        let items: Vec<ItemIndex> = vec![0, 1, 0, 0, 2, 0, 1, 0, 1, 0];
+        let cases: [(usize, f64, Keep, Vec<usize>); 8] = [
             (10, 1.0, Keep::Newest, (0..10).collect()),
             (10, 0.3, Keep::Newest, vec![7, 8, 9]),
             (
@@ -299,20 +341,29 @@ mod tests {
                 subset(10, 0.3, 5).unwrap(),
             ),
             (0, 0.5, Keep::Newest, vec![]),
+            (10, 1.0, Keep::PerItem, (0..10).collect()),
+            // 3 states: cap 1 (one each, the newest of every item).
+            (10, 0.3, Keep::PerItem, vec![4, 8, 9]),
+            // 5 states: cap 1 fits 3, cap 2 needs 5: items 0 and 1 keep two, item 2 one.
+            (10, 0.5, Keep::PerItem, vec![4, 6, 7, 8, 9]),
+            // 6 states: cap 2 (5) plus the newest third state among items 0 (5) and 1 (1).
+            (10, 0.6, Keep::PerItem, vec![4, 5, 6, 7, 8, 9]),
         ];
         for (n, fraction, rule, expected) in cases {
             assert_eq!(
-                kept(n, fraction, rule).unwrap(),
+                kept(&items[..n], fraction, rule).unwrap(),
                 expected,
                 "{n} {fraction} {rule:?}"
             );
         }
-        let random = kept(1000, 0.5, Keep::Random { seed: 1 }).unwrap();
+        let many = vec![0; 1000];
+        let random = kept(&many, 0.5, Keep::Random { seed: 1 }).unwrap();
         assert_eq!(random.len(), 500);
         assert!(random.windows(2).all(|w| w[0] < w[1]), "sorted");
         for bad in [0.0, -1.0, 1.5, f64::NAN] {
-            assert!(kept(10, bad, Keep::Newest).is_err(), "{bad}");
+            assert!(kept(&items, bad, Keep::Newest).is_err(), "{bad}");
         }
+        assert_eq!(Keep::parse("per-item", 3).unwrap(), Keep::PerItem);
         assert_eq!(Keep::parse("newest", 3).unwrap(), Keep::Newest);
         assert_eq!(Keep::parse("random", 3).unwrap(), Keep::Random { seed: 3 });
         assert!(Keep::parse("oldest", 0)

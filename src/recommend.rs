@@ -612,7 +612,7 @@ pub fn build_blob(
     spec: &BlobSpec,
 ) -> Result<(Blob, f64)> {
     let build = |fraction: f64| -> Result<Blob> {
-        let kept = memory.select(&crate::memory::kept(memory.len(), fraction, spec.keep)?);
+        let kept = memory.select(&crate::memory::kept(&memory.items, fraction, spec.keep)?);
         let blob = Blob::from_memory(spec.kind, fingerprint, catalog, &kept, spec.dtype)?;
         let Some(model) = model else { return Ok(blob) };
         let mut reps = Representations::from_memory(&kept, catalog.len(), Geometry::plain())?;

@@ -410,7 +410,8 @@ struct BlobArgs {
     #[arg(long, default_value_t = 1.0)]
     fraction: f64,
     /// Which states a fraction keeps: `newest` (the last in sample order, i.e. in time for
-    /// the D3 protocol) or `random` (seeded by --seed).
+    /// the D3 protocol), `per-item` (every item's newest, up to one cap the fraction allows)
+    /// or `random` (seeded by --seed).
     #[arg(long, default_value = "random")]
     keep: String,
     /// Subsampling seed (`--keep random`).
