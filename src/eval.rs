@@ -787,6 +787,14 @@ pub fn score_candidates(
         .collect())
 }
 
+/// The order `l2d choose` ranks variants by: Recall@20, then NDCG@20.
+fn by_recall(a: &Report, b: &Report) -> std::cmp::Ordering {
+    a.overall
+        .recall_at(20)
+        .total_cmp(&b.overall.recall_at(20))
+        .then(a.overall.ndcg[2].total_cmp(&b.overall.ndcg[2]))
+}
+
 /// What serving a scoring costs the browser per query, in order: `global` scores one row per
 /// item; `density` every memory state in one pass; `local` every state, then the mean of each
 /// item's M nearest (the browser bench page's score times, in the README).
@@ -820,14 +828,6 @@ pub fn cheapest_within_noise(
     }
     let reference = reports[best].method.clone();
     compare(reports, &reference)?;
-    let key = |i: usize| {
-        let r = &reports[i];
-        (
-            std::cmp::Reverse(serving_cost(&scorings[i])),
-            r.overall.recall_at(20),
-            r.overall.ndcg[2],
-        )
-    };
     let tied = |i: usize| {
         i == best
             || reports[i]
@@ -838,10 +838,9 @@ pub fn cheapest_within_noise(
     Ok((0..reports.len())
         .filter(|&i| tied(i) && serving_cost(&scorings[i]) <= serving_cost(&scorings[best]))
         .max_by(|&a, &b| {
-            let (ka, kb) = (key(a), key(b));
-            ka.0.cmp(&kb.0)
-                .then(ka.1.total_cmp(&kb.1))
-                .then(ka.2.total_cmp(&kb.2))
+            serving_cost(&scorings[b])
+                .cmp(&serving_cost(&scorings[a]))
+                .then(by_recall(&reports[a], &reports[b]))
         })
         .unwrap_or(best))
 }
@@ -861,11 +860,6 @@ pub fn choose_scoring(
     progress: &mut dyn FnMut(&Report),
     queries_done: QueryProgress,
 ) -> Result<(Scoring, Vec<Report>)> {
-    let key = |r: &Report| (r.overall.recall_at(20), r.overall.ndcg[2]);
-    let better = |a: &Report, b: &Report| {
-        let (ka, kb) = (key(a), key(b));
-        ka.0 > kb.0 || (ka.0 == kb.0 && ka.1 > kb.1)
-    };
     // Every evaluated variant, in order; the best so far is an index into it.
     let mut evaluated: Vec<(Scoring, Report)> = Vec::new();
     let mut stage = |candidates: Vec<Scoring>, evaluated: &mut Vec<(Scoring, Report)>| {
@@ -889,7 +883,7 @@ pub fn choose_scoring(
             if mode.is_some_and(|m| s.mode != m) {
                 continue;
             }
-            if best.is_none_or(|b| better(r, &evaluated[b].1)) {
+            if best.is_none_or(|b| by_recall(r, &evaluated[b].1).is_gt()) {
                 best = Some(i);
             }
         }

@@ -26,19 +26,26 @@ pub struct Memory {
 /// Indices `0..n` to keep for a seeded random `fraction` (sorted; all when fraction ≥ 1).
 /// The one subsampling rule, shared by building and by sweeps over a full memory.
 pub fn subset(n: usize, fraction: f64, seed: u64) -> Result<Vec<usize>> {
+    let count = kept_count(n, fraction)?;
+    let mut indices: Vec<usize> = (0..n).collect();
+    if fraction < 1.0 {
+        indices.shuffle(&mut StdRng::seed_from_u64(seed));
+        indices.truncate(count);
+        indices.sort_unstable();
+    }
+    Ok(indices)
+}
+
+/// How many of `n` states a `fraction` keeps (rounded), refusing a fraction outside (0, 1]:
+/// the one check and count of every keep rule.
+fn kept_count(n: usize, fraction: f64) -> Result<usize> {
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(Error::invalid(
             "memory fraction",
             format!("{fraction} (expected 0 < f ≤ 1)"),
         ));
     }
-    let mut indices: Vec<usize> = (0..n).collect();
-    if fraction < 1.0 {
-        indices.shuffle(&mut StdRng::seed_from_u64(seed));
-        indices.truncate(((n as f64) * fraction).round() as usize);
-        indices.sort_unstable();
-    }
-    Ok(indices)
+    Ok((((n as f64) * fraction).round() as usize).min(n))
 }
 
 /// Which states a memory fraction keeps.
@@ -76,8 +83,7 @@ impl Keep {
 /// the memory keeps under `rule` (sorted; all when fraction ≥ 1).
 pub fn kept(items: &[ItemIndex], fraction: f64, rule: Keep) -> Result<Vec<usize>> {
     let n = items.len();
-    subset(n, fraction, 0)?; // the one validation of the fraction
-    let count = (((n as f64) * fraction.min(1.0)).round() as usize).min(n);
+    let count = kept_count(n, fraction)?;
     match rule {
         Keep::Random { seed } => subset(n, fraction, seed),
         Keep::Newest => Ok((n - count..n).collect()),

@@ -376,10 +376,10 @@ fn write_blob(
 }
 
 /// Bytes of the model files a first visit fetches besides a blob, with the weights as the
-/// recipe ships them: the int8 weights file, made here from `model.safetensors` (`l2d choose`
-/// keeps int8 weights unless valid says they cost more than its tolerance, and warns then that
-/// the folder exceeds the budget).
-fn model_files_bytes(dir: &Path) -> Result<u64> {
+/// recipe ships them: the int8 weights file, made here from `weights` (the directory's
+/// `model.safetensors`, already read; `l2d choose` keeps int8 weights unless valid says they
+/// cost more than its tolerance, and warns then that the folder exceeds the budget).
+fn model_files_bytes(dir: &Path, weights: &[u8]) -> Result<u64> {
     let others: u64 = l2d::model::MODEL_FILES
         .iter()
         .filter(|&&name| name != l2d::model::WEIGHTS_FILE)
@@ -390,16 +390,19 @@ fn model_files_bytes(dir: &Path) -> Result<u64> {
                 .with_context(|| format!("reading the size of {}", path.display()))
         })
         .sum::<Result<u64>>()?;
-    let source = dir.join(l2d::model::WEIGHTS_FILE);
-    let bytes = std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
-    let int8 = l2d::int8_file::write(&bytes)
-        .with_context(|| format!("quantizing {}", source.display()))?;
+    let int8 = l2d::int8_file::write(weights).with_context(|| {
+        format!(
+            "quantizing {}",
+            dir.join(l2d::model::WEIGHTS_FILE).display()
+        )
+    })?;
     Ok(others + int8.len() as u64)
 }
 
-/// What is left of `budget` for the memory blob once the model files are counted.
-fn blob_budget(model_dir: &Path, budget: u64) -> Result<u64> {
-    let fixed = model_files_bytes(model_dir)?;
+/// What is left of `budget` for the memory blob once the model files of `model_dir` (read
+/// as `files`) are counted.
+fn blob_budget(model_dir: &Path, files: &ModelFiles, budget: u64) -> Result<u64> {
+    let fixed = model_files_bytes(model_dir, &files.weights)?;
     budget.checked_sub(fixed).with_context(|| {
         format!(
             "the budget of {budget} bytes is smaller than the model files of {} ({fixed} bytes)",
@@ -413,7 +416,7 @@ pub fn blobs(args: BlobsArgs) -> Result<()> {
     let files = ModelFiles::read_dir(&args.io.model)?;
     let model = Model::from_files(&files)?;
     let memory = load_memory(&args.memory)?;
-    let budget = blob_budget(&args.io.model, args.budget)?;
+    let budget = blob_budget(&args.io.model, &files, args.budget)?;
     let memory_dtype = match &args.memory_dtype {
         Some(name) => parse_dtype(name).context("--memory-dtype")?,
         None => l2d::recommend::MEMORY_DTYPE,
@@ -1349,7 +1352,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
     memory.append(states)?;
 
     let files = ModelFiles::read_dir(&args.model)?;
-    let blob_budget = blob_budget(&args.model, args.budget)?;
+    let blob_budget = blob_budget(&args.model, &files, args.budget)?;
     let mut written = Vec::new();
     for name in manifest.blobs.values() {
         let path = args.model.join(name);
