@@ -3,7 +3,33 @@
 //! the product of a few activation rows with a weight matrix, which
 //! the forward pass of a short input (a click's new tokens, a beam step) uses instead of a
 //! general matrix product: with a handful of rows, packing the weights for a blocked product
-//! costs more than the product itself.
+//! costs more than the product itself. Natively the int8 product has an AVX-512 VNNI path and
+//! the element-wise kernels an AVX-512 build (`wide!`), chosen at run time; every path gives
+//! the same bits as the plain and wasm ones.
+
+/// The body of a function that calls `$body(args)` (an `#[inline(always)]` function), compiled
+/// for AVX-512 when the CPU has it (sixteen f32 lanes where x86-64's baseline has four) and
+/// as plain code otherwise. The operations are the same either way and Rust never fuses a
+/// multiply with an add on its own, so both give the same bits, as the wasm build does.
+macro_rules! wide {
+    ($body:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            unsafe fn run($($arg: $ty),*) $(-> $ret)? {
+                $body($($arg),*)
+            }
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the CPU has the features `run` is compiled for (checked just above).
+                return unsafe { run($($arg),*) };
+            }
+        }
+        $body($($arg),*)
+    }};
+}
 
 /// Dot product written so the compiler vectorises it (8 independent accumulators); on wasm32
 /// with `simd128` an explicit f32x4 version.
@@ -136,6 +162,9 @@ pub struct QuantRows {
     values: Vec<i16>,
     scales: Vec<f32>,
     inp: usize,
+    /// The same integers interleaved for AVX-512 VNNI ([`Interleaved`]), when the CPU has it.
+    #[cfg(target_arch = "x86_64")]
+    interleaved: Option<Interleaved>,
 }
 
 /// Largest weight integer: symmetric int8.
@@ -151,11 +180,7 @@ impl QuantRows {
         for (row, q) in w.chunks_exact(inp).zip(values.chunks_exact_mut(inp)) {
             scales.push(quantize(row, WEIGHT_LEVELS, q));
         }
-        QuantRows {
-            values,
-            scales,
-            inp,
-        }
+        Self::from_parts(values, scales, inp)
     }
 
     /// Rows already quantized (an int8 weights file's): `values` (`out × inp`, each in
@@ -165,6 +190,8 @@ impl QuantRows {
         debug_assert_eq!(values.len(), scales.len() * inp, "one scale per row");
         debug_assert!(values.iter().all(|v| v.abs() <= WEIGHT_LEVELS as i16));
         QuantRows {
+            #[cfg(target_arch = "x86_64")]
+            interleaved: Interleaved::available().then(|| Interleaved::new(&values, inp)),
             values,
             scales,
             inp,
@@ -277,11 +304,7 @@ impl QuantActs {
         let inp = inp.max(1);
         let levels = activation_levels(inp);
         let mut values = vec![0i16; x.len() / inp * inp];
-        let scales = x
-            .chunks_exact(inp)
-            .zip(values.chunks_exact_mut(inp))
-            .map(|(row, q)| quantize(row, levels, q))
-            .collect();
+        let scales = quantize_rows(x, levels, &mut values, inp);
         QuantActs {
             values,
             scales,
@@ -290,8 +313,9 @@ impl QuantActs {
     }
 
     /// `x · wᵀ (+ bias)` for a weight of this input width: each output is the exact integer
-    /// dot product times both scales. Rows are taken two at a time against four weight rows
-    /// (each load used for several products). Returns `rows × out`.
+    /// dot product times both scales. With AVX-512 VNNI through the weight's [`Interleaved`]
+    /// copy; otherwise rows are taken two at a time against four weight rows (each load used
+    /// for several products). Every path gives the same bits. Returns `rows × out`.
     pub fn times(&self, w: &QuantRows, bias: Option<&[f32]>) -> Vec<f32> {
         let inp = self.inp;
         debug_assert_eq!(inp, w.inp, "activation and weight widths");
@@ -308,6 +332,13 @@ impl QuantActs {
             }
         };
         let mut y = vec![0f32; rows * out];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &w.interleaved {
+            // SAFETY: `interleaved` exists only when the CPU has AVX-512 VNNI and BW
+            // (`Interleaved::available`); the widths were checked above.
+            unsafe { packed.times(&self.values, xs, &w.scales, bias, &mut y) };
+            return y;
+        }
         // Four outputs of row `r` from `o` at once (fixed-length slices: one vector each).
         let mut put4 = |r: usize, o: usize, dots: [i32; 4]| {
             let (scales, bias) = (&w.scales[o..o + 4], &bias[o..o + 4]);
@@ -341,6 +372,218 @@ impl QuantActs {
         }
         y
     }
+}
+
+/// Outputs per 512-bit accumulator of [`Interleaved`]'s product: sixteen `i32` lanes.
+#[cfg(target_arch = "x86_64")]
+const LANES: usize = 16;
+
+/// A weight's integers laid out for AVX-512 VNNI's `vpdpwssd` without horizontal sums: per
+/// block of sixteen output rows and per pair of input columns `(2p, 2p + 1)`, the block's
+/// sixteen pairs side by side (one 512-bit load). One activation pair broadcast to all lanes
+/// then adds its products to sixteen outputs at once, each lane summing its own output. Blocks
+/// past `out` and a last column past an odd `inp` are zeros, which add nothing.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone)]
+struct Interleaved {
+    values: Vec<i16>,
+    out: usize,
+    inp: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Interleaved {
+    /// Whether this CPU runs [`Interleaved::times`].
+    fn available() -> bool {
+        std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512bw")
+    }
+
+    /// Interleaves row-major `values` (`out × inp`).
+    fn new(values: &[i16], inp: usize) -> Self {
+        let out = values.len() / inp.max(1);
+        let pairs = inp.div_ceil(2);
+        let mut packed = vec![0i16; out.div_ceil(LANES) * pairs * 2 * LANES];
+        for (o, row) in values.chunks_exact(inp.max(1)).enumerate() {
+            let (block, lane) = (o / LANES, o % LANES);
+            for (k, &v) in row.iter().enumerate() {
+                packed[((block * pairs + k / 2) * LANES + lane) * 2 + k % 2] = v;
+            }
+        }
+        Interleaved {
+            values: packed,
+            out,
+            inp,
+        }
+    }
+
+    /// [`QuantActs::times`] into `y` (`rows × out`, rows = `xs.len()`): the same exact integer
+    /// sums and the same float operations in the same order, so the same bits. Tiles of up to
+    /// four activation rows × four blocks (64 outputs) keep sixteen accumulators in registers;
+    /// a block's weights are read once per four rows.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI ([`Interleaved::available`]); `x` holds
+    /// `xs.len() × inp` values, `scales` and `bias` `out` each, `y` `xs.len() × out`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn times(&self, x: &[i16], xs: &[f32], scales: &[f32], bias: &[f32], y: &mut [f32]) {
+        let rows = xs.len();
+        assert!(
+            x.len() >= rows * self.inp
+                && scales.len() >= self.out
+                && bias.len() >= self.out
+                && y.len() >= rows * self.out,
+            "interleaved product: operand lengths"
+        );
+        let blocks = self.out.div_ceil(LANES);
+        let mut block = 0;
+        while block < blocks {
+            let take = (blocks - block).min(4);
+            let mut row = 0;
+            while row < rows {
+                let n = (rows - row).min(4);
+                let at = Tile {
+                    row,
+                    block,
+                    x,
+                    xs,
+                    scales,
+                    bias,
+                };
+                // SAFETY: the features are this function's; the tile lies inside the
+                // operands (rows and blocks bounded above, lengths asserted).
+                unsafe {
+                    match (n, take) {
+                        (4, 4) => self.tile::<4, 4>(&at, y),
+                        (4, 3) => self.tile::<4, 3>(&at, y),
+                        (4, 2) => self.tile::<4, 2>(&at, y),
+                        (4, _) => self.tile::<4, 1>(&at, y),
+                        (3, 4) => self.tile::<3, 4>(&at, y),
+                        (3, 3) => self.tile::<3, 3>(&at, y),
+                        (3, 2) => self.tile::<3, 2>(&at, y),
+                        (3, _) => self.tile::<3, 1>(&at, y),
+                        (2, 4) => self.tile::<2, 4>(&at, y),
+                        (2, 3) => self.tile::<2, 3>(&at, y),
+                        (2, 2) => self.tile::<2, 2>(&at, y),
+                        (2, _) => self.tile::<2, 1>(&at, y),
+                        (_, 4) => self.tile::<1, 4>(&at, y),
+                        (_, 3) => self.tile::<1, 3>(&at, y),
+                        (_, 2) => self.tile::<1, 2>(&at, y),
+                        (_, _) => self.tile::<1, 1>(&at, y),
+                    }
+                }
+                row += n;
+            }
+            block += take;
+        }
+    }
+
+    /// Rows `at.row..at.row + R` × blocks `at.block..at.block + C`.
+    ///
+    /// # Safety
+    /// As [`Interleaved::times`], with the tile inside the operands.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    // Index loops over the register arrays, as in the other kernels: each unrolls to straight
+    // code, where iterator adaptors would put their closures outside the target features.
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile<const R: usize, const C: usize>(&self, at: &Tile<'_>, y: &mut [f32]) {
+        use core::arch::x86_64::*;
+        // Plain loops, no closures (see dot_rows_x4_avx2).
+        let (inp, out) = (self.inp, self.out);
+        let pairs = inp.div_ceil(2);
+        let mut acc = [[_mm512_setzero_si512(); C]; R];
+        let mut w = [_mm512_setzero_si512(); C];
+        let mut x = [core::ptr::null::<i16>(); R];
+        for r in 0..R {
+            x[r] = at.x[(at.row + r) * inp..].as_ptr();
+        }
+        let base = self.values.as_ptr();
+        for p in 0..inp / 2 {
+            for c in 0..C {
+                // SAFETY: block at.block + c < blocks and p < pairs: the 32 values at this
+                // offset lie inside `values`; loadu has no alignment requirement.
+                w[c] = unsafe {
+                    _mm512_loadu_si512(
+                        base.add(((at.block + c) * pairs + p) * 2 * LANES) as *const __m512i
+                    )
+                };
+            }
+            for r in 0..R {
+                // SAFETY: 2p + 1 < inp: both values of the pair lie inside row r.
+                let pair = unsafe { (x[r].add(2 * p) as *const i32).read_unaligned() };
+                let xv = _mm512_set1_epi32(pair);
+                for c in 0..C {
+                    acc[r][c] = _mm512_dpwssd_epi32(acc[r][c], xv, w[c]);
+                }
+            }
+        }
+        if inp % 2 == 1 {
+            // The last column alone, its pair's partner a zero.
+            let p = pairs - 1;
+            for c in 0..C {
+                // SAFETY: as in the loop above.
+                w[c] = unsafe {
+                    _mm512_loadu_si512(
+                        base.add(((at.block + c) * pairs + p) * 2 * LANES) as *const __m512i
+                    )
+                };
+            }
+            for r in 0..R {
+                // SAFETY: inp - 1 is the row's last column.
+                let last = unsafe { *x[r].add(inp - 1) };
+                let xv = _mm512_set1_epi32(i32::from(last as u16));
+                for c in 0..C {
+                    acc[r][c] = _mm512_dpwssd_epi32(acc[r][c], xv, w[c]);
+                }
+            }
+        }
+        for c in 0..C {
+            let o = (at.block + c) * LANES;
+            let n = (out - o).min(LANES);
+            let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
+            // SAFETY: masked loads and stores touch only the n outputs from o, all < out.
+            let (scale, bias) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(mask, at.scales.as_ptr().add(o)),
+                    _mm512_maskz_loadu_ps(mask, at.bias.as_ptr().add(o)),
+                )
+            };
+            for r in 0..R {
+                // dot as f32 × (row scale × weight scale) + bias, as QuantActs::times: two
+                // roundings each, no fused multiply-add.
+                let both = _mm512_mul_ps(_mm512_set1_ps(at.xs[at.row + r]), scale);
+                let v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][c]), both), bias);
+                // SAFETY: as above; row at.row + r < rows.
+                unsafe {
+                    _mm512_mask_storeu_ps(y.as_mut_ptr().add((at.row + r) * out + o), mask, v)
+                };
+            }
+        }
+    }
+}
+
+/// Where one tile of [`Interleaved::times`] starts, and the operands it reads.
+#[cfg(target_arch = "x86_64")]
+struct Tile<'a> {
+    row: usize,
+    block: usize,
+    x: &'a [i16],
+    xs: &'a [f32],
+    scales: &'a [f32],
+    bias: &'a [f32],
+}
+
+/// [`quantize`] of each row of `inp` values of `x` into `out`; the rows' scales.
+fn quantize_rows(x: &[f32], levels: f32, out: &mut [i16], inp: usize) -> Vec<f32> {
+    wide!(quantize_rows_in(x: &[f32], levels: f32, out: &mut [i16], inp: usize) -> Vec<f32>)
+}
+
+#[inline(always)]
+fn quantize_rows_in(x: &[f32], levels: f32, out: &mut [i16], inp: usize) -> Vec<f32> {
+    x.chunks_exact(inp)
+        .zip(out.chunks_exact_mut(inp))
+        .map(|(row, q)| quantize(row, levels, q))
+        .collect()
 }
 
 /// Exact integer dot product of two `i16` vectors (the caller bounds the sum to `i32`).
@@ -648,8 +891,32 @@ pub fn exp(x: f32) -> f32 {
 /// `silu(gate) · up` element by element (`silu(g) = g / (1 + e⁻ᵍ)`), written over `gate`: the
 /// gated activation of the MLP at inference.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    wide!(silu_mul_in(gate: &mut [f32], up: &[f32]))
+}
+
+#[inline(always)]
+fn silu_mul_in(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + exp(-*g)) * u;
+    }
+}
+
+/// RMSNorm of each row of `width` values (`x / √(mean(x²) + eps) · weight`) in place, in the
+/// order of operations of `candle_nn::ops::rms_norm` (a sequential f32 sum of squares), so the
+/// same bits, without the thread-pool hand-off candle makes above 32 rows.
+pub fn rms_norm_rows(x: &mut [f32], weight: &[f32], eps: f32) {
+    wide!(rms_norm_rows_in(x: &mut [f32], weight: &[f32], eps: f32))
+}
+
+#[inline(always)]
+fn rms_norm_rows_in(x: &mut [f32], weight: &[f32], eps: f32) {
+    let width = weight.len().max(1);
+    for row in x.chunks_exact_mut(width) {
+        let sum2: f32 = row.iter().map(|&v| v * v).sum();
+        let m = (sum2 / width as f32 + eps).sqrt();
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = *v / m * w;
+        }
     }
 }
 
@@ -730,6 +997,26 @@ pub struct Heads {
 /// score is spent on them. Returns `(batch, queries, heads · dim)`: the layout the output
 /// projection reads.
 pub fn attend(
+    q: &[f32],
+    kv: (&[f32], &[f32]),
+    layout: Heads,
+    batch: usize,
+    visible: &[usize],
+    scale: f32,
+) -> Vec<f32> {
+    wide!(attend_in(
+        q: &[f32],
+        kv: (&[f32], &[f32]),
+        layout: Heads,
+        batch: usize,
+        visible: &[usize],
+        scale: f32,
+    ) -> Vec<f32>)
+}
+
+/// [`attend`]'s body, inlined into each of its compiled versions.
+#[inline(always)]
+fn attend_in(
     q: &[f32],
     (k, v): (&[f32], &[f32]),
     layout: Heads,
@@ -868,6 +1155,9 @@ mod tests {
             (3, 37, 5, true, true),
             (16, 7, 3, false, false),
             (2, 5000, 4, false, false),
+            (6, 33, 130, true, false),
+            (9, 192, 17, true, true),
+            (5, 1, 70, false, false),
         ] {
             let case = format!("{rows}×{inp}→{out}");
             let x = values((rows * 131 + inp) as u64, rows * inp);
@@ -964,6 +1254,32 @@ mod tests {
     }
 
     #[test]
+    fn rms_norm_rows_gives_candles_bits() {
+        // (rows, width): one row, candle's last row count without its thread pool, the first
+        // with it, a prompt's, and a width off the vector lengths.
+        for (rows, width) in [(1, 192), (32, 192), (33, 192), (71, 192), (5, 37)] {
+            let x = values((rows * 3 + width) as u64, rows * width);
+            let weight = values(width as u64 + 1, width);
+            let want = candle_nn::ops::rms_norm(
+                &candle_core::Tensor::from_vec(x.clone(), (rows, width), &candle_core::Device::Cpu)
+                    .unwrap(),
+                &candle_core::Tensor::new(weight.as_slice(), &candle_core::Device::Cpu).unwrap(),
+                1e-6,
+            )
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+            let (mut got, mut plain) = (x.clone(), x);
+            rms_norm_rows(&mut got, &weight, 1e-6);
+            rms_norm_rows_in(&mut plain, &weight, 1e-6);
+            assert_eq!(bits(&got), bits(&want), "{rows}×{width}");
+            assert_eq!(bits(&plain), bits(&want), "{rows}×{width}, plain");
+        }
+    }
+
+    #[test]
     fn exp_silu_and_softmax_follow_their_definitions() {
         // exp: within 2 ulp (relative 2.4e-7) of f64's over the range, exact at the ends.
         for x in [
@@ -1002,6 +1318,18 @@ mod tests {
             assert!((f64::from(rows[i]) - want).abs() < 1e-6, "row 0 at {i}");
         }
         assert_eq!(&rows[3..], &[0.0, 1.0, 0.0]);
+        // The wide build (AVX-512 where the CPU has it) gives the plain one's bits, over
+        // lengths past the vector widths.
+        let gate = values(5, 1000).iter().map(|v| v * 40.0).collect::<Vec<_>>();
+        let up = values(6, 1000);
+        let (mut wide, mut plain) = (gate.clone(), gate);
+        silu_mul(&mut wide, &up);
+        silu_mul_in(&mut plain, &up);
+        assert_eq!(bits(&wide), bits(&plain), "silu, wide and plain");
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 
     /// The reference: masked softmax attention in f64, one query at a time.
@@ -1089,6 +1417,8 @@ mod tests {
             }
             let got = attend(&q, (&k, &v), layout, batch, &visible, scale);
             assert_eq!(got.len(), want.len(), "{case}");
+            let plain = attend_in(&q, (&k, &v), layout, batch, &visible, scale);
+            assert_eq!(bits(&got), bits(&plain), "{case}: wide and plain");
             for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (f64::from(*g) - e).abs() < 1e-6,

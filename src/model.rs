@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::int8_file::{Int8Weights, INT8_WEIGHTS_FILE};
 use crate::kernel::{
-    attend, linear_rows, rope, silu_mul, softmax_rows, Heads, QuantActs, QuantRows,
+    attend, linear_rows, rms_norm_rows, rope, silu_mul, softmax_rows, Heads, QuantActs, QuantRows,
 };
 use crate::prompt::Template;
 use crate::tokenizer::Tokenizer;
@@ -1297,6 +1297,11 @@ fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f64, pass: Pass) -> Result<Tensor
             let mean_sq = xs.sqr()?.mean_keepdim(D::Minus1)?;
             xs.broadcast_div(&(mean_sq + eps)?.sqrt()?)?
                 .broadcast_mul(weight)?
+        }
+        Pass::Infer if is_cpu_f32(xs) && is_cpu_f32(weight) => {
+            let mut values = xs.flatten_all()?.to_vec1::<f32>()?;
+            rms_norm_rows(&mut values, &weight.to_vec1::<f32>()?, eps as f32);
+            Tensor::from_vec(values, xs.shape(), xs.device())?
         }
         Pass::Infer => candle_nn::ops::rms_norm(&xs.contiguous()?, weight, eps as f32)?,
     })
