@@ -899,6 +899,12 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                                 pair[0] = ((b << 4) as i8) >> 4;
                                 if let Some(high) = pair.get_mut(1) {
                                     *high = (b as i8) >> 4;
+                                } else if b >> 4 != 0 {
+                                    return Err(BlobError::OutOfRange {
+                                        field: "int4 padding (the high half of an odd-width row's last byte)",
+                                        found: u64::from(b >> 4),
+                                        expected: "0".into(),
+                                    });
                                 }
                             }
                         }

@@ -807,7 +807,12 @@ impl Qwen2 {
         let device = ids.device();
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
-        let mask = if seq > 1 {
+        let embedded =
+            self.embed_tokens
+                .embedding(&ids.flatten_all()?)?
+                .reshape((batch, seq, ()))?;
+        // The values path counts the keys each query sees instead of reading a mask.
+        let mask = if seq > 1 && !on_values_path(pass, &embedded) {
             Some(causal_mask(seq, offset, device)?)
         } else {
             None
@@ -815,10 +820,6 @@ impl Qwen2 {
         let selected = rows
             .map(|rows| Selection::new(rows, offset, seq, device))
             .transpose()?;
-        let embedded =
-            self.embed_tokens
-                .embedding(&ids.flatten_all()?)?
-                .reshape((batch, seq, ()))?;
         let mut xs = dropout(embedded, noise, |r| r.embedding)?;
         let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -958,7 +959,7 @@ impl Attention {
         (pass, noise): (Pass, Option<&Noise>),
         select: Option<&Selection>,
     ) -> Result<Tensor> {
-        if pass == Pass::Infer && is_cpu_f32(xs) {
+        if on_values_path(pass, xs) {
             return self.forward_values(xs, (cos, sin), cache, select);
         }
         let (b, seq, hidden) = xs.dims3()?;
@@ -1277,6 +1278,12 @@ fn output_tensor(values: Vec<f32>, xs: &Tensor, out: usize) -> Result<Tensor> {
 /// True for a tensor in CPU memory holding f32.
 fn is_cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Whether attention on hidden states `xs` takes [`Attention::forward_values`] (inference on
+/// CPU f32), which needs no mask tensor.
+fn on_values_path(pass: Pass, xs: &Tensor) -> bool {
+    pass == Pass::Infer && is_cpu_f32(xs)
 }
 
 /// Softmax over the last dimension at inference: [`softmax_rows`] (vectorised exp) on CPU f32,

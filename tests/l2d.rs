@@ -383,6 +383,24 @@ fn int4_rows_pack_two_per_byte_and_read_back() {
         let back = parse_with_items(&bytes, &b4);
         assert_eq!(back, b4, "{dim}");
         assert_eq!(back.matrix.dtype(), DType::I4);
+        if dim % 2 == 1 {
+            // The unused high half of an odd row's last byte must be 0, even under a valid
+            // checksum (a writer's bug, not a corruption the checksum would catch).
+            let mut forged = bytes.clone();
+            let first_row_end = 128 + rows * 4 + dim * 4 + rows * 4 + dim.div_ceil(2);
+            forged[first_row_end - 1] |= 0x30;
+            let sum: [u8; 32] = sha2::Digest::finalize(
+                <sha2::Sha256 as sha2::Digest>::new_with_prefix(&forged[128..]),
+            )
+            .into();
+            forged[64..96].copy_from_slice(&sum);
+            let err = Blob::from_bytes(&forged).unwrap_err();
+            assert!(
+                matches!(err, BlobError::OutOfRange { found: 3, .. })
+                    && err.to_string().contains("int4 padding"),
+                "{dim}: {err}"
+            );
+        }
     }
 }
 
