@@ -8,7 +8,9 @@
 # ships on test once (`l2d eval --shipped`, next to popularity); refreshes the browser fixtures.
 # What ships is deployed with every interaction before test: after the choice on valid, the
 # valid split's interactions are appended to the memory (`l2d update`, scripts/measure-update.sh),
-# and SASRec is compared both trained on train and refit on train + valid.
+# and SASRec is compared both trained on train and refit on train + valid (kept in
+# target/l2d/sasrec: SASRec does not depend on the L2D model, so a rebuild on the same split
+# loads those runs instead of training them again).
 #
 #   scripts/build-default-assets.sh [PREPARED_DATASET] [MODEL_DIR]
 set -euo pipefail
@@ -35,7 +37,7 @@ $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.jso
 scripts/measure-update.sh "$DATASET" "$MODEL" "$MEMORY" | tee "$WORK/update.md"
 cp target/update/base/model/{global.blob,memory.blob,items-*.jsonl} "$MODEL/"
 $L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularity,sasrec,beam \
-  --beam 1,5,10 --sasrec-refit --shipped --reference shipped --json "$MODEL/eval.json" \
+  --beam 1,5,10 --sasrec-refit --sasrec-cache target/l2d/sasrec --shipped --reference shipped --json "$MODEL/eval.json" \
   | tee "$WORK/eval-test-shipped.md"
 # The manifest lists eval.json with its hash: rewrite it, keeping the chosen scoring; its
 # dataset record is the memory's (train + the appended valid interactions).

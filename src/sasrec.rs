@@ -3,8 +3,11 @@
 //! same samples (history ≤ 10 items → next item), the same metrics, full ranking, history not
 //! masked. Item-ID embeddings, learned positions, causal self-attention blocks (post-norm, as in
 //! RecBole's implementation), dropout, cross-entropy over all items; Adam; early stopping on
-//! valid Recall@20. Seeded: initialisation, batch order and dropout masks.
+//! valid Recall@20. Seeded: initialisation, batch order and dropout masks. A finished run can
+//! be kept on disk ([`train`]'s `cache`) and is then loaded, not trained again, by any later
+//! evaluation of the same samples and configuration.
 
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -277,18 +280,21 @@ impl Stop {
 }
 
 /// Trains on `train` with early stopping on `valid` Recall@20; returns the network with the
-/// best valid weights. `progress` receives one line per epoch.
+/// best valid weights. `progress` receives one line per epoch. With `cache` (a directory), a
+/// run of the same configuration, catalog size and samples finished before is loaded from it
+/// instead ([`cached_run`]), and a new one is kept there.
 pub fn train(
     cfg: &SasRecConfig,
     n_items: usize,
     train: &[&Sample],
     valid: &[&Sample],
+    cache: Option<&Path>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(SasRec, SasRecRun)> {
     if valid.is_empty() {
         return Err(Error::invalid("sasrec", "needs valid samples"));
     }
-    run(cfg, n_items, train, Some(valid), progress)
+    cached_run(cfg, n_items, train, Some(valid), cache, progress)
 }
 
 /// The refit protocol: after [`train`] chose its epoch count on valid, a new network (same
@@ -299,6 +305,7 @@ pub fn refit(
     n_items: usize,
     train: &[&Sample],
     epochs: usize,
+    cache: Option<&Path>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(SasRec, SasRecRun)> {
     let cfg = SasRecConfig {
@@ -306,7 +313,125 @@ pub fn refit(
         max_minutes: f64::INFINITY,
         ..cfg.clone()
     };
-    run(&cfg, n_items, train, None, progress)
+    cached_run(&cfg, n_items, train, None, cache, progress)
+}
+
+/// [`run`] through the cache directory `cache`: the run lives in `cache/KEY/` (`weights.safetensors`,
+/// the kept weights, and `run.json`), KEY the sha256 of everything the run depends on — the
+/// configuration, the catalog size, and every train and valid sample's history and target —
+/// so any change to them trains anew and nothing stale is ever loaded. The files are written
+/// once training has finished (a run cut short leaves nothing to load).
+fn cached_run(
+    cfg: &SasRecConfig,
+    n_items: usize,
+    train: &[&Sample],
+    valid: Option<&[&Sample]>,
+    cache: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(SasRec, SasRecRun)> {
+    let Some(cache) = cache else {
+        return run(cfg, n_items, train, valid, progress).map(|(net, run, _)| (net, run));
+    };
+    let dir = cache.join(run_key(cfg, n_items, train, valid));
+    let (weights, record) = (dir.join("weights.safetensors"), dir.join("run.json"));
+    if weights.is_file() && record.is_file() {
+        let text = std::fs::read_to_string(&record).map_err(|e| Error::io(&record, e))?;
+        let kept: KeptRun = serde_json::from_str(&text).map_err(|e| Error::Json {
+            file: record.display().to_string(),
+            source: e,
+        })?;
+        let mut varmap = VarMap::new();
+        let net = SasRec::new(
+            cfg,
+            n_items,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )?;
+        varmap.load(&weights)?;
+        progress(&format!(
+            "sasrec: loaded the run trained before on these samples from {}",
+            dir.display()
+        ));
+        return Ok((net, kept.into_run(cfg)));
+    }
+    let (net, run, varmap) = run(cfg, n_items, train, valid, progress)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    varmap.save(&weights)?;
+    let text = serde_json::to_string_pretty(&KeptRun::from_run(&run)).map_err(|e| Error::Json {
+        file: record.display().to_string(),
+        source: e,
+    })?;
+    std::fs::write(&record, text).map_err(|e| Error::io(&record, e))?;
+    Ok((net, run))
+}
+
+/// The cache key of a run: sha256 (hex) of the configuration, the catalog size and the
+/// samples.
+fn run_key(
+    cfg: &SasRecConfig,
+    n_items: usize,
+    train: &[&Sample],
+    valid: Option<&[&Sample]>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("sasrec run v1 {cfg:?} items {n_items}").as_bytes());
+    for (name, samples) in [("train", Some(train)), ("valid", valid)] {
+        let Some(samples) = samples else { continue };
+        h.update(format!("{name} {}", samples.len()).as_bytes());
+        for s in samples {
+            h.update((s.history.len() as u32).to_le_bytes());
+            for &i in s.history.iter().chain([&s.target]) {
+                h.update(i.to_le_bytes());
+            }
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A [`SasRecRun`] as kept on disk: JSON has no NaN (a run without valid samples has no
+/// valid recall), so those are `null`; the configuration is the key's.
+#[derive(Serialize, Deserialize)]
+struct KeptRun {
+    stop: Stop,
+    epochs: usize,
+    best_epoch: usize,
+    best_valid_recall: Option<f64>,
+    seconds: f64,
+    history: Vec<(usize, f64, Option<f64>)>,
+}
+
+impl KeptRun {
+    fn from_run(run: &SasRecRun) -> Self {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        KeptRun {
+            stop: run.stop,
+            epochs: run.epochs,
+            best_epoch: run.best_epoch,
+            best_valid_recall: finite(run.best_valid_recall),
+            seconds: run.seconds,
+            history: run
+                .history
+                .iter()
+                .map(|&(e, loss, recall)| (e, loss, finite(recall)))
+                .collect(),
+        }
+    }
+
+    fn into_run(self, cfg: &SasRecConfig) -> SasRecRun {
+        SasRecRun {
+            config: cfg.clone(),
+            stop: self.stop,
+            epochs: self.epochs,
+            best_epoch: self.best_epoch,
+            best_valid_recall: self.best_valid_recall.unwrap_or(f64::NAN),
+            seconds: self.seconds,
+            history: self
+                .history
+                .into_iter()
+                .map(|(e, loss, recall)| (e, loss, recall.unwrap_or(f64::NAN)))
+                .collect(),
+        }
+    }
 }
 
 /// The epoch loop: with `valid`, early stopping and the best valid weights; without, every
@@ -317,7 +442,7 @@ fn run(
     train: &[&Sample],
     valid: Option<&[&Sample]>,
     progress: &mut dyn FnMut(&str),
-) -> Result<(SasRec, SasRecRun)> {
+) -> Result<(SasRec, SasRecRun, VarMap)> {
     if train.is_empty() {
         return Err(Error::invalid("sasrec", "needs train samples"));
     }
@@ -415,7 +540,7 @@ fn run(
         seconds: started.elapsed().as_secs_f64(),
         history,
     };
-    Ok((net, run))
+    Ok((net, run, varmap))
 }
 
 #[cfg(test)]
@@ -452,9 +577,86 @@ mod tests {
                 max_epochs,
                 ..Default::default()
             };
-            let (_, run) = super::train(&cfg, 6, train, valid, &mut |_| {}).unwrap();
+            let (_, run) = super::train(&cfg, 6, train, valid, None, &mut |_| {}).unwrap();
             assert_eq!(run.stop, expected, "{patience} {max_minutes} {max_epochs}");
             assert_eq!(run.stop.warning(&cfg, run.epochs).is_some(), warns);
+        }
+    }
+
+    /// A finished run is kept and loaded back (same rankings, same record, no training); a
+    /// changed sample, configuration or the refit protocol is another run.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_kept_run_is_loaded_and_any_change_trains_anew() {
+        let samples: Vec<Sample> = (0..24)
+            .map(|i| Sample {
+                user: format!("u{}", i % 4),
+                history: vec![i % 6, (i + 1) % 6],
+                target: (i + 2) % 6,
+                timestamp: None,
+            })
+            .collect();
+        let refs: Vec<&Sample> = samples.iter().collect();
+        let (train, valid) = refs.split_at(20);
+        let cfg = SasRecConfig {
+            hidden: 8,
+            heads: 1,
+            inner: 16,
+            batch_size: 8,
+            max_epochs: 3,
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Some(dir.path());
+        let mut lines = Vec::new();
+        let (first, run) = super::train(&cfg, 6, train, valid, cache, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert!(lines.iter().all(|l| !l.contains("loaded")), "{lines:?}");
+        lines.clear();
+        let (again, kept) = super::train(&cfg, 6, train, valid, cache, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert_eq!(lines.len(), 1, "no epoch trained: {lines:?}");
+        assert!(lines[0].contains("loaded"), "{lines:?}");
+        assert_eq!(
+            again.rankings(valid).unwrap(),
+            first.rankings(valid).unwrap()
+        );
+        assert_eq!(
+            (kept.epochs, kept.best_epoch, kept.stop, kept.history.len()),
+            (run.epochs, run.best_epoch, run.stop, run.history.len())
+        );
+        assert_eq!(kept.best_valid_recall, run.best_valid_recall);
+        // The refit has no valid recall (NaN in memory, null on disk) and reads back as NaN.
+        let (_, refit) = super::refit(&cfg, 6, train, 2, cache, &mut |_| {}).unwrap();
+        let (_, refit_kept) = super::refit(&cfg, 6, train, 2, cache, &mut |_| {}).unwrap();
+        assert!(refit.best_valid_recall.is_nan() && refit_kept.best_valid_recall.is_nan());
+        assert_eq!(refit_kept.epochs, 2);
+        let runs = || std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(runs(), 2, "the run and its refit");
+        // (what changed, the run's inputs)
+        let mut moved = samples.clone();
+        moved[3].target = 5 - moved[3].target;
+        let moved_refs: Vec<&Sample> = moved.iter().collect();
+        let other_cfg = SasRecConfig {
+            seed: 7,
+            ..cfg.clone()
+        };
+        let cases: [(&str, &SasRecConfig, &[&Sample]); 2] = [
+            ("one train target", &cfg, &moved_refs[..20]),
+            ("the seed", &other_cfg, train),
+        ];
+        for (i, (what, cfg, train)) in cases.into_iter().enumerate() {
+            let mut trained = 0;
+            super::train(cfg, 6, train, valid, cache, &mut |l| {
+                trained += usize::from(l.contains("epoch"));
+            })
+            .unwrap();
+            assert!(trained > 0, "{what}: trained anew");
+            assert_eq!(runs(), 3 + i, "{what}: kept as another run");
         }
     }
 }

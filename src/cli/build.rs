@@ -150,6 +150,8 @@ fn eval_args(layout: &Layout, split: &str, sasrec_minutes: f64, json: PathBuf) -
         limit: None,
         sasrec_refit: false,
         sasrec_minutes,
+        // The valid and the test report train on the same samples: the test one loads the run.
+        sasrec_cache: Some(layout.work().join("sasrec")),
         beam_limit: 0,
         json: Some(json),
     }

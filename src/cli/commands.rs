@@ -529,10 +529,14 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 };
                 let train: Vec<&Sample> = dataset.split(Split::Train)?.iter().collect();
                 let valid: Vec<&Sample> = dataset.split(Split::Valid)?.iter().collect();
-                let (net, run) =
-                    l2d::sasrec::train(&cfg, catalog.len(), &train, &valid, &mut |line| {
-                        eprintln!("{line}")
-                    })?;
+                let (net, run) = l2d::sasrec::train(
+                    &cfg,
+                    catalog.len(),
+                    &train,
+                    &valid,
+                    args.sasrec_cache.as_deref(),
+                    &mut |line| eprintln!("{line}"),
+                )?;
                 eprintln!(
                     "sasrec: best valid R@20 {:.4} at epoch {} of {} ({:.0} s, stopped by {:?})",
                     run.best_valid_recall, run.best_epoch, run.epochs, run.seconds, run.stop
@@ -552,6 +556,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                         catalog.len(),
                         &both,
                         run.best_epoch,
+                        args.sasrec_cache.as_deref(),
                         &mut |line| eprintln!("refit: {line}"),
                     )?;
                     let rankings = net.rankings(&samples)?;

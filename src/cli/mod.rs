@@ -481,6 +481,10 @@ struct EvalArgs {
     /// Wall-clock cap on SASRec training, in minutes.
     #[arg(long, default_value_t = l2d::sasrec::SasRecConfig::default().max_minutes)]
     sasrec_minutes: f64,
+    /// Keep finished SASRec runs in this directory, keyed by their configuration and samples,
+    /// and load them instead of training again (e.g. the test report after the valid one).
+    #[arg(long)]
+    sasrec_cache: Option<PathBuf>,
     /// Samples for beam search (slow), a seeded subset of the evaluated ones.
     #[arg(long, default_value_t = 1000)]
     beam_limit: usize,
