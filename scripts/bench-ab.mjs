@@ -36,11 +36,8 @@ async function load(dir) {
   // The memory blob when the manifest lists one (the default modes read it), else the global one.
   const blobs = JSON.parse(manifest).blobs;
   const blob = blobs.memory ?? blobs.global;
-  // The weights file a page fetches (Manifest::weights_file's rule).
-  const parsed = JSON.parse(manifest);
-  const weights = parsed.scoring?.weights === "int8" && parsed.files["model.int8.safetensors"] ? "model.int8.safetensors" : "model.safetensors";
   return mod.Recommender.fromBytes(
-    file("config.json"), file(weights), file("tokenizer.json"), file("l2d.json"),
+    file("config.json"), file(mod.weightsFile(manifest)), file("tokenizer.json"), file("l2d.json"),
     file(blob), items, manifest,
   );
 }

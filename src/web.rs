@@ -166,10 +166,22 @@ struct Inner {
     catalog: Catalog,
     reps: Representations,
     scoring: Scoring,
+    /// The weights file loaded ([`Manifest::weights_file`]), when a manifest named it.
+    weights_file: Option<&'static str>,
     trie: RefCell<Option<Rc<TitleTrie>>>,
     /// The session's query encoder: a history grown by a click reuses the previous prompt's
     /// key/value cache, a repeated one its memoized state.
     encoder: RefCell<QueryEncoder>,
+}
+
+/// The weights file a page fetches for `manifest` (the text of a `manifest.json`): the rule of
+/// [`Manifest::weights_file`], for tools that load a deployed folder themselves.
+#[wasm_bindgen(js_name = weightsFile)]
+pub fn weights_file(manifest: &str) -> Result<String, JsError> {
+    Ok(Manifest::from_json(manifest.as_bytes(), "manifest")
+        .map_err(js_error)?
+        .weights_file()
+        .to_string())
 }
 
 /// Recommends items for a browsing history entirely in the page: one forward pass of the
@@ -203,22 +215,27 @@ impl Recommender {
             tokenizer: tokenizer.to_vec(),
             meta: meta.to_vec(),
         };
-        let scoring = match manifest {
-            Some(text) => {
-                Manifest::from_json(text.as_bytes(), "manifest")
-                    .map_err(js_error)?
-                    .scoring
-            }
-            None => Scoring::default(),
-        };
+        let manifest = manifest
+            .map(|text| Manifest::from_json(text.as_bytes(), "manifest"))
+            .transpose()
+            .map_err(js_error)?;
         let parsed = Blob::from_bytes(blob)
             .and_then(|b| b.with_items([("items", items)]))
             .map_err(js_error)?;
-        Self::build(&files, parsed, scoring)
+        match manifest {
+            Some(m) => Self::build(&files, parsed, Some(m.weights_file()), m.scoring),
+            None => Self::build(&files, parsed, None, Scoring::default()),
+        }
     }
 
-    /// The recommender of a blob read with its items parts.
-    fn build(files: &ModelFiles, blob: Blob, scoring: Scoring) -> Result<Recommender, JsError> {
+    /// The recommender of a blob read with its items parts; `weights_file` names the weights
+    /// file `files` came from when a manifest said.
+    fn build(
+        files: &ModelFiles,
+        blob: Blob,
+        weights_file: Option<&'static str>,
+        scoring: Scoring,
+    ) -> Result<Recommender, JsError> {
         let mut model = Model::from_files(files).map_err(js_error)?;
         // The manifest's weights: the query states its scoring was chosen and evaluated with.
         model.net.set_weights(scoring.weights).map_err(js_error)?;
@@ -230,6 +247,7 @@ impl Recommender {
                 catalog,
                 reps,
                 scoring,
+                weights_file,
                 trie: RefCell::new(None),
                 encoder: RefCell::new(QueryEncoder::new()),
             }),
@@ -315,7 +333,12 @@ impl Recommender {
             keep.push(&JsValue::from_str(&resolve_url(&base, entry.url(name))?));
         }
         cache_prune(cache_name.clone(), &resolve_url(&base, "./")?, keep).await;
-        Self::build(&files, blob, manifest.scoring)
+        Self::build(
+            &files,
+            blob,
+            Some(manifest.weights_file()),
+            manifest.scoring,
+        )
     }
 
     /// Recommends for `history` (item ids or exact titles, oldest first). Resolves to a
@@ -438,7 +461,8 @@ impl Recommender {
         query_state(&self.inner.model, &self.inner.catalog, &history).map_err(js_error)
     }
 
-    /// Sizes and identity: `{items, dim, coldItems, coldWithVectors, memoryStates, modelFingerprint, …}`.
+    /// Sizes and identity: `{items, dim, coldItems, coldWithVectors, memoryStates, modelFingerprint, weightsFile, …}`
+    /// (`weightsFile`: the weights file the manifest named, null without a manifest).
     pub fn info(&self) -> Result<JsValue, JsError> {
         let reps = &self.inner.reps;
         to_js(&serde_json::json!({
@@ -453,6 +477,7 @@ impl Recommender {
             "defaultMode": self.inner.scoring.mode,
             "localMinStates": self.inner.scoring.local_min_states,
             "defaultM": self.inner.scoring.m,
+            "weightsFile": self.inner.weights_file,
             "wasmMemoryBytes": wasm_memory_bytes(),
         }))
     }

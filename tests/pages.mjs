@@ -25,9 +25,11 @@ async function browser(webgpu = true) {
 }
 
 const results = [];
-// The weights file a page fetches for manifest `m`: the int8 one when the weights are int8 and
-// the manifest lists it (Manifest::weights_file), else model.safetensors.
-const weightsFile = (m) => (m.scoring?.weights === "int8" && m.files["model.int8.safetensors"] ? "model.int8.safetensors" : "model.safetensors");
+// The weights file a page fetches for manifest `m`: the library's rule (Manifest::weights_file),
+// from the built package the pages load.
+const wasm = await import(new URL("../pkg/l2d.js", import.meta.url).href);
+await wasm.default({ module_or_path: readFileSync(`${ROOT}pkg/l2d_bg.wasm`) });
+const weightsFile = (m) => wasm.weightsFile(JSON.stringify(m));
 const WEIGHTS = weightsFile(JSON.parse(readFileSync(`${ROOT}models/default/manifest.json`, "utf8")));
 async function test(name, body) {
   if (ONLY && !name.includes(ONLY)) return;

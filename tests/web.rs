@@ -538,7 +538,14 @@ async fn every_export_rejects_wrong_types_and_non_finite_numbers() {
     assert!(field("id").as_string().is_some_and(|id| !id.is_empty()));
     assert!(field("title").as_string().is_some_and(|t| !t.is_empty()));
     assert!(field("count").as_f64().is_some_and(|c| c >= 0.0));
-    assert!(r.info().is_ok());
+    // info names the weights file the manifest chose, by the rule weightsFile exports.
+    let info = r.info().unwrap();
+    let weights_file = js_sys::Reflect::get(&info, &"weightsFile".into()).unwrap();
+    assert_eq!(
+        weights_file.as_string(),
+        Some(l2d::web::weights_file(MANIFEST).unwrap())
+    );
+    assert!(l2d::web::weights_file("{}").is_err());
     // load: options must be an object with a string manifestUrl.
     for bad in [
         JsValue::from_f64(3.0),

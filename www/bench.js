@@ -119,10 +119,11 @@ async function catalogSweep(sizes) {
       loadMs: performance.now() - t0,
       blobBytes: bytes("global.blob"),
       itemsBytes: manifest.items.reduce((a, name) => a + bytes(name), 0),
-      // The weights file the page fetched (Manifest::weights_file's rule).
-      modelBytes: bytes(manifest.scoring?.weights === "int8" && manifest.files["model.int8.safetensors"] ? "model.int8.safetensors" : "model.safetensors") + bytes("tokenizer.json") + bytes("config.json") + bytes("l2d.json"),
     };
-    row.wasmMemoryBytes = (await client.info()).wasmMemoryBytes;
+    const info = await client.info();
+    // The weights file the page fetched, as the recommender names it.
+    row.modelBytes = bytes(info.weightsFile) + bytes("tokenizer.json") + bytes("config.json") + bytes("l2d.json");
+    row.wasmMemoryBytes = info.wasmMemoryBytes;
     row.wasmMemoryOverBlobAndModel = row.wasmMemoryBytes / (row.blobBytes + row.itemsBytes + row.modelBytes);
     const ids = (await client.items()).map((i) => i.id);
     const runs = histories(ids, ROUNDS + 1);
