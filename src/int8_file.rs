@@ -75,7 +75,7 @@ pub fn write(source: &[u8]) -> Result<Vec<u8>> {
         };
         let values = float_values(name, view.dtype(), view.data())?;
         let rows = QuantRows::new(&values, inp);
-        let ints: Vec<u8> = rows.values().iter().map(|&v| v as i8 as u8).collect();
+        let ints: Vec<u8> = rows.row_major().iter().map(|&v| v as i8 as u8).collect();
         let scales: Vec<u8> = rows.scales().iter().flat_map(|s| s.to_le_bytes()).collect();
         owned.push((name.to_string(), Dtype::I8, vec![out, inp], ints));
         owned.push((scale_name(name), Dtype::F32, vec![out], scales));

@@ -182,6 +182,52 @@ async fn top20_equals_native_global_local_and_shipped() {
     }
 }
 
+/// The int8 layer product in wasm reads whole blocks of four weight rows interleaved
+/// (`kernel::quads`) and the rows past the last block one at a time: each output equals, bit
+/// for bit, the product with that weight row alone (quantization is per row, so its integers
+/// and scale are the same), and the integers read back in row order, for widths around the
+/// chunk of eight, row counts around the block of four, and 1–5 activation rows.
+#[wasm_bindgen_test]
+fn the_int8_product_reads_its_blocks_as_rows() {
+    use l2d::kernel::{linear_q, QuantRows};
+    for (rows, inp, out) in [
+        (1, 192, 8),
+        (5, 13, 6),
+        (2, 7, 9),
+        (3, 768, 4),
+        (4, 16, 3),
+        (2, 33, 17),
+    ] {
+        let case = format!("{rows}×{inp}→{out}");
+        let wave = |seed: usize, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    (((i * 7919 + seed * 104729) % 2001) as f32 / 1000.0 - 1.0) * (1 + i % 3) as f32
+                })
+                .collect()
+        };
+        let x = wave(1, rows * inp);
+        let w = wave(2, out * inp);
+        let bias = wave(3, out);
+        let whole = QuantRows::new(&w, inp);
+        let got = linear_q(&x, &whole, Some(&bias));
+        let mut row_major = Vec::new();
+        for o in 0..out {
+            let one = QuantRows::new(&w[o * inp..(o + 1) * inp], inp);
+            row_major.extend(one.row_major());
+            let want = linear_q(&x, &one, Some(&bias[o..o + 1]));
+            for r in 0..rows {
+                assert_eq!(
+                    got[r * out + o].to_bits(),
+                    want[r].to_bits(),
+                    "{case} at ({r}, {o})"
+                );
+            }
+        }
+        assert_eq!(whole.row_major(), row_major, "{case}: row order");
+    }
+}
+
 /// The int8 memory rows' dot products (`kernel::i8_row_dots`, explicit `simd128`) equal the
 /// plain integer sums for every width around the vector length, at the extreme values.
 #[wasm_bindgen_test]
