@@ -1024,14 +1024,12 @@ impl Attention {
         let (b, seq, hidden) = xs.dims3()?;
         let dim = self.head_dim;
         let mut acts = None;
-        let (mut q, _) = self.q_proj.values(xs, &mut acts)?;
         let (mut k, _) = self.k_proj.values(xs, &mut acts)?;
         let (v, _) = self.v_proj.values(xs, &mut acts)?;
         let angles = (
             cos.flatten_all()?.to_vec1::<f32>()?,
             sin.flatten_all()?.to_vec1::<f32>()?,
         );
-        rope(&mut q, self.heads, dim, (&angles.0, &angles.1));
         rope(&mut k, self.kv_heads, dim, (&angles.0, &angles.1));
         let cache_layout = |t: &[f32]| -> Result<Tensor> {
             let t = heads_first(t, (b, seq, self.kv_heads, dim));
@@ -1043,27 +1041,29 @@ impl Attention {
         };
         let (k, v) = append_cache(cache, cache_layout(&k)?, cache_layout(&v)?)?;
         let offset = k.dim(2)? - seq;
-        // Only the selected positions ask (keys and values still cover every position).
-        let width = self.heads * dim;
+        // Only the selected positions ask: their rows alone are projected to queries and
+        // rotated, each by its position's angles (keys and values still cover every position).
         let (q, visible) = match select {
-            Some(sel) => (
-                sel.positions
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(row, &p)| &q[(row * seq + p) * width..(row * seq + p + 1) * width])
-                    .copied()
-                    .collect(),
-                sel.positions
-                    .iter()
-                    .map(|&p| visible_keys(offset, p))
-                    .collect::<Vec<_>>(),
-            ),
-            None => (
-                q,
-                (0..b)
-                    .flat_map(|_| (0..seq).map(|p| visible_keys(offset, p)))
-                    .collect(),
-            ),
+            Some(sel) => {
+                let (mut q, _) = self.q_proj.values(&sel.gather(xs, 1)?, &mut None)?;
+                let half = angles.0.len() / seq.max(1);
+                let at = |t: &[f32]| -> Vec<f32> {
+                    sel.positions
+                        .iter()
+                        .flat_map(|&p| &t[p * half..(p + 1) * half])
+                        .copied()
+                        .collect()
+                };
+                rope(&mut q, self.heads, dim, (&at(&angles.0), &at(&angles.1)));
+                let visible = sel.positions.iter().map(|&p| visible_keys(offset, p));
+                (q, visible.collect::<Vec<_>>())
+            }
+            None => {
+                let (mut q, _) = self.q_proj.values(xs, &mut acts)?;
+                rope(&mut q, self.heads, dim, (&angles.0, &angles.1));
+                let visible = (0..b).flat_map(|_| (0..seq).map(|p| visible_keys(offset, p)));
+                (q, visible.collect())
+            }
         };
         let queries = visible.len() / b.max(1);
         let (k_storage, k_layout) = k.storage_and_layout();
