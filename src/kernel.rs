@@ -246,6 +246,16 @@ impl QuantRows {
         self.inp
     }
 
+    /// The dot products of `R` activation rows with weight rows `o..o + 4` (a whole block), as
+    /// `[row][weight]`: in wasm from the block's [`quads`], natively from the four rows.
+    #[inline(always)]
+    fn block_dots<const R: usize>(&self, o: usize, x: [&[i16]; R]) -> [[i32; 4]; R] {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return dot_rows_quad(x, &self.values[o * self.inp..(o + 4) * self.inp]);
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        dot_rows_x4(x, [0, 1, 2, 3].map(|j| self.row(o + j)))
+    }
+
     /// Row `o`: any row natively; in wasm a row past the last whole block of four, which
     /// [`quads`] leaves in place.
     fn row(&self, o: usize) -> &[i16] {
@@ -381,35 +391,17 @@ impl QuantActs {
         };
         let x_row = |r: usize| &self.values[r * inp..(r + 1) * inp];
         let blocks = out / 4;
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         for blk in 0..blocks {
             let o = blk * 4;
-            let block = &w.values[o * inp..(o + 4) * inp];
             let mut r = 0;
             while r + 2 <= rows {
-                let [d0, d1] = dot_rows_quad([x_row(r), x_row(r + 1)], block);
+                let [d0, d1] = w.block_dots(o, [x_row(r), x_row(r + 1)]);
                 put4(r, o, d0);
                 put4(r + 1, o, d1);
                 r += 2;
             }
             if r < rows {
-                let [d] = dot_rows_quad([x_row(r)], block);
-                put4(r, o, d);
-            }
-        }
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        for blk in 0..blocks {
-            let o = blk * 4;
-            let ws = [0, 1, 2, 3].map(|j| w.row(o + j));
-            let mut r = 0;
-            while r + 2 <= rows {
-                let [d0, d1] = dot_rows_x4([x_row(r), x_row(r + 1)], ws);
-                put4(r, o, d0);
-                put4(r + 1, o, d1);
-                r += 2;
-            }
-            if r < rows {
-                let [d] = dot_rows_x4([x_row(r)], ws);
+                let [d] = w.block_dots(o, [x_row(r)]);
                 put4(r, o, d);
             }
         }

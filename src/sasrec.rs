@@ -547,18 +547,34 @@ fn run(
 mod tests {
     use super::*;
 
-    /// Each way a run ends: (patience, minutes cap, max epochs) → why it stopped, and whether
-    /// a report warns about it.
-    #[test]
-    fn a_run_says_why_it_stopped() {
-        let samples: Vec<Sample> = (0..24)
+    /// 24 samples over 6 items (the first 20 to train on, the rest to validate).
+    fn tiny_samples() -> Vec<Sample> {
+        (0..24)
             .map(|i| Sample {
                 user: format!("u{}", i % 4),
                 history: vec![i % 6, (i + 1) % 6],
                 target: (i + 2) % 6,
                 timestamp: None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// A network small enough to train in milliseconds.
+    fn tiny_config() -> SasRecConfig {
+        SasRecConfig {
+            hidden: 8,
+            heads: 1,
+            inner: 16,
+            batch_size: 8,
+            ..Default::default()
+        }
+    }
+
+    /// Each way a run ends: (patience, minutes cap, max epochs) → why it stopped, and whether
+    /// a report warns about it.
+    #[test]
+    fn a_run_says_why_it_stopped() {
+        let samples = tiny_samples();
         let refs: Vec<&Sample> = samples.iter().collect();
         let (train, valid) = refs.split_at(20);
         let cases = [
@@ -568,14 +584,10 @@ mod tests {
         ];
         for (patience, max_minutes, max_epochs, expected, warns) in cases {
             let cfg = SasRecConfig {
-                hidden: 8,
-                heads: 1,
-                inner: 16,
-                batch_size: 8,
                 patience,
                 max_minutes,
                 max_epochs,
-                ..Default::default()
+                ..tiny_config()
             };
             let (_, run) = super::train(&cfg, 6, train, valid, None, &mut |_| {}).unwrap();
             assert_eq!(run.stop, expected, "{patience} {max_minutes} {max_epochs}");
@@ -588,23 +600,12 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn a_kept_run_is_loaded_and_any_change_trains_anew() {
-        let samples: Vec<Sample> = (0..24)
-            .map(|i| Sample {
-                user: format!("u{}", i % 4),
-                history: vec![i % 6, (i + 1) % 6],
-                target: (i + 2) % 6,
-                timestamp: None,
-            })
-            .collect();
+        let samples = tiny_samples();
         let refs: Vec<&Sample> = samples.iter().collect();
         let (train, valid) = refs.split_at(20);
         let cfg = SasRecConfig {
-            hidden: 8,
-            heads: 1,
-            inner: 16,
-            batch_size: 8,
             max_epochs: 3,
-            ..Default::default()
+            ..tiny_config()
         };
         let dir = tempfile::tempdir().unwrap();
         let cache = Some(dir.path());
