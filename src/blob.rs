@@ -43,6 +43,7 @@ use half::f16;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ItemTexts};
+use crate::kernel::Nibbles;
 use crate::model::hex;
 use crate::score::{DType, ItemMatrix, RowData};
 
@@ -280,19 +281,12 @@ impl Blob {
         }
         // Dtype 3 when any section has an int8 offset (a section without one stores zeros), so
         // no offset is ever dropped, whichever section carries it.
-        let centred = std::iter::once(&self.matrix).chain(&self.cold).any(|m| {
-            matches!(
-                m.data(),
-                RowData::I8 {
-                    offset: Some(_),
-                    ..
-                }
-            )
-        });
-        let nibbles = self.matrix.dtype() == DType::I4;
-        put_rows(&mut payload, &self.matrix, centred, nibbles);
+        let centred = std::iter::once(&self.matrix)
+            .chain(&self.cold)
+            .any(|m| m.data().offset().is_some());
+        put_rows(&mut payload, &self.matrix, centred);
         if let Some(cold) = &self.cold {
-            put_rows(&mut payload, cold, centred, nibbles);
+            put_rows(&mut payload, cold, centred);
         }
         let flags = (self.cold.is_some() as u16) << 1;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
@@ -437,7 +431,7 @@ impl Blob {
             let zero = counts.iter().filter(|&&c| c == 0).count();
             let data = r.rows(zero, dim, dtype, centred, "cold-start rows")?;
             Some(
-                typed(ItemMatrix::from_data(data, dim, vec![true; zero]), dtype)
+                ItemMatrix::from_data(data, dim, vec![true; zero])
                     .map_err(|e| BlobError::Invalid(e.to_string()))?,
             )
         } else {
@@ -452,7 +446,7 @@ impl Blob {
             BlobKind::Global => counts.iter().map(|&c| c > 0).collect(),
             BlobKind::Memory => vec![true; rows],
         };
-        let matrix = typed(ItemMatrix::from_data(data, dim, valid), dtype)
+        let matrix = ItemMatrix::from_data(data, dim, valid)
             .map_err(|e| BlobError::Invalid(e.to_string()))?;
         let blob = Blob {
             kind,
@@ -479,37 +473,22 @@ fn row_bytes(dtype: DType, dim: usize) -> u64 {
     }
 }
 
-/// A parsed matrix marked with the blob's element type (int4 rows are int8 rows in memory).
-fn typed(
-    matrix: crate::error::Result<ItemMatrix>,
-    dtype: DType,
-) -> crate::error::Result<ItemMatrix> {
-    match dtype {
-        DType::I4 => matrix?.into_nibbles(),
-        _ => matrix,
-    }
-}
-
-/// Appends a matrix's storage: f32 or f16 values, or int8 (the offset when `centred`, zeros
-/// for a matrix without one) scales, then values — with `nibbles`, each row's values two per
-/// byte (the first in the low four bits, two's complement; an odd row's last high half 0).
-fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool, nibbles: bool) {
-    match matrix.data() {
+/// Appends a matrix's storage: f32 or f16 values, or integers (the offset when `centred`,
+/// zeros for a matrix without one) scales, then values — int4 rows two per byte (the first in
+/// the low four bits, two's complement; an odd row's last high half 0).
+fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool) {
+    let data = matrix.data();
+    match data {
         RowData::F32(v) => v
             .iter()
             .for_each(|x| payload.extend_from_slice(&x.to_le_bytes())),
         RowData::F16(v) => v
             .iter()
             .for_each(|x| payload.extend_from_slice(&x.to_bits().to_le_bytes())),
-        RowData::I8 {
-            values,
-            scales,
-            offset,
-        } => {
+        RowData::I8 { scales, .. } | RowData::I4 { scales, .. } => {
             if centred {
                 let zeros = vec![0f32; matrix.dim()];
-                offset
-                    .as_deref()
+                data.offset()
                     .unwrap_or(&zeros)
                     .iter()
                     .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
@@ -517,7 +496,10 @@ fn put_rows(payload: &mut Vec<u8>, matrix: &ItemMatrix, centred: bool, nibbles: 
             scales
                 .iter()
                 .for_each(|x| payload.extend_from_slice(&x.to_le_bytes()));
-            if nibbles {
+            let values = data
+                .integers(0..matrix.rows(), matrix.dim())
+                .expect("integer rows");
+            if matrix.dtype() == DType::I4 {
                 for row in values.chunks_exact(matrix.dim()) {
                     payload.extend(row.chunks(2).map(|pair| {
                         let low = pair[0] as u8 & 0x0f;
@@ -882,14 +864,19 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
                     .collect();
-                let mut values = vec![0i8; values];
                 if dtype == DType::I4 {
-                    // Unpacked a block of rows at a time (the packed bytes are never all held).
+                    // A block of rows at a time: the blob's pairs to int8, then into the
+                    // kernel's layout (neither all held at once).
                     const BLOCK_ROWS: usize = 4096;
                     let packed_row = dim.div_ceil(2);
-                    let mut packed = vec![0u8; packed_row * rows.clamp(1, BLOCK_ROWS)];
-                    for block in values.chunks_mut(dim * BLOCK_ROWS) {
-                        let packed = &mut packed[..block.len() / dim * packed_row];
+                    let block_rows = rows.clamp(1, BLOCK_ROWS);
+                    let mut packed = vec![0u8; packed_row * block_rows];
+                    let mut block = vec![0i8; dim * block_rows];
+                    let mut nibbles = Nibbles::with_capacity(dim, rows);
+                    for first in (0..rows).step_by(BLOCK_ROWS) {
+                        let n = block_rows.min(rows - first);
+                        let packed = &mut packed[..n * packed_row];
+                        let block = &mut block[..n * dim];
                         self.take_into(packed, what)?;
                         for (row, bytes) in block
                             .chunks_exact_mut(dim)
@@ -908,14 +895,23 @@ impl<'a, S: BlobSource + ?Sized> Reader<'a, S> {
                                 }
                             }
                         }
+                        nibbles
+                            .push_rows(block)
+                            .expect("4-bit values lie in [-8, 7]");
+                    }
+                    RowData::I4 {
+                        values: nibbles,
+                        scales,
+                        offset,
                     }
                 } else {
+                    let mut values = vec![0i8; values];
                     self.take_into(bytemuck::cast_slice_mut(&mut values), what)?;
-                }
-                RowData::I8 {
-                    values,
-                    scales,
-                    offset,
+                    RowData::I8 {
+                        values,
+                        scales,
+                        offset,
+                    }
                 }
             }
         })

@@ -64,18 +64,36 @@ fn format_of(data: &RowData) -> (u32, usize) {
     match data {
         RowData::F32(_) => (0, 4),
         RowData::F16(_) => (1, 2),
-        RowData::I8 { .. } => (2, 1),
+        RowData::I8 { .. } | RowData::I4 { .. } => (2, 1),
     }
 }
 
-/// The bytes of rows `first..first + rows` as they are stored (no conversion, no copy).
-fn stored_rows(data: &RowData, dim: usize, first: usize, rows: usize) -> &[u8] {
+/// The bytes of rows `first..first + rows` as the shader reads them: as they are stored (no
+/// conversion, no copy), int4 rows unpacked to int8.
+fn stored_rows(
+    data: &RowData,
+    dim: usize,
+    first: usize,
+    rows: usize,
+) -> std::borrow::Cow<'_, [u8]> {
     let range = first * dim..(first + rows) * dim;
-    match data {
+    std::borrow::Cow::Borrowed(match data {
         RowData::F32(v) => bytemuck::cast_slice(&v[range]),
         RowData::F16(v) => bytemuck::cast_slice(&v[range]),
-        RowData::I8 { values, .. } => bytemuck::cast_slice(&values[range]),
-    }
+        RowData::I8 { .. } | RowData::I4 { .. } => {
+            return match data
+                .integers(first..first + rows, dim)
+                .expect("integer rows")
+            {
+                std::borrow::Cow::Borrowed(v) => {
+                    std::borrow::Cow::Borrowed(bytemuck::cast_slice(v))
+                }
+                std::borrow::Cow::Owned(v) => {
+                    std::borrow::Cow::Owned(v.into_iter().map(|x| x as u8).collect())
+                }
+            };
+        }
+    })
 }
 
 impl GpuScorer {
@@ -137,10 +155,7 @@ impl GpuScorer {
         let rows_per_chunk = ((max_binding / bytes_per_row.max(4 * MAX_QUERIES as u64)) as usize)
             .min(limits.max_compute_workgroups_per_dimension as usize * WORKGROUP)
             .max(1);
-        let scales = match matrix.data() {
-            RowData::I8 { scales, .. } => Some(scales.as_slice()),
-            _ => None,
-        };
+        let scales = matrix.data().scales();
         let norms = matrix.norms();
         let valid = matrix.valid();
         let mut chunks = Vec::new();
@@ -148,7 +163,7 @@ impl GpuScorer {
         while first_row < matrix.rows() {
             let rows = rows_per_chunk.min(matrix.rows() - first_row);
             let bytes = stored_rows(matrix.data(), dim, first_row, rows);
-            let items = upload(&device, &queue, "items", bytes);
+            let items = upload(&device, &queue, "items", &bytes);
             let info: Vec<[f32; 2]> = (first_row..first_row + rows)
                 .map(|r| {
                     let norm = if valid[r] { norms[r] } else { f32::INFINITY };
@@ -164,12 +179,7 @@ impl GpuScorer {
             });
             first_row += rows;
         }
-        let offset = match matrix.data() {
-            RowData::I8 {
-                offset: Some(o), ..
-            } => Some(o.clone()),
-            _ => None,
-        };
+        let offset = matrix.data().offset().map(<[f32]>::to_vec);
         Ok(Some(GpuScorer {
             device,
             queue,

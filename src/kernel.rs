@@ -716,6 +716,204 @@ fn i8_row_dots_simd(query: &[i16], values: &[i8], dots: &mut [i32]) {
     }
 }
 
+/// int4 rows (integers in [−8, 7]) held two per byte in the layout their dot products read:
+/// each row is `dim.div_ceil(32)` groups of sixteen bytes, byte k of group g holding value
+/// 32g + k in its low four bits and value 32g + 16 + k in its high four, each plus 8 (so
+/// 0…15); values past `dim` are 0. Half the bytes of int8 rows, and half the memory traffic of
+/// a query's scan over them, which is what bounds that scan in wasm
+/// (`node scripts/bench-ab.mjs --mode density`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nibbles {
+    bytes: Vec<u8>,
+    dim: usize,
+}
+
+impl Nibbles {
+    /// Bytes one row of `dim` values takes.
+    pub fn row_bytes(dim: usize) -> usize {
+        dim.div_ceil(32) * 16
+    }
+
+    /// No rows yet, room for `rows` rows of `dim` values.
+    pub fn with_capacity(dim: usize, rows: usize) -> Self {
+        Nibbles {
+            bytes: Vec::with_capacity(rows * Self::row_bytes(dim)),
+            dim,
+        }
+    }
+
+    /// Packs row-major int8 rows of `dim` values; `None` when a value lies outside [−8, 7].
+    pub fn pack(values: &[i8], dim: usize) -> Option<Self> {
+        let mut packed = Self::with_capacity(dim, values.len() / dim.max(1));
+        packed.push_rows(values)?;
+        Some(packed)
+    }
+
+    /// Appends row-major rows of `dim` values; `None` (nothing appended) when a value lies
+    /// outside [−8, 7].
+    pub fn push_rows(&mut self, values: &[i8]) -> Option<()> {
+        if values.iter().any(|v| !(-8..=7).contains(v)) {
+            return None;
+        }
+        let dim = self.dim.max(1);
+        for row in values.chunks_exact(dim) {
+            for group in row.chunks(32) {
+                let nibble = |i: usize| group.get(i).map_or(8, |&v| (v + 8) as u8);
+                self.bytes
+                    .extend((0..16).map(|k| nibble(k) | (nibble(16 + k) << 4)));
+            }
+        }
+        Some(())
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.bytes.len() / Self::row_bytes(self.dim).max(1)
+    }
+
+    /// Values per row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Row `r`'s values into `out` (`dim` long).
+    pub fn unpack_row(&self, r: usize, out: &mut [i8]) {
+        let width = Self::row_bytes(self.dim);
+        let bytes = &self.bytes[r * width..(r + 1) * width];
+        for (group, packed) in out.chunks_mut(32).zip(bytes.chunks_exact(16)) {
+            for (i, v) in group.iter_mut().enumerate() {
+                let byte = packed[i % 16];
+                let nibble = if i < 16 { byte & 0x0f } else { byte >> 4 };
+                *v = nibble as i8 - 8;
+            }
+        }
+    }
+
+    /// Rows `rows` as row-major int8 values.
+    pub fn unpack_rows(&self, rows: std::ops::Range<usize>) -> Vec<i8> {
+        let mut out = vec![0i8; rows.len() * self.dim];
+        for (r, row) in rows.zip(out.chunks_exact_mut(self.dim.max(1))) {
+            self.unpack_row(r, row);
+        }
+        out
+    }
+
+    /// `dots[r]` = `query` · row r, exact in `i32` for the queries `score` prepares (as
+    /// [`i8_row_dots`] on the unpacked rows: `Σ (v + 8)·q − 8·Σq`). In wasm with `simd128`
+    /// (a group's sixteen bytes in one load, split into low and high nibbles); natively the
+    /// plain loop, compiled with AVX2 when the CPU has it.
+    pub fn dots(&self, query: &[i16], dots: &mut [i32]) {
+        assert_eq!(query.len(), self.dim, "query and row widths");
+        let bias = 8 * query.iter().map(|&q| i32::from(q)).sum::<i32>();
+        let width = Self::row_bytes(self.dim);
+        let rows = self.bytes.chunks_exact(width.max(1));
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above), the only requirement of the call.
+            unsafe { nibble_dots_avx2(query, rows, bias, dots) };
+            return;
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            nibble_dots_simd(query, rows, bias, dots);
+        }
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        nibble_dots_plain(query, rows, bias, dots);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn nibble_dots_avx2(
+    query: &[i16],
+    rows: std::slice::ChunksExact<'_, u8>,
+    bias: i32,
+    dots: &mut [i32],
+) {
+    nibble_dots_plain(query, rows, bias, dots);
+}
+
+/// The unsigned nibbles (value + 8) of a row's groups times the query, summed exactly.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn nibble_dots_plain(
+    query: &[i16],
+    rows: std::slice::ChunksExact<'_, u8>,
+    bias: i32,
+    dots: &mut [i32],
+) {
+    let full = query.len() / 32;
+    for (d, row) in dots.iter_mut().zip(rows) {
+        let mut sum = 0i32;
+        for (q, packed) in query.chunks_exact(32).zip(row.chunks_exact(16)) {
+            let (low, high) = q.split_at(16);
+            for k in 0..16 {
+                sum += i32::from(packed[k] & 0x0f) * i32::from(low[k])
+                    + i32::from(packed[k] >> 4) * i32::from(high[k]);
+            }
+        }
+        *d = sum + nibble_tail(&query[full * 32..], &row[full * 16..]) - bias;
+    }
+}
+
+/// The unsigned nibbles of a row's last, partial group times the query's last values.
+#[inline(always)]
+fn nibble_tail(query: &[i16], packed: &[u8]) -> i32 {
+    query
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let byte = packed[i % 16];
+            let nibble = if i < 16 { byte & 0x0f } else { byte >> 4 };
+            i32::from(nibble) * i32::from(q)
+        })
+        .sum()
+}
+
+/// [`Nibbles::dots`] with wasm `simd128`: a group's sixteen bytes split into low and high
+/// nibbles (and, shift), each widened to i16 and multiplied by the query with
+/// `i32x4.dot_i16x8_s`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn nibble_dots_simd(
+    query: &[i16],
+    rows: std::slice::ChunksExact<'_, u8>,
+    bias: i32,
+    dots: &mut [i32],
+) {
+    use core::arch::wasm32::*;
+    let full = query.len() / 32;
+    let mask = u8x16_splat(0x0f);
+    for (d, row) in dots.iter_mut().zip(rows) {
+        let mut acc0 = i32x4_splat(0);
+        let mut acc1 = i32x4_splat(0);
+        for g in 0..full {
+            // SAFETY: g < full: the group's 16 bytes lie inside the row (full · 16 ≤ its
+            // length) and its 32 query values inside the query (full · 32 ≤ its length);
+            // v128_load has no alignment requirement.
+            unsafe {
+                let v = v128_load(row.as_ptr().add(g * 16) as *const v128);
+                let q = query.as_ptr().add(g * 32);
+                let (low, high) = (v128_and(v, mask), u8x16_shr(v, 4));
+                let q0 = v128_load(q as *const v128);
+                let q1 = v128_load(q.add(8) as *const v128);
+                let q2 = v128_load(q.add(16) as *const v128);
+                let q3 = v128_load(q.add(24) as *const v128);
+                acc0 = i32x4_add(acc0, i32x4_dot_i16x8(u16x8_extend_low_u8x16(low), q0));
+                acc1 = i32x4_add(acc1, i32x4_dot_i16x8(u16x8_extend_high_u8x16(low), q1));
+                acc0 = i32x4_add(acc0, i32x4_dot_i16x8(u16x8_extend_low_u8x16(high), q2));
+                acc1 = i32x4_add(acc1, i32x4_dot_i16x8(u16x8_extend_high_u8x16(high), q3));
+            }
+        }
+        let acc = i32x4_add(acc0, acc1);
+        *d = i32x4_extract_lane::<0>(acc)
+            + i32x4_extract_lane::<1>(acc)
+            + i32x4_extract_lane::<2>(acc)
+            + i32x4_extract_lane::<3>(acc)
+            + nibble_tail(&query[full * 32..], &row[full * 16..])
+            - bias;
+    }
+}
+
 /// The dot products of `R` activation rows with four weight rows (all of one length), as
 /// `[row][weight]`. Natively the same sums through [`dot_i16`] (vectorised by the compiler; with
 /// AVX-512 VNNI or AVX2 when the CPU has them).
@@ -1273,6 +1471,46 @@ mod tests {
     /// Every native integer dot kernel this CPU can run gives [`dot_i16`]'s exact sums, for
     /// widths around each vector length (remainders included) and the model's widths, at the
     /// largest magnitudes the quantizers produce.
+    /// int4 rows packed two per byte unpack to the values packed, their dot products equal
+    /// the int8 ones (every width around a group of 32, the extremes −8 and 7, the largest
+    /// query values), and a value outside [−8, 7] is refused.
+    #[test]
+    fn nibble_rows_round_trip_and_give_the_int8_dots() {
+        for (dim, rows) in [
+            (1, 3),
+            (15, 2),
+            (16, 4),
+            (31, 1),
+            (32, 5),
+            (33, 3),
+            (64, 2),
+            (192, 7),
+            (193, 2),
+        ] {
+            let values: Vec<i8> = (0..dim * rows)
+                .map(|i| ((i * 7 + i / 5) % 16) as i8 - 8)
+                .collect();
+            let query: Vec<i16> = (0..dim)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -32767
+                    } else {
+                        32767 - (i as i16) * 101
+                    }
+                })
+                .collect();
+            let packed = Nibbles::pack(&values, dim).unwrap();
+            assert_eq!((packed.rows(), packed.dim()), (rows, dim));
+            assert_eq!(packed.unpack_rows(0..rows), values, "dim {dim}");
+            let (mut got, mut want) = (vec![0; rows], vec![0; rows]);
+            packed.dots(&query, &mut got);
+            i8_row_dots(&query, &values, &mut want);
+            assert_eq!(got, want, "dim {dim}");
+        }
+        assert_eq!(Nibbles::pack(&[0, 8], 2), None);
+        assert_eq!(Nibbles::pack(&[-9, 0], 2), None);
+    }
+
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     #[test]
     fn every_native_dot_kernel_gives_the_exact_integer_sums() {

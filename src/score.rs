@@ -2,13 +2,14 @@
 //! item matrix (f32, f16, or int8 with a per-row scale), and a deterministic top-K.
 //! The same code runs natively and in wasm32 (where `simd128` is used for the dot product).
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use half::f16;
 
 use crate::catalog::ItemIndex;
 use crate::error::{Error, Result};
-use crate::kernel::{dot, larger};
+use crate::kernel::{dot, larger, Nibbles};
 
 /// Storage of an item matrix's rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,43 @@ pub enum RowData {
         scales: Vec<f32>,
         offset: Option<Vec<f32>>,
     },
+    /// int4 rows ([`DType::I4`]), like `I8` but with integers in [−8, 7] held two per byte
+    /// ([`Nibbles`]): half the memory, and half the bytes a query's scan reads.
+    I4 {
+        values: Nibbles,
+        scales: Vec<f32>,
+        offset: Option<Vec<f32>>,
+    },
+}
+
+impl RowData {
+    /// The per-row scales of integer rows.
+    pub fn scales(&self) -> Option<&[f32]> {
+        match self {
+            RowData::I8 { scales, .. } | RowData::I4 { scales, .. } => Some(scales),
+            _ => None,
+        }
+    }
+
+    /// The per-dimension offset of integer rows that have one.
+    pub fn offset(&self) -> Option<&[f32]> {
+        match self {
+            RowData::I8 { offset, .. } | RowData::I4 { offset, .. } => offset.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The integers of rows `rows` (`dim` per row) of integer rows: borrowed for int8, unpacked
+    /// for int4.
+    pub fn integers(&self, rows: Range<usize>, dim: usize) -> Option<Cow<'_, [i8]>> {
+        match self {
+            RowData::I8 { values, .. } => {
+                Some(Cow::Borrowed(&values[rows.start * dim..rows.end * dim]))
+            }
+            RowData::I4 { values, .. } => Some(Cow::Owned(values.unpack_rows(rows))),
+            _ => None,
+        }
+    }
 }
 
 /// Element type of an item matrix.
@@ -60,8 +98,6 @@ pub struct ItemMatrix {
     /// empty otherwise.
     centred_norms: Vec<f32>,
     valid: Vec<bool>,
-    /// int8 rows on [`DType::I4`]'s levels.
-    nibbles: bool,
 }
 
 impl ItemMatrix {
@@ -81,7 +117,6 @@ impl ItemMatrix {
             centred_norms: Vec::new(),
             data: RowData::F32(values),
             valid,
-            nibbles: false,
         };
         Ok(matrix.with_norms())
     }
@@ -91,20 +126,18 @@ impl ItemMatrix {
         let values = match &data {
             RowData::F32(v) => v.len(),
             RowData::F16(v) => v.len(),
-            RowData::I8 {
-                values,
-                scales,
-                offset,
-            } => {
-                if scales.len() != valid.len() {
-                    return Err(Error::mismatch("int8 scales", valid.len(), scales.len()));
-                }
-                if let Some(offset) = offset.as_ref().filter(|o| o.len() != dim) {
-                    return Err(Error::mismatch("int8 offset", dim, offset.len()));
-                }
-                values.len()
+            RowData::I8 { values, .. } => values.len(),
+            RowData::I4 { values, .. } if values.dim() != dim => {
+                return Err(Error::mismatch("int4 row width", dim, values.dim()));
             }
+            RowData::I4 { values, .. } => values.rows() * dim,
         };
+        if let Some(scales) = data.scales().filter(|s| s.len() != valid.len()) {
+            return Err(Error::mismatch("int8 scales", valid.len(), scales.len()));
+        }
+        if let Some(offset) = data.offset().filter(|o| o.len() != dim) {
+            return Err(Error::mismatch("int8 offset", dim, offset.len()));
+        }
         if dim == 0 || values != dim * valid.len() {
             return Err(Error::mismatch(
                 "item matrix",
@@ -119,26 +152,8 @@ impl ItemMatrix {
             centred_norms: Vec::new(),
             data,
             valid,
-            nibbles: false,
         }
         .with_norms())
-    }
-
-    /// The same int8 rows as [`DType::I4`] (a blob's nibble-packed rows): every value must lie
-    /// in [−8, 7].
-    pub fn into_nibbles(mut self) -> Result<Self> {
-        let RowData::I8 { values, .. } = &self.data else {
-            return Err(Error::mismatch(
-                "int4 rows",
-                "int8 storage",
-                format!("{:?}", self.dtype()),
-            ));
-        };
-        if let Some(v) = values.iter().find(|v| !(-8..=7).contains(*v)) {
-            return Err(Error::mismatch("int4 rows", "values in [-8, 7]", v));
-        }
-        self.nibbles = true;
-        Ok(self)
     }
 
     fn with_norms(mut self) -> Self {
@@ -149,7 +164,10 @@ impl ItemMatrix {
                 dot(row, row)
             })
             .collect();
-        if let RowData::I8 { values, scales, .. } = &self.data {
+        if let (Some(values), Some(scales)) = (
+            self.data.integers(0..self.rows, self.dim),
+            self.data.scales(),
+        ) {
             self.centred_norms = values
                 .chunks_exact(self.dim)
                 .zip(scales)
@@ -172,10 +190,7 @@ impl ItemMatrix {
     /// Converts to the element type of `layout`, around its int8 offset if it has one (rows
     /// stored next to `layout`'s, such as a blob's cold-start vectors, share its layout).
     pub fn to_layout_of(&self, layout: &ItemMatrix) -> Self {
-        let offset = match layout.data() {
-            RowData::I8 { offset, .. } => offset.clone(),
-            _ => None,
-        };
+        let offset = layout.data().offset().map(<[f32]>::to_vec);
         self.stored_as(self.to_f32_values(), layout.dtype(), offset)
     }
 
@@ -201,10 +216,18 @@ impl ItemMatrix {
                             .map(|(v, c)| ((v - c) / scale).round().clamp(-levels, levels) as i8),
                     );
                 }
-                RowData::I8 {
-                    values: q,
-                    scales,
-                    offset,
+                if dtype == DType::I4 {
+                    RowData::I4 {
+                        values: Nibbles::pack(&q, self.dim).expect("clamped to [-7, 7]"),
+                        scales,
+                        offset,
+                    }
+                } else {
+                    RowData::I8 {
+                        values: q,
+                        scales,
+                        offset,
+                    }
                 }
             }
         };
@@ -215,7 +238,6 @@ impl ItemMatrix {
             centred_norms: Vec::new(),
             data,
             valid: self.valid.clone(),
-            nibbles: dtype == DType::I4,
         }
         .with_norms()
     }
@@ -264,12 +286,15 @@ impl ItemMatrix {
                 // Vectorised where the CPU converts halves in hardware (F16C on x86).
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[span], out);
             }
-            RowData::I8 {
-                values,
-                scales,
-                offset,
-            } => {
-                let quantized = values[span].chunks_exact(self.dim);
+            RowData::I8 { .. } | RowData::I4 { .. } => {
+                let (values, scales, offset) = (
+                    self.data
+                        .integers(rows.clone(), self.dim)
+                        .expect("integer rows"),
+                    self.data.scales().expect("integer rows"),
+                    self.data.offset(),
+                );
+                let quantized = values.chunks_exact(self.dim);
                 for ((o, q), &scale) in out
                     .chunks_exact_mut(self.dim)
                     .zip(quantized)
@@ -308,8 +333,8 @@ impl ItemMatrix {
         match self.data {
             RowData::F32(_) => DType::F32,
             RowData::F16(_) => DType::F16,
-            RowData::I8 { .. } if self.nibbles => DType::I4,
             RowData::I8 { .. } => DType::I8,
+            RowData::I4 { .. } => DType::I4,
         }
     }
 
@@ -333,13 +358,17 @@ impl ItemMatrix {
         if query.len() != self.dim {
             return Err(Error::mismatch("query dimension", self.dim, query.len()));
         }
-        if let RowData::I8 {
-            values,
-            scales,
-            offset,
-        } = &self.data
-        {
-            return Ok(self.int8_distances(query, values, scales, offset.as_deref()));
+        if let (Some(scales), offset) = (self.data.scales(), self.data.offset()) {
+            let q = Int8Query::new(query, offset);
+            let mut dots = vec![0i32; self.rows];
+            match &self.data {
+                RowData::I4 { values, .. } => values.dots(&q.values, &mut dots),
+                RowData::I8 { values, .. } => {
+                    crate::kernel::i8_row_dots(&q.values, values, &mut dots)
+                }
+                _ => unreachable!("only integer rows have scales"),
+            }
+            return Ok(self.int8_distances(&q, &dots, scales));
         }
         let q_norm = dot(query, query);
         // Converted a block of rows at a time: one conversion call per block, not per row.
@@ -360,20 +389,11 @@ impl ItemMatrix {
         Ok(out)
     }
 
-    /// Distances to int8 rows without dequantizing them: with row = offset + s·v and
-    /// c = q − offset, `‖q − r‖² = ‖c‖² − 2s·(c·v) + s²‖v‖²`, where `c·v` is an exact
-    /// integer dot product of c quantized to i16 ([`Int8Query`]) with the row's i8 values.
-    /// Centring first keeps the terms small (no cancellation of the shared offset).
-    fn int8_distances(
-        &self,
-        query: &[f32],
-        values: &[i8],
-        scales: &[f32],
-        offset: Option<&[f32]>,
-    ) -> Vec<f32> {
-        let q = Int8Query::new(query, offset);
-        let mut dots = vec![0i32; self.rows];
-        crate::kernel::i8_row_dots(&q.values, values, &mut dots);
+    /// Distances to int8 (or int4) rows without dequantizing them: with row = offset + s·v
+    /// and c = q − offset, `‖q − r‖² = ‖c‖² − 2s·(c·v) + s²‖v‖²`, where `c·v` (`dots`) is
+    /// an exact integer dot product of c quantized to i16 ([`Int8Query`]) with the row's
+    /// integers. Centring first keeps the terms small (no cancellation of the shared offset).
+    fn int8_distances(&self, q: &Int8Query, dots: &[i32], scales: &[f32]) -> Vec<f32> {
         let base = q.centred_norm;
         dots.iter()
             .zip(scales)
@@ -573,9 +593,9 @@ mod tests {
         assert_eq!(exclusion_mask(3, &[1, 7]), vec![false, true, false]);
     }
 
-    /// int8 distances (integer dot products on a quantized query) equal the f32 distances to
-    /// the dequantized rows, with and without an offset, for dimensions off the 16-lane width,
-    /// and with invalid rows; the vectorised kernel equals the plain one exactly.
+    /// int8 and int4 distances (integer dot products on a quantized query) equal the f32
+    /// distances to the dequantized rows, with and without an offset, for dimensions off the
+    /// 16-lane width, and with invalid rows; the vectorised kernel equals the plain one exactly.
     #[test]
     fn int8_distances_equal_dequantized_f32() {
         use rand::{Rng, SeedableRng};
@@ -615,6 +635,20 @@ mod tests {
                 assert!(
                     (g.is_infinite() && w.is_infinite()) || (g - w).abs() <= 1e-4 * w.max(1.0),
                     "dim {dim}: {g} vs {w}"
+                );
+            }
+            // The same rows on int4 levels, packed: the same distances as dequantized.
+            let int4 = f32_rows.to_dtype(DType::I4);
+            let dequantized4 =
+                ItemMatrix::from_f32(int4.to_f32_values(), dim, int4.valid().to_vec()).unwrap();
+            let (got4, want4) = (
+                int4.distances(&query).unwrap(),
+                dequantized4.distances(&query).unwrap(),
+            );
+            for (g, w) in got4.iter().zip(&want4) {
+                assert!(
+                    (g.is_infinite() && w.is_infinite()) || (g - w).abs() <= 1e-4 * w.max(1.0),
+                    "int4, dim {dim}: {g} vs {w}"
                 );
             }
             let RowData::I8 { values, .. } = int8.data() else {

@@ -229,7 +229,8 @@ fn the_int8_product_reads_its_blocks_as_rows() {
 }
 
 /// The int8 memory rows' dot products (`kernel::i8_row_dots`, explicit `simd128`) equal the
-/// plain integer sums for every width around the vector length, at the extreme values.
+/// plain integer sums for every width around the vector length, at the extreme values; so do
+/// int4 rows' (`kernel::Nibbles`), which also unpack to the values packed.
 #[wasm_bindgen_test]
 fn i8_row_dots_equal_the_plain_sums() {
     for dim in [1, 8, 15, 16, 17, 31, 32, 33, 192, 193] {
@@ -258,6 +259,18 @@ fn i8_row_dots_equal_the_plain_sums() {
             let mut got = vec![0; rows];
             l2d::kernel::i8_row_dots(&query, &values, &mut got);
             assert_eq!(got, want, "dim {dim}, rows {rows}");
+            // int4 rows (the extremes −8 and 7 included), packed two per byte.
+            let values: Vec<i8> = values.iter().map(|&v| (v & 15) - 8).collect();
+            let packed = l2d::kernel::Nibbles::pack(&values, dim).unwrap();
+            assert_eq!(
+                packed.unpack_rows(0..rows),
+                values,
+                "dim {dim}, rows {rows}"
+            );
+            let mut want = vec![0; rows];
+            l2d::kernel::i8_row_dots(&query, &values, &mut want);
+            packed.dots(&query, &mut got);
+            assert_eq!(got, want, "int4, dim {dim}, rows {rows}");
         }
     }
 }
