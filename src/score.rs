@@ -71,8 +71,8 @@ pub enum DType {
     F32,
     F16,
     I8,
-    /// int8 rows on the 4-bit levels [−7, 7] (one scale per row, max / 7): scored as int8
-    /// rows in memory and on the GPU, stored two values per byte in a blob.
+    /// Integer rows on the 4-bit levels [−7, 7] (one scale per row, max / 7), two values
+    /// per byte in memory ([`RowData::I4`]) and in a blob; int8 on the GPU.
     I4,
 }
 
