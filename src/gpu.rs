@@ -12,6 +12,8 @@
 //! awaited once. Results equal the CPU scorer's up to float rounding; invalid rows score +∞
 //! as there.
 
+use std::borrow::Cow;
+
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
@@ -70,14 +72,9 @@ fn format_of(data: &RowData) -> (u32, usize) {
 
 /// The bytes of rows `first..first + rows` as the shader reads them: as they are stored (no
 /// conversion, no copy), int4 rows unpacked to int8.
-fn stored_rows(
-    data: &RowData,
-    dim: usize,
-    first: usize,
-    rows: usize,
-) -> std::borrow::Cow<'_, [u8]> {
+fn stored_rows(data: &RowData, dim: usize, first: usize, rows: usize) -> Cow<'_, [u8]> {
     let range = first * dim..(first + rows) * dim;
-    std::borrow::Cow::Borrowed(match data {
+    Cow::Borrowed(match data {
         RowData::F32(v) => bytemuck::cast_slice(&v[range]),
         RowData::F16(v) => bytemuck::cast_slice(&v[range]),
         RowData::I8 { .. } | RowData::I4 { .. } => {
@@ -85,12 +82,8 @@ fn stored_rows(
                 .integers(first..first + rows, dim)
                 .expect("integer rows")
             {
-                std::borrow::Cow::Borrowed(v) => {
-                    std::borrow::Cow::Borrowed(bytemuck::cast_slice(v))
-                }
-                std::borrow::Cow::Owned(v) => {
-                    std::borrow::Cow::Owned(v.into_iter().map(|x| x as u8).collect())
-                }
+                Cow::Borrowed(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
+                Cow::Owned(v) => Cow::Owned(v.into_iter().map(|x| x as u8).collect()),
             };
         }
     })
@@ -162,8 +155,19 @@ impl GpuScorer {
         let mut first_row = 0;
         while first_row < matrix.rows() {
             let rows = rows_per_chunk.min(matrix.rows() - first_row);
-            let bytes = stored_rows(matrix.data(), dim, first_row, rows);
-            let items = upload(&device, &queue, "items", &bytes);
+            // In blocks of rows (a multiple of 4 bytes each): int4 rows are unpacked a block
+            // at a time, never a whole chunk.
+            let block = 1024 * wgpu::COPY_BUFFER_ALIGNMENT as usize;
+            let blocks = (first_row..first_row + rows).step_by(block).map(|first| {
+                stored_rows(
+                    matrix.data(),
+                    dim,
+                    first,
+                    block.min(first_row + rows - first),
+                )
+            });
+            let len = rows * dim * value_bytes;
+            let items = upload_parts(&device, &queue, "items", len, blocks);
             let info: Vec<[f32; 2]> = (first_row..first_row + rows)
                 .map(|r| {
                     let norm = if valid[r] { norms[r] } else { f32::INFINITY };
@@ -441,21 +445,39 @@ impl GpuScorer {
 /// in the browser a mapped-at-creation buffer is staged in a wasm-side copy of its size (wasm
 /// memory never shrinks), while `write_buffer` hands WebGPU a view of the bytes where they lie.
 fn upload(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    upload_parts(device, queue, label, bytes.len(), [Cow::Borrowed(bytes)])
+}
+
+/// A storage buffer of `len` bytes written from `parts` in order (each but the last a
+/// multiple of 4 bytes long), so a caller that converts its data can hand it over a block at a
+/// time instead of holding all of it converted.
+fn upload_parts<'a>(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    label: &str,
+    len: usize,
+    parts: impl IntoIterator<Item = Cow<'a, [u8]>>,
+) -> wgpu::Buffer {
     let align = wgpu::COPY_BUFFER_ALIGNMENT as usize;
-    let whole = bytes.len() / align * align;
     let buffer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: bytes.len().div_ceil(align).max(1) as u64 * align as u64,
+        size: len.div_ceil(align).max(1) as u64 * align as u64,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    if whole > 0 {
-        queue.write_buffer(&buffer, 0, &bytes[..whole]);
-    }
-    if whole < bytes.len() {
-        let mut tail = [0u8; 4];
-        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-        queue.write_buffer(&buffer, whole as u64, &tail[..align]);
+    let mut at = 0;
+    for bytes in parts {
+        debug_assert!(at % align == 0, "every part but the last is aligned");
+        let whole = bytes.len() / align * align;
+        if whole > 0 {
+            queue.write_buffer(&buffer, at as u64, &bytes[..whole]);
+        }
+        if whole < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            queue.write_buffer(&buffer, (at + whole) as u64, &tail[..align]);
+        }
+        at += bytes.len();
     }
     buffer
 }

@@ -164,15 +164,24 @@ impl ItemMatrix {
                 dot(row, row)
             })
             .collect();
-        if let (Some(values), Some(scales)) = (
-            self.data.integers(0..self.rows, self.dim),
-            self.data.scales(),
-        ) {
-            self.centred_norms = values
-                .chunks_exact(self.dim)
-                .zip(scales)
-                .map(|(v, s)| s * s * v.iter().map(|&x| x as i32 * x as i32).sum::<i32>() as f32)
-                .collect();
+        if let Some(scales) = self.data.scales() {
+            // A block of rows at a time: int4 rows are unpacked, never all at once.
+            const BLOCK: usize = 1024;
+            let mut centred = Vec::with_capacity(self.rows);
+            for start in (0..self.rows).step_by(BLOCK) {
+                let rows = start..(start + BLOCK).min(self.rows);
+                let values = self.data.integers(rows.clone(), self.dim);
+                let values = values.expect("integer rows have integers");
+                centred.extend(
+                    values
+                        .chunks_exact(self.dim)
+                        .zip(&scales[rows])
+                        .map(|(v, s)| {
+                            s * s * v.iter().map(|&x| x as i32 * x as i32).sum::<i32>() as f32
+                        }),
+                );
+            }
+            self.centred_norms = centred;
         }
         self
     }

@@ -49,7 +49,7 @@ fn assert_same_ranking(cpu_d: &[f32], cpu_top: &[(u32, f32)], gpu_top: &[(u32, f
     }
 }
 
-/// Rows kept on the GPU in f32, f16 and (centred) int8, for dimensions that do and do not
+/// Rows kept on the GPU in f32, f16 and (centred) int8 or int4, for dimensions that do and do not
 /// fill whole 32-bit words, give the CPU's distances and top-K; the on-GPU selection gives the
 /// CPU's top-K for every k up to its limit, with exclusions, and declines above it.
 #[test]
@@ -62,6 +62,10 @@ fn every_stored_type_and_the_gpu_selection_equal_the_cpu() {
         (DType::F16, 64, 700),
         (DType::I8, 37, 1501),
         (DType::I8, 192, 2500),
+        // int4 rows are unpacked to int8 for the GPU a block of 4,096 rows at a time: 5,000
+        // rows span two blocks.
+        (DType::I4, 37, 1501),
+        (DType::I4, 192, 5000),
     ];
     for (dtype, dim, rows) in cases {
         let values: Vec<f32> = (0..rows * dim)

@@ -346,7 +346,10 @@ fn int4_rows_pack_two_per_byte_and_read_back() {
         let f32_rows = ItemMatrix::from_f32(values, dim, vec![true; rows]).unwrap();
         let int4 = f32_rows.to_dtype(DType::I4);
         assert_eq!(int4.dtype(), DType::I4);
-        assert!(matches!(int4.data(), RowData::I4 { .. }), "{dim}: packed in memory");
+        assert!(
+            matches!(int4.data(), RowData::I4 { .. }),
+            "{dim}: packed in memory"
+        );
         let q = int4.data().integers(0..rows, dim).unwrap();
         assert!(q.iter().all(|v| (-7..=7).contains(v)), "{dim}: levels");
         assert!(
