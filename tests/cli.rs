@@ -334,8 +334,8 @@ fn synthetic_catalogs_load_for_the_shipped_model() {
 
 /// `l2d update` on a tiny deployed model: a new item and new interactions are appended
 /// (memory, dataset, blobs, manifest), the model files stay byte for byte, the new item is in
-/// the blob's catalog, the same log applied twice appends nothing, and a memory from another
-/// run is refused with both counts named.
+/// the blob's catalog, the previous catalog's items parts are removed, the same log applied
+/// twice appends nothing, and a memory from another run is refused with both counts named.
 #[test]
 fn update_appends_new_interactions_and_items_without_touching_the_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,6 +363,14 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     let blob_before = read("memory.blob");
     let states = |path: &Path| l2d::memory::Memory::load(path).unwrap().len();
     let states_before = states(&memory);
+    let manifest_before: serde_json::Value =
+        serde_json::from_slice(&read("manifest.json")).unwrap();
+    let parts_before: Vec<String> = manifest_before["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
 
     std::fs::write(
         root.join("new_items.csv"),
@@ -409,6 +417,11 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     assert!(String::from_utf8(read(part))
         .unwrap()
         .contains("A Brand New Film (2026)"));
+    // The previous catalog's parts, which no manifest lists any more, are gone.
+    for old in &parts_before {
+        assert_ne!(old, part, "the catalog changed, so did its part's name");
+        assert!(!model.join(old).exists(), "stale items part {old} kept");
+    }
     assert_eq!(
         manifest["files"]["model.safetensors"]["sha256"],
         l2d::model::sha256_hex(&before[0])

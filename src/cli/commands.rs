@@ -1396,8 +1396,21 @@ pub fn update(args: UpdateArgs) -> Result<()> {
     }
     let command = manifest.command().unwrap_or("l2d update").to_string();
     write_manifest(&args.model, &dataset, manifest.scoring, &command)?;
+    // The items parts of the previous catalog that the new manifest no longer lists (new items
+    // give the parts new names): nothing reads them any more.
+    let (_, updated) = load_manifest(&args.model)?;
+    let mut removed = 0;
+    for name in manifest.items.iter().filter(|n| !updated.items.contains(n)) {
+        let path = args.model.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
     println!(
-        "appended {} states ({rate:.0} samples/s) to {} ({} states); rewrote {} and the manifest in {:.1} s",
+        "appended {} states ({rate:.0} samples/s) to {} ({} states); rewrote {} and the manifest \
+         and removed {removed} stale items part(s) in {:.1} s",
         samples.len(),
         args.memory.display(),
         memory.len(),
