@@ -320,7 +320,10 @@ pub fn refit(
 /// the kept weights, and `run.json`), KEY the sha256 of everything the run depends on — the
 /// configuration, the catalog size, and every train and valid sample's history and target —
 /// so any change to them trains anew and nothing stale is ever loaded. The files are written
-/// once training has finished (a run cut short leaves nothing to load).
+/// once training has finished, and only for a run that ended by its own rule (early stopping or
+/// its epochs): a run the wall-clock cap cut short is not kept, so a later run, perhaps on a
+/// faster machine, trains again rather than inheriting the cut. The cap is thus no part of the
+/// key.
 fn cached_run(
     cfg: &SasRecConfig,
     n_items: usize,
@@ -354,6 +357,10 @@ fn cached_run(
         return Ok((net, kept.into_run(cfg)));
     }
     let (net, run, varmap) = run(cfg, n_items, train, valid, progress)?;
+    if run.stop == Stop::TimeCap {
+        progress("sasrec: not kept for later runs (the time cap cut it short)");
+        return Ok((net, run));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     varmap.save(&weights)?;
     let text = serde_json::to_string_pretty(&KeptRun::from_run(&run)).map_err(|e| Error::Json {
@@ -364,8 +371,8 @@ fn cached_run(
     Ok((net, run))
 }
 
-/// The cache key of a run: sha256 (hex) of the configuration, the catalog size and the
-/// samples.
+/// The cache key of a run: sha256 (hex) of the configuration but its time cap, the catalog
+/// size and the samples.
 fn run_key(
     cfg: &SasRecConfig,
     n_items: usize,
@@ -374,7 +381,11 @@ fn run_key(
 ) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(format!("sasrec run v1 {cfg:?} items {n_items}").as_bytes());
+    let uncapped = SasRecConfig {
+        max_minutes: 0.0,
+        ..cfg.clone()
+    };
+    h.update(format!("sasrec run v1 {uncapped:?} items {n_items}").as_bytes());
     for (name, samples) in [("train", Some(train)), ("valid", valid)] {
         let Some(samples) = samples else { continue };
         h.update(format!("{name} {}", samples.len()).as_bytes());
@@ -596,7 +607,8 @@ mod tests {
     }
 
     /// A finished run is kept and loaded back (same rankings, same record, no training); a
-    /// changed sample, configuration or the refit protocol is another run.
+    /// changed sample, configuration or the refit protocol is another run; another time cap
+    /// is the same run; a run the time cap cut short is not kept.
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn a_kept_run_is_loaded_and_any_change_trains_anew() {
@@ -658,6 +670,36 @@ mod tests {
             .unwrap();
             assert!(trained > 0, "{what}: trained anew");
             assert_eq!(runs(), 3 + i, "{what}: kept as another run");
+        }
+        // Another time cap is the same run, loaded; a run the cap cuts short is not kept (a
+        // cap of 0 minutes stops after the first epoch), so it trains again next time.
+        let recapped = SasRecConfig {
+            max_minutes: 60.0,
+            ..cfg.clone()
+        };
+        let mut loaded = false;
+        super::train(&recapped, 6, train, valid, cache, &mut |l| {
+            loaded |= l.contains("loaded")
+        })
+        .unwrap();
+        assert!(loaded, "a different cap loads the finished run");
+        let capped = SasRecConfig {
+            max_minutes: 0.0,
+            seed: 11,
+            ..cfg.clone()
+        };
+        for _ in 0..2 {
+            let mut trained = 0;
+            let (_, run) = super::train(&capped, 6, train, valid, cache, &mut |l| {
+                trained += usize::from(l.contains("epoch"));
+            })
+            .unwrap();
+            assert_eq!(
+                (run.stop, trained),
+                (Stop::TimeCap, 1),
+                "capped: trained again"
+            );
+            assert_eq!(runs(), 4, "a capped run is not kept");
         }
     }
 }
