@@ -707,12 +707,7 @@ fn i8_row_dots_simd(query: &[i16], values: &[i8], dots: &mut [i32]) {
                 acc1 = i32x4_add(acc1, i32x4_dot_i16x8(i16x8_extend_high_i8x16(v), q1));
             }
         }
-        let acc = i32x4_add(acc0, acc1);
-        *d = i32x4_extract_lane::<0>(acc)
-            + i32x4_extract_lane::<1>(acc)
-            + i32x4_extract_lane::<2>(acc)
-            + i32x4_extract_lane::<3>(acc)
-            + dot_i16_i8(&query[full..], &row[full..]);
+        *d = lane_sum(i32x4_add(acc0, acc1)) + dot_i16_i8(&query[full..], &row[full..]);
     }
 }
 
@@ -782,9 +777,7 @@ impl Nibbles {
         let bytes = &self.bytes[r * width..(r + 1) * width];
         for (group, packed) in out.chunks_mut(32).zip(bytes.chunks_exact(16)) {
             for (i, v) in group.iter_mut().enumerate() {
-                let byte = packed[i % 16];
-                let nibble = if i < 16 { byte & 0x0f } else { byte >> 4 };
-                *v = nibble as i8 - 8;
+                *v = nibble(packed, i) as i8 - 8;
             }
         }
     }
@@ -856,17 +849,25 @@ fn nibble_dots_plain(
     }
 }
 
+/// Value `i` (0…31) of a group of sixteen [`Nibbles`] bytes, unsigned (value + 8): the low
+/// halves hold values 0–15, the high halves 16–31.
+#[inline(always)]
+fn nibble(packed: &[u8], i: usize) -> u8 {
+    let byte = packed[i % 16];
+    if i < 16 {
+        byte & 0x0f
+    } else {
+        byte >> 4
+    }
+}
+
 /// The unsigned nibbles of a row's last, partial group times the query's last values.
 #[inline(always)]
 fn nibble_tail(query: &[i16], packed: &[u8]) -> i32 {
     query
         .iter()
         .enumerate()
-        .map(|(i, &q)| {
-            let byte = packed[i % 16];
-            let nibble = if i < 16 { byte & 0x0f } else { byte >> 4 };
-            i32::from(nibble) * i32::from(q)
-        })
+        .map(|(i, &q)| i32::from(nibble(packed, i)) * i32::from(q))
         .sum()
 }
 
@@ -904,12 +905,7 @@ fn nibble_dots_simd(
                 acc1 = i32x4_add(acc1, i32x4_dot_i16x8(u16x8_extend_high_u8x16(high), q3));
             }
         }
-        let acc = i32x4_add(acc0, acc1);
-        *d = i32x4_extract_lane::<0>(acc)
-            + i32x4_extract_lane::<1>(acc)
-            + i32x4_extract_lane::<2>(acc)
-            + i32x4_extract_lane::<3>(acc)
-            + nibble_tail(&query[full * 32..], &row[full * 16..])
+        *d = lane_sum(i32x4_add(acc0, acc1)) + nibble_tail(&query[full * 32..], &row[full * 16..])
             - bias;
     }
 }
@@ -1101,6 +1097,17 @@ fn dot_rows_quad<const R: usize>(x: [&[i16]; R], block: &[i16]) -> [[i32; 4]; R]
         }
     }
     out
+}
+
+/// The sum of an `i32x4`'s four lanes (the memory rows' dot products).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn lane_sum(v: core::arch::wasm32::v128) -> i32 {
+    use core::arch::wasm32::*;
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
 }
 
 /// The lane sums of four `i32x4` accumulators, `[Σa, Σb, Σc, Σd]`, with shuffles (two rounds

@@ -633,32 +633,21 @@ mod tests {
                 };
                 ItemMatrix::from_data(data, dim, f32_rows.valid().to_vec()).unwrap()
             };
-            let dequantized =
-                ItemMatrix::from_f32(int8.to_f32_values(), dim, int8.valid().to_vec()).unwrap();
             let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-2.0..4.0)).collect();
-            let (got, want) = (
-                int8.distances(&query).unwrap(),
-                dequantized.distances(&query).unwrap(),
-            );
-            for (g, w) in got.iter().zip(&want) {
-                assert!(
-                    (g.is_infinite() && w.is_infinite()) || (g - w).abs() <= 1e-4 * w.max(1.0),
-                    "dim {dim}: {g} vs {w}"
+            // The int8 rows, and the same rows on int4 levels, packed.
+            for (what, rows) in [("int8", &int8), ("int4", &f32_rows.to_dtype(DType::I4))] {
+                let dequantized =
+                    ItemMatrix::from_f32(rows.to_f32_values(), dim, rows.valid().to_vec()).unwrap();
+                let (got, want) = (
+                    rows.distances(&query).unwrap(),
+                    dequantized.distances(&query).unwrap(),
                 );
-            }
-            // The same rows on int4 levels, packed: the same distances as dequantized.
-            let int4 = f32_rows.to_dtype(DType::I4);
-            let dequantized4 =
-                ItemMatrix::from_f32(int4.to_f32_values(), dim, int4.valid().to_vec()).unwrap();
-            let (got4, want4) = (
-                int4.distances(&query).unwrap(),
-                dequantized4.distances(&query).unwrap(),
-            );
-            for (g, w) in got4.iter().zip(&want4) {
-                assert!(
-                    (g.is_infinite() && w.is_infinite()) || (g - w).abs() <= 1e-4 * w.max(1.0),
-                    "int4, dim {dim}: {g} vs {w}"
-                );
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g.is_infinite() && w.is_infinite()) || (g - w).abs() <= 1e-4 * w.max(1.0),
+                        "{what}, dim {dim}: {g} vs {w}"
+                    );
+                }
             }
             let RowData::I8 { values, .. } = int8.data() else {
                 unreachable!()
