@@ -267,22 +267,32 @@ impl LocalIndex {
     /// items without a state are invalid rows.
     pub fn global_vectors(&self) -> Result<ItemMatrix> {
         let dim = self.states.dim();
-        let mut scratch = vec![0f32; dim];
+        let n = self.n_items();
         let mut sums = vec![0f64; dim];
-        let mut values = Vec::with_capacity(self.n_items() * dim);
-        for w in self.offsets.windows(2) {
-            sums.iter_mut().for_each(|s| *s = 0.0);
-            for r in w[0]..w[1] {
-                for (s, &v) in sums.iter_mut().zip(self.states.row_into(r, &mut scratch)) {
+        let mut values = Vec::with_capacity(n * dim);
+        // Items in catalog order, their states consecutive: an item's mean is written once
+        // the rows reach its end (items without a state get zeros, marked invalid below).
+        let mut item = 0;
+        let mut close_items_before = |row: usize, sums: &mut [f64], values: &mut Vec<f32>| {
+            while item < n && self.offsets[item + 1] <= row {
+                let count = (self.offsets[item + 1] - self.offsets[item]) as f64;
+                values.extend(
+                    sums.iter()
+                        .map(|&s| if count > 0.0 { (s / count) as f32 } else { 0.0 }),
+                );
+                sums.iter_mut().for_each(|s| *s = 0.0);
+                item += 1;
+            }
+        };
+        self.states.for_each_block(|rows, block| {
+            for (r, row) in rows.zip(block.chunks_exact(dim)) {
+                close_items_before(r, &mut sums, &mut values);
+                for (s, &v) in sums.iter_mut().zip(row) {
                     *s += v as f64;
                 }
             }
-            let count = (w[1] - w[0]) as f64;
-            values.extend(
-                sums.iter()
-                    .map(|&s| if count > 0.0 { (s / count) as f32 } else { 0.0 }),
-            );
-        }
+        });
+        close_items_before(usize::MAX, &mut sums, &mut values);
         let valid = self.offsets.windows(2).map(|w| w[1] > w[0]).collect();
         ItemMatrix::from_f32(values, dim, valid)
     }

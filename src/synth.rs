@@ -39,17 +39,18 @@ impl RowStatistics {
     /// The statistics of `matrix`'s valid rows (at least one is needed).
     pub fn of(matrix: &ItemMatrix) -> Result<Self> {
         let dim = matrix.dim();
-        let mut scratch = vec![0f32; dim];
         let (mut sum, mut sq) = (vec![0f64; dim], vec![0f64; dim]);
         let mut norms = Vec::new();
-        for r in (0..matrix.rows()).filter(|&r| matrix.valid()[r]) {
-            let row = matrix.row_into(r, &mut scratch);
-            for (d, &v) in row.iter().enumerate() {
-                sum[d] += f64::from(v);
-                sq[d] += f64::from(v) * f64::from(v);
+        let valid = matrix.valid();
+        matrix.for_each_block(|rows, block| {
+            for (_, row) in rows.zip(block.chunks_exact(dim)).filter(|&(r, _)| valid[r]) {
+                for (d, &v) in row.iter().enumerate() {
+                    sum[d] += f64::from(v);
+                    sq[d] += f64::from(v) * f64::from(v);
+                }
+                norms.push(row.iter().map(|v| v * v).sum::<f32>().sqrt());
             }
-            norms.push(row.iter().map(|v| v * v).sum::<f32>().sqrt());
-        }
+        });
         if norms.is_empty() {
             return Err(Error::Empty {
                 what: "reference blob".into(),

@@ -71,6 +71,76 @@ fn global_top_k_equals_brute_force() {
     }
 }
 
+/// Whole-matrix passes (all values as f32, squared norms, L2D-G means) convert a block of
+/// rows at a time: each must equal the row-by-row reading in every storage, for row counts
+/// below, at and across block boundaries, with items whose states straddle a boundary and
+/// items without a state first, between and last.
+#[test]
+fn whole_matrix_passes_equal_row_by_row_reading() {
+    use l2d::score::{ItemMatrix, BLOCK_ROWS};
+    let dim = 7;
+    for rows in [1, BLOCK_ROWS, BLOCK_ROWS + 1, 2 * BLOCK_ROWS + 300] {
+        // Item counts: 0 first, then groups of 3, 500 and 0 repeated, the rest last, then 0.
+        let mut counts = vec![0u32];
+        let mut left = rows as u32;
+        for &c in [3u32, 500, 0].iter().cycle() {
+            if left == 0 {
+                break;
+            }
+            counts.push(c.min(left));
+            left -= c.min(left);
+        }
+        counts.push(0);
+        let values: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * (1.0 + (i % 3) as f32))
+            .collect();
+        let f32_rows = ItemMatrix::from_f32(values, dim, vec![true; rows]).unwrap();
+        for dtype in [DType::F32, DType::F16, DType::I8, DType::I4] {
+            let m = f32_rows.to_dtype(dtype);
+            let case = format!("{rows} rows, {dtype:?}");
+            let mut scratch = vec![0f32; dim];
+            let by_row: Vec<f32> = (0..rows)
+                .flat_map(|r| m.row_into(r, &mut scratch).to_vec())
+                .collect();
+            assert_eq!(m.to_f32_values(), by_row, "{case}: values");
+            let norms: Vec<f32> = by_row
+                .chunks(dim)
+                .map(|r| r.iter().map(|v| v * v).sum())
+                .collect();
+            for (r, (got, want)) in m.norms().iter().zip(&norms).enumerate() {
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.max(1.0),
+                    "{case}: norm {r}"
+                );
+            }
+            let global = LocalIndex::from_grouped(m.clone(), &counts)
+                .unwrap()
+                .global_vectors()
+                .unwrap();
+            assert_eq!(global.rows(), counts.len(), "{case}: one vector per item");
+            let mut start = 0;
+            for (item, &c) in counts.iter().enumerate() {
+                let c = c as usize;
+                assert_eq!(global.valid()[item], c > 0, "{case}: item {item} valid");
+                let got = global.row_into(item, &mut scratch).to_vec();
+                for d in 0..dim {
+                    let want = if c == 0 {
+                        0.0
+                    } else {
+                        (by_row[start * dim..(start + c) * dim]
+                            .chunks(dim)
+                            .map(|r| f64::from(r[d]))
+                            .sum::<f64>()
+                            / c as f64) as f32
+                    };
+                    assert_eq!(got[d], want, "{case}: item {item} dim {d}");
+                }
+                start += c;
+            }
+        }
+    }
+}
+
 #[test]
 fn local_with_large_m_equals_global_and_small_m_uses_nearest_states() {
     let mut rng = StdRng::seed_from_u64(2);

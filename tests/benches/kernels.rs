@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the pieces of the L2D path, on the shipped model and memory blob
 //! (`cargo bench`): the read-out forward pass against the full one, tokenization against assembled prompt ids, distance
-//! scoring per dtype, bounded-heap top-K (3,496 and 10⁶ items), L2D-L aggregation and blob parsing. Prints medians and
+//! scoring per dtype, bounded-heap top-K (3,496 and 10⁶ items), L2D-L aggregation, blob parsing and the representations
+//! built from it. Prints medians and
 //! throughputs; speed goals are figures here, never timed assertions. The whole-path comparison
 //! with beam search is `l2d bench`; the browser's is `www/bench.html`.
 
@@ -207,6 +208,12 @@ fn main() {
     println!(
         "parse + verify blob       {parse:8.3} ms  ({:.0} MB/s)",
         blob_bytes.len() as f64 / parse / 1e3
+    );
+    let represent = median_ms(10, || {
+        black_box(l2d::recommend::Representations::from_blob(blob.clone()).unwrap());
+    });
+    println!(
+        "blob → representations    {represent:8.3} ms  (norms were computed at parse; L2D-G means, cold vectors)"
     );
     let parts = blob.items_parts();
     let part_bytes: usize = parts.iter().map(Vec::len).sum();
