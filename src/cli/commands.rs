@@ -51,12 +51,7 @@ fn load_model(path: &Path) -> Result<Model> {
 
 /// [`load_model`], its linear layers multiplying as `weights` says.
 fn load_model_with(path: &Path, weights: l2d::model::Weights) -> Result<Model> {
-    let mut model = load_model(path)?;
-    model
-        .net
-        .set_weights(weights)
-        .with_context(|| format!("{} weights for {}", weights.name(), path.display()))?;
-    Ok(model)
+    multiplying(load_model(path)?, weights, path)
 }
 
 /// The model of deployment directory `dir` as the page loads it: the manifest's weights file,
@@ -65,9 +60,13 @@ fn load_deployed_model(dir: &Path, manifest: &Manifest) -> Result<Model> {
     let files = manifest
         .model_files(dir)
         .with_context(|| format!("reading the model files of {}", dir.display()))?;
-    let mut model = Model::from_files(&files)
+    let model = Model::from_files(&files)
         .with_context(|| format!("loading {}", dir.join(manifest.weights_file()).display()))?;
-    let weights = manifest.scoring.weights;
+    multiplying(model, manifest.scoring.weights, dir)
+}
+
+/// `model` (loaded from `dir`) with its linear layers multiplying as `weights` says.
+fn multiplying(mut model: Model, weights: l2d::model::Weights, dir: &Path) -> Result<Model> {
     model
         .net
         .set_weights(weights)
