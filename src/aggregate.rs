@@ -154,6 +154,17 @@ pub struct ScoreOptions {
     pub local_min_states: u32,
     /// Parameters of density mode (required by it, unused by the others).
     pub density: Option<Density>,
+    /// Weight λ of the follows term, `score − λ·ln(1 + Σ_k decay^k · W[h_k → j])`
+    /// (`crate::follows`; 0 = off). Every mode.
+    pub follows: f32,
+}
+
+impl ScoreOptions {
+    /// Whether global and local scores are adjusted distances (`‖h − r‖` less a prior or a
+    /// follows term) rather than plain squared distances.
+    pub fn adjusts_distance(&self) -> bool {
+        self.popularity_prior != 0.0 || self.follows != 0.0
+    }
 }
 
 impl Density {

@@ -52,7 +52,7 @@ pub fn l2d_path<'a>(
 ) -> Path<'a> {
     Box::new(move |h: &[ItemIndex]| {
         let q = query_state(model, catalog, h)?;
-        Ok(rank(reps, &q, mode, k, &[])?.len())
+        Ok(rank(reps, &q, mode, k, (h, h))?.len())
     })
 }
 
@@ -81,7 +81,7 @@ pub fn grown_by_one_latency(
         )?;
         let start = Instant::now();
         let (q, _) = encoder.encode(model, &model.history_prompt_ids(catalog, h)?)?;
-        std::hint::black_box(rank(reps, &q, mode, k, &[])?);
+        std::hint::black_box(rank(reps, &q, mode, k, (h, h))?);
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Ok(Latency::of(times))

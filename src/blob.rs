@@ -11,7 +11,8 @@
 //!                                4 / 5 = as 2 / 3 with int4 values (each in [-8, 7], two per
 //!                                byte, the first in the low four bits; a row of odd dim
 //!                                ends in a half byte whose high half is 0)
-//!  14  flags            u16      bit 1: cold-start vectors present (bit 0 unused)
+//!  14  flags            u16      bit 1: cold-start vectors present, bit 2: follows section
+//!                                present (bit 0 unused)
 //!  16  items            u32      catalog size
 //!  20  rows             u32      matrix rows (= items for global, = states for memory)
 //!  24  dim              u32      vector dimension (= the model's hidden size)
@@ -28,6 +29,8 @@
 //!   if bit 1: one vector per item whose count is 0, in catalog order, in the same dtype
 //!             (int8: their offset for dtype 3, scales, then values) — the cold-start
 //!             rule's item vectors
+//!   if bit 2: u32 byte length, then the follow weights (`crate::follows`: per item a
+//!             LEB128 pair count, then LEB128 target gaps and one-byte weight levels)
 //! ```
 //! Reading checks every length against the bytes actually present before allocating.
 //!
@@ -43,6 +46,7 @@ use half::f16;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ItemTexts};
+use crate::follows::Follows;
 use crate::kernel::Nibbles;
 use crate::model::hex;
 use crate::score::{DType, ItemMatrix, RowData};
@@ -111,6 +115,8 @@ pub enum BlobError {
     ItemCount { expected: usize, found: usize },
     #[error("memory counts sum to {found} but the blob has {expected} rows")]
     CountMismatch { expected: u64, found: u64 },
+    #[error(transparent)]
+    Follows(#[from] crate::follows::FollowsError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -134,6 +140,9 @@ pub struct Blob {
     /// Vectors for the items whose count is 0, in catalog order (the cold-start rule of
     /// `Representations::fill_cold_from_titles`); `None` = such items are ranked last.
     pub cold: Option<ItemMatrix>,
+    /// Which items followed which in the memory's samples (the `follows` scoring option);
+    /// `None` = not stored.
+    pub follows: Option<Follows>,
 }
 
 impl Blob {
@@ -156,6 +165,7 @@ impl Blob {
             counts,
             matrix,
             cold: None,
+            follows: None,
         };
         blob.check_shape()?;
         Ok(blob)
@@ -197,6 +207,13 @@ impl Blob {
         Ok(self)
     }
 
+    /// Adds follow weights (over the same catalog).
+    pub fn with_follows(mut self, follows: Follows) -> Result<Self, BlobError> {
+        self.follows = Some(follows);
+        self.check_shape()?;
+        Ok(self)
+    }
+
     /// Items whose count is 0, in catalog order (the rows of [`Blob::cold`]).
     pub fn cold_items(&self) -> Vec<crate::catalog::ItemIndex> {
         crate::catalog::stateless_items(&self.counts)
@@ -228,6 +245,15 @@ impl Blob {
                     cold.rows(),
                     cold.dim(),
                     self.matrix.dim()
+                )));
+            }
+        }
+        if let Some(follows) = &self.follows {
+            if follows.n_items() != self.counts.len() {
+                return Err(BlobError::Invalid(format!(
+                    "follow weights over {} items for a blob of {} items",
+                    follows.n_items(),
+                    self.counts.len()
                 )));
             }
         }
@@ -288,7 +314,12 @@ impl Blob {
         if let Some(cold) = &self.cold {
             put_rows(&mut payload, cold, centred);
         }
-        let flags = (self.cold.is_some() as u16) << 1;
+        if let Some(follows) = &self.follows {
+            let section = follows.to_bytes();
+            payload.extend_from_slice(&(section.len() as u32).to_le_bytes());
+            payload.extend_from_slice(&section);
+        }
+        let flags = (self.cold.is_some() as u16) << 1 | (self.follows.is_some() as u16) << 2;
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
@@ -362,14 +393,15 @@ impl Blob {
             }
         };
         let flags = r.u16("flags")?;
-        if flags & !2 != 0 {
+        if flags & !6 != 0 {
             return Err(BlobError::OutOfRange {
                 field: "flags",
                 found: flags as u64,
-                expected: "0 or 2 (bit 1 cold-start vectors)".into(),
+                expected: "bits 1 (cold-start vectors) and 2 (follows) only".into(),
             });
         }
         let has_cold = flags & 2 == 2;
+        let has_follows = flags & 4 == 4;
         let n_items = r.u32("items")? as usize;
         let rows = r.u32("rows")? as usize;
         let dim = r.u32("dim")? as usize;
@@ -437,6 +469,13 @@ impl Blob {
         } else {
             None
         };
+        let follows = if has_follows {
+            let length = r.u32("follows length")? as usize;
+            let section = r.take(length, "follows section")?;
+            Some(Follows::from_bytes(&section, n_items)?)
+        } else {
+            None
+        };
         if r.pos != total {
             return Err(BlobError::TrailingBytes {
                 extra: total - r.pos,
@@ -456,6 +495,7 @@ impl Blob {
             counts,
             matrix,
             cold,
+            follows,
         };
         blob.check_shape()?;
         Ok(blob)

@@ -304,7 +304,7 @@ pub fn l2d_recall(
     let reps = Representations::from_memory(&memory, catalog.len(), Geometry::plain())?;
     let mut hits = 0usize;
     for (q, &target) in states.items.iter().enumerate() {
-        let scores = reps.distances(states.state(q), mode)?;
+        let scores = reps.distances(states.state(q), mode, &[])?;
         if rank_of(&scores, target) < k {
             hits += 1;
         }
@@ -421,15 +421,38 @@ pub fn representations(
     Ok(reps)
 }
 
-/// The top-[`EVAL_DEPTH`] ranking of every query state (rows of `queries`), in parallel.
+/// Checks that there is one history per query when a scoring `needs` them (the follows
+/// term), and that any given are one per query.
+fn check_histories(needs: bool, histories: &[&[ItemIndex]], queries: usize) -> Result<()> {
+    if (needs || !histories.is_empty()) && histories.len() != queries {
+        return Err(Error::mismatch(
+            "query histories",
+            format!("one per query ({queries})"),
+            histories.len(),
+        ));
+    }
+    Ok(())
+}
+
+/// The top-[`EVAL_DEPTH`] ranking of every query state (rows of `queries`, made from
+/// `histories`: the follows term's input, empty when the scoring has none), in parallel.
 pub fn rank_queries(
     reps: &Representations,
     queries: &Memory,
+    histories: &[&[ItemIndex]],
     mode: Mode,
 ) -> Result<Vec<Vec<ItemIndex>>> {
+    check_histories(reps.options.follows != 0.0, histories, queries.len())?;
     (0..queries.len())
         .into_par_iter()
-        .map(|q| Ok(top_items(&reps.distances(queries.state(q), mode)?)))
+        .map(|q| {
+            let history = histories.get(q).copied().unwrap_or_default();
+            Ok(top_items(&reps.distances(
+                queries.state(q),
+                mode,
+                history,
+            )?))
+        })
         .collect()
 }
 
@@ -444,7 +467,8 @@ pub fn rank_queries_local(
         .into_par_iter()
         .map(|q| {
             Ok(reps
-                .local_scores(queries.state(q), ms)?
+                // Representations from a memory carry no follow weights: no history needed.
+                .local_scores(queries.state(q), ms, &[])?
                 .iter()
                 .map(|scores| top_items(scores))
                 .collect())
@@ -527,7 +551,7 @@ pub fn latent_reports(
             } else {
                 vec![(
                     format!("L2D-G{suffix}"),
-                    rank_queries(&reps, queries, Mode::Global)?,
+                    rank_queries(&reps, queries, &[], Mode::Global)?,
                 )]
             };
             let seconds = start.elapsed().as_secs_f64();
@@ -572,6 +596,27 @@ pub fn popularity_report(targets: &[ItemIndex], train_counts: &[u32]) -> Report 
         targets,
         train_counts,
     )
+}
+
+/// The item-to-item baseline's report (`crate::follows` alone: items by what followed the
+/// query's history in the memory's samples, then by train-target count).
+pub fn follows_report(
+    follows: &crate::follows::Follows,
+    histories: &[&[ItemIndex]],
+    targets: &[ItemIndex],
+    train_counts: &[u32],
+) -> Result<Report> {
+    check_histories(true, histories, targets.len())?;
+    let rankings: Vec<Vec<ItemIndex>> = histories
+        .par_iter()
+        .map(|h| follows.ranking(h, train_counts, EVAL_DEPTH))
+        .collect();
+    Ok(evaluate(
+        "item-to-item follows",
+        &rankings,
+        targets,
+        train_counts,
+    ))
 }
 
 /// Beam-search reports, one per width, on a seeded subset of at most `limit` of `samples`
@@ -622,13 +667,13 @@ pub fn shipped_report(
     model: &Model,
     blob: Blob,
     scoring: &Scoring,
-    queries: &Memory,
+    (queries, histories): (&Memory, &[&[ItemIndex]]),
     targets: &[ItemIndex],
     train_counts: &[u32],
 ) -> Result<Report> {
     let (_, mut reps) = load_blob(model, blob, "shipped blob")?;
     reps.apply_scoring(scoring)?;
-    let rankings = rank_queries(&reps, queries, scoring.mode()?)?;
+    let rankings = rank_queries(&reps, queries, histories, scoring.mode()?)?;
     Ok(evaluate(
         &format!("{SHIPPED_LABEL}{}", scoring.label()),
         &rankings,
@@ -649,7 +694,7 @@ pub const INT8_TOLERANCE: f64 = 0.002;
 pub fn choose_weights(
     base: &Representations,
     (scoring, f32_report): (&Scoring, &Report),
-    int8_states: &Memory,
+    (int8_states, histories): (&Memory, &[&[ItemIndex]]),
     (targets, train_counts): (&[ItemIndex], &[u32]),
     progress: QueryProgress,
 ) -> Result<(Weights, Report)> {
@@ -660,7 +705,7 @@ pub fn choose_weights(
     let report = score_candidates(
         base,
         std::slice::from_ref(&candidate),
-        int8_states,
+        (int8_states, histories),
         targets,
         train_counts,
         progress,
@@ -716,25 +761,32 @@ pub fn nearest_state_scale(base: &Representations, queries: &Memory) -> Result<f
         })
 }
 
+/// Follows-term weights tried (`crate::follows`; the 0 of every earlier stage is the off
+/// state), in the scores' own units: nats for density, distances for the other modes.
+pub const CHOOSE_FOLLOWS: [f32; 6] = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0];
+
 /// Adaptive thresholds tried for local mode (0 = every item local).
 pub const CHOOSE_LOCAL_MIN: [u32; 6] = [0, 2, 3, 5, 10, 20];
 
 /// Called with (queries done, total) while a pass over the queries runs (from any thread).
 pub type QueryProgress<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
-/// Reports for several scorings of the same representations in one pass over the queries:
-/// each query's distances to the memory states (and item vectors) are computed once and every
-/// candidate is aggregated from them; `progress` hears every 64th query and the last.
+/// Reports for several scorings of the same representations in one pass over the queries
+/// (states of `histories`, the follows term's input): each query's distances to the memory
+/// states (and item vectors) are computed once and every candidate is aggregated from them;
+/// `progress` hears every 64th query and the last.
 pub fn score_candidates(
     base: &Representations,
     candidates: &[Scoring],
-    queries: &Memory,
+    (queries, histories): (&Memory, &[&[ItemIndex]]),
     targets: &[ItemIndex],
     train_counts: &[u32],
     progress: QueryProgress,
 ) -> Result<Vec<Report>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
     assert_eq!(queries.len(), targets.len(), "one target per query");
+    let follows = candidates.iter().any(|c| c.follows != 0.0);
+    check_histories(follows, histories, queries.len())?;
     // Each candidate's mode and options, validated once (not per query).
     let (modes, options): (Vec<Mode>, Vec<ScoreOptions>) = candidates
         .iter()
@@ -763,7 +815,8 @@ pub fn score_candidates(
                         to_global.clone()
                     }
                     .expect("computed for every mode among the candidates");
-                    let scores = base.scores_with(&q, rows, mode, options)?;
+                    let history = histories.get(i).copied().unwrap_or_default();
+                    let scores = base.scores_with(&q, rows, mode, options, history)?;
                     let rank = rank_of(&scores, targets[i]);
                     Ok((rank < EVAL_DEPTH).then_some(rank as u32))
                 })
@@ -854,7 +907,7 @@ pub fn cheapest_within_noise(
 /// passes over the queries. Returns the choice and every evaluated variant.
 pub fn choose_scoring(
     base: &Representations,
-    queries: &Memory,
+    (queries, histories): (&Memory, &[&[ItemIndex]]),
     targets: &[ItemIndex],
     train_counts: &[u32],
     progress: &mut dyn FnMut(&Report),
@@ -866,7 +919,7 @@ pub fn choose_scoring(
         let stage_reports = score_candidates(
             base,
             &candidates,
-            queries,
+            (queries, histories),
             targets,
             train_counts,
             queries_done,
@@ -961,6 +1014,20 @@ pub fn choose_scoring(
                 .collect();
             stage(thresholds, &mut evaluated)?;
         }
+    }
+    // Last, the follows term, on whatever leads, when the blob stores follow weights.
+    if base.follows.is_some() {
+        let chosen = evaluated[best_of(&evaluated, None).expect("a candidate")]
+            .0
+            .clone();
+        let weights = CHOOSE_FOLLOWS
+            .into_iter()
+            .map(|follows| Scoring {
+                follows,
+                ..chosen.clone()
+            })
+            .collect();
+        stage(weights, &mut evaluated)?;
     }
     let best = best_of(&evaluated, None).expect("a candidate");
     let (scorings, mut reports): (Vec<Scoring>, Vec<Report>) = evaluated.into_iter().unzip();

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
+pub mod follows;
 pub mod gpu;
 pub mod int8_file;
 pub mod kernel;

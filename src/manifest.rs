@@ -68,10 +68,19 @@ pub struct Scoring {
     /// Density mode's kernel bandwidth and count exponent (required by `density`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub density: Option<Density>,
+    /// Weight λ of the follows term (`crate::follows`: items that followed the history's
+    /// items in the memory's samples score `λ·ln(1 + weight)` better; 0 = off, the paper's
+    /// scores). Needs a blob with follow weights.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub follows: f32,
     /// How the model's linear layers multiply (`f32` when absent): the query states the
     /// scoring above was chosen and evaluated with.
     #[serde(default, skip_serializing_if = "is_f32")]
     pub weights: Weights,
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 fn is_f32(weights: &Weights) -> bool {
@@ -92,6 +101,7 @@ impl Default for Scoring {
             m: default_m(),
             popularity_prior: 0.0,
             local_min_states: 0,
+            follows: 0.0,
             density: None,
             weights: Weights::F32,
         }
@@ -115,6 +125,12 @@ impl Scoring {
             return Err(Error::invalid(
                 "scoring.popularity_prior",
                 format!("{} (expected a finite number ≥ 0)", self.popularity_prior),
+            ));
+        }
+        if !self.follows.is_finite() || self.follows < 0.0 {
+            return Err(Error::invalid(
+                "scoring.follows",
+                format!("{} (expected a finite number ≥ 0)", self.follows),
             ));
         }
         if let Some(density) = &self.density {
@@ -147,6 +163,7 @@ impl Scoring {
             popularity_prior: self.popularity_prior,
             local_min_states: self.local_min_states,
             density: self.density,
+            follows: self.follows,
         })
     }
 
@@ -170,6 +187,9 @@ impl Scoring {
         }
         if self.local_min_states > 1 && self.mode == "local" {
             extras.push(format!("local≥{}", self.local_min_states));
+        }
+        if self.follows != 0.0 {
+            extras.push(format!("follows={}", self.follows));
         }
         if self.weights != Weights::F32 {
             extras.push(format!("{} weights", self.weights.name()));
@@ -535,7 +555,7 @@ mod tests {
     #[test]
     fn invalid_manifests_are_refused_naming_the_field() {
         type Edit = fn(&mut Manifest);
-        let cases: [(Edit, &str); 16] = [
+        let cases: [(Edit, &str); 18] = [
             (|m| m.format = "l2d-manifest-0".into(), "format"),
             (
                 |m| m.files.get_mut("memory.blob").unwrap().sha256 = "xyz".into(),
@@ -580,6 +600,8 @@ mod tests {
                 |m| m.scoring.popularity_prior = -1.0,
                 "scoring.popularity_prior",
             ),
+            (|m| m.scoring.follows = -0.5, "scoring.follows"),
+            (|m| m.scoring.follows = f32::INFINITY, "scoring.follows"),
             (|m| m.scoring.mode = "density".into(), "scoring.density"),
             (
                 |m| {
@@ -631,9 +653,20 @@ mod tests {
                     popularity_prior: 0.5,
                     local_min_states: 3,
                     density: None,
+                    follows: 0.0,
                     weights: Weights::F32,
                 },
                 "L2D-L (M=10) [prior=0.5, local≥3]",
+            ),
+            (
+                Scoring {
+                    mode: "density".into(),
+                    density: Some(Density::new(34.5, 0.25)),
+                    follows: 0.5,
+                    weights: Weights::Int8,
+                    ..Scoring::default()
+                },
+                "density (bandwidth=34.5, β=0.25) [follows=0.5, int8 weights]",
             ),
             (
                 Scoring {
@@ -660,9 +693,18 @@ mod tests {
         assert_eq!(parsed, Scoring::default());
         // f32 weights are left out of the manifest (older manifests read the same); others
         // are written and read back; an unknown name is refused.
-        assert!(!serde_json::to_string(&Scoring::default())
-            .unwrap()
-            .contains("weights"));
+        // So is a follows weight of 0.
+        let default = serde_json::to_string(&Scoring::default()).unwrap();
+        assert!(
+            !default.contains("weights") && !default.contains("follows"),
+            "{default}"
+        );
+        let follows = Scoring {
+            follows: 0.25,
+            ..Scoring::default()
+        };
+        let text = serde_json::to_string(&follows).unwrap();
+        assert_eq!(serde_json::from_str::<Scoring>(&text).unwrap(), follows);
         let int8 = Scoring {
             weights: Weights::Int8,
             ..Scoring::default()

@@ -6,6 +6,7 @@ use crate::aggregate::{Geometry, LocalIndex, ScoreOptions};
 use crate::blob::{Blob, BlobKind};
 use crate::catalog::{stateless_items, Catalog, ItemIndex};
 use crate::error::{Error, Result};
+use crate::follows::Follows;
 use crate::manifest::Scoring;
 use crate::memory::Memory;
 use crate::model::{Model, QueryEncoder};
@@ -28,8 +29,12 @@ pub struct Representations {
     /// Items without memory states that [`Representations::fill_cold_from_titles`] gave a
     /// vector (in `global`); empty = the default rule, cold items ranked last.
     pub cold_filled: Vec<ItemIndex>,
-    /// Popularity prior, adaptive threshold and density parameters (a manifest's scoring).
+    /// Popularity prior, adaptive threshold, density parameters and follows weight (a
+    /// manifest's scoring).
     pub options: ScoreOptions,
+    /// Which items followed which in the memory's samples, when the blob stores them (the
+    /// `follows` scoring option).
+    pub follows: Option<Follows>,
 }
 
 impl Representations {
@@ -44,6 +49,7 @@ impl Representations {
             geometry,
             cold_filled: Vec::new(),
             options: ScoreOptions::default(),
+            follows: None,
         })
     }
 
@@ -63,6 +69,7 @@ impl Representations {
 
     /// The blob's rows and counts, moved (a million-item catalog is not copied).
     fn from_blob_rows(blob: Blob) -> Result<Self> {
+        let follows = blob.follows;
         match blob.kind {
             BlobKind::Global => Ok(Representations {
                 global: blob.matrix,
@@ -71,6 +78,7 @@ impl Representations {
                 geometry: Geometry::plain(),
                 cold_filled: Vec::new(),
                 options: ScoreOptions::default(),
+                follows,
             }),
             BlobKind::Memory => {
                 let local = LocalIndex::from_grouped(blob.matrix, &blob.counts)?;
@@ -81,6 +89,7 @@ impl Representations {
                     geometry: Geometry::plain(),
                     cold_filled: Vec::new(),
                     options: ScoreOptions::default(),
+                    follows,
                 })
             }
         }
@@ -89,7 +98,17 @@ impl Representations {
     /// Applies a manifest's scoring options (popularity prior, adaptive local/global rule,
     /// density parameters); the mode itself is chosen per query.
     pub fn apply_scoring(&mut self, scoring: &Scoring) -> Result<()> {
-        self.options = scoring.options()?;
+        let options = scoring.options()?;
+        if options.follows != 0.0 && self.follows.is_none() {
+            return Err(Error::invalid(
+                "scoring.follows",
+                format!(
+                    "{} needs a blob with follow weights (rebuild it with `l2d blobs`)",
+                    options.follows
+                ),
+            ));
+        }
+        self.options = options;
         Ok(())
     }
 
@@ -105,11 +124,11 @@ impl Representations {
 
     /// Ranking scores (smaller is better) from an (untransformed) query state to every item:
     /// squared distances, with a popularity prior `‖h − r‖ − w·ln(1 + states)`, or density
-    /// scores.
-    pub fn distances(&self, query: &[f32], mode: Mode) -> Result<Vec<f32>> {
+    /// scores; less the follows term of `history` (oldest first) when the scoring has one.
+    pub fn distances(&self, query: &[f32], mode: Mode, history: &[ItemIndex]) -> Result<Vec<f32>> {
         let q = self.prepared_query(query);
         let to_rows = self.rows(mode)?.distances(&q)?;
-        self.scores_from_row_distances(&q, to_rows, mode)
+        self.scores_from_row_distances(&q, to_rows, mode, history)
     }
 
     /// The query in the representations' geometry (what row distances are computed from).
@@ -130,14 +149,16 @@ impl Representations {
 
     /// Item scores from a prepared query's squared distances to [`Representations::rows`]
     /// (computed on the CPU or the GPU): local or density aggregation when `mode` asks for it,
-    /// then the popularity prior.
+    /// then the popularity prior, then the follows term of `history` (the query's items,
+    /// oldest first).
     pub fn scores_from_row_distances(
         &self,
         q: &[f32],
         to_rows: Vec<f32>,
         mode: Mode,
+        history: &[ItemIndex],
     ) -> Result<Vec<f32>> {
-        self.scores_with(q, to_rows, mode, &self.options)
+        self.scores_with(q, to_rows, mode, &self.options, history)
     }
 
     /// [`Representations::scores_from_row_distances`] with other scoring options than this
@@ -148,6 +169,7 @@ impl Representations {
         to_rows: Vec<f32>,
         mode: Mode,
         options: &ScoreOptions,
+        history: &[ItemIndex],
     ) -> Result<Vec<f32>> {
         // Squared distance to an item's global row (cold and adaptive items); the scratch
         // row is made only by the modes that need it.
@@ -190,10 +212,17 @@ impl Representations {
                 for &i in &self.cold_filled {
                     scores[i as usize] = density.cold_score(to_global(i as usize, &mut scratch));
                 }
-                return Ok(scores);
+                scores
             }
         };
-        Ok(apply_prior(squared, &self.counts, options.popularity_prior))
+        let mut scores = match mode {
+            Mode::Density => squared,
+            _ => adjusted_distances(squared, &self.counts, options),
+        };
+        if let (Some(follows), true) = (&self.follows, options.follows != 0.0) {
+            follows.apply(history, options.follows, &mut scores);
+        }
+        Ok(scores)
     }
 
     /// The cold-start rule "title": gives every item without memory states a vector instead of
@@ -292,11 +321,18 @@ impl Representations {
     }
 
     /// L2D-L scores for several M at once (the query-to-state distances are computed once).
-    pub fn local_scores(&self, query: &[f32], ms: &[usize]) -> Result<Vec<Vec<f32>>> {
+    pub fn local_scores(
+        &self,
+        query: &[f32],
+        ms: &[usize],
+        history: &[ItemIndex],
+    ) -> Result<Vec<Vec<f32>>> {
         let q = self.prepared_query(query);
         let to_states = self.local_index()?.states().distances(&q)?;
         ms.iter()
-            .map(|&m| self.scores_from_row_distances(&q, to_states.clone(), Mode::Local { m }))
+            .map(|&m| {
+                self.scores_from_row_distances(&q, to_states.clone(), Mode::Local { m }, history)
+            })
             .collect()
     }
 
@@ -326,15 +362,16 @@ impl Representations {
     }
 
     /// Whether `mode` ranks items by their row's distance alone (L2D-G without a popularity
-    /// prior): then the rows nearest to the query are the ranking ([`finish_nearest`]).
+    /// prior or follows term): then the rows nearest to the query are the ranking
+    /// ([`finish_nearest`]).
     pub fn ranks_by_row_distance(&self, mode: Mode) -> bool {
-        mode == Mode::Global && self.options.popularity_prior == 0.0
+        mode == Mode::Global && !self.options.adjusts_distance()
     }
 
-    /// A ranking score in `mode` as a distance for display: `‖h − r‖` without a prior, the
-    /// adjusted score with one, the density score as it is.
+    /// A ranking score in `mode` as a distance for display: `‖h − r‖` without a prior or
+    /// follows term, the adjusted score with one, the density score as it is.
     pub fn display_distance(&self, score: f32, mode: Mode) -> f32 {
-        if self.options.popularity_prior == 0.0 && mode != Mode::Density {
+        if !self.options.adjusts_distance() && mode != Mode::Density {
             score.sqrt()
         } else {
             score
@@ -342,10 +379,12 @@ impl Representations {
     }
 }
 
-/// Ranking scores with a popularity prior `w`: `‖h − r‖ − w·ln(1 + states)` from squared
-/// distances (unchanged when `w` is 0).
-fn apply_prior(mut squared: Vec<f32>, counts: &[u32], weight: f32) -> Vec<f32> {
-    if weight != 0.0 {
+/// Ranking scores from squared distances when `options` adjust them (a popularity prior `w`
+/// or a follows term): `‖h − r‖ − w·ln(1 + states)`, the follows term subtracted later;
+/// unchanged squared distances otherwise.
+fn adjusted_distances(mut squared: Vec<f32>, counts: &[u32], options: &ScoreOptions) -> Vec<f32> {
+    if options.adjusts_distance() {
+        let weight = options.popularity_prior;
         for (d, &c) in squared.iter_mut().zip(counts) {
             *d = d.sqrt() - weight * (1.0 + c as f32).ln();
         }
@@ -489,7 +528,7 @@ pub fn finish(
             .map(|i| (i, f32::NAN))
             .collect()),
         (Some(q), Some(to_rows)) => {
-            let scores = reps.scores_from_row_distances(q, to_rows, query.mode)?;
+            let scores = reps.scores_from_row_distances(q, to_rows, query.mode, &query.history)?;
             Ok(reps.top(&scores, query.mode, query.k, &query.exclude))
         }
         (Some(_), None) => Err(Error::invalid(
@@ -539,15 +578,16 @@ pub fn recommend(
     finish(reps, &query, to_rows)
 }
 
-/// Top-`k` items for a query state; `exclude` items (e.g. the history) are left out.
+/// Top-`k` items for a query state of `history` (oldest first, for the follows term);
+/// `exclude` items (e.g. the history) are left out.
 pub fn rank(
     reps: &Representations,
     query: &[f32],
     mode: Mode,
     k: usize,
-    exclude: &[ItemIndex],
+    (history, exclude): (&[ItemIndex], &[ItemIndex]),
 ) -> Result<Vec<(ItemIndex, f32)>> {
-    let distances = reps.distances(query, mode)?;
+    let distances = reps.distances(query, mode, history)?;
     Ok(top_k(&distances, k, exclude))
 }
 
@@ -562,7 +602,15 @@ pub struct BlobSpec {
     pub keep: crate::memory::Keep,
     /// Largest blob size in bytes: a memory blob keeps the largest fraction that fits.
     pub max_bytes: Option<u64>,
+    /// Follow weights to store (the `follows` scoring option), from every sample of the
+    /// memory; under `max_bytes` they take at most [`FOLLOWS_SHARE`] of it, their weakest
+    /// pairs dropped first, and the states the rest.
+    pub follows: Option<Follows>,
 }
+
+/// The most of a blob's byte budget its follow weights may take (the states take the rest): a
+/// share of the budget, not a tuned constant.
+pub const FOLLOWS_SHARE: f64 = 0.25;
 
 /// The download budget of the recipe, in bytes as stored (gzip only shrinks them): the model
 /// files a first visit fetches (with the int8 weights file) plus the memory blob and its items
@@ -577,10 +625,11 @@ pub const MEMORY_DTYPE: crate::score::DType = crate::score::DType::I4;
 /// The recipe's blobs, by file name: the global blob (f16) and the memory blob (rows of
 /// `memory_dtype`, int8 or int4; the newest states, in time order for the D3 protocol, that
 /// keep it within `blob_budget` bytes with the items parts), both with cold-start title
-/// vectors.
+/// vectors and `follows` when given.
 pub fn recipe_blobs(
     blob_budget: u64,
     memory_dtype: crate::score::DType,
+    follows: Option<&Follows>,
 ) -> [(&'static str, BlobSpec); 2] {
     let spec = |kind, dtype, max_bytes| BlobSpec {
         kind,
@@ -588,6 +637,7 @@ pub fn recipe_blobs(
         fraction: 1.0,
         keep: crate::memory::Keep::Newest,
         max_bytes,
+        follows: follows.cloned(),
     };
     [
         (
@@ -601,9 +651,10 @@ pub fn recipe_blobs(
     ]
 }
 
-/// The blob of a fraction of `memory` (kept by `spec.keep`), with cold-start title vectors when `model` is
-/// given (the `title` rule), shrinking the fraction until the blob and its items parts fit
-/// `max_bytes` (rows are the part that scales with it). Returns the blob and the fraction used.
+/// The blob of a fraction of `memory` (kept by `spec.keep`), with cold-start title vectors when
+/// `model` is given (the `title` rule) and `spec.follows` (cut to their share of `max_bytes`),
+/// shrinking the fraction until the blob and its items parts fit `max_bytes` (rows are the
+/// part that scales with it). Returns the blob and the fraction used.
 pub fn build_blob(
     memory: &Memory,
     catalog: &Catalog,
@@ -611,9 +662,16 @@ pub fn build_blob(
     model: Option<&Model>,
     spec: &BlobSpec,
 ) -> Result<(Blob, f64)> {
+    let follows = spec.follows.as_ref().map(|f| match spec.max_bytes {
+        Some(max) => f.within((max as f64 * FOLLOWS_SHARE) as usize),
+        None => f.clone(),
+    });
     let build = |fraction: f64| -> Result<Blob> {
         let kept = memory.select(&crate::memory::kept(&memory.items, fraction, spec.keep)?);
-        let blob = Blob::from_memory(spec.kind, fingerprint, catalog, &kept, spec.dtype)?;
+        let mut blob = Blob::from_memory(spec.kind, fingerprint, catalog, &kept, spec.dtype)?;
+        if let Some(follows) = &follows {
+            blob = blob.with_follows(follows.clone())?;
+        }
         let Some(model) = model else { return Ok(blob) };
         let mut reps = Representations::from_memory(&kept, catalog.len(), Geometry::plain())?;
         reps.fill_cold_from_titles(model, catalog)?;

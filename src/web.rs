@@ -461,7 +461,7 @@ impl Recommender {
         query_state(&self.inner.model, &self.inner.catalog, &history).map_err(js_error)
     }
 
-    /// Sizes and identity: `{items, dim, coldItems, coldWithVectors, memoryStates, modelFingerprint, weightsFile, …}`
+    /// Sizes and identity: `{items, dim, coldItems, coldWithVectors, memoryStates, follows, followPairs, modelFingerprint, weightsFile, …}`
     /// (`weightsFile`: the weights file the manifest named, null without a manifest).
     pub fn info(&self) -> Result<JsValue, JsError> {
         let reps = &self.inner.reps;
@@ -476,6 +476,8 @@ impl Recommender {
             "density": self.inner.scoring.density,
             "defaultMode": self.inner.scoring.mode,
             "localMinStates": self.inner.scoring.local_min_states,
+            "follows": reps.options.follows,
+            "followPairs": reps.follows.as_ref().map(|f| f.pairs()),
             "defaultM": self.inner.scoring.m,
             "weightsFile": self.inner.weights_file,
             "wasmMemoryBytes": wasm_memory_bytes(),

@@ -287,7 +287,7 @@ fn density_weighs_a_cold_vector_as_its_pseudo_count() {
             density: Some(density),
             ..ScoreOptions::default()
         };
-        reps.scores_with(&q, to_states.clone(), Mode::Density, &options)
+        reps.scores_with(&q, to_states.clone(), Mode::Density, &options, &[])
     };
     let one = score(Density::new(4.0, 0.25)).unwrap();
     for (cold_states, count_exponent, expected) in [
@@ -400,8 +400,21 @@ fn blob_write_read_is_identity() {
             assert_eq!(blob.cold_items(), vec![2]);
             let back = parse_with_items(&blob.to_bytes(), &blob);
             assert_eq!(back, blob, "{kind:?} {dtype:?} with cold-start vectors");
+            // With follow weights after them (and without the cold-start vectors).
+            for blob in [blob.clone(), Blob { cold: None, ..blob }] {
+                let blob = blob.with_follows(tiny_follows()).unwrap();
+                let back = parse_with_items(&blob.to_bytes(), &blob);
+                assert_eq!(back, blob, "{kind:?} {dtype:?} with follow weights");
+                assert_eq!(back.follows.unwrap().pairs(), 3);
+            }
         }
     }
+}
+
+/// Follow weights over [`tiny_blob`]'s four items: a → b, b → d twice, d → a.
+fn tiny_follows() -> l2d::follows::Follows {
+    let samples = [(vec![0u32], 1u32), (vec![1], 3), (vec![1], 3), (vec![3], 0)];
+    l2d::follows::Follows::from_samples(samples.iter().map(|(h, t)| (h.as_slice(), *t)), 4).unwrap()
 }
 
 /// int4 rows (int8 rows on 15 levels) are stored two per byte, for even and odd widths, and
@@ -519,7 +532,7 @@ fn int8_blobs_with_and_without_an_offset_read_back() {
 fn each_corruption_has_its_own_error() {
     type Corrupt = fn(&mut Vec<u8>);
     type Expect = fn(&BlobError) -> bool;
-    let cases: [(&str, Corrupt, Expect); 11] = [
+    let cases: [(&str, Corrupt, Expect); 12] = [
         (
             "magic",
             |b| b[0] = b'X',
@@ -576,8 +589,13 @@ fn each_corruption_has_its_own_error() {
             |e| matches!(e, BlobError::Truncated { what, .. } if what.starts_with("cold-start rows")),
         ),
         (
+            "follows flag without section",
+            |b| b[14] |= 4,
+            |e| matches!(e, BlobError::Truncated { what, .. } if what == "follows length"),
+        ),
+        (
             "unknown flag",
-            |b| b[14] = 4,
+            |b| b[14] = 8,
             |e| matches!(e, BlobError::OutOfRange { field: "flags", .. }),
         ),
     ];
@@ -622,6 +640,13 @@ fn a_blob_read_from_a_source_equals_one_read_from_bytes() {
             ));
         }
     }
+    cases.push((
+        "with follow weights".into(),
+        tiny_blob(BlobKind::Memory, DType::I4)
+            .with_follows(tiny_follows())
+            .unwrap()
+            .to_bytes(),
+    ));
     let good = tiny_blob(BlobKind::Global, DType::I8).to_bytes();
     let mut cut = good.clone();
     cut.truncate(good.len() - 5);
@@ -894,8 +919,8 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
         l2d::recommend::Mode::Global,
         l2d::recommend::Mode::Local { m: 10 },
     ] {
-        let old = plain.distances(&query, mode).unwrap();
-        let new = filled.distances(&query, mode).unwrap();
+        let old = plain.distances(&query, mode, &[]).unwrap();
+        let new = filled.distances(&query, mode, &[]).unwrap();
         for &i in &cold {
             assert!(
                 old[i].is_infinite() && new[i].is_finite(),
@@ -920,8 +945,8 @@ fn cold_start_by_title_fills_exactly_the_cold_items() {
         l2d::recommend::Mode::Global,
         l2d::recommend::Mode::Local { m: 10 },
     ] {
-        let want = filled.distances(&query, mode).unwrap();
-        let got = back.distances(&query, mode).unwrap();
+        let want = filled.distances(&query, mode, &[]).unwrap();
+        let got = back.distances(&query, mode, &[]).unwrap();
         assert_eq!(want.len(), got.len());
         // The worst seen on the shipped int4 blob: 0.048.
         let tolerance = match blob.matrix.dtype() {
@@ -949,7 +974,10 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
     let (n_items, dim) = (150, 8);
     let memory = random_memory(&mut rng, n_items, 900, dim);
     let queries = random_memory(&mut rng, n_items, 60, dim);
-    let reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
+    let mut reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
+    let (histories, follows) = random_follows(&mut rng, n_items, queries.len());
+    reps.follows = Some(follows);
+    let histories: Vec<&[ItemIndex]> = histories.iter().map(Vec::as_slice).collect();
     let counts = vec![1u32; n_items];
     let local = |m, popularity_prior, local_min_states| Scoring {
         mode: "local".into(),
@@ -957,8 +985,10 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
         popularity_prior,
         local_min_states,
         density: None,
+        follows: 0.0,
         weights: Default::default(),
     };
+    let follows = |follows, scoring: Scoring| Scoring { follows, ..scoring };
     let density = |bandwidth, count_exponent| Scoring {
         mode: "density".into(),
         density: Some(Density::new(bandwidth, count_exponent)),
@@ -975,24 +1005,67 @@ fn candidate_scorings_in_one_pass_equal_separate_rankings() {
         local(3, 0.0, 8),
         density(0.5, 0.0),
         density(2.0, 0.25),
+        follows(0.5, Scoring::default()),
+        follows(2.0, local(10, 1.0, 0)),
+        follows(1.0, density(2.0, 0.25)),
     ];
     let got = score_candidates(
         &reps,
         &candidates,
-        &queries,
+        (&queries, &histories),
         &queries.items,
         &counts,
         &|_, _| {},
     )
     .unwrap();
     assert_eq!(got.len(), candidates.len());
+    // The follows term moves the rankings (or this test would not check it).
+    let recall = |label: &str| {
+        got.iter()
+            .find(|r| r.method == label)
+            .unwrap()
+            .overall
+            .recall_at(20)
+    };
+    assert_ne!(
+        recall(&candidates[0].label()),
+        recall(&candidates[7].label())
+    );
     for (c, report) in candidates.iter().zip(&got) {
         let mut one = reps.clone();
         one.apply_scoring(c).unwrap();
-        let rankings = rank_queries(&one, &queries, c.mode().unwrap()).unwrap();
+        let rankings = rank_queries(&one, &queries, &histories, c.mode().unwrap()).unwrap();
         let want = evaluate(&c.label(), &rankings, &queries.items, &counts);
         assert_eq!(report.overall, want.overall, "{}", c.label());
     }
+}
+
+/// Random histories of `queries` and follow weights of as many random samples, each item
+/// followed by its neighbours in index order (so the term moves rankings).
+fn random_follows(
+    rng: &mut StdRng,
+    n_items: usize,
+    queries: usize,
+) -> (Vec<Vec<ItemIndex>>, l2d::follows::Follows) {
+    let history = |rng: &mut StdRng| -> Vec<ItemIndex> {
+        let len = rng.random_range(1..=12);
+        (0..len)
+            .map(|_| rng.random_range(0..n_items as u32))
+            .collect()
+    };
+    let samples: Vec<(Vec<ItemIndex>, ItemIndex)> = (0..n_items * 4)
+        .map(|_| {
+            let h = history(rng);
+            let target = (h[h.len() - 1] + rng.random_range(1..4)) % n_items as u32;
+            (h, target)
+        })
+        .collect();
+    let follows = l2d::follows::Follows::from_samples(
+        samples.iter().map(|(h, t)| (h.as_slice(), *t)),
+        n_items,
+    )
+    .unwrap();
+    ((0..queries).map(|_| history(rng)).collect(), follows)
 }
 
 /// A byte budget keeps the largest memory fraction that fits; a global blob that cannot fit is
@@ -1019,6 +1092,7 @@ fn a_memory_blob_shrinks_to_its_byte_budget() {
         fraction: 1.0,
         keep: l2d::memory::Keep::Random { seed: 0 },
         max_bytes,
+        follows: None,
     };
     let (full, f) = build_blob(
         &memory,
@@ -1065,13 +1139,19 @@ fn a_memory_blob_shrinks_to_its_byte_budget() {
 #[test]
 fn choose_tries_density_around_the_nearest_state_scale() {
     use l2d::aggregate::Geometry;
-    use l2d::eval::{choose_scoring, nearest_state_scale, CHOOSE_BANDWIDTH, CHOOSE_COUNT_EXPONENT};
+    use l2d::eval::{
+        choose_scoring, nearest_state_scale, CHOOSE_BANDWIDTH, CHOOSE_COUNT_EXPONENT,
+        CHOOSE_FOLLOWS,
+    };
     use l2d::recommend::Representations;
     let mut rng = StdRng::seed_from_u64(12);
     let (n_items, dim) = (60, 8);
     let memory = random_memory(&mut rng, n_items, 600, dim);
     let queries = random_memory(&mut rng, n_items, 80, dim);
-    let reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
+    let mut reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
+    let (histories, follows) = random_follows(&mut rng, n_items, queries.len());
+    reps.follows = Some(follows);
+    let histories: Vec<&[ItemIndex]> = histories.iter().map(Vec::as_slice).collect();
     let mut nearest: Vec<f32> = (0..queries.len())
         .map(|q| {
             (0..memory.len())
@@ -1085,7 +1165,7 @@ fn choose_tries_density_around_the_nearest_state_scale() {
     let counts = vec![1u32; n_items];
     let (chosen, reports) = choose_scoring(
         &reps,
-        &queries,
+        (&queries, &histories),
         &queries.items,
         &counts,
         &mut |_| {},
@@ -1094,12 +1174,19 @@ fn choose_tries_density_around_the_nearest_state_scale() {
     .unwrap();
     let density_rows = reports
         .iter()
-        .filter(|r| r.method.starts_with("density"))
+        .filter(|r| r.method.starts_with("density") && !r.method.contains("follows="))
         .count();
     assert_eq!(
         density_rows,
         CHOOSE_BANDWIDTH.len() * CHOOSE_COUNT_EXPONENT.len()
     );
+    // Last, every follows weight on what led (the blob stores follow weights).
+    let follows_rows: Vec<&str> = reports
+        .iter()
+        .map(|r| r.method.as_str())
+        .filter(|m| m.contains("follows="))
+        .collect();
+    assert_eq!(follows_rows.len(), CHOOSE_FOLLOWS.len(), "{follows_rows:?}");
     chosen.validate().unwrap();
     // The chosen row is the best Recall@20, or one cheaper to serve whose paired interval
     // against the best reaches 0 (every other row carries its difference to the best).

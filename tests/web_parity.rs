@@ -50,7 +50,7 @@ fn native_results_match_the_fixture() {
                 .collect();
             let hidden = query_state(&model, &catalog, &history).unwrap();
             let top = |mode| -> Vec<String> {
-                rank(&reps, &hidden, mode, 20, &history)
+                rank(&reps, &hidden, mode, 20, (&history, &history))
                     .unwrap()
                     .into_iter()
                     .map(|(i, _)| catalog.item(i).id.to_string())

@@ -17,6 +17,7 @@ use l2d::eval::{
     beam_reports, compare, evaluate, latent_reports, markdown_table, paired_table,
     popularity_report, shipped_report, LatentGrid, Report, Treatment, BUCKETS,
 };
+use l2d::follows::Follows;
 use l2d::manifest::Manifest;
 use l2d::memory::{subset, Keep, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
@@ -110,6 +111,16 @@ fn train_counts(dataset: &Dataset) -> Result<Vec<u32>> {
         &targets,
         dataset.catalog.len(),
     )?)
+}
+
+/// The follow weights of the dataset's train samples (the memory's samples).
+fn train_follows(dataset: &Dataset) -> Result<Follows> {
+    let samples = dataset.split(Split::Train)?;
+    Follows::from_samples(
+        samples.iter().map(|s| (s.history.as_slice(), s.target)),
+        dataset.catalog.len(),
+    )
+    .with_context(|| format!("the follow weights of {}'s train split", dataset.name))
 }
 
 /// What the browser loads by default from a model directory: its manifest and the memory blob
@@ -331,6 +342,7 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         fraction: args.fraction,
         keep: Keep::parse(&args.keep, args.seed)?,
         max_bytes: args.max_bytes,
+        follows: args.follows.then(|| train_follows(&dataset)).transpose()?,
     };
     write_blob(
         &full,
@@ -420,7 +432,8 @@ pub fn blobs(args: BlobsArgs) -> Result<()> {
         Some(name) => parse_dtype(name).context("--memory-dtype")?,
         None => l2d::recommend::MEMORY_DTYPE,
     };
-    for (name, spec) in l2d::recommend::recipe_blobs(budget, memory_dtype) {
+    let follows = train_follows(&dataset)?;
+    for (name, spec) in l2d::recommend::recipe_blobs(budget, memory_dtype, Some(&follows)) {
         write_blob(
             &memory,
             &dataset.catalog,
@@ -442,6 +455,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let all = dataset.split(split)?;
     let keep = l2d::eval::evaluated_samples(all.len(), args.limit)?;
     let samples: Vec<&Sample> = keep.iter().map(|&i| &all[i]).collect();
+    let histories: Vec<&[ItemIndex]> = samples.iter().map(|s| s.history.as_slice()).collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
     let treatments = std::iter::once(Ok(Treatment::plain()))
         .chain(args.treatments.iter().map(|t| t.parse::<Treatment>()))
@@ -472,6 +486,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     for method in &args.methods {
         match method.as_str() {
             "popularity" => reports.push(popularity_report(&targets, &train_counts)),
+            "follows" => reports.push(l2d::eval::follows_report(
+                &train_follows(&dataset)?,
+                &histories,
+                &targets,
+                &train_counts,
+            )?),
             "global" | "local" => {
                 let grid = LatentGrid {
                     fractions: args.fractions.clone(),
@@ -565,7 +585,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 }
             }
             other => bail!(
-                "unknown method `{other}` (expected popularity, global, local, beam or sasrec)"
+                "unknown method `{other}` (expected popularity, follows, global, local, beam or sasrec)"
             ),
         }
     }
@@ -593,7 +613,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             model,
             blob,
             &manifest.scoring,
-            queries,
+            (queries, &histories),
             &targets,
             &train_counts,
         )?);
@@ -655,6 +675,7 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let (_, base) = load_blob(&model, blob, &blob_path.display().to_string())?;
     let train_counts = train_counts(&dataset)?;
     let samples: Vec<&Sample> = dataset.split(split)?.iter().collect();
+    let histories: Vec<&[ItemIndex]> = samples.iter().map(|s| s.history.as_slice()).collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
     let queries = encode_samples(&model, &dataset.catalog, &samples, QUERY_BATCH, "queries")?.0;
     // One bar per stage (each stage is one pass over the queries).
@@ -662,7 +683,7 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let bar = std::sync::Mutex::new((1, 0, stage_bar(1)));
     let (scoring, reports) = l2d::eval::choose_scoring(
         &base,
-        &queries,
+        (&queries, &histories),
         &targets,
         &train_counts,
         &mut |r| {
@@ -710,7 +731,7 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     let (weights, int8_report) = l2d::eval::choose_weights(
         &base,
         (&scoring, &f32_report),
-        &int8_queries,
+        (&int8_queries, &histories),
         (&targets, &train_counts),
         &|done, _| {
             if let Ok(mut bar) = int8_bar.lock() {
@@ -1357,6 +1378,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
 
     let files = ModelFiles::read_dir(&args.model)?;
     let blob_budget = blob_budget(&args.model, &files, args.budget)?;
+    let follows = train_follows(&dataset)?;
     let mut written = Vec::new();
     for name in manifest.blobs.values() {
         let path = args.model.join(name);
@@ -1367,6 +1389,7 @@ pub fn update(args: UpdateArgs) -> Result<()> {
             fraction: 1.0,
             keep: Keep::Newest,
             max_bytes: (old.kind == BlobKind::Memory).then_some(blob_budget),
+            follows: old.follows.is_some().then(|| follows.clone()),
         };
         let (blob, fraction) = build_blob(
             &memory,

@@ -425,6 +425,10 @@ struct BlobArgs {
     /// paper's rule) or `title` (they get title vectors; see `eval --treatments cold=title`).
     #[arg(long, default_value = "last")]
     cold_start: String,
+    /// Store follow weights (which items followed which in the train samples) for the
+    /// `follows` scoring option.
+    #[arg(long)]
+    follows: bool,
     /// Output file (its items parts, the ids and titles, are written beside it).
     #[arg(long)]
     out: PathBuf,
@@ -440,8 +444,9 @@ struct EvalArgs {
     /// Split to evaluate: valid or test.
     #[arg(long, default_value = "valid")]
     split: String,
-    /// Methods, comma-separated: popularity, global, local, beam, sasrec (trained here on the
-    /// train split, early-stopped on valid).
+    /// Methods, comma-separated: popularity, follows (the item-to-item baseline alone: what
+    /// followed the history's items in the train samples), global, local, beam, sasrec
+    /// (trained here on the train split, early-stopped on valid).
     #[arg(long, value_delimiter = ',', default_value = "popularity,global,local")]
     methods: Vec<String>,
     /// Also evaluate exactly what the browser ships by default: MODEL/manifest.json's scoring
@@ -600,6 +605,10 @@ struct ScoringArgs {
     /// Density mode: kernel bandwidth in squared-distance units (`l2d choose` picks it).
     #[arg(long)]
     bandwidth: Option<f32>,
+    /// Weight of the follows term: items that followed the history's items in the memory's
+    /// samples score better (0 = off; needs a blob with follow weights, `l2d choose` picks it).
+    #[arg(long, default_value_t = 0.0)]
+    follows: f32,
     /// Density mode: exponent of the state-count correction (0 = kernel sum, 1 = mean).
     #[arg(long, default_value_t = 0.0)]
     count_exponent: f32,
@@ -620,6 +629,7 @@ impl ScoringArgs {
             density: self
                 .bandwidth
                 .map(|bandwidth| l2d::aggregate::Density::new(bandwidth, self.count_exponent)),
+            follows: self.follows,
             weights: self.weights.unwrap_or_default(),
         }
     }

@@ -180,7 +180,7 @@ fn main() {
     println!("top-20 of {} items   {select:8.3} ms", million.len());
     let local = median_ms(30, || {
         black_box(
-            reps.distances(&query, l2d::recommend::Mode::Local { m: 10 })
+            reps.distances(&query, l2d::recommend::Mode::Local { m: 10 }, &[])
                 .unwrap(),
         );
     });
@@ -192,7 +192,7 @@ fn main() {
     });
     let density = median_ms(30, || {
         black_box(
-            reps.distances(&query, l2d::recommend::Mode::Density)
+            reps.distances(&query, l2d::recommend::Mode::Density, &[])
                 .unwrap(),
         );
     });
