@@ -21,8 +21,11 @@ MODEL=${2:-models/default}
 WORK=target/l2d/$(basename "$MODEL")
 MEMORY=$WORK/memory.safetensors
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
-cargo build --release --bin l2d
-L2D=target/release/l2d
+# L2D names a built binary to run instead (e.g. a copy, so a rebuild cannot change it mid-run).
+if [ -z "${L2D:-}" ]; then
+  cargo build --release --bin l2d
+  L2D=target/release/l2d
+fi
 mkdir -p "$WORK"
 $L2D convert --model "$MODEL" --dtype f16
 # The memory depends on the model files only: rebuilt when their hashes change.
@@ -36,7 +39,7 @@ $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.jso
 # evaluates the train-only, updated and rebuilt memories on test (docs/update.md).
 scripts/measure-update.sh "$DATASET" "$MODEL" "$MEMORY" | tee "$WORK/update.md"
 cp target/update/base/model/{global.blob,memory.blob,items-*.jsonl} "$MODEL/"
-$L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularity,sasrec,beam \
+$L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularity,follows,sasrec,beam \
   --beam 1,5,10 --sasrec-refit --sasrec-cache target/l2d/sasrec --shipped --reference shipped --json "$MODEL/eval.json" \
   | tee "$WORK/eval-test-shipped.md"
 # The manifest lists eval.json with its hash: rewrite it, keeping the chosen scoring; its

@@ -15,8 +15,11 @@ MEMORY=${3:-target/l2d/$(basename "$MODEL")/memory.safetensors}
 # BUDGET (bytes) and MEMORY_DTYPE (i8 or i4) override the recipe's (`l2d blobs --help`).
 WORK=target/update
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
-cargo build --release --bin l2d
-L2D=target/release/l2d
+# L2D names a built binary to run instead (e.g. a copy, so a rebuild cannot change it mid-run).
+if [ -z "${L2D:-}" ]; then
+  cargo build --release --bin l2d
+  L2D=target/release/l2d
+fi
 rm -rf "$WORK"; mkdir -p "$WORK"
 # base: the dataset as the model was built (train only; valid and test not yet seen);
 # rebuild: train + valid as one train split; valid.csv: the valid split's interactions.

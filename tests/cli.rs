@@ -401,6 +401,15 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
         .position(|i| i.id == "31")
         .expect("new item in the blob");
     assert_eq!(blob.counts[new_item], 2, "two states for the new item");
+    // The follow weights are rebuilt with the new samples: user 2 went from the new item to 5.
+    let follows = blob
+        .follows
+        .as_ref()
+        .expect("the recipe's blobs store follow weights");
+    let five = blob.items.iter().position(|i| i.id == "5").unwrap() as u32;
+    assert!(follows
+        .of(new_item as u32)
+        .any(|(target, _)| target == five));
     let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
     assert_eq!(
         manifest["files"]["memory.blob"]["sha256"],

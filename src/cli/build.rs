@@ -131,7 +131,9 @@ fn under(layout: &Layout, dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn eval_args(layout: &Layout, split: &str, sasrec_minutes: f64, json: PathBuf) -> EvalArgs {
-    let mut methods = vec!["popularity".to_string()];
+    // The conventional baselines next to L2D: popularity, the item-to-item follows alone
+    // (what the `follows` scoring option adds), SASRec when it has minutes.
+    let mut methods = vec!["popularity".to_string(), "follows".to_string()];
     if sasrec_minutes > 0.0 {
         methods.push("sasrec".into());
     }
