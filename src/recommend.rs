@@ -96,7 +96,8 @@ impl Representations {
     }
 
     /// Applies a manifest's scoring options (popularity prior, adaptive local/global rule,
-    /// density parameters); the mode itself is chosen per query.
+    /// density parameters, follows weight: refused when these representations have no follow
+    /// weights); the mode itself is chosen per query.
     pub fn apply_scoring(&mut self, scoring: &Scoring) -> Result<()> {
         let options = scoring.options()?;
         if options.follows != 0.0 && self.follows.is_none() {

@@ -91,6 +91,8 @@ async function refresh() {
       { label: `beam ${beam}`, value: beamResult.ms, beam: true },
     ], "ms");
     document.body.dataset.ready = "results";
+    // How long a history all three lists were decoded for (pages wait on it).
+    document.body.dataset.decoded = String(history.length);
   } catch (e) {
     text($("status"), `Error: ${e.message}`);
     $("status").className = "error";
