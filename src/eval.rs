@@ -900,8 +900,9 @@ pub fn cheapest_within_noise(
 
 /// Chooses the scoring the browser ships, on a validation split, from the shipped blob's own
 /// representations (`base`, as `load_blob` gives them): coordinate search over mode and M,
-/// then the popularity prior, then (local mode) the adaptive threshold, each stage keeping the
-/// best Recall@20 (ties: NDCG@20); last, [`cheapest_within_noise`] among everything evaluated
+/// then the popularity prior, then (local mode) the adaptive threshold, then (when the blob
+/// stores follow weights; `histories` are the queries') the follows weight, each stage keeping
+/// the best Recall@20 (ties: NDCG@20); last, [`cheapest_within_noise`] among everything evaluated
 /// (the browser serves a cheaper scoring when valid cannot tell it from the best). The grids
 /// are fixed above, not tuned to one dataset. `progress` hears each report, `queries_done` the
 /// passes over the queries. Returns the choice and every evaluated variant.

@@ -45,11 +45,13 @@ enum Command {
     /// the newest states that keep the first visit's model files + blob within the download
     /// budget), both with cold-start title vectors.
     Blobs(BlobsArgs),
-    /// Evaluate popularity, L2D-G, L2D-L and beam search: Recall/NDCG@{5,10,20,50,100}.
+    /// Evaluate popularity, the follows baseline, L2D-G, L2D-L, beam search and SASRec:
+    /// Recall/NDCG@{5,10,20,50,100}.
     Eval(EvalArgs),
     /// Choose the browser's default scoring on the valid split, on the shipped memory blob
-    /// itself (mode and M, then popularity prior, then the adaptive local/global threshold;
-    /// last, the cheapest to serve among those valid cannot tell from the best), and write it
+    /// itself (mode and M, then popularity prior, then the adaptive local/global threshold,
+    /// then the follows weight when the blob stores follow weights; last, the cheapest to
+    /// serve among those valid cannot tell from the best), and write it
     /// into MODEL/manifest.json.
     Choose(ChooseArgs),
     /// The in-training recall probe (L2D-L M=10 Recall@20, memory from a seeded train
