@@ -52,7 +52,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// Dot product with wasm `simd128` (two f32x4 accumulators).
+/// Dot product with wasm `simd128` (two f32x4 accumulators: the native loop's eight).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     use core::arch::wasm32::*;
@@ -73,11 +73,20 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc1 = f32x4_add(acc1, f32x4_mul(x1, y1));
         }
     }
-    let acc = f32x4_add(acc0, acc1);
-    let mut sum = f32x4_extract_lane::<0>(acc)
-        + f32x4_extract_lane::<1>(acc)
-        + f32x4_extract_lane::<2>(acc)
-        + f32x4_extract_lane::<3>(acc);
+    // The eight lanes summed in order, as the native loop sums its eight accumulators: the
+    // same bits (attention scores feed the int8 activations, whose rounding a last-bit
+    // difference can move by a level).
+    let lanes = [
+        f32x4_extract_lane::<0>(acc0),
+        f32x4_extract_lane::<1>(acc0),
+        f32x4_extract_lane::<2>(acc0),
+        f32x4_extract_lane::<3>(acc0),
+        f32x4_extract_lane::<0>(acc1),
+        f32x4_extract_lane::<1>(acc1),
+        f32x4_extract_lane::<2>(acc1),
+        f32x4_extract_lane::<3>(acc1),
+    ];
+    let mut sum = lanes.iter().sum::<f32>();
     for i in chunks * 8..n {
         sum += a[i] * b[i];
     }
@@ -385,9 +394,7 @@ impl QuantActs {
         let mut put4 = |r: usize, o: usize, dots: [i32; 4]| {
             let (scales, bias) = (&w.scales[o..o + 4], &bias[o..o + 4]);
             let dst = &mut y[r * out + o..r * out + o + 4];
-            for j in 0..4 {
-                dst[j] = dots[j] as f32 * (xs[r] * scales[j]) + bias[j];
-            }
+            scale4(dots, xs[r], scales, bias, dst);
         };
         let x_row = |r: usize| &self.values[r * inp..(r + 1) * inp];
         let blocks = out / 4;
@@ -412,6 +419,36 @@ impl QuantActs {
             }
         }
         y
+    }
+}
+
+/// `dst[j] = dots[j] · (x_scale · scales[j]) + bias[j]` for four outputs: in wasm one
+/// `simd128` vector per operation (the same operations lane by lane, so the same bits as the
+/// plain loop, which the compiler vectorises natively).
+#[inline(always)]
+fn scale4(dots: [i32; 4], x_scale: f32, scales: &[f32], bias: &[f32], dst: &mut [f32]) {
+    let (scales, bias, dst) = (&scales[..4], &bias[..4], &mut dst[..4]);
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::*;
+        // SAFETY: the three slices are four f32 long (sliced just above); v128_load and
+        // v128_store have no alignment requirement.
+        unsafe {
+            let scale = f32x4_mul(
+                f32x4_splat(x_scale),
+                v128_load(scales.as_ptr() as *const v128),
+            );
+            let dots = f32x4_convert_i32x4(i32x4(dots[0], dots[1], dots[2], dots[3]));
+            let y = f32x4_add(
+                f32x4_mul(dots, scale),
+                v128_load(bias.as_ptr() as *const v128),
+            );
+            v128_store(dst.as_mut_ptr() as *mut v128, y);
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    for j in 0..4 {
+        dst[j] = dots[j] as f32 * (x_scale * scales[j]) + bias[j];
     }
 }
 
