@@ -73,20 +73,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             acc1 = f32x4_add(acc1, f32x4_mul(x1, y1));
         }
     }
-    // The eight lanes summed in order, as the native loop sums its eight accumulators: the
-    // same bits (attention scores feed the int8 activations, whose rounding a last-bit
-    // difference can move by a level).
-    let lanes = [
-        f32x4_extract_lane::<0>(acc0),
-        f32x4_extract_lane::<1>(acc0),
-        f32x4_extract_lane::<2>(acc0),
-        f32x4_extract_lane::<3>(acc0),
-        f32x4_extract_lane::<0>(acc1),
-        f32x4_extract_lane::<1>(acc1),
-        f32x4_extract_lane::<2>(acc1),
-        f32x4_extract_lane::<3>(acc1),
-    ];
-    let mut sum = lanes.iter().sum::<f32>();
+    let mut sum = eight_lanes_sum(acc0, acc1);
     for i in chunks * 8..n {
         sum += a[i] * b[i];
     }
@@ -133,32 +120,52 @@ fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
 fn dot4(x: &[f32], w: [&[f32]; 4]) -> [f32; 4] {
     use core::arch::wasm32::*;
     let n = w.iter().fold(x.len(), |n, row| n.min(row.len()));
-    let chunks = n / 4;
-    let mut acc = [f32x4_splat(0.0); 4];
+    let chunks = n / 8;
+    let mut acc = [[f32x4_splat(0.0); 2]; 4];
     for c in 0..chunks {
-        let i = c * 4;
-        // SAFETY: i + 4 <= n, the length of every slice, so each 16-byte load at i stays
-        // inside its slice; v128_load has no alignment requirement.
+        let i = c * 8;
+        // SAFETY: i + 8 <= n, the length of every slice, so each 16-byte load at i and i + 4
+        // stays inside its slice; v128_load has no alignment requirement.
         unsafe {
-            let xv = v128_load(x.as_ptr().add(i) as *const v128);
+            let x0 = v128_load(x.as_ptr().add(i) as *const v128);
+            let x1 = v128_load(x.as_ptr().add(i + 4) as *const v128);
             for (a, row) in acc.iter_mut().zip(&w) {
-                let wv = v128_load(row.as_ptr().add(i) as *const v128);
-                *a = f32x4_add(*a, f32x4_mul(xv, wv));
+                let w0 = v128_load(row.as_ptr().add(i) as *const v128);
+                let w1 = v128_load(row.as_ptr().add(i + 4) as *const v128);
+                a[0] = f32x4_add(a[0], f32x4_mul(x0, w0));
+                a[1] = f32x4_add(a[1], f32x4_mul(x1, w1));
             }
         }
     }
-    let mut out = acc.map(|a| {
-        f32x4_extract_lane::<0>(a)
-            + f32x4_extract_lane::<1>(a)
-            + f32x4_extract_lane::<2>(a)
-            + f32x4_extract_lane::<3>(a)
-    });
-    for i in chunks * 4..n {
+    let mut out = acc.map(|[a0, a1]| eight_lanes_sum(a0, a1));
+    for i in chunks * 8..n {
         for (o, row) in out.iter_mut().zip(&w) {
             *o += x[i] * row[i];
         }
     }
     out
+}
+
+/// The eight lanes of two f32x4 accumulators (lanes 0–3, then 4–7) summed in order, as the
+/// native [`dot`] sums its eight accumulators: so [`dot`] and [`dot4`] give the same bits in
+/// wasm as natively (attention scores feed the int8 activations, whose rounding a last-bit
+/// difference can move by a level).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn eight_lanes_sum(a0: core::arch::wasm32::v128, a1: core::arch::wasm32::v128) -> f32 {
+    use core::arch::wasm32::*;
+    [
+        f32x4_extract_lane::<0>(a0),
+        f32x4_extract_lane::<1>(a0),
+        f32x4_extract_lane::<2>(a0),
+        f32x4_extract_lane::<3>(a0),
+        f32x4_extract_lane::<0>(a1),
+        f32x4_extract_lane::<1>(a1),
+        f32x4_extract_lane::<2>(a1),
+        f32x4_extract_lane::<3>(a1),
+    ]
+    .iter()
+    .sum()
 }
 
 /// A linear layer's weight quantized for inference: each output row as integers in

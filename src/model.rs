@@ -1330,12 +1330,17 @@ fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
         .step_by(2)
         .map(|i| 1f32 / cfg.rope_theta.powf(i as f64 / dim as f64) as f32)
         .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, dim / 2), device)?;
-    let positions = Tensor::arange(0u32, n as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((n, 1))?;
-    let freqs = positions.matmul(&inv_freq)?;
-    Ok((freqs.cos()?, freqs.sin()?))
+    // Each angle is the f32 product position × frequency; its cosine and sine are taken in f64
+    // and rounded to f32, so the tables are the same bits natively and in wasm (their f32
+    // `cos`/`sin` are different libraries, which disagree in the last bit for some angles).
+    let angles: Vec<f32> = (0..n)
+        .flat_map(|p| inv_freq.iter().map(move |&f| p as f32 * f))
+        .collect();
+    let table = |f: fn(f64) -> f64| -> Result<Tensor> {
+        let values = angles.iter().map(|&a| f(f64::from(a)) as f32).collect();
+        Ok(Tensor::from_vec(values, (n, dim / 2), device)?)
+    };
+    Ok((table(f64::cos)?, table(f64::sin)?))
 }
 
 /// Keys and values `(batch, kv_heads, seq, dim)` after the `cache`'s (which then holds them
