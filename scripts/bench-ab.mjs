@@ -4,13 +4,16 @@
 // random history goes through all of them, the order alternating, so host drift (up to 30 %
 // between runs minutes apart here) falls on every build alike. Reports per build the median of
 // `hidden()` for a fresh 10-item history and of `recommend` (CPU) for a history that grew by one
-// item (8 items, then the same 8 + 1: the encoder reuses the cache). The same directory may be
+// item (8 items, then the same 8 + 1: the encoder reuses the cache). Each build runs the module
+// the worker would load in that engine (www/l2d-simd.js: the relaxed-SIMD one where it validates
+// and the directory has it), named in the report. The same directory may be
 // given twice (a separate instance each): the pair shows the noise floor. Chromium's clock in
 // a page steps by 0.1 ms. Needs `npm install` (playwright-core) and Debian's chromium unless
 // --node; --profile FILE writes the page's CPU profile (DevTools' .cpuprofile, wasm functions
 // by name).
 //   node scripts/bench-ab.mjs [--seconds 40] [--mode global] [--model models/default] [--node | --profile FILE] DIR_A DIR_B …
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { wasmBuild } from "../www/l2d-simd.js";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -93,9 +96,10 @@ let result;
 let where;
 if (inNode) {
   const modules = [];
-  for (const [i, { dir }] of builds.entries()) {
-    const mod = await import(`${pathToFileURL(`${dir}/l2d.js`).href}?${i}`);
-    await mod.default({ module_or_path: readFileSync(`${dir}/l2d_bg.wasm`) });
+  for (const [i, build] of builds.entries()) {
+    const mod = await import(`${pathToFileURL(`${build.dir}/l2d.js`).href}?${i}`);
+    build.wasm = existsSync(`${build.dir}/${wasmBuild()}`) ? wasmBuild() : "l2d_bg.wasm";
+    await mod.default({ module_or_path: readFileSync(`${build.dir}/${build.wasm}`) });
     modules.push(mod);
   }
   result = await measure({ ...job, modules, bytes: async (name) => new Uint8Array(file(name)) });
@@ -109,7 +113,9 @@ if (inNode) {
     const path = new URL(route.request().url()).pathname.slice(1);
     if (path === "") return route.fulfill({ body: "<!doctype html><title>l2d A/B</title>", contentType: "text/html" });
     const [head, ...rest] = path.split("/");
-    const body = head === "model" ? file(rest.join("/")) : readFileSync(`${builds[Number(head.slice(1))].dir}/${rest.join("/")}`);
+    const at = head === "model" ? `${model}/${rest.join("/")}` : head === "www" ? new URL(`../www/${rest.join("/")}`, import.meta.url) : `${builds[Number(head.slice(1))].dir}/${rest.join("/")}`;
+    if (!existsSync(at)) return route.fulfill({ status: 404, body: "" });
+    const body = readFileSync(at);
     const type = path.endsWith(".js") ? "text/javascript" : path.endsWith(".wasm") ? "application/wasm" : "application/octet-stream";
     return route.fulfill({ body, contentType: type });
   });
@@ -122,24 +128,29 @@ if (inNode) {
   }
   result = await page.evaluate(
     async ({ source, job, count }) => {
+      const { wasmBuild } = await import("/www/l2d-simd.js");
       const modules = [];
+      const wasms = [];
       for (let i = 0; i < count; i++) {
         const mod = await import(`/b${i}/l2d.js`);
-        await mod.default({ module_or_path: `/b${i}/l2d_bg.wasm` });
+        const wasm = (await fetch(`/b${i}/${wasmBuild()}`, { method: "HEAD" })).ok ? wasmBuild() : "l2d_bg.wasm";
+        await mod.default({ module_or_path: `/b${i}/${wasm}` });
         modules.push(mod);
+        wasms.push(wasm);
       }
       const bytes = async (name) => new Uint8Array(await (await fetch(`/model/${name}`)).arrayBuffer());
-      return (0, eval)(`(${source})`)({ ...job, modules, bytes });
+      return { ...(await (0, eval)(`(${source})`)({ ...job, modules, bytes })), wasms };
     },
     { source: measure.toString(), job, count: builds.length },
   );
   where = `Chromium ${browser.version()}`;
+  result.wasms.forEach((wasm, i) => (builds[i].wasm = wasm));
   if (cdp) writeFileSync(options["--profile"], JSON.stringify((await cdp.send("Profiler.stop")).profile));
   await browser.close();
 }
 builds.forEach(({ name }, i) =>
   console.log(
-    `${name}: ${result.rounds} rounds (${where}), fresh hidden median ${result.fresh[i].toFixed(2)} ms, ` +
+    `${name}: ${result.rounds} rounds (${where}, ${builds[i].wasm}), fresh hidden median ${result.fresh[i].toFixed(2)} ms, ` +
       `grown-by-one recommend (${job.mode}, cpu) median ${result.grown[i].toFixed(2)} ms`,
   ),
 );

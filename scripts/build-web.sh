@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Builds pkg/ (not committed): release wasm32 with simd128, wasm-bindgen --target web, then
-# wasm-opt -O3 from npm's binaryen when it is installed (never Debian's: it breaks the module).
+# Builds pkg/ (not committed): release wasm32 with simd128 (pkg/l2d_bg.wasm) and the same with
+# relaxed SIMD (pkg/l2d_relaxed_bg.wasm, which the worker loads where the browser validates
+# relaxed SIMD: kernel::relaxed), wasm-bindgen --target web (one JS glue serves both modules:
+# checked), then wasm-opt -O3 from npm's binaryen when it is installed (never Debian's: it
+# breaks the module).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 setup_wasm
 cargo build --release --lib --target wasm32-unknown-unknown
-rm -rf pkg
+with_relaxed_simd cargo build --release --lib --target wasm32-unknown-unknown
+rm -rf pkg target/pkg-relaxed
 wasm-bindgen --target web --out-dir pkg target/wasm32-unknown-unknown/release/l2d.wasm
-if [ -x node_modules/.bin/wasm-opt ]; then
-  node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-reference-types --enable-sign-ext --enable-mutable-globals \
-    pkg/l2d_bg.wasm -o pkg/l2d_bg.opt.wasm && mv pkg/l2d_bg.opt.wasm pkg/l2d_bg.wasm
-fi
-raw=$(stat -c %s pkg/l2d_bg.wasm)
-gz=$(gzip -9 -c pkg/l2d_bg.wasm | wc -c)
-echo "pkg/l2d_bg.wasm: $raw bytes raw, $gz bytes gzip"
+wasm-bindgen --target web --out-dir target/pkg-relaxed target/relaxed/wasm32-unknown-unknown/release/l2d.wasm
+# The glue's code must be the same (its comments name closure shims by index, which may shift).
+glue() { grep -v '^\s*//' "$1"; }
+cmp -s <(glue pkg/l2d.js) <(glue target/pkg-relaxed/l2d.js) || { echo "the relaxed-SIMD build's JS glue differs from pkg/l2d.js"; exit 1; }
+mv target/pkg-relaxed/l2d_bg.wasm pkg/l2d_relaxed_bg.wasm
+for wasm in pkg/l2d_bg.wasm pkg/l2d_relaxed_bg.wasm; do
+  if [ -x node_modules/.bin/wasm-opt ]; then
+    node_modules/.bin/wasm-opt -O3 --enable-simd --enable-relaxed-simd --enable-bulk-memory \
+      --enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext \
+      --enable-mutable-globals "$wasm" -o "$wasm.opt" && mv "$wasm.opt" "$wasm"
+  fi
+  echo "$wasm: $(stat -c %s "$wasm") bytes raw, $(gzip -9 -c "$wasm" | wc -c) bytes gzip"
+done
 # The npm package (target/npm/l2d-VERSION.tgz): the wasm package plus the client, worker,
 # widget and their types, laid out as in the repository so the worker's `../pkg/l2d.js` import
 # holds; `exports` in www/npm-package.json.
@@ -25,7 +34,7 @@ rm -rf "$npm_dir" && mkdir -p "$npm_dir/www"
 cp -r pkg "$npm_dir/pkg"
 rm -f "$npm_dir/pkg/.gitignore"
 cp www/l2d-client.js www/l2d-client.d.ts www/l2d-widget.js www/l2d-widget.d.ts \
-  www/l2d-worker.js "$npm_dir/www/"
+  www/l2d-worker.js www/l2d-simd.js "$npm_dir/www/"
 sed "s/\"VERSION\"/\"$version\"/" www/npm-package.json > "$npm_dir/package.json"
 cat > "$npm_dir/README.md" <<MD
 # l2d $version

@@ -25,6 +25,15 @@ setup_wasm() {
   fi
 }
 
+# Runs "$@" for the relaxed-SIMD wasm build (pkg/l2d_relaxed_bg.wasm, and one pass of the wasm
+# tests): its own target directory, so it and the simd128 build never rebuild each other; the
+# flags are .cargo/config.toml's plus relaxed-simd (this variable replaces that file's).
+with_relaxed_simd() {
+  CARGO_TARGET_DIR=target/relaxed \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"' \
+    "$@"
+}
+
 setup_browser() {
   apt_install chromium chromium-driver
 }

@@ -2,7 +2,8 @@
 # Every test of l2d, on a fresh machine: installs what is missing (wasm target, wasm-bindgen-cli,
 # Chromium + chromedriver, Mesa lavapipe), then formatting, lints, native tests, the tokenizer
 # parity test with the Oniguruma engine, the wasm32 build, the wasm tests in headless Chromium
-# with WebGPU (SwiftShader) and without it (CPU fallback), the page-level tests, and a short
+# with WebGPU (SwiftShader, the simd128 build) and without it (CPU fallback, the relaxed-SIMD
+# build), the page-level tests, and a short
 # run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ step "format and lints"
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo clippy --release --lib --test web --target wasm32-unknown-unknown -- -D warnings
+with_relaxed_simd cargo clippy --release --lib --test web --target wasm32-unknown-unknown -- -D warnings
 
 step "native tests (fancy-regex tokenizer, as in the browser; wgpu on lavapipe)"
 cargo test --release
@@ -34,10 +36,12 @@ WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-webgpu.json \
   cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee target/web-webgpu.log
 grep -q "WebGPU adapter present" target/web-webgpu.log || { echo "the WebGPU run had no adapter"; exit 1; }
 
-step "wasm tests in headless Chromium without WebGPU (CPU fallback)"
+step "wasm tests in headless Chromium without WebGPU (CPU fallback), relaxed-SIMD build"
 WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-nogpu.json \
-  cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee target/web-nogpu.log
+  with_relaxed_simd cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture 2>&1 | tee target/web-nogpu.log
 grep -q "no WebGPU adapter, auto fell back to cpu" target/web-nogpu.log || { echo "the no-WebGPU run still had an adapter"; exit 1; }
+grep -q "l2d-test: simd relaxed" target/web-nogpu.log || { echo "the relaxed-SIMD run did not run the relaxed build"; exit 1; }
+grep -q "l2d-test: simd simd128" target/web-webgpu.log || { echo "the simd128 run did not run the simd128 build"; exit 1; }
 
 step "page tests: storefront widget, privacy, demo page, cache, CDN, CSP, update, build, npm package (playwright-core + Chromium)"
 setup_node

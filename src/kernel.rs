@@ -181,6 +181,10 @@ pub struct QuantRows {
     /// The same integers interleaved for AVX-512 VNNI ([`Interleaved`]), when the CPU has it.
     #[cfg(target_arch = "x86_64")]
     interleaved: Option<Interleaved>,
+    /// With relaxed SIMD, the whole blocks of four rows as bytes ([`relaxed::Bytes`]);
+    /// `values` then keeps only the rows past the last block.
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    bytes: relaxed::Bytes,
 }
 
 /// Largest weight integer: symmetric int8.
@@ -205,22 +209,44 @@ impl QuantRows {
         let inp = inp.max(1);
         debug_assert_eq!(values.len(), scales.len() * inp, "one scale per row");
         debug_assert!(values.iter().all(|v| v.abs() <= WEIGHT_LEVELS as i16));
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        let (bytes, values) = relaxed::Bytes::split(&values, inp);
         QuantRows {
             #[cfg(target_arch = "x86_64")]
             interleaved: Interleaved::available().then(|| Interleaved::new(&values, inp)),
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            #[cfg(all(
+                target_arch = "wasm32",
+                target_feature = "simd128",
+                not(target_feature = "relaxed-simd")
+            ))]
             values: quads(&values, inp),
-            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+            #[cfg(not(all(
+                target_arch = "wasm32",
+                target_feature = "simd128",
+                not(target_feature = "relaxed-simd")
+            )))]
             values,
             scales,
             inp,
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            bytes,
         }
     }
 
-    /// The integers, row-major (`out × inp`). In wasm they are held as [`quads`] and put
-    /// back in row order here.
+    /// The integers, row-major (`out × inp`). In wasm they are held as [`quads`] (or, with
+    /// relaxed SIMD, as [`relaxed::Bytes`]) and put back in row order here.
     pub fn row_major(&self) -> Vec<i16> {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        {
+            let mut rows = self.bytes.row_major();
+            rows.extend_from_slice(&self.values);
+            rows
+        }
+        #[cfg(all(
+            target_arch = "wasm32",
+            target_feature = "simd128",
+            not(target_feature = "relaxed-simd")
+        ))]
         {
             let (inp, chunks) = (self.inp, self.inp / 8);
             let mut rows = self.values.clone();
@@ -264,6 +290,7 @@ impl QuantRows {
 
     /// The dot products of `R` activation rows with weight rows `o..o + 4` (a whole block), as
     /// `[row][weight]`: in wasm from the block's [`quads`], natively from the four rows.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
     #[inline(always)]
     fn block_dots<const R: usize>(&self, o: usize, x: [&[i16]; R]) -> [[i32; 4]; R] {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -272,11 +299,21 @@ impl QuantRows {
         dot_rows_x4(x, [0, 1, 2, 3].map(|j| self.row(o + j)))
     }
 
+    /// The same with relaxed SIMD, from the block's [`relaxed::Bytes`] and the activation
+    /// rows' [`relaxed::unsigned`] bytes.
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    #[inline(always)]
+    fn block_dots<const R: usize>(&self, o: usize, x: [&[u8]; R]) -> [[i32; 4]; R] {
+        self.bytes.block_dots(o / 4, x)
+    }
+
     /// Row `o`: any row natively; in wasm a row past the last whole block of four, which
-    /// [`quads`] leaves in place.
+    /// [`quads`] leaves in place (and relaxed SIMD's layout keeps alone in `values`).
     fn row(&self, o: usize) -> &[i16] {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         debug_assert!(o >= self.out() / 4 * 4, "a row inside a block of quads");
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        let o = o - self.out() / 4 * 4;
         &self.values[o * self.inp..(o + 1) * self.inp]
     }
 }
@@ -331,12 +368,17 @@ fn rounded_integer(v: f32) -> i32 {
     (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
-/// Activation levels for input width `inp`: as fine as `i16` allows while a whole row's sum of
-/// `activation × weight` products (each at most `levels × 127`) still fits an `i32`, in any
-/// order of summation (so every kernel sums exactly).
+/// Largest activation integer: 63, so that `x + 64` fits 7 bits unsigned, the operand width of
+/// relaxed SIMD's byte dot product (`relaxed`). Every build quantizes activations to these
+/// levels, so every kernel sums the same integers and every build gives the same bits.
+const ACTIVATION_LEVELS: usize = 63;
+
+/// Activation levels for input width `inp`: [`ACTIVATION_LEVELS`], or fewer where a whole
+/// row's sum of `activation × weight` products (each at most `levels × 127`) would not fit an
+/// `i32` (so every kernel sums exactly, in any order).
 fn activation_levels(inp: usize) -> f32 {
     let bound = i32::MAX as usize / (WEIGHT_LEVELS as usize * inp.max(1));
-    bound.clamp(1, i16::MAX as usize) as f32
+    bound.clamp(1, ACTIVATION_LEVELS) as f32
 }
 
 /// `x · wᵀ (+ bias)` with a quantized weight: [`QuantActs::new`] then [`QuantActs::times`].
@@ -346,7 +388,7 @@ pub fn linear_q(x: &[f32], w: &QuantRows, bias: Option<&[f32]>) -> Vec<f32> {
 }
 
 /// Activation rows quantized for [`QuantRows`] products: each row to integers (scale = row max
-/// / [`activation_levels`], 15 bits for the model's widths). Quantized once, they serve every
+/// / [`activation_levels`], 63 levels for the model's widths). Quantized once, they serve every
 /// product with the same input (a layer's query, key and value projections; the MLP's gate
 /// and up projections).
 #[derive(Debug, Clone)]
@@ -354,6 +396,9 @@ pub struct QuantActs {
     values: Vec<i16>,
     scales: Vec<f32>,
     inp: usize,
+    /// With relaxed SIMD, the integers plus 64, as bytes ([`relaxed::unsigned`]).
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    bytes: Vec<u8>,
 }
 
 impl QuantActs {
@@ -364,6 +409,8 @@ impl QuantActs {
         let mut values = vec![0i16; x.len() / inp * inp];
         let scales = quantize_rows(x, levels, &mut values, inp);
         QuantActs {
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            bytes: relaxed::unsigned(&values),
             values,
             scales,
             inp,
@@ -404,18 +451,23 @@ impl QuantActs {
             scale4(dots, xs[r], scales, bias, dst);
         };
         let x_row = |r: usize| &self.values[r * inp..(r + 1) * inp];
+        // What the blocks' product reads of row `r`: with relaxed SIMD its unsigned bytes.
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        let block_row = |r: usize| &self.bytes[r * inp..(r + 1) * inp];
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+        let block_row = x_row;
         let blocks = out / 4;
         for blk in 0..blocks {
             let o = blk * 4;
             let mut r = 0;
             while r + 2 <= rows {
-                let [d0, d1] = w.block_dots(o, [x_row(r), x_row(r + 1)]);
+                let [d0, d1] = w.block_dots(o, [block_row(r), block_row(r + 1)]);
                 put4(r, o, d0);
                 put4(r + 1, o, d1);
                 r += 2;
             }
             if r < rows {
-                let [d] = w.block_dots(o, [x_row(r)]);
+                let [d] = w.block_dots(o, [block_row(r)]);
                 put4(r, o, d);
             }
         }
@@ -1087,7 +1139,11 @@ unsafe fn dot_rows_x4_vnni<const R: usize>(x: [&[i16]; R], w: [&[i16]; 4]) -> [[
 /// last whole block stay as they are, in place. The product then loads four weight vectors
 /// from one pointer: fewer instructions per step, which is what bounds it in V8
 /// (`scripts/bench-ab.mjs`: a click's encoding 1.47 → 1.24 ms, a fresh history's 8.3 → 8.1).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    not(target_feature = "relaxed-simd")
+))]
 fn quads(values: &[i16], inp: usize) -> Vec<i16> {
     let chunks = inp / 8;
     let mut out = Vec::with_capacity(values.len());
@@ -1110,7 +1166,11 @@ fn quads(values: &[i16], inp: usize) -> Vec<i16> {
 /// The dot products of `R` activation rows with one block of [`quads`] (four weight rows),
 /// as `[row][weight]`, with wasm `simd128`'s `i32x4.dot_i16x8_s` (eight products per
 /// instruction, exact in `i32`).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    not(target_feature = "relaxed-simd")
+))]
 fn dot_rows_quad<const R: usize>(x: [&[i16]; R], block: &[i16]) -> [[i32; 4]; R] {
     use core::arch::wasm32::*;
     let inp = block.len() / 4;
@@ -1141,6 +1201,142 @@ fn dot_rows_quad<const R: usize>(x: [&[i16]; R], block: &[i16]) -> [[i32; 4]; R]
         }
     }
     out
+}
+
+/// The int8 product with relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add` (sixteen byte
+/// products and their accumulation in one instruction; one AVX-VNNI `vpdpbusd` where the CPU
+/// has it, `scripts/probe-relaxed-simd.sh`). Its second operand must be 7 bits unsigned, so
+/// each activation `x` (at most [`ACTIVATION_LEVELS`] = 63 in magnitude) is read as `x + 64`:
+/// `Σ w·x = Σ w·(x + 64) − 64·Σ w`, an exact integer, so the sums (and the outputs' bits) equal
+/// every other kernel's. No pair of byte products (at most 2 · 127²) reaches the 16-bit
+/// saturation of the instruction's lowering on CPUs without VNNI.
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod relaxed {
+    use core::arch::wasm32::*;
+
+    /// Added to each activation so it is unsigned (7 bits).
+    const OFFSET: i32 = 64;
+    /// Bytes per vector.
+    const CHUNK: usize = 16;
+
+    /// Each activation of `values` plus `OFFSET`, as a byte (in `[1, 127]`).
+    pub fn unsigned(values: &[i16]) -> Vec<u8> {
+        values
+            .iter()
+            .map(|&x| (i32::from(x) + OFFSET) as u8)
+            .collect()
+    }
+
+    /// A weight's whole blocks of four rows as bytes: per block, chunk c of rows 0–3 side by
+    /// side (`CHUNK` bytes each), chunk c + 1, …, then the four rows' remainders past the last
+    /// whole chunk; and each row's sum (the offset's correction).
+    #[derive(Debug, Clone)]
+    pub struct Bytes {
+        values: Vec<i8>,
+        sums: Vec<i32>,
+        inp: usize,
+    }
+
+    impl Bytes {
+        /// The whole blocks of `values` (`out × inp`, each in `[-127, 127]`), and the rows past
+        /// the last one, row-major.
+        pub fn split(values: &[i16], inp: usize) -> (Bytes, Vec<i16>) {
+            let chunks = inp / CHUNK;
+            let tail = inp - chunks * CHUNK;
+            let blocks = values.chunks_exact(4 * inp);
+            let rest = blocks.remainder().to_vec();
+            let mut bytes = Vec::with_capacity(values.len() - rest.len());
+            for block in blocks {
+                for c in 0..chunks {
+                    for j in 0..4 {
+                        let at = j * inp + c * CHUNK;
+                        bytes.extend(block[at..at + CHUNK].iter().map(|&v| v as i8));
+                    }
+                }
+                for j in 0..4 {
+                    let at = j * inp + chunks * CHUNK;
+                    bytes.extend(block[at..at + tail].iter().map(|&v| v as i8));
+                }
+            }
+            let sums = values[..values.len() - rest.len()]
+                .chunks_exact(inp)
+                .map(|row| row.iter().map(|&v| i32::from(v)).sum())
+                .collect();
+            (
+                Bytes {
+                    values: bytes,
+                    sums,
+                    inp,
+                },
+                rest,
+            )
+        }
+
+        /// The blocks' integers, row-major.
+        pub fn row_major(&self) -> Vec<i16> {
+            let (inp, chunks) = (self.inp, self.inp / CHUNK);
+            let tail = inp - chunks * CHUNK;
+            let mut rows = vec![0i16; self.values.len()];
+            for (block, packed) in rows
+                .chunks_exact_mut(4 * inp)
+                .zip(self.values.chunks_exact(4 * inp))
+            {
+                for (k, &v) in packed.iter().enumerate() {
+                    let (j, at) = if k < chunks * 4 * CHUNK {
+                        let (c, j) = (k / (4 * CHUNK), k / CHUNK % 4);
+                        (j, c * CHUNK + k % CHUNK)
+                    } else {
+                        let k = k - chunks * 4 * CHUNK;
+                        (k / tail, chunks * CHUNK + k % tail)
+                    };
+                    block[j * inp + at] = i16::from(v);
+                }
+            }
+            rows
+        }
+
+        /// The exact dot products of `R` activation rows (their [`unsigned`] bytes) with the
+        /// rows of block `b`, as `[row][weight]`.
+        #[inline(always)]
+        pub fn block_dots<const R: usize>(&self, b: usize, x: [&[u8]; R]) -> [[i32; 4]; R] {
+            let inp = self.inp;
+            let chunks = inp / CHUNK;
+            let block = &self.values[b * 4 * inp..(b + 1) * 4 * inp];
+            assert!(x.iter().all(|row| row.len() >= inp), "activation rows");
+            let mut acc = [[i32x4_splat(0); 4]; R];
+            let wp = block.as_ptr();
+            for c in 0..chunks {
+                // SAFETY: c < chunks: the 64 bytes from c · 64 lie inside the block (4 · inp
+                // long), and the 16 from c · 16 inside each activation row (at least inp long,
+                // asserted); v128_load has no alignment requirement.
+                unsafe {
+                    let xv = x.map(|row| v128_load(row.as_ptr().add(c * CHUNK) as *const v128));
+                    let w = wp.add(c * 4 * CHUNK);
+                    let wv = [0, 1, 2, 3].map(|j| v128_load(w.add(j * CHUNK) as *const v128));
+                    for (a, &xr) in acc.iter_mut().zip(&xv) {
+                        for (aj, &wj) in a.iter_mut().zip(&wv) {
+                            *aj = i32x4_relaxed_dot_i8x16_i7x16_add(wj, xr, *aj);
+                        }
+                    }
+                }
+            }
+            let mut total = acc.map(super::sums4);
+            let tail = inp - chunks * CHUNK;
+            let tails = &block[chunks * 4 * CHUNK..];
+            for (t, row) in total.iter_mut().zip(&x) {
+                for (j, tj) in t.iter_mut().enumerate() {
+                    for (&w, &u) in tails[j * tail..(j + 1) * tail]
+                        .iter()
+                        .zip(&row[chunks * CHUNK..inp])
+                    {
+                        *tj += i32::from(w) * i32::from(u);
+                    }
+                    *tj -= OFFSET * self.sums[b * 4 + j];
+                }
+            }
+            total
+        }
+    }
 }
 
 /// The sum of an `i32x4`'s four lanes (the memory rows' dot products).

@@ -471,7 +471,7 @@ pub enum Weights {
     #[default]
     F32,
     /// Each weight row quantized to int8 with one scale at load (`kernel::QuantRows`), the
-    /// activations to 15-bit integers per row: an exact integer product (`kernel::linear_q`),
+    /// activations to 63 levels per row: an exact integer product (`kernel::linear_q`),
     /// the same bits natively and in wasm.
     Int8,
 }

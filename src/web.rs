@@ -481,6 +481,8 @@ impl Recommender {
             "defaultM": self.inner.scoring.m,
             "weightsFile": self.inner.weights_file,
             "wasmMemoryBytes": wasm_memory_bytes(),
+            // Which build runs: the worker loads the relaxed-SIMD one where the browser has it.
+            "simd": if cfg!(target_feature = "relaxed-simd") { "relaxed" } else { "simd128" },
         }))
     }
 }

@@ -582,12 +582,15 @@ fn int8_weights_stay_close_to_f32_and_switch_back_exactly() {
     use l2d::model::Weights;
     let mut model = default_model();
     let titles = common::spread_titles(97, 30);
-    // (history, largest relative L2 change allowed)
+    // (history, largest relative L2 change allowed): int8 weights with activations quantized to
+    // 63 levels per row (kernel::ACTIVATION_LEVELS, the width relaxed SIMD's byte product takes)
+    // move these states 4–5 % (0.6–0.7 % at 15-bit activations); a broken product moves them by
+    // their whole norm. Whether the ranking keeps its quality is `l2d choose`'s check on valid.
     let cases: Vec<(&[String], f32)> = vec![
-        (&titles[..1], 0.03),
-        (&titles[..5], 0.03),
-        (&titles[5..15], 0.03),
-        (&titles[15..25], 0.03),
+        (&titles[..1], 0.08),
+        (&titles[..5], 0.08),
+        (&titles[5..15], 0.08),
+        (&titles[15..25], 0.08),
     ];
     for (history, bound) in cases {
         let f32_state = model.last_hidden(history).unwrap();

@@ -307,6 +307,8 @@ async function main() {
     // A first visit opens with the example history already decoded by all three methods.
     await page.waitForFunction(() => ["global", "local", "beam"].every((id) => document.querySelectorAll(`#${id}-list li`).length > 0), null, { timeout: 120000 });
     assert.equal((await page.$$("#history li")).length, 3, "the example history");
+    // Chromium has relaxed SIMD: the worker loads that build (l2d_relaxed_bg.wasm).
+    assert.match(await page.textContent("#status"), /runs on relaxed SIMD/);
     for (const query of ["Heat (1995)", "Fargo (1996)", "Casino (1995)"]) {
       await page.fill("#search", query);
       await (await page.waitForSelector("#search-results li")).click();

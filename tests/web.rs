@@ -116,6 +116,12 @@ fn assert_same_ranking(got: &Result, want: &[String], what: &str) {
 #[wasm_bindgen_test]
 fn hidden_state_equals_native() {
     let r = recommender();
+    // Which build this run tests (scripts/test.sh checks each pass ran the one it names).
+    let info = r
+        .info()
+        .unwrap_or_else(|e| panic!("{:?}", JsValue::from(e)));
+    let simd = js_sys::Reflect::get(&info, &"simd".into()).unwrap();
+    web_sys_log(&format!("l2d-test: simd {}", simd.as_string().unwrap()));
     // With int8 weights the builds compute the same bits (every kernel sums in the native
     // order, the rotary tables are rounded from f64, the products are exact integer sums), so
     // the states are equal; with f32 weights candle's matrix product sums in another order.

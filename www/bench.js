@@ -204,6 +204,7 @@ async function main() {
   report.loadToFirstMs = performance.now() - t0;
   report.visit = cachedFiles > 0 ? "warm (Cache API)" : "cold (network)";
   report.hasWebGPU = await client.hasWebGPU();
+  report.simd = (await client.info()).simd;
   for (const backend of report.hasWebGPU ? ["cpu", "webgpu"] : ["cpu"]) {
     for (const mode of ["default", "global", "local"]) {
       const options = { k: 20, backend, ...(mode === "default" ? {} : { mode }) };

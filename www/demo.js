@@ -149,7 +149,7 @@ async function main() {
     });
     catalog = await l2d.items();
     $("progress").hidden = true;
-    text($("status"), `Ready: ${info.items} movies, ${info.dim}-dimensional states, ${info.memoryStates} memory states (${info.coldItems} items without any, ${info.coldWithVectors ? "ranked by their title vectors" : "ranked last"})${info.follows ? `; what followed the history's items in ${info.followPairs} recorded pairs counts too (weight ${info.follows})` : ""}.`);
+    text($("status"), `Ready: ${info.items} movies, ${info.dim}-dimensional states, ${info.memoryStates} memory states (${info.coldItems} items without any, ${info.coldWithVectors ? "ranked by their title vectors" : "ranked last"})${info.follows ? `; what followed the history's items in ${info.followPairs} recorded pairs counts too (weight ${info.follows})` : ""}; the model runs on ${info.simd === "relaxed" ? "relaxed SIMD" : "SIMD"} in this browser.`);
     $("search").disabled = false;
     document.body.dataset.ready = "loaded";
     // A first-time visitor sees an example decoded by all three methods; ?history=ID,ID,… sets another.

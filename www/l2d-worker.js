@@ -2,12 +2,13 @@
 // never block the page. Protocol: {id, op, args} in; {id, ok, result | error} out, plus
 // {type: "progress", file, loaded, total, cached} while loading.
 import init, { Recommender } from "../pkg/l2d.js";
+import { wasmBuild } from "./l2d-simd.js";
 
 let recommender = null;
 let ready = null;
 
 async function load(options) {
-  await init();
+  await init({ module_or_path: new URL(`../pkg/${wasmBuild()}`, import.meta.url) });
   recommender = await Recommender.load({
     ...options,
     onProgress: (p) => postMessage({ type: "progress", ...p }),
