@@ -36,7 +36,7 @@ $L2D manifest --dataset "$DATASET" --model "$MODEL" --command "scripts/train-def
 $L2D choose --dataset "$DATASET" --model "$MODEL" --json "$WORK/choose-valid.json" | tee "$WORK/choose-valid.md"
 # Deploy with every interaction known before test: the valid split's interactions appended to
 # the memory by `l2d update` (the scoring stays the one chosen on valid above). The script also
-# evaluates the train-only, updated and rebuilt memories on test (docs/update.md).
+# evaluates the train-only, updated and rebuilt memories on test (docs/results/update/update.md).
 scripts/measure-update.sh "$DATASET" "$MODEL" "$MEMORY" | tee "$WORK/update.md"
 cp target/update/base/model/{global.blob,memory.blob,items-*.jsonl} "$MODEL/"
 $L2D eval --dataset "$DATASET" --model "$MODEL" --split test --methods popularity,follows,sasrec,beam \

@@ -15,30 +15,30 @@ STEP=${STEP:-1}
 mkdir -p docs
 if [ "$STEP" -le 1 ]; then
   $L2D eval --split valid --methods popularity,global,local --m 5,10,20,50,100,200 \
-    --treatments center+cosine,prior=1,prior=2,prior=4,prior=8 --json docs/eval-valid.json | tee docs/eval-valid.md
+    --treatments center+cosine,prior=1,prior=2,prior=4,prior=8 --json docs/results/eval/eval-valid.json | tee docs/results/eval/eval-valid.md
 fi
 if [ "$STEP" -le 2 ]; then
   $L2D eval --split valid --methods local --m 10,20 --fractions 0.1,0.3,1.0 \
-    --json docs/eval-valid-fractions.json | tee docs/eval-valid-fractions.md
+    --json docs/results/eval/eval-valid-fractions.json | tee docs/results/eval/eval-valid-fractions.md
   $L2D eval --split valid --methods local --m 5,10 --fractions 0.3,0.7 --dtype i8 \
-    --json docs/eval-valid-int8.json | tee docs/eval-valid-int8.md
+    --json docs/results/eval/eval-valid-int8.json | tee docs/results/eval/eval-valid-int8.md
   # The cold-start rule: full memory, then the shipped variant.
   $L2D eval --split valid --methods global,local --m 10 --treatments cold=title \
-    | tee docs/eval-cold-start-valid.txt
+    | tee docs/results/eval/eval-cold-start-valid.txt
   $L2D eval --split valid --methods local --m 10 --fractions 0.7 --dtype i8 --treatments cold=title \
-    | tee docs/eval-cold-start-shipped-valid.txt
+    | tee docs/results/eval/eval-cold-start-shipped-valid.txt
 fi
 if [ "$STEP" -le 3 ]; then
   $L2D eval --split test --methods popularity,global,local,beam --m 10,20 --beam 1,5,10 --beam-limit 1000 \
-    --treatments center+cosine,prior=1 --json models/default/eval.json | tee docs/eval-test.md
+    --treatments center+cosine,prior=1 --json models/default/eval.json | tee docs/results/eval/eval-test.md
   $L2D eval --split test --methods global,local --m 10 --treatments cold=title \
-    | tee docs/eval-cold-start-test.txt
+    | tee docs/results/eval/eval-cold-start-test.txt
 fi
 if [ "$STEP" -le 3 ]; then
   # The variant the browser ships: L2D-L (M=10) on 70% of the memory, int8, cold-start by title.
   $L2D eval --split test --methods local --m 10 --fractions 0.7 --dtype i8 --treatments cold=title \
-    --json docs/eval-test-shipped.json | tee docs/eval-test-shipped.md
+    --json docs/results/eval/eval-test-shipped.json | tee docs/results/eval/eval-test-shipped.md
 fi
 if [ "$STEP" -le 4 ]; then
-  $L2D bench --queries 100 --m 10 | tee docs/bench.txt
+  $L2D bench --queries 100 --m 10 | tee docs/results/bench/bench.txt
 fi

@@ -3,7 +3,7 @@
 left, train and valid loss per evaluation; right, the in-training valid L2D-L Recall@20 that
 selects the exported weights (marked).
 
-    scripts/plot-train.py models/default/train.json docs/train-curves.svg [--title TEXT]
+    scripts/plot-train.py models/default/train.json docs/results/train/train-curves.svg [--title TEXT]
 """
 import json
 import sys

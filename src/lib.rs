@@ -1,36 +1,27 @@
 //! l2d — Light Latent-space Decoding for LLM-based recommendation (EMNLP 2025), natively and
-//! in the browser. See ARCHITECTURE.md for the code map.
+//! in the browser. The layers, lowest first; a layer imports only the layers before it
+//! (`tests/architecture.rs` enforces it, ARCHITECTURE.md maps them):
+//!
+//! `error`, `util` → `kernel` → `data` → `model` → `latent` → `serve` → `offline` → the CLI
+//! (`src/cli/`) and the browser API (`web`).
 
-pub mod aggregate;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod bench;
-pub mod blob;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod build;
-pub mod catalog;
-pub mod dataset;
-pub mod decode;
 pub mod error;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod eval;
-pub mod follows;
-pub mod gpu;
-pub mod int8_file;
+pub mod util;
+
 pub mod kernel;
-pub mod manifest;
-pub mod memory;
+
+pub mod data;
+
 pub mod model;
-pub mod prompt;
-pub mod pyliteral;
-pub mod recommend;
+
+pub mod latent;
+
+pub mod serve;
+
+/// Native only: nothing the browser runs lives here, so none of it reaches the wasm build.
 #[cfg(not(target_arch = "wasm32"))]
-pub mod sasrec;
-pub mod score;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod synth;
-pub mod tokenizer;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod train;
+pub mod offline;
+
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -9,16 +9,16 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::blob::{Blob, BlobSource, ItemsReader};
-use crate::catalog::{Catalog, ItemIndex};
-use crate::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
-use crate::gpu::GpuScorer;
-use crate::manifest::{Manifest, Scoring};
-use crate::model::{hex, Model, ModelFiles, QueryEncoder};
-use crate::recommend::{
-    finish, finish_nearest, load_blob, prepare_with, query_state, row_distances, Mode,
-    Representations, Request,
+use crate::data::catalog::{Catalog, ItemIndex};
+use crate::latent::blob::{Blob, BlobSource, ItemsReader};
+use crate::model::{Model, ModelFiles, QueryEncoder};
+use crate::serve::backend::{Backend, Scorers};
+use crate::serve::decode::{beam_search, ranking, TitleTrie, MAX_TITLE_TOKENS};
+use crate::serve::manifest::{Manifest, Scoring};
+use crate::serve::recommend::{
+    load_blob, prepare_with, query_state, Mode, Representations, Request,
 };
+use crate::util::hex;
 
 #[wasm_bindgen(module = "/www/l2d-fetch.js")]
 extern "C" {
@@ -152,15 +152,6 @@ enum HistoryEntry {
     Number(f64),
 }
 
-enum GpuState {
-    Unchecked,
-    Unavailable(String),
-    Ready {
-        global: Rc<GpuScorer>,
-        local: Option<Rc<GpuScorer>>,
-    },
-}
-
 struct Inner {
     model: Model,
     catalog: Catalog,
@@ -189,7 +180,7 @@ pub fn weights_file(manifest: &str) -> Result<String, JsError> {
 #[wasm_bindgen]
 pub struct Recommender {
     inner: Rc<Inner>,
-    gpu: Rc<RefCell<GpuState>>,
+    scorers: Rc<Scorers>,
 }
 
 #[wasm_bindgen]
@@ -251,7 +242,7 @@ impl Recommender {
                 trie: RefCell::new(None),
                 encoder: RefCell::new(QueryEncoder::new()),
             }),
-            gpu: Rc::new(RefCell::new(GpuState::Unchecked)),
+            scorers: Rc::new(Scorers::new()),
         })
     }
 
@@ -350,7 +341,7 @@ impl Recommender {
         #[wasm_bindgen(unchecked_param_type = "RecommendOptions | undefined")] options: JsValue,
     ) -> Result<js_sys::Promise, JsError> {
         let inner = self.inner.clone();
-        let gpu = self.gpu.clone();
+        let scorers = self.scorers.clone();
         let (history, unknown) = resolve(&inner.catalog, history)?;
         let options: RecommendOptions = if options.is_undefined() || options.is_null() {
             RecommendOptions {
@@ -370,7 +361,7 @@ impl Recommender {
         // The manifest decides the default; a global-only blob can only serve global mode.
         let default_mode = match inner.scoring.mode() {
             Ok(mode) if mode.uses_states() && inner.reps.local.is_some() => {
-                inner.scoring.mode.as_str()
+                inner.scoring.mode.name()
             }
             _ => "global",
         };
@@ -379,19 +370,17 @@ impl Recommender {
         if mode.uses_states() && inner.reps.local.is_none() {
             return Err(JsError::new("local and density modes need a memory blob; this recommender was loaded with global vectors only"));
         }
-        let backend = options.backend.unwrap_or_else(|| "auto".into());
-        if !matches!(backend.as_str(), "auto" | "cpu" | "webgpu") {
-            return Err(JsError::new(&format!(
-                "option `backend` must be \"auto\", \"cpu\" or \"webgpu\", got {backend:?}"
-            )));
-        }
+        let backend: Backend = match options.backend.as_deref() {
+            Some(name) => name.parse().map_err(js_error)?,
+            None => Backend::Auto,
+        };
         let exclude = if options.exclude_history.unwrap_or(true) {
             history.clone()
         } else {
             Vec::new()
         };
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            recommend_async(inner, gpu, history, unknown, exclude, k, mode, backend)
+            recommend_async(inner, scorers, history, unknown, exclude, k, mode, backend)
                 .await
                 .map_err(JsValue::from)
         }))
@@ -546,13 +535,13 @@ fn resolve(catalog: &Catalog, history: JsValue) -> Result<(Vec<ItemIndex>, Vec<S
 #[allow(clippy::too_many_arguments)]
 async fn recommend_async(
     inner: Rc<Inner>,
-    gpu: Rc<RefCell<GpuState>>,
+    scorers: Rc<Scorers>,
     history: Vec<ItemIndex>,
     unknown: Vec<String>,
     exclude: Vec<ItemIndex>,
     k: usize,
     mode: Mode,
-    backend: String,
+    backend: Backend,
 ) -> Result<JsValue, JsError> {
     let start = now();
     let request = Request {
@@ -579,65 +568,12 @@ async fn recommend_async(
         .map(|&i| inner.catalog.item(i).id.to_string())
         .collect();
     let start = now();
-    let (ranked, used) = match &query.state {
-        None => (
-            finish(&inner.reps, &query, None).map_err(js_error)?,
-            "popularity".to_string(),
-        ),
-        Some(q) => {
-            // `auto` uses WebGPU on a hardware adapter only: on a software one (SwiftShader)
-            // scoring took 11–130 ms against 0.4–15 ms on the wasm CPU path
-            // (`node scripts/bench-browser.mjs`).
-            let scorer = match backend.as_str() {
-                "cpu" => None,
-                "webgpu" => gpu_scorer(&inner, &gpu, mode).await,
-                _ => gpu_scorer(&inner, &gpu, mode)
-                    .await
-                    .filter(|(scorer, _)| !scorer.software),
-            };
-            match scorer {
-                Some((scorer, name)) => {
-                    // A ranking by row distance alone selects on the GPU and reads back
-                    // candidates only; the other modes need every row's distance.
-                    let wanted = query.k + query.exclude.len();
-                    let nearest = if inner.reps.ranks_by_row_distance(mode) {
-                        scorer.nearest(q, wanted).await.map_err(js_error)?
-                    } else {
-                        None
-                    };
-                    let ranked = match nearest {
-                        Some(nearest) => finish_nearest(&inner.reps, &query, nearest),
-                        None => {
-                            let to_rows = scorer
-                                .distances(std::slice::from_ref(q))
-                                .await
-                                .map_err(js_error)?
-                                .remove(0);
-                            finish(&inner.reps, &query, Some(to_rows))
-                        }
-                    };
-                    (ranked.map_err(js_error)?, format!("webgpu: {name}"))
-                }
-                None if backend == "webgpu" => {
-                    let why = match &*gpu.borrow() {
-                        GpuState::Unavailable(why) => why.clone(),
-                        _ => "no adapter".into(),
-                    };
-                    return Err(JsError::new(&format!(
-                        "backend \"webgpu\" requested but WebGPU is unavailable: {why}"
-                    )));
-                }
-                None => {
-                    let to_rows = row_distances(&inner.reps, &query).map_err(js_error)?;
-                    (
-                        finish(&inner.reps, &query, to_rows).map_err(js_error)?,
-                        "cpu".to_string(),
-                    )
-                }
-            }
-        }
-    };
+    let ranked = scorers
+        .rank(&inner.reps, &query, backend)
+        .await
+        .map_err(js_error)?;
     let items = ranked
+        .items
         .into_iter()
         .map(|(i, d)| item_out(&inner.catalog, i, d))
         .collect();
@@ -646,47 +582,10 @@ async fn recommend_async(
         items,
         encode_ms,
         score_ms,
-        backend: used,
+        backend: ranked.backend,
         history_used,
         unknown,
     })
-}
-
-/// The GPU scorer for `mode`, initialised on first use; `None` when WebGPU is unavailable.
-async fn gpu_scorer(
-    inner: &Inner,
-    gpu: &Rc<RefCell<GpuState>>,
-    mode: Mode,
-) -> Option<(Rc<GpuScorer>, String)> {
-    if matches!(&*gpu.borrow(), GpuState::Unchecked) {
-        let state = match GpuScorer::new(&inner.reps.global).await {
-            Ok(Some(global)) => {
-                let local = match inner.reps.local.as_ref() {
-                    Some(l) => GpuScorer::new(l.states()).await.ok().flatten().map(Rc::new),
-                    None => None,
-                };
-                GpuState::Ready {
-                    global: Rc::new(global),
-                    local,
-                }
-            }
-            Ok(None) => GpuState::Unavailable("no WebGPU adapter".into()),
-            Err(e) => GpuState::Unavailable(e.to_string()),
-        };
-        *gpu.borrow_mut() = state;
-    }
-    match &*gpu.borrow() {
-        GpuState::Ready { global, local } => {
-            let scorer = if mode.uses_states() {
-                local.clone()
-            } else {
-                Some(global.clone())
-            }?;
-            let name = scorer.adapter.clone();
-            Some((scorer, name))
-        }
-        _ => None,
-    }
 }
 
 /// Size of this instance's linear memory (it only grows): what a soak watches.
@@ -743,7 +642,7 @@ fn resolve_url(base: &js_sys::JsString, relative: &str) -> Result<String, JsErro
 async fn fetch_verified(
     url: &str,
     name: &str,
-    entry: &crate::manifest::FileEntry,
+    entry: &crate::serve::manifest::FileEntry,
     cache_name: &JsValue,
     on_progress: &JsValue,
 ) -> Result<js_sys::Uint8Array, JsError> {

@@ -1,155 +1,363 @@
-//! The module graph under `src/` follows the order ARCHITECTURE.md documents: every library
-//! module appears in its "Module order" line, and a module only names modules listed before it
-//! (`crate::x` paths, `use crate::{x, …}` groups), so the graph has no cycle. Adding an upward
-//! import, or a module the document does not place, fails this test.
+//! The layers under `src/` follow the order ARCHITECTURE.md documents on its `Layer order:`
+//! line: a file names only its own layer or layers before it (`crate::x` paths, `use crate::{x,
+//! …}` groups, and `l2d::x` in the binary), and within a layer folder a module names only the
+//! modules its `mod.rs` declares before it. So the graph has no cycle, and an upward import, a
+//! folder the document does not place, or a long file without its reason fails this test.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-const ORDER_PREFIX: &str = "Module order:";
+const ORDER_PREFIX: &str = "Layer order:";
+/// Files longer than this say why at their top, on a `//! Long because:` line.
+const LONG_FILE_LINES: usize = 800;
+const LONG_REASON: &str = "//! Long because:";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The documented order: the names on ARCHITECTURE.md's `Module order:` line, split on `→`.
+/// The documented order: the names on ARCHITECTURE.md's `Layer order:` line, split on `→`.
 fn documented_order(text: &str) -> Vec<String> {
     let line = text
         .lines()
         .find_map(|l| l.trim().strip_prefix(ORDER_PREFIX))
-        .expect("ARCHITECTURE.md has a `Module order:` line");
+        .expect("ARCHITECTURE.md has a `Layer order:` line");
     line.split('→')
         .map(|m| m.trim().trim_matches('`').to_string())
         .collect()
 }
 
-/// Library modules (files directly under `src/`, but the crate root and the binary) and the
-/// crate modules each one names.
-fn module_imports(src: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut graph = BTreeMap::new();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        if path.extension().is_none_or(|e| e != "rs") || name == "lib" || name == "main" {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        graph.insert(name, crate_references(&text));
-    }
-    graph
+/// One source file's place: its layer (the folder under `src/`, or the file's stem for a
+/// file directly under it) and its module within a layer folder.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    layer: String,
+    module: Option<String>,
 }
 
-/// Names `x` of every `crate::x` path and `use crate::{x, y::…}` group in `text` (sorted,
-/// deduplicated).
-fn crate_references(text: &str) -> Vec<String> {
+fn place(src: &Path, file: &Path) -> Place {
+    let rel = file.strip_prefix(src).unwrap();
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    match parts.as_slice() {
+        [single] => Place {
+            layer: single.clone(),
+            module: None,
+        },
+        [layer, module, ..] => Place {
+            layer: layer.clone(),
+            module: (module != "mod").then(|| module.clone()),
+        },
+        [] => unreachable!(),
+    }
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Each path `x::y` named after `prefix` (`crate::` or `l2d::`) in `text`, as `(x, y)` (`y`
+/// empty when the path stops at `x`), from plain paths and `use prefix{x::…, y}` groups;
+/// sorted, deduplicated.
+fn references(text: &str, prefix: &str) -> Vec<(String, String)> {
     let ident = |s: &str| -> String {
         s.chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect()
     };
+    let path = |s: &str| -> (String, String) {
+        let first = ident(s);
+        let rest = s[first.len()..]
+            .strip_prefix("::")
+            .map(ident)
+            .unwrap_or_default();
+        (first, rest)
+    };
     let mut out = Vec::new();
-    for (i, _) in text.match_indices("crate::") {
-        let rest = &text[i + "crate::".len()..];
+    for (i, _) in text.match_indices(prefix) {
+        if text[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &text[i + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             let body = &group[..group.find('}').unwrap_or(group.len())];
-            out.extend(body.split(',').map(|p| ident(p.trim())));
+            out.extend(body.split(',').map(|p| path(p.trim())));
         } else {
-            out.push(ident(rest));
+            out.push(path(rest));
         }
     }
-    out.retain(|m| !m.is_empty() && m != "self");
+    out.retain(|(m, _)| !m.is_empty() && m != "self");
     out.sort();
     out.dedup();
     out
 }
 
-/// The violations of `order` in `graph`: undocumented modules and imports of a module that is
-/// not strictly earlier.
-fn violations(graph: &BTreeMap<String, Vec<String>>, order: &[String]) -> Vec<String> {
-    let position = |m: &str| order.iter().position(|o| o == m);
+/// The modules a layer folder's `mod.rs` declares (sorted).
+fn declared_modules(mod_rs: &str) -> Vec<String> {
+    let mut out: Vec<String> = mod_rs
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let l = l.strip_prefix("pub ").unwrap_or(l);
+            l.strip_prefix("mod ")?
+                .strip_suffix(';')
+                .map(str::to_string)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The order on a `mod.rs`'s `//! Module order:` line (split on `→`).
+fn module_order(mod_rs: &str) -> Option<Vec<String>> {
+    let line = mod_rs
+        .lines()
+        .find_map(|l| l.strip_prefix("//! Module order:"))?;
+    Some(
+        line.split('→')
+            .map(|m| m.trim().trim_matches('`').to_string())
+            .collect(),
+    )
+}
+
+/// The violations of `order` by the file at `at` naming `refs` (layer folders' module orders
+/// in `modules`).
+fn violations(
+    at: &Place,
+    refs: &[(String, String)],
+    order: &[String],
+    modules: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let position = |l: &str| order.iter().position(|o| o == l);
+    let Some(here) = position(&at.layer) else {
+        return vec![format!(
+            "`{}` is not in ARCHITECTURE.md's layer order",
+            at.layer
+        )];
+    };
     let mut out = Vec::new();
-    for (module, imports) in graph {
-        let Some(at) = position(module) else {
-            out.push(format!(
-                "`{module}` is not in ARCHITECTURE.md's module order"
-            ));
-            continue;
-        };
-        for import in imports {
-            match position(import) {
-                Some(p) if p < at => {}
-                Some(_) => out.push(format!(
-                    "`{module}` imports `{import}`, which comes after it"
-                )),
-                None if graph.contains_key(import) => {}
-                None => {} // a re-exported item of the crate root, not a module
+    for (layer, module) in refs {
+        match position(layer) {
+            Some(p) if p < here => {}
+            Some(p) if p == here => {
+                let (Some(own), Some(list)) = (&at.module, modules.get(layer)) else {
+                    continue;
+                };
+                let index = |m: &str| list.iter().position(|x| x == m);
+                if let (Some(a), Some(b)) = (index(own), index(module)) {
+                    if b >= a && module != own {
+                        out.push(format!(
+                            "`{layer}::{own}` imports `{layer}::{module}`, declared after it"
+                        ));
+                    }
+                }
             }
-        }
-    }
-    for documented in order {
-        if !graph.contains_key(documented) {
-            out.push(format!(
-                "`{documented}` is documented but is no module under src/"
-            ));
+            Some(_) => out.push(format!(
+                "`{}` imports `{layer}`, a layer after it",
+                at.module
+                    .as_ref()
+                    .map_or(at.layer.clone(), |m| format!("{}::{m}", at.layer))
+            )),
+            None => {} // an item re-exported at the crate root, not a layer
         }
     }
     out
 }
 
 #[test]
-fn modules_only_import_modules_documented_before_them() {
+fn files_only_import_their_own_layer_and_the_layers_before_it() {
     let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
     let order = documented_order(&doc);
-    let graph = module_imports(&root().join("src"));
-    let found = violations(&graph, &order);
+    let src = root().join("src");
+    let mut modules = BTreeMap::new();
+    let mut found = Vec::new();
+    for layer in &order {
+        if let Ok(text) = std::fs::read_to_string(src.join(layer).join("mod.rs")) {
+            let Some(listed) = module_order(&text) else {
+                found.push(format!(
+                    "src/{layer}/mod.rs has no `//! Module order:` line"
+                ));
+                continue;
+            };
+            let mut sorted = listed.clone();
+            sorted.sort();
+            if sorted != declared_modules(&text) {
+                found.push(format!(
+                    "src/{layer}/mod.rs: the module order {listed:?} is not the modules it declares {:?}",
+                    declared_modules(&text)
+                ));
+            }
+            modules.insert(layer.clone(), listed);
+        }
+    }
+    let mut layers_seen = Vec::new();
+    for file in rust_files(&src) {
+        let at = place(&src, &file);
+        if at.module.is_none() && ["lib", "main"].contains(&at.layer.as_str()) {
+            continue;
+        }
+        layers_seen.push(at.layer.clone());
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut refs = references(&text, "crate::");
+        refs.extend(references(&text, "l2d::"));
+        found.extend(violations(&at, &refs, &order, &modules));
+    }
+    for layer in &order {
+        if !layers_seen.contains(layer) {
+            found.push(format!(
+                "`{layer}` is documented but is no file or folder under src/"
+            ));
+        }
+    }
+    found.sort();
+    found.dedup();
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
-/// The checker itself: each case is a graph, an order and the violations it must report.
+/// The checker itself: each case is a file's place, what it names, and the violations.
 #[test]
-fn the_order_check_catches_upward_imports_and_undocumented_modules() {
-    let order: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-    let graph = |edges: &[(&str, &[&str])]| -> BTreeMap<String, Vec<String>> {
-        edges
-            .iter()
-            .map(|(m, is)| (m.to_string(), is.iter().map(|s| s.to_string()).collect()))
+fn the_layer_check_catches_upward_imports_and_undocumented_layers() {
+    let order: Vec<String> = ["util", "data", "latent", "offline"]
+        .map(String::from)
+        .to_vec();
+    let modules: BTreeMap<String, Vec<String>> = [(
+        "latent".to_string(),
+        ["memory", "score", "blob"].map(String::from).to_vec(),
+    )]
+    .into();
+    let at = |layer: &str, module: Option<&str>| Place {
+        layer: layer.into(),
+        module: module.map(String::from),
+    };
+    let refs = |r: &[(&str, &str)]| -> Vec<(String, String)> {
+        r.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     };
-    type Edges<'a> = &'a [(&'a str, &'a [&'a str])];
-    let cases: [(Edges, &[&str]); 4] = [
-        (&[("a", &[]), ("b", &["a"]), ("c", &["a", "b"])], &[]),
+    type Refs = Vec<(String, String)>;
+    let cases: Vec<(Place, Refs, Vec<&str>)> = vec![
         (
-            &[("a", &["c"]), ("b", &[]), ("c", &[])],
-            &["`a` imports `c`, which comes after it"],
+            at("latent", Some("blob")),
+            refs(&[("util", "hex"), ("data", "catalog")]),
+            vec![],
         ),
         (
-            &[("a", &[]), ("b", &["b"]), ("c", &[])],
-            &["`b` imports `b`, which comes after it"],
+            at("latent", Some("blob")),
+            refs(&[("latent", "score")]),
+            vec![],
         ),
         (
-            &[("a", &[]), ("b", &[]), ("c", &[]), ("d", &["a"])],
-            &["`d` is not in ARCHITECTURE.md's module order"],
+            at("latent", Some("score")),
+            refs(&[("latent", "blob")]),
+            vec!["`latent::score` imports `latent::blob`, declared after it"],
+        ),
+        (
+            at("data", Some("catalog")),
+            refs(&[("offline", "eval")]),
+            vec!["`data::catalog` imports `offline`, a layer after it"],
+        ),
+        (at("util", None), refs(&[("Error", "")]), vec![]),
+        (
+            at("gadgets", Some("x")),
+            refs(&[]),
+            vec!["`gadgets` is not in ARCHITECTURE.md's layer order"],
         ),
     ];
-    for (edges, expected) in cases {
-        assert_eq!(violations(&graph(edges), &order), expected, "{edges:?}");
+    for (place, refs, expected) in cases {
+        assert_eq!(
+            violations(&place, &refs, &order, &modules),
+            expected,
+            "{place:?} {refs:?}"
+        );
     }
 }
 
 #[test]
-fn crate_references_are_read_from_paths_and_use_groups() {
+fn references_are_read_from_paths_and_use_groups() {
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
     let cases = [
-        ("use crate::model::Model;", vec!["model"]),
         (
-            "use crate::{blob::Blob, score::top_k};\nlet x = crate::eval::KS;",
-            vec!["blob", "eval", "score"],
+            "use crate::model::Model;",
+            "crate::",
+            vec![pair("model", "Model")],
         ),
-        ("// nothing here", vec![]),
+        (
+            "use crate::{latent::blob::Blob, Error};\nlet x = crate::offline::eval::KS;",
+            "crate::",
+            vec![
+                pair("Error", ""),
+                pair("latent", "blob"),
+                pair("offline", "eval"),
+            ],
+        ),
+        (
+            "use l2d::serve::manifest::Manifest;",
+            "l2d::",
+            vec![pair("serve", "manifest")],
+        ),
+        ("// not_crate::data here", "crate::", vec![]),
     ];
-    for (text, expected) in cases {
-        assert_eq!(crate_references(text), expected, "{text}");
+    for (text, prefix, expected) in cases {
+        assert_eq!(references(text, prefix), expected, "{text}");
     }
+}
+
+/// Nothing offline reaches the wasm build: the crate root declares `offline` under one
+/// `cfg(not(target_arch = "wasm32"))` gate, and no layer the browser runs names it.
+#[test]
+fn the_offline_layer_is_gated_out_of_the_wasm_build() {
+    let lib = std::fs::read_to_string(root().join("src/lib.rs")).unwrap();
+    let lines: Vec<&str> = lib.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "pub mod offline;")
+        .expect("lib.rs declares the offline layer");
+    let gate = lines[..at]
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with("///"))
+        .unwrap();
+    assert_eq!(*gate, "#[cfg(not(target_arch = \"wasm32\"))]");
+}
+
+/// A file longer than [`LONG_FILE_LINES`] says why at its top.
+#[test]
+fn long_files_say_why_they_are_long() {
+    let mut offenders = Vec::new();
+    for file in rust_files(&root().join("src")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines = text.lines().count();
+        let reason = text
+            .lines()
+            .take_while(|l| l.starts_with("//!") || l.trim().is_empty())
+            .any(|l| l.starts_with(LONG_REASON));
+        if lines > LONG_FILE_LINES && !reason {
+            offenders.push(format!("{}: {lines} lines", file.display()));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "no `{LONG_REASON}` line in:\n{}",
+        offenders.join("\n")
+    );
 }
 
 /// No file of the repository points outside it (the project stands alone): no path into the

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use l2d::blob::{Blob, BlobError};
+use l2d::latent::blob::{Blob, BlobError};
 use l2d::model::{Model, ModelFiles};
 
 fn peak_rss_kib() -> u64 {
@@ -20,7 +20,7 @@ fn peak_rss_kib() -> u64 {
 
 fn forged_blob(items: u32, rows: u32, dim: u32) -> Vec<u8> {
     let mut bytes = b"L2DBLOB\0".to_vec();
-    bytes.extend_from_slice(&l2d::blob::VERSION.to_le_bytes());
+    bytes.extend_from_slice(&l2d::latent::blob::VERSION.to_le_bytes());
     bytes.extend_from_slice(&[0, 0, 0, 0]); // global, f32, no cold-start vectors
     bytes.extend_from_slice(&items.to_le_bytes());
     bytes.extend_from_slice(&rows.to_le_bytes());
@@ -85,7 +85,7 @@ fn forged_sizes_fail_fast_with_named_errors_and_small_peak_memory() {
         format!("user_id,history_item_title,item_title,history_item_id,item_id\nu,\"['A']\",B,\"[{history}]\",1\n"),
     )
     .unwrap();
-    let err = l2d::dataset::load_d3_dir(dir.path())
+    let err = l2d::data::dataset::load_d3_dir(dir.path())
         .unwrap_err()
         .to_string();
     assert!(err.contains("t.csv:2: field `history_item_id`"), "{err}");
@@ -111,9 +111,12 @@ fn forged_sizes_fail_fast_with_named_errors_and_small_peak_memory() {
         }
         movies.write_all(b",x\n").unwrap();
     }
-    let err = l2d::dataset::import_raw_log(&l2d::dataset::RawLogSpec::movielens(log.path()), "t")
-        .unwrap_err()
-        .to_string();
+    let err = l2d::data::dataset::import_raw_log(
+        &l2d::data::dataset::RawLogSpec::movielens(log.path()),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("movies.csv:3: field `record`") && err.contains("longer than 1048576 bytes"),
         "{err}"

@@ -310,8 +310,9 @@ fn synthetic_catalogs_load_for_the_shipped_model() {
         );
         assert_eq!(a, b, "{dtype}: same seed, same bytes");
         assert_ne!(a, c, "{dtype}: another seed");
-        let blob = l2d::blob::Blob::read_file(&dir.path().join("a.blob")).unwrap();
-        let (catalog, reps) = l2d::recommend::load_blob(&model, blob.clone(), "a.blob").unwrap();
+        let blob = l2d::latent::blob::Blob::read_file(&dir.path().join("a.blob")).unwrap();
+        let (catalog, reps) =
+            l2d::serve::recommend::load_blob(&model, blob.clone(), "a.blob").unwrap();
         assert_eq!(catalog.len(), items);
         assert_eq!(reps.cold_items(), 0);
         let a_path = dir.path().join("a.blob");
@@ -361,7 +362,7 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
         .map(read)
         .to_vec();
     let blob_before = read("memory.blob");
-    let states = |path: &Path| l2d::memory::Memory::load(path).unwrap().len();
+    let states = |path: &Path| l2d::latent::memory::Memory::load(path).unwrap().len();
     let states_before = states(&memory);
     let manifest_before: serde_json::Value =
         serde_json::from_slice(&read("manifest.json")).unwrap();
@@ -393,7 +394,7 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
         .map(read)
         .to_vec();
     assert!(after == before, "the model files changed");
-    let blob = l2d::blob::Blob::read_file(&model.join("memory.blob")).unwrap();
+    let blob = l2d::latent::blob::Blob::read_file(&model.join("memory.blob")).unwrap();
     assert_ne!(read("memory.blob"), blob_before);
     let new_item = blob
         .items
@@ -413,7 +414,7 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")).unwrap();
     assert_eq!(
         manifest["files"]["memory.blob"]["sha256"],
-        l2d::model::sha256_hex(&read("memory.blob"))
+        l2d::util::sha256_hex(&read("memory.blob"))
     );
     // The new item's title is in the items part the manifest lists (a new name: new content).
     let parts = manifest["items"].as_array().unwrap();
@@ -421,7 +422,7 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     let part = parts[0].as_str().unwrap();
     assert_eq!(
         manifest["files"][part]["sha256"],
-        l2d::model::sha256_hex(&read(part))
+        l2d::util::sha256_hex(&read(part))
     );
     assert!(String::from_utf8(read(part))
         .unwrap()
@@ -433,14 +434,14 @@ fn update_appends_new_interactions_and_items_without_touching_the_model() {
     }
     assert_eq!(
         manifest["files"]["model.safetensors"]["sha256"],
-        l2d::model::sha256_hex(&before[0])
+        l2d::util::sha256_hex(&before[0])
     );
     // The same log again: nothing new.
     call(update.clone());
     assert_eq!(states(&memory), states_before + 3);
     // A memory that does not match the dataset's train split is refused.
     let other = root.join("other.safetensors");
-    l2d::memory::Memory::load(&memory)
+    l2d::latent::memory::Memory::load(&memory)
         .unwrap()
         .select(&[0, 1])
         .save(&other)
@@ -511,12 +512,19 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
             })
             .collect();
         let skipped = text.lines().filter(|l| l.contains(": skipped (")).count();
-        assert_eq!(ran.len() + skipped, l2d::build::STAGES.len(), "{text}");
+        assert_eq!(
+            ran.len() + skipped,
+            l2d::offline::site::STAGES.len(),
+            "{text}"
+        );
         ran
     };
     let stages_from = |first: &str| -> Vec<String> {
-        let at = l2d::build::STAGES.iter().position(|s| *s == first).unwrap();
-        l2d::build::STAGES[at..]
+        let at = l2d::offline::site::STAGES
+            .iter()
+            .position(|s| *s == first)
+            .unwrap();
+        l2d::offline::site::STAGES[at..]
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -535,9 +543,10 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
 
     // The site: the manifest names content-hashed files that exist with their sha256.
     let site = out.join("site");
-    let manifest: l2d::manifest::Manifest =
-        serde_json::from_slice(&std::fs::read(site.join(l2d::manifest::MANIFEST_FILE)).unwrap())
-            .unwrap();
+    let manifest: l2d::serve::manifest::Manifest = serde_json::from_slice(
+        &std::fs::read(site.join(l2d::serve::manifest::MANIFEST_FILE)).unwrap(),
+    )
+    .unwrap();
     for name in l2d::model::MODEL_FILES
         .iter()
         .copied()
@@ -546,9 +555,9 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
     {
         let entry = manifest.file(name, "site").unwrap();
         let path = entry.path.as_deref().expect("a hashed path");
-        assert_eq!(path, l2d::build::hashed_name(name, &entry.sha256));
+        assert_eq!(path, l2d::offline::site::hashed_name(name, &entry.sha256));
         let bytes = std::fs::read(site.join(path)).unwrap();
-        assert_eq!(l2d::model::sha256_hex(&bytes), entry.sha256, "{name}");
+        assert_eq!(l2d::util::sha256_hex(&bytes), entry.sha256, "{name}");
     }
     let files = std::fs::read_dir(&site).unwrap().count();
     assert_eq!(
@@ -612,8 +621,8 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
 /// naming the file.
 #[test]
 fn the_manifest_lists_the_int8_weights_file_exactly_when_the_weights_are_int8() {
-    use l2d::int8_file::INT8_WEIGHTS_FILE;
-    use l2d::manifest::{Manifest, Scoring};
+    use l2d::model::int8_file::INT8_WEIGHTS_FILE;
+    use l2d::serve::manifest::{Manifest, Scoring};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (data, model) = tiny_model(root, &["--epochs", "1", "--select", "loss"]);
@@ -644,7 +653,7 @@ fn the_manifest_lists_the_int8_weights_file_exactly_when_the_weights_are_int8() 
     assert!(!f32.files.contains_key(INT8_WEIGHTS_FILE));
     assert_eq!(f32.weights_file(), l2d::model::WEIGHTS_FILE);
 
-    let dataset = l2d::dataset::Dataset::read_dir(&data).unwrap();
+    let dataset = l2d::data::dataset::Dataset::read_dir(&data).unwrap();
     let scoring = Scoring {
         weights: l2d::model::Weights::Int8,
         ..Scoring::default()
@@ -656,7 +665,7 @@ fn the_manifest_lists_the_int8_weights_file_exactly_when_the_weights_are_int8() 
     let other = std::fs::read(shipped_weights()).unwrap();
     std::fs::write(
         model.join(INT8_WEIGHTS_FILE),
-        l2d::int8_file::write(&other).unwrap(),
+        l2d::model::int8_file::write(&other).unwrap(),
     )
     .unwrap();
     let stale = describe().unwrap_err().to_string();
@@ -664,7 +673,7 @@ fn the_manifest_lists_the_int8_weights_file_exactly_when_the_weights_are_int8() 
     let fresh = std::fs::read(model.join(l2d::model::WEIGHTS_FILE)).unwrap();
     std::fs::write(
         model.join(INT8_WEIGHTS_FILE),
-        l2d::int8_file::write(&fresh).unwrap(),
+        l2d::model::int8_file::write(&fresh).unwrap(),
     )
     .unwrap();
     assert!(describe().is_ok());

@@ -5,9 +5,9 @@
 
 mod common;
 
-use l2d::gpu::GpuScorer;
-use l2d::gpu::MAX_GPU_K;
-use l2d::score::{top_k, top_k_of, DType, ItemMatrix};
+use l2d::latent::gpu::GpuScorer;
+use l2d::latent::gpu::MAX_GPU_K;
+use l2d::latent::score::{top_k, top_k_of, DType, ItemMatrix};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -152,7 +152,8 @@ fn gpu_distances_equal_cpu_on_random_data() {
 fn gpu_equals_cpu_on_the_default_blob() {
     let model = common::default_model();
     let blob = common::default_blob("global.blob");
-    let catalog = l2d::catalog::Catalog::from_texts(blob.items.clone(), "global.blob").unwrap();
+    let catalog =
+        l2d::data::catalog::Catalog::from_texts(blob.items.clone(), "global.blob").unwrap();
     let gpu = scorer(&blob.matrix);
     let mut rng = StdRng::seed_from_u64(6);
     let queries: Vec<Vec<f32>> = (0..5)
@@ -160,8 +161,83 @@ fn gpu_equals_cpu_on_the_default_blob() {
             let history: Vec<u32> = (0..10)
                 .map(|_| rng.random_range(0..catalog.len() as u32))
                 .collect();
-            l2d::recommend::query_state(&model, &catalog, &history).unwrap()
+            l2d::serve::recommend::query_state(&model, &catalog, &history).unwrap()
         })
         .collect();
     assert_same(&blob.matrix, &gpu, &queries, 20);
+}
+
+/// The backend choice (`serve::backend`, the one the browser makes): `cpu` scores on the CPU,
+/// `webgpu` on any adapter (lavapipe here) with the CPU's ranking, `auto` passes over a
+/// software adapter to the CPU, an empty history is answered by popularity, and a backend name
+/// the API does not know is an error naming it. Global (row distance alone, selected on the GPU)
+/// and the shipped scoring (every row's distance read back).
+#[test]
+fn the_backend_choice_keeps_the_cpu_ranking_on_every_scorer() {
+    use l2d::serve::backend::{Backend, Scorers};
+    use l2d::serve::recommend::{load_blob, prepare, Mode, Request};
+
+    let dir = common::default_dir();
+    let model = common::default_model();
+    let manifest = l2d::serve::manifest::Manifest::from_json(
+        &std::fs::read(dir.join("manifest.json")).unwrap(),
+        "manifest.json",
+    )
+    .unwrap();
+    let (catalog, mut reps) =
+        load_blob(&model, common::default_blob("memory.blob"), "memory.blob").unwrap();
+    reps.apply_scoring(&manifest.scoring).unwrap();
+    let scorers = Scorers::new();
+    let shipped = manifest.scoring.mode().unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    for (mode, length) in [
+        (Mode::Global, 10),
+        (shipped, 10),
+        (shipped, 3),
+        (Mode::Global, 0),
+    ] {
+        let history: Vec<u32> = (0..length)
+            .map(|_| rng.random_range(0..catalog.len() as u32))
+            .collect();
+        let request = Request {
+            history: &history,
+            mode,
+            k: 20,
+            exclude: &history,
+        };
+        let query = prepare(&model, &catalog, &reps, &request).unwrap();
+        let rank = |backend| pollster::block_on(scorers.rank(&reps, &query, backend)).unwrap();
+        let (cpu, auto, gpu) = (
+            rank(Backend::Cpu),
+            rank(Backend::Auto),
+            rank(Backend::WebGpu),
+        );
+        if length == 0 {
+            for ranked in [&cpu, &auto, &gpu] {
+                assert_eq!(ranked.backend, "popularity");
+                assert_eq!(
+                    ranked.items.iter().map(|x| x.0).collect::<Vec<_>>(),
+                    cpu.items.iter().map(|x| x.0).collect::<Vec<_>>()
+                );
+            }
+            continue;
+        }
+        assert_eq!(cpu.backend, "cpu");
+        assert_eq!(auto, cpu, "auto on a software adapter is the CPU path");
+        assert!(gpu.backend.starts_with("webgpu: "), "{}", gpu.backend);
+        assert_eq!(gpu.items.len(), cpu.items.len());
+        for ((a, da), (b, db)) in cpu.items.iter().zip(&gpu.items) {
+            assert!(
+                a == b || (da - db).abs() <= 1e-3 * da.abs().max(1.0),
+                "{mode:?}: {:?} vs {:?}",
+                cpu.items,
+                gpu.items
+            );
+        }
+    }
+    let unknown = "metal".parse::<Backend>().unwrap_err().to_string();
+    assert!(
+        unknown.contains("\"metal\"") && unknown.contains("backend"),
+        "{unknown}"
+    );
 }

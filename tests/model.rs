@@ -290,7 +290,7 @@ fn manifest_hashes_match_the_shipped_files() {
         let bytes = std::fs::read(dir.join(name)).unwrap();
         assert_eq!(
             files[name]["sha256"].as_str().unwrap(),
-            l2d::model::sha256_hex(&bytes),
+            l2d::util::sha256_hex(&bytes),
             "{name}"
         );
         assert_eq!(
@@ -325,11 +325,11 @@ fn manifest_hashes_match_the_shipped_files() {
 #[test]
 fn shipped_model_was_trained_by_the_recipes_defaults_in_one_run() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
-    let state: l2d::train::TrainState =
+    let state: l2d::offline::train::TrainState =
         serde_json::from_slice(&std::fs::read(dir.join("train.json")).unwrap()).unwrap();
-    let defaults = l2d::train::TrainConfig::default();
+    let defaults = l2d::offline::train::TrainConfig::default();
     // How often a checkpoint is written does not change the weights.
-    let config = l2d::train::TrainConfig {
+    let config = l2d::offline::train::TrainConfig {
         checkpoint_seconds: defaults.checkpoint_seconds,
         ..state.config.clone()
     };
@@ -486,7 +486,7 @@ fn assembled_prompt_ids_equal_the_tokenizers() {
     let d3 = Model::new(
         common::seeded_model(1).net,
         model.tokenizer.clone(),
-        l2d::prompt::Template::D3 {
+        l2d::data::prompt::Template::D3 {
             category: "movie".into(),
             end_marker: "<|endoftext|>".into(),
         },
@@ -522,7 +522,7 @@ fn a_growing_history_reuses_the_previous_prompts_cache_exactly() {
 fn growing_history_session(model: &Model, weights: l2d::model::Weights, tolerance: f32) {
     use l2d::model::{QueryEncoder, Reuse};
     let titles = common::spread_titles(1, 40);
-    let window = l2d::prompt::MAX_HISTORY;
+    let window = l2d::data::prompt::MAX_HISTORY;
     let history = |from: usize, to: usize| titles[from..to].to_vec();
     let extended = |r: Reuse| matches!(r, Reuse::Extended { .. });
     type Expect = fn(Reuse) -> bool;
@@ -699,7 +699,7 @@ fn the_int8_weights_file_computes_what_quantizing_at_load_does() {
     use l2d::model::{model_fingerprint, ModelFiles, Weights};
     let files = ModelFiles::read_dir(&common::default_dir()).unwrap();
     let int8_files = ModelFiles {
-        weights: l2d::int8_file::write(&files.weights).unwrap(),
+        weights: l2d::model::int8_file::write(&files.weights).unwrap(),
         ..files.clone()
     };
     assert!(
@@ -710,7 +710,7 @@ fn the_int8_weights_file_computes_what_quantizing_at_load_does() {
     );
     // Deterministic bytes: a deployment's content-hashed name changes only with the model.
     assert_eq!(
-        l2d::int8_file::write(&files.weights).unwrap(),
+        l2d::model::int8_file::write(&files.weights).unwrap(),
         int8_files.weights
     );
     assert_eq!(model_fingerprint(&int8_files), model_fingerprint(&files));
@@ -743,7 +743,7 @@ fn a_damaged_int8_weights_file_is_refused_by_name() {
     use l2d::model::ModelFiles;
     use safetensors::{tensor::TensorView, Dtype, SafeTensors};
     let files = ModelFiles::read_dir(&common::default_dir()).unwrap();
-    let good = l2d::int8_file::write(&files.weights).unwrap();
+    let good = l2d::model::int8_file::write(&files.weights).unwrap();
     let q = "model.layers.1.self_attn.q_proj.weight";
     // Rewrites the good file: `edit` may replace any tensor (name → dtype, shape, bytes) or
     // remove it (None); `source` replaces the source sha256 in the metadata.

@@ -20,8 +20,31 @@ function serve(port, extra = []) {
   });
 }
 
+// Every Content-Security-Policy violation any page reports (its `securitypolicyviolation` events
+// and the engine's console messages about the policy): a test that adds one fails.
+const cspViolations = [];
+const CSP_MESSAGE = /Content[- ]Security[- ]Policy|\[csp\]/i;
+function watchCsp(page) {
+  page.on("console", (m) => CSP_MESSAGE.test(m.text()) && cspViolations.push(`${page.url()}: ${m.text()}`));
+}
+async function watchContext(context) {
+  await context.addInitScript(() => {
+    document.addEventListener(
+      "securitypolicyviolation",
+      (e) => console.error(`[csp] ${e.violatedDirective} blocked ${e.blockedURI || "inline"} in ${e.sourceFile}:${e.lineNumber}`),
+      true,
+    );
+  });
+  context.on("page", watchCsp);
+  return context;
+}
+
 async function browser(webgpu = true) {
-  return chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...FLAGS, ...(webgpu ? ["--enable-unsafe-webgpu"] : [])] });
+  const launched = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...FLAGS, ...(webgpu ? ["--enable-unsafe-webgpu"] : [])] });
+  const newContext = launched.newContext.bind(launched);
+  launched.newContext = async (options) => watchContext(await newContext(options));
+  launched.newPage = async (options) => (await launched.newContext(options)).newPage();
+  return launched;
 }
 
 const results = [];
@@ -34,8 +57,11 @@ const WEIGHTS = weightsFile(JSON.parse(readFileSync(`${ROOT}models/default/manif
 async function test(name, body) {
   if (ONLY && !name.includes(ONLY)) return;
   const start = Date.now();
+  const violationsBefore = cspViolations.length;
   try {
     await body();
+    const added = cspViolations.slice(violationsBefore);
+    assert.deepEqual(added, [], "Content-Security-Policy violations");
     results.push([name, "ok"]);
     console.log(`ok   ${name} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
   } catch (e) {
@@ -196,11 +222,21 @@ async function main() {
     const { ids, lists } = await clickProducts(page, 3);
     assert.equal(lists.length, 3);
     for (const list of lists) assert.ok(list.length === 8, `8 items, got ${list}`);
+    // The widget's own styles apply under the server's `style-src 'self'`.
+    const styled = await page.evaluate(() => {
+      const widget = document.getElementById("widget");
+      const host = getComputedStyle(widget);
+      const heading = getComputedStyle(widget.shadowRoot.querySelector("h3"));
+      return { border: host.borderTopWidth, padding: host.paddingTop, headingMargin: heading.marginTop };
+    });
+    assert.equal(styled.border, "1px", JSON.stringify(styled));
+    assert.notEqual(styled.padding, "0px", JSON.stringify(styled));
+    assert.equal(styled.headingMargin, "0px", JSON.stringify(styled));
     for (const id of ids) assert.ok(!lists[2].includes(id), `clicked ${id} recommended`);
     assert.notDeepEqual(lists[0], lists[2], "recommendations should change with the history");
     const stored = await page.evaluate(() => JSON.parse(localStorage.getItem("l2d-history")));
     assert.deepEqual(stored, ids);
-    if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/storefront.png`, fullPage: false });
+    if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/guide/storefront.png`, fullPage: false });
     await page.reload();
     const afterReload = await waitForItems(page);
     assert.deepEqual(afterReload, lists[2]);
@@ -321,7 +357,7 @@ async function main() {
       assert.match(await page.textContent(`#${id}-time`), /\d+(\.\d+)? ms/);
     }
     assert.equal((await page.$$("#latency-chart .row")).length, 3);
-    if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/demo.png`, fullPage: true });
+    if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/guide/demo.png`, fullPage: true });
     await context.close();
   });
 

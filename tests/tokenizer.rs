@@ -7,9 +7,9 @@
 
 use std::path::Path;
 
-use l2d::dataset::{import_raw_log, RawLogSpec};
-use l2d::prompt::Template;
-use l2d::tokenizer::Tokenizer;
+use l2d::data::dataset::{import_raw_log, RawLogSpec};
+use l2d::data::prompt::Template;
+use l2d::data::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -86,13 +86,13 @@ fn packed_tokens_equal_prompt_tokens() {
         "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)",
         "Heat (1995)",
     ];
-    let mut packed = vec![tokenizer.token_id(l2d::prompt::BOS).unwrap()];
+    let mut packed = vec![tokenizer.token_id(l2d::data::prompt::BOS).unwrap()];
     for title in history {
         packed.extend(tokenizer.encode(&t.target(title)).unwrap());
     }
     assert_eq!(tokenizer.encode(&t.prompt(&history)).unwrap(), packed);
     assert_eq!(
         *packed.last().unwrap(),
-        tokenizer.token_id(l2d::prompt::SEP).unwrap()
+        tokenizer.token_id(l2d::data::prompt::SEP).unwrap()
     );
 }

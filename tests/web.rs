@@ -125,7 +125,7 @@ fn hidden_state_equals_native() {
     // With int8 weights the builds compute the same bits (every kernel sums in the native
     // order, the rotary tables are rounded from f64, the products are exact integer sums), so
     // the states are equal; with f32 weights candle's matrix product sums in another order.
-    let weights = l2d::manifest::Manifest::from_json(MANIFEST.as_bytes(), "manifest")
+    let weights = l2d::serve::manifest::Manifest::from_json(MANIFEST.as_bytes(), "manifest")
         .unwrap()
         .scoring
         .weights;
@@ -287,7 +287,8 @@ fn tokenizer_ids_equal_the_oniguruma_fixture() {
         text: String,
         ids: Vec<u32>,
     }
-    let tokenizer = l2d::tokenizer::Tokenizer::from_bytes(TOKENIZER, "tokenizer.json").unwrap();
+    let tokenizer =
+        l2d::data::tokenizer::Tokenizer::from_bytes(TOKENIZER, "tokenizer.json").unwrap();
     let cases: Vec<TokCase> = serde_json::from_str(TOKENIZER_IDS).unwrap();
     assert!(cases.len() > 3000);
     for case in cases {
@@ -632,12 +633,12 @@ fn an_empty_catalog_blob_is_refused_by_name() {
         tokenizer: TOKENIZER.to_vec(),
         meta: META.to_vec(),
     };
-    let empty = l2d::blob::Blob::new(
-        l2d::blob::BlobKind::Global,
+    let empty = l2d::latent::blob::Blob::new(
+        l2d::latent::blob::BlobKind::Global,
         l2d::model::model_fingerprint(&files),
-        &l2d::catalog::Catalog::new(Vec::new(), "test").unwrap(),
+        &l2d::data::catalog::Catalog::new(Vec::new(), "test").unwrap(),
         Vec::new(),
-        l2d::score::ItemMatrix::from_f32(Vec::new(), 192, Vec::new()).unwrap(),
+        l2d::latent::score::ItemMatrix::from_f32(Vec::new(), 192, Vec::new()).unwrap(),
     )
     .unwrap();
     let parts = empty.items_parts().concat();
@@ -672,7 +673,7 @@ fn grown_history_session(weights: l2d::model::Weights, tolerance: f32) {
     })
     .unwrap();
     model.net.set_weights(weights).unwrap();
-    let blob = l2d::blob::Blob::from_bytes(MEMORY_BLOB)
+    let blob = l2d::latent::blob::Blob::from_bytes(MEMORY_BLOB)
         .unwrap()
         .with_items([(ITEMS_FILE, ITEMS)])
         .unwrap();
@@ -708,6 +709,7 @@ fn grown_history_session(weights: l2d::model::Weights, tolerance: f32) {
 /// catalog, rename `ITEMS`/`ITEMS_FILE` to what this says).
 #[wasm_bindgen_test]
 fn the_manifest_lists_the_items_part_this_test_includes() {
-    let manifest = l2d::manifest::Manifest::from_json(MANIFEST.as_bytes(), "manifest").unwrap();
+    let manifest =
+        l2d::serve::manifest::Manifest::from_json(MANIFEST.as_bytes(), "manifest").unwrap();
     assert_eq!(manifest.items, vec![ITEMS_FILE.to_string()]);
 }

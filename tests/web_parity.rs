@@ -10,8 +10,8 @@ mod parity;
 
 use std::path::Path;
 
-use l2d::manifest::Manifest;
-use l2d::recommend::{query_state, rank, Mode};
+use l2d::serve::manifest::Manifest;
+use l2d::serve::recommend::{query_state, rank, Mode};
 use parity::Case;
 
 const HISTORIES: [&[&str]; 6] = [
@@ -39,7 +39,7 @@ fn native_results_match_the_fixture() {
     let blob = common::default_blob("memory.blob");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (catalog, mut reps) =
-        l2d::recommend::load_blob(&model, blob.clone(), "memory.blob").unwrap();
+        l2d::serve::recommend::load_blob(&model, blob.clone(), "memory.blob").unwrap();
     reps.apply_scoring(&scoring).unwrap();
     let cases: Vec<Case> = HISTORIES
         .iter()

@@ -75,12 +75,30 @@ const STYLE = `
   [hidden] { display: none !important; }
 `;
 
+// The styles reach the shadow root as a constructed stylesheet (adoptedStyleSheets: Chromium 73+,
+// Firefox 101+, Safari 16.4+), which a Content-Security-Policy of `style-src 'self'` allows: an
+// inline <style> element or a style= attribute it blocks. Only an engine without constructed
+// stylesheets gets a <style> element (styled unless the page's CSP forbids inline styles).
+let sheet = null;
+function adoptStyles(root) {
+  if ("adoptedStyleSheets" in Document.prototype && typeof CSSStyleSheet.prototype.replaceSync === "function") {
+    if (!sheet) {
+      sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLE);
+    }
+    root.adoptedStyleSheets = [sheet];
+    return [];
+  }
+  const style = document.createElement("style");
+  style.textContent = STYLE;
+  return [style];
+}
+
 class L2DRecommendations extends HTMLElement {
   connectedCallback() {
     if (this.shadowRoot) return;
     const root = this.attachShadow({ mode: "open" });
-    const style = document.createElement("style");
-    style.textContent = STYLE;
+    const styles = adoptStyles(root);
     this.heading = document.createElement("h3");
     this.heading.textContent = this.getAttribute("heading") || "Recommended for you";
     this.status = document.createElement("div");
@@ -98,7 +116,7 @@ class L2DRecommendations extends HTMLElement {
     const note = document.createElement("div");
     note.className = "status";
     note.textContent = "Computed in your browser; your history stays on this device.";
-    root.append(style, this.heading, this.progress, this.status, this.list, this.clearButton, note);
+    root.append(...styles, this.heading, this.progress, this.status, this.list, this.clearButton, note);
     this.onChange = () => this.refresh();
     window.addEventListener("l2d-history-change", this.onChange);
     this.start();

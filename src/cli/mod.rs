@@ -1,15 +1,22 @@
-//! Argument parsing and dispatch for the `l2d` binary.
+//! Argument parsing and dispatch for the `l2d` binary: `commands` (one function per subcommand), `prepare` (prepare, tokenizer),
+//! `evaluate` (eval, choose, probe), `bench` (bench, synth), `update`, `pipeline` (`l2d build`, `l2d site`) and `progress`.
+//!
+//! Module order: progress → commands → prepare → evaluate → bench → update → pipeline
 
-mod build;
+mod bench;
 mod commands;
+mod evaluate;
+mod pipeline;
+mod prepare;
 mod progress;
+mod update;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use l2d::train::TrainConfig;
+use l2d::offline::train::TrainConfig;
 
 #[derive(Parser)]
 #[command(name = "l2d", version, about = "Light Latent-space Decoding: LLM recommendation decoded in latent space", long_about = None)]
@@ -115,8 +122,8 @@ struct LogColumns {
 }
 
 impl LogColumns {
-    fn spec(&self, interactions: &Path, items: Option<&Path>) -> l2d::dataset::RawLogSpec {
-        l2d::dataset::RawLogSpec {
+    fn spec(&self, interactions: &Path, items: Option<&Path>) -> l2d::data::dataset::RawLogSpec {
+        l2d::data::dataset::RawLogSpec {
             interactions: interactions.to_path_buf(),
             items: items.map(Path::to_path_buf).unwrap_or_default(),
             user_column: self.user_column.clone(),
@@ -153,7 +160,7 @@ struct UpdateArgs {
     batch: usize,
     /// Download budget in bytes for the model files plus the memory blob, which keeps the
     /// newest states that fit (the rule of `l2d blobs`).
-    #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
+    #[arg(long, default_value_t = l2d::offline::recipe::DOWNLOAD_BUDGET)]
     budget: u64,
 }
 
@@ -165,13 +172,13 @@ struct BlobsArgs {
     #[arg(long, default_value = "target/l2d/memory.safetensors")]
     memory: PathBuf,
     /// Download budget in bytes for the model files plus the memory blob.
-    #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
+    #[arg(long, default_value_t = l2d::offline::recipe::DOWNLOAD_BUDGET)]
     budget: u64,
     /// Element type of the memory blob's rows: `i8`, or `i4` (15 levels per row, two values
     /// per byte: half the bytes, so the budget holds twice the states); default: the recipe's,
     /// `i4`.
     #[arg(long)]
-    memory_dtype: Option<String>,
+    memory_dtype: Option<l2d::latent::score::DType>,
 }
 
 /// The input of `prepare` and `build`: a MovieLens directory, a D3 directory, or a raw log.
@@ -216,10 +223,10 @@ struct BuildArgs {
     #[command(flatten)]
     recipe: TrainRecipe,
     /// Download budget in bytes for the model files plus the memory blob.
-    #[arg(long, default_value_t = l2d::recommend::DOWNLOAD_BUDGET)]
+    #[arg(long, default_value_t = l2d::offline::recipe::DOWNLOAD_BUDGET)]
     budget: u64,
     /// Wall-clock cap on the SASRec baseline's training, in minutes (0: no SASRec row).
-    #[arg(long, default_value_t = l2d::sasrec::SasRecConfig::default().max_minutes)]
+    #[arg(long, default_value_t = l2d::offline::sasrec::SasRecConfig::default().max_minutes)]
     sasrec_minutes: f64,
     /// URL of l2d-widget.js in the embed snippet of the report.
     #[arg(long, default_value = "https://cdn.example/l2d/www/l2d-widget.js")]
@@ -372,7 +379,7 @@ struct MemoryArgs {
     /// Split whose samples are encoded: `train` (the L2D memory) or `valid` / `test` (their
     /// query states, with their targets, e.g. to study scoring rules outside l2d).
     #[arg(long, default_value = "train")]
-    split: String,
+    split: l2d::data::dataset::Split,
     /// Fraction of the split's samples to keep (seeded random subsample).
     #[arg(long, default_value_t = 1.0)]
     fraction: f64,
@@ -407,7 +414,7 @@ struct BlobArgs {
     kind: String,
     /// `f32`, `f16`, `i8` or `i4` (int8 rows on 15 levels, stored two per byte).
     #[arg(long, default_value = "f16")]
-    dtype: String,
+    dtype: l2d::latent::score::DType,
     /// Keep a fraction of the memory (memory blobs).
     #[arg(long, default_value_t = 1.0)]
     fraction: f64,
@@ -445,7 +452,7 @@ struct EvalArgs {
     memory: PathBuf,
     /// Split to evaluate: valid or test.
     #[arg(long, default_value = "valid")]
-    split: String,
+    split: l2d::data::dataset::Split,
     /// Methods, comma-separated: popularity, follows (the item-to-item baseline alone: what
     /// followed the history's items in the train samples), global, local, beam, sasrec
     /// (trained here on the train split, early-stopped on valid).
@@ -476,7 +483,7 @@ struct EvalArgs {
     treatments: Vec<String>,
     /// Round memory states through this element type first (f32, f16, i8), as a blob stores them.
     #[arg(long, default_value = "f32")]
-    dtype: String,
+    dtype: l2d::latent::score::DType,
     /// Evaluate a seeded random subset of this many samples (all when absent).
     #[arg(long)]
     limit: Option<usize>,
@@ -486,7 +493,7 @@ struct EvalArgs {
     #[arg(long)]
     sasrec_refit: bool,
     /// Wall-clock cap on SASRec training, in minutes.
-    #[arg(long, default_value_t = l2d::sasrec::SasRecConfig::default().max_minutes)]
+    #[arg(long, default_value_t = l2d::offline::sasrec::SasRecConfig::default().max_minutes)]
     sasrec_minutes: f64,
     /// Keep finished SASRec runs in this directory, keyed by their configuration and samples,
     /// and load them instead of training again (e.g. the test report after the valid one).
@@ -506,7 +513,7 @@ struct ChooseArgs {
     io: ModelAndData,
     /// Split to choose on (never test).
     #[arg(long, default_value = "valid")]
-    split: String,
+    split: l2d::data::dataset::Split,
     /// Write the reports as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -567,7 +574,7 @@ struct SynthArgs {
     items: usize,
     /// `i8`, `f16` or `f32`.
     #[arg(long, default_value = "i8")]
-    dtype: String,
+    dtype: l2d::latent::score::DType,
     /// Seed of vectors and titles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -593,7 +600,7 @@ struct ScoringArgs {
     /// Mode: global (L2D-G), local (L2D-L, needs a memory blob) or density (kernel density of
     /// the memory states, needs a memory blob and --bandwidth).
     #[arg(long, default_value = "global")]
-    mode: String,
+    mode: l2d::latent::aggregate::ModeKind,
     /// M for local mode.
     #[arg(long, default_value_t = 20)]
     m: usize,
@@ -622,15 +629,15 @@ struct ScoringArgs {
 }
 
 impl ScoringArgs {
-    fn scoring(&self) -> l2d::manifest::Scoring {
-        l2d::manifest::Scoring {
-            mode: self.mode.clone(),
+    fn scoring(&self) -> l2d::serve::manifest::Scoring {
+        l2d::serve::manifest::Scoring {
+            mode: self.mode,
             m: self.m,
             popularity_prior: self.popularity_prior,
             local_min_states: self.local_min_states,
-            density: self
-                .bandwidth
-                .map(|bandwidth| l2d::aggregate::Density::new(bandwidth, self.count_exponent)),
+            density: self.bandwidth.map(|bandwidth| {
+                l2d::latent::aggregate::Density::new(bandwidth, self.count_exponent)
+            }),
             follows: self.follows,
             weights: self.weights.unwrap_or_default(),
         }
@@ -676,24 +683,24 @@ struct RecommendArgs {
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> Result<()> {
     match Cli::parse().command {
-        Command::Prepare(args) => commands::prepare(args),
-        Command::Tokenizer(args) => commands::tokenizer(args),
+        Command::Prepare(args) => prepare::prepare(args),
+        Command::Tokenizer(args) => prepare::tokenizer(args),
         Command::Train(args) => commands::train(args),
         Command::Hidden(args) => commands::hidden(args),
         Command::Generate(args) => commands::generate(args),
         Command::Memory(args) => commands::memory(args),
         Command::Blob(args) => commands::blob(args),
-        Command::Eval(args) => commands::eval(args),
-        Command::Choose(args) => commands::choose(args),
-        Command::Probe(args) => commands::probe(args),
-        Command::Bench(args) => commands::bench(args),
-        Command::Synth(args) => commands::synth(args),
+        Command::Eval(args) => evaluate::eval(args),
+        Command::Choose(args) => evaluate::choose(args),
+        Command::Probe(args) => evaluate::probe(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Synth(args) => bench::synth(args),
         Command::Recommend(args) => commands::recommend(args),
         Command::Convert(args) => commands::convert(args),
         Command::Manifest(args) => commands::manifest(args),
-        Command::Update(args) => commands::update(args),
+        Command::Update(args) => update::update(args),
         Command::Blobs(args) => commands::blobs(args),
-        Command::Build(args) => build::build(*args),
-        Command::Site(args) => build::site(args),
+        Command::Build(args) => pipeline::build(*args),
+        Command::Site(args) => pipeline::site(args),
     }
 }

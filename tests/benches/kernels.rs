@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use l2d::blob::Blob;
+use l2d::latent::blob::Blob;
+use l2d::latent::score::{top_k, DType};
 use l2d::model::{Model, Pass};
-use l2d::recommend::load_blob;
-use l2d::score::{top_k, DType};
+use l2d::serve::recommend::load_blob;
 
 /// Median wall time of `f` in milliseconds over `rounds` runs (after one warm-up).
 fn median_ms(rounds: usize, mut f: impl FnMut()) -> f64 {
@@ -36,7 +36,7 @@ fn main() {
     let blob = Blob::read_file(&dir.join("memory.blob")).expect("blob parses");
     let (catalog, mut reps) =
         load_blob(&model, blob.clone(), "memory.blob").expect("blob fits the model");
-    let manifest = l2d::manifest::Manifest::from_json(
+    let manifest = l2d::serve::manifest::Manifest::from_json(
         &std::fs::read(dir.join("manifest.json")).expect("shipped manifest"),
         "manifest.json",
     )
@@ -180,19 +180,19 @@ fn main() {
     println!("top-20 of {} items   {select:8.3} ms", million.len());
     let local = median_ms(30, || {
         black_box(
-            reps.distances(&query, l2d::recommend::Mode::Local { m: 10 }, &[])
+            reps.distances(&query, l2d::serve::recommend::Mode::Local { m: 10 }, &[])
                 .unwrap(),
         );
     });
     println!("L2D-L M=10 aggregation    {local:8.3} ms");
     // The shipped default (the manifest's scoring): state distances, then the kernel sums.
-    let states = reps.rows(l2d::recommend::Mode::Density).unwrap();
+    let states = reps.rows(l2d::serve::recommend::Mode::Density).unwrap();
     let to_states = median_ms(30, || {
         black_box(states.distances(&query).unwrap());
     });
     let density = median_ms(30, || {
         black_box(
-            reps.distances(&query, l2d::recommend::Mode::Density, &[])
+            reps.distances(&query, l2d::serve::recommend::Mode::Density, &[])
                 .unwrap(),
         );
     });
@@ -210,7 +210,7 @@ fn main() {
         blob_bytes.len() as f64 / parse / 1e3
     );
     let represent = median_ms(10, || {
-        black_box(l2d::recommend::Representations::from_blob(blob.clone()).unwrap());
+        black_box(l2d::serve::recommend::Representations::from_blob(blob.clone()).unwrap());
     });
     println!(
         "blob → representations    {represent:8.3} ms  (norms were computed at parse; L2D-G means, cold vectors)"
@@ -218,7 +218,7 @@ fn main() {
     let parts = blob.items_parts();
     let part_bytes: usize = parts.iter().map(Vec::len).sum();
     let items = median_ms(10, || {
-        let mut reader = l2d::blob::ItemsReader::new(blob.counts.len(), part_bytes);
+        let mut reader = l2d::latent::blob::ItemsReader::new(blob.counts.len(), part_bytes);
         for part in &parts {
             reader.part("items", part).unwrap();
         }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use l2d::blob::Blob;
+use l2d::latent::blob::Blob;
 use l2d::model::Model;
 
 /// `models/default` in this checkout.
@@ -77,8 +77,13 @@ pub fn seeded_net(
 /// but not the shipped weights.
 pub fn seeded_model(seed: u64) -> Model {
     let tokenizer =
-        l2d::tokenizer::Tokenizer::from_file(&default_dir().join("tokenizer.json")).unwrap();
+        l2d::data::tokenizer::Tokenizer::from_file(&default_dir().join("tokenizer.json")).unwrap();
     let cfg = l2d::model::ModelConfig::small(tokenizer.vocab_size(), 32, 2, 4, 64);
     let (_vars, net) = seeded_net(&cfg, seed);
-    Model::new(net, tokenizer, l2d::prompt::Template::Compact, [0; 32])
+    Model::new(
+        net,
+        tokenizer,
+        l2d::data::prompt::Template::Compact,
+        [0; 32],
+    )
 }

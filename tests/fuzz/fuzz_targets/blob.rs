@@ -5,7 +5,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-use l2d::blob::{Blob, ItemsReader, MAGIC};
+use l2d::latent::blob::{Blob, ItemsReader, MAGIC};
 
 fuzz_target!(|data: &[u8]| {
     if data.starts_with(&MAGIC[..4]) {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let mut reader = ItemsReader::new(lines, data.len());
     if reader.part("fuzz", data).is_ok() {
         // Whole lines, one item each: with their own hash the items are complete.
-        let hex = l2d::model::sha256_hex(data);
+        let hex = l2d::util::sha256_hex(data);
         let sha: Vec<u8> = (0..32)
             .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
             .collect();

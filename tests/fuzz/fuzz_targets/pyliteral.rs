@@ -4,6 +4,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = l2d::pyliteral::parse_list(text);
+        let _ = l2d::data::pyliteral::parse_list(text);
     }
 });

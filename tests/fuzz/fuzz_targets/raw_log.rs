@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = std::fs::create_dir_all(dir.join("test"));
             let _ = std::fs::write(dir.join("info/i.txt"), "A, \"x\"\t0\nB\t1\n<a_1>\tC\t2\n");
             let _ = std::fs::write(dir.join("test/t.csv"), data);
-            let _ = l2d::dataset::load_d3_dir(&dir);
+            let _ = l2d::data::dataset::load_d3_dir(&dir);
         }
         which => {
             let _ = std::fs::create_dir_all(&dir);
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let _ = std::fs::write(dir.join("ratings.csv"), r);
             let _ = std::fs::write(dir.join("movies.csv"), m);
-            let _ = l2d::dataset::import_raw_log(&l2d::dataset::RawLogSpec::movielens(&dir), "f");
+            let _ = l2d::data::dataset::import_raw_log(&l2d::data::dataset::RawLogSpec::movielens(&dir), "f");
         }
     }
 });

@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
-use l2d::catalog::Catalog;
+use l2d::data::catalog::Catalog;
 use l2d::model::Model;
-use l2d::recommend::{load_blob, recommend, Mode, Representations, Request};
+use l2d::serve::recommend::{load_blob, recommend, Mode, Representations, Request};
 
 struct Shipped {
     model: Model,
@@ -21,7 +21,7 @@ fn shipped() -> &'static Shipped {
     SHIPPED.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default");
         let model = Model::load_dir(&dir).expect("shipped model");
-        let blob = l2d::blob::Blob::read_file(&dir.join("memory.blob")).expect("shipped blob parses");
+        let blob = l2d::latent::blob::Blob::read_file(&dir.join("memory.blob")).expect("shipped blob parses");
         let (catalog, reps) = load_blob(&model, blob, "memory.blob").expect("blob fits model");
         Shipped {
             model,
