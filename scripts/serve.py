@@ -4,10 +4,14 @@ else) with correct MIME types (application/wasm) and a Content-Security-Policy t
 wasm compilation ('wasm-unsafe-eval') but no eval. `/` redirects to the demo page.
 
 usage: scripts/serve.py [--port 8080] [--cors ORIGIN|*] [--connect-src EXTRA] [--also DIR/ ...] [--gzip]
+                        [--csp-reports FILE] [--request-log FILE]
 (--also serves one more repository directory, e.g. target/synth/ for the catalog benchmark;
 --gzip compresses every response for clients that accept it, as a CDN does (each file once per
 version, kept in memory): Content-Length is
-then the compressed size)
+then the compressed size; --csp-reports adds `report-uri /__csp-report` to the policy and appends
+every violation report a browser posts there to FILE, one JSON body per line: how the page tests
+see a violation in any engine, workers included; --request-log appends "METHOD PATH" of every
+request to FILE, which the page tests read where an engine's driver has no network events)
 """
 import argparse
 import gzip
@@ -33,6 +37,8 @@ def make_handler(args):
         f"connect-src 'self' {args.connect_src}; style-src 'self'; img-src 'self' data:; "
         "object-src 'none'; base-uri 'none'; form-action 'none'"
     )
+    if args.csp_reports:
+        csp += "; report-uri /__csp-report"
 
     # Compressed bodies by (path, modification time, size): a file is compressed once per
     # version, as a CDN stores it, not on every request (a 200 MB blob took 6 s each time).
@@ -52,13 +58,18 @@ def make_handler(args):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=ROOT, **kw)
 
+        def log_request(self, code="-", size="-"):
+            if args.request_log and self.command:
+                with open(args.request_log, "a", encoding="utf-8") as f:
+                    f.write(f"{self.command} {self.path}\n")
+            super().log_request(code, size)
+
         def log_message(self, fmt, *a):
             if not args.quiet:
                 sys.stderr.write("%s %s\n" % (self.address_string(), fmt % a))
 
         def end_headers(self):
             self.send_header("Content-Security-Policy", csp)
-            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
             self.send_header("Cache-Control", "no-cache")
             if args.cors:
                 self.send_header("Access-Control-Allow-Origin", args.cors)
@@ -114,6 +125,14 @@ def make_handler(args):
                 pass  # the client went away mid-download (a closed tab, a test's fault injection)
 
         def do_POST(self):
+            if args.csp_reports and self.path.split("?", 1)[0] == "/__csp-report":
+                length = min(int(self.headers.get("Content-Length") or 0), 1 << 16)
+                body = self.rfile.read(length).decode("utf-8", "replace").replace("\n", " ")
+                with open(args.csp_reports, "a", encoding="utf-8") as f:
+                    f.write(body + "\n")
+                self.send_response(204)
+                self.end_headers()
+                return
             self.send_error(405, "static files only")
 
     return Handler
@@ -128,6 +147,8 @@ def main():
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--also", action="append", default=[], help="one more directory to serve (relative to the repository, ending in /)")
     parser.add_argument("--gzip", action="store_true", help="gzip every response for clients that accept it (as a CDN does)")
+    parser.add_argument("--request-log", default="", help="append METHOD PATH of every request to this file")
+    parser.add_argument("--csp-reports", default="", help="append CSP violation reports (report-uri) to this file")
     args = parser.parse_args()
     server = http.server.ThreadingHTTPServer((args.host, args.port), make_handler(args))
     base = f"http://{args.host}:{args.port}"

@@ -38,13 +38,24 @@ setup_browser() {
   apt_install chromium chromium-driver
 }
 
+# Firefox ESR (driven over WebDriver BiDi by puppeteer-core for the page tests, by geckodriver
+# for the wasm tests) and WebKitGTK's MiniBrowser with WebKitWebDriver (Safari's engine; it
+# needs a display, so xvfb).
+setup_engines() {
+  apt_install firefox-esr webkit2gtk-driver xvfb
+  if ! command -v geckodriver >/dev/null; then
+    echo "setup: cargo install geckodriver (about 3 minutes)"
+    cargo install geckodriver
+  fi
+}
+
 setup_gpu() {
   # Mesa lavapipe: a software Vulkan adapter for the native wgpu tests.
   apt_install mesa-vulkan-drivers libvulkan1
 }
 
 setup_node() {
-  if [ ! -d node_modules/playwright-core ]; then
+  if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ]; then
     npm install --no-audit --no-fund --silent
   fi
 }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Every test of l2d, on a fresh machine: installs what is missing (wasm target, wasm-bindgen-cli,
-# Chromium + chromedriver, Mesa lavapipe), then formatting, lints, native tests, the tokenizer
-# parity test with the Oniguruma engine, the wasm32 build, the wasm tests in headless Chromium
-# with WebGPU (SwiftShader, the simd128 build) and without it (CPU fallback, the relaxed-SIMD
-# build), the page-level tests, and a short
-# run of every fuzz target.
+# Chromium + chromedriver, Firefox ESR + geckodriver, WebKitGTK + WebKitWebDriver, Mesa
+# lavapipe), then formatting, lints, native tests, the tokenizer parity test with the Oniguruma
+# engine, the wasm32 build, the wasm tests in headless Chromium with WebGPU (SwiftShader, the
+# simd128 build) and without it (CPU fallback, the relaxed-SIMD build) and in headless Firefox
+# (both builds), the page-level tests in Chromium, the storefront cases in Chromium, Firefox
+# and WebKit, and a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 setup_wasm
 setup_browser
 setup_gpu
+setup_engines
 step() { echo; echo "== $* ($(date +%T))"; }
 
 step "format and lints"
@@ -43,12 +45,31 @@ grep -q "no WebGPU adapter, auto fell back to cpu" target/web-nogpu.log || { ech
 grep -q "l2d-test: simd relaxed" target/web-nogpu.log || { echo "the relaxed-SIMD run did not run the relaxed build"; exit 1; }
 grep -q "l2d-test: simd simd128" target/web-webgpu.log || { echo "the simd128 run did not run the simd128 build"; exit 1; }
 
+# Firefox: the same wasm tests (the parity fixture: Firefox's states and rankings equal the
+# native ones, as Chromium's do), both builds; no WebGPU there, so the CPU path.
+step "wasm tests in headless Firefox, simd128 and relaxed-SIMD builds"
+for build in simd128 relaxed; do
+  run=(); [ "$build" = relaxed ] && run=(with_relaxed_simd)
+  (
+    unset CHROMEDRIVER
+    export GECKODRIVER WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/webdriver-firefox.json
+    GECKODRIVER="$(command -v geckodriver)"
+    "${run[@]}" cargo test --release --target wasm32-unknown-unknown --test web -- --nocapture
+  ) 2>&1 | tee "target/web-firefox-$build.log"
+  grep -q "l2d-test: simd $build" "target/web-firefox-$build.log" || { echo "the Firefox $build run did not run the $build build"; exit 1; }
+  grep -q "test result: ok" "target/web-firefox-$build.log" || { echo "the Firefox $build run did not pass"; exit 1; }
+done
+
 step "page tests: storefront widget, privacy, demo page, cache, CDN, CSP, update, build, npm package (playwright-core + Chromium)"
 setup_node
 scripts/build-web.sh
+cargo test --release --test www -- --ignored   # the simd128 module holds no relaxed-SIMD instruction
 cargo run --release --quiet --bin l2d -- prepare --movielens data/ml-latest-small --out target/data/ml-latest-small
 scripts/build-update-fixture.sh target/pages/update
 node tests/pages.mjs
+
+step "the storefront in Chromium, Firefox and WebKit (support matrix: target/support-matrix.md)"
+node tests/engines.mjs
 
 step "fuzz smoke: every cargo-fuzz target for ${FUZZ_SECONDS:-20} s from its seeds (nightly, sanitizer build)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

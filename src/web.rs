@@ -418,7 +418,8 @@ impl Recommender {
 
     /// The catalog: `[{id, title, count}]` (count = memory states; 0 = cold-start item).
     /// Built item by item as JavaScript objects: no catalog-sized copy in wasm memory (an
-    /// intermediate list of a million items grew it by about 360 MB, and it never shrinks).
+    /// intermediate list of a million items would grow it by hundreds of megabytes, and it never
+    /// shrinks).
     pub fn items(&self) -> Result<JsValue, JsError> {
         let out = js_sys::Array::new_with_length(self.inner.catalog.len() as u32);
         for (index, (item, &count)) in self

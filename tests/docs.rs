@@ -73,11 +73,17 @@ fn is_relative(target: &str) -> bool {
 #[test]
 fn link_targets_are_read_from_links_and_images_but_not_code() {
     let cases = [
-        ("see [a](docs/a.md) and ![b](b.png)", vec!["docs/a.md", "b.png"]),
+        (
+            "see [a](docs/a.md) and ![b](b.png)",
+            vec!["docs/a.md", "b.png"],
+        ),
         ("[t](x.md \"title\")", vec!["x.md"]),
         ("`[not](a link)` but [yes](y.md#part)", vec!["y.md#part"]),
         ("```\n[no](fenced.md)\n```\n[after](z.md)", vec!["z.md"]),
-        ("[web](https://example.com) [anchor](#top)", vec!["https://example.com", "#top"]),
+        (
+            "[web](https://example.com) [anchor](#top)",
+            vec!["https://example.com", "#top"],
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(link_targets(text), expected, "{text}");
@@ -112,12 +118,20 @@ fn the_docs_index_lists_every_file_under_docs() {
     let listed: Vec<String> = link_targets(&index);
     let mut missing = Vec::new();
     for file in files(&docs, "") {
-        let rel = file.strip_prefix(&docs).unwrap().to_string_lossy().to_string();
+        let rel = file
+            .strip_prefix(&docs)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         if rel != "README.md" && !listed.contains(&rel) {
             missing.push(rel);
         }
     }
-    assert!(missing.is_empty(), "not in docs/README.md:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "not in docs/README.md:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -127,9 +141,15 @@ fn the_readme_is_a_front_door() {
     assert!(lines.len() <= 150, "README.md has {} lines", lines.len());
     let head = lines[..8].join("\n");
     for command in ["scripts/demo.sh", "scripts/test.sh"] {
-        assert!(head.contains(command), "the README's first lines name {command}");
+        assert!(
+            head.contains(command),
+            "the README's first lines name {command}"
+        );
     }
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
-    assert!(ci.contains("scripts/test.sh"), ".ci/run calls the README's test command");
+    assert!(
+        ci.contains("scripts/test.sh"),
+        ".ci/run calls the README's test command"
+    );
     assert!(root().join("CHANGELOG.md").exists());
 }

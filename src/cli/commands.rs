@@ -108,12 +108,7 @@ pub(super) fn train_counts(dataset: &Dataset) -> Result<Vec<u32>> {
 
 /// The follow weights of the dataset's train samples (the memory's samples).
 pub(super) fn train_follows(dataset: &Dataset) -> Result<Follows> {
-    let samples = dataset.split(Split::Train)?;
-    Follows::from_samples(
-        samples.iter().map(|s| (s.history.as_slice(), s.target)),
-        dataset.catalog.len(),
-    )
-    .with_context(|| format!("the follow weights of {}'s train split", dataset.name))
+    Ok(l2d::offline::deploy::train_follows(dataset)?)
 }
 
 /// What the browser loads by default from a model directory: its manifest and the memory blob
@@ -138,17 +133,10 @@ pub(super) fn read_blob_file(path: &Path) -> Result<Blob> {
     Blob::read_file(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Writes a blob to `path` and its items parts beside it (each atomically); returns the bytes
-/// of the blob and of the parts.
+/// Writes a blob to `path` and its items parts beside it; returns the bytes of both.
 pub(super) fn write_blob_files(blob: &Blob, path: &Path) -> Result<(usize, usize)> {
-    let bytes = blob.to_bytes();
-    let parts = blob.items_parts();
-    let dir = path.parent().unwrap_or(Path::new("."));
-    for (name, part) in blob.items_part_names(parts.len()).iter().zip(&parts) {
-        replace_file(&dir.join(name), |tmp| Ok(std::fs::write(tmp, part)?))?;
-    }
-    replace_file(path, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
-    Ok((bytes.len(), parts.iter().map(Vec::len).sum()))
+    l2d::offline::deploy::write_blob_files(blob, path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub(super) fn load_shipped(model_dir: &Path) -> Result<Shipped> {
@@ -369,40 +357,10 @@ pub(super) fn write_blob(
     Ok(())
 }
 
-/// Bytes of the model files a first visit fetches besides a blob, with the weights as the
-/// recipe ships them: the int8 weights file, made here from `weights` (the directory's
-/// `model.safetensors`, already read; `l2d choose` keeps int8 weights unless valid says they
-/// cost more than its tolerance, and warns then that the folder exceeds the budget).
-pub(super) fn model_files_bytes(dir: &Path, weights: &[u8]) -> Result<u64> {
-    let others: u64 = l2d::model::MODEL_FILES
-        .iter()
-        .filter(|&&name| name != l2d::model::WEIGHTS_FILE)
-        .map(|name| {
-            let path = dir.join(name);
-            std::fs::metadata(&path)
-                .map(|m| m.len())
-                .with_context(|| format!("reading the size of {}", path.display()))
-        })
-        .sum::<Result<u64>>()?;
-    let int8 = l2d::model::int8_file::write(weights).with_context(|| {
-        format!(
-            "quantizing {}",
-            dir.join(l2d::model::WEIGHTS_FILE).display()
-        )
-    })?;
-    Ok(others + int8.len() as u64)
-}
-
 /// What is left of `budget` for the memory blob once the model files of `model_dir` (read
 /// as `files`) are counted.
 pub(super) fn blob_budget(model_dir: &Path, files: &ModelFiles, budget: u64) -> Result<u64> {
-    let fixed = model_files_bytes(model_dir, &files.weights)?;
-    budget.checked_sub(fixed).with_context(|| {
-        format!(
-            "the budget of {budget} bytes is smaller than the model files of {} ({fixed} bytes)",
-            model_dir.display()
-        )
-    })
+    Ok(l2d::offline::deploy::blob_budget(model_dir, files, budget)?)
 }
 
 pub fn blobs(args: BlobsArgs) -> Result<()> {
@@ -521,52 +479,20 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
     write_manifest(&args.io.model, &dataset, scoring, &args.command)
 }
 
-/// Writes DIR's int8 weights file when `weights` is int8 (made from its model.safetensors)
-/// and returns its manifest entry; removes a stale one otherwise.
-pub(super) fn write_weights_file(
-    dir: &Path,
-    weights: l2d::model::Weights,
-) -> Result<Option<l2d::serve::manifest::FileEntry>> {
-    let path = dir.join(l2d::model::int8_file::INT8_WEIGHTS_FILE);
-    if weights != l2d::model::Weights::Int8 {
-        if path.exists() {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("removing {} (the weights are f32)", path.display()))?;
-        }
-        return Ok(None);
-    }
-    let source = dir.join(l2d::model::WEIGHTS_FILE);
-    let bytes = std::fs::read(&source).with_context(|| format!("reading {}", source.display()))?;
-    let int8 = l2d::model::int8_file::write(&bytes)
-        .with_context(|| format!("quantizing {}", source.display()))?;
-    replace_file(&path, |tmp| Ok(std::fs::write(tmp, &int8)?))?;
-    println!(
-        "wrote {} ({:.2} MB; {} is {:.2} MB)",
-        path.display(),
-        int8.len() as f64 / 1e6,
-        l2d::model::WEIGHTS_FILE,
-        bytes.len() as f64 / 1e6
-    );
-    Ok(Some(l2d::serve::manifest::FileEntry::of(&int8)))
-}
-
-/// Writes DIR/manifest.json (`Manifest::describe`) and says what it lists.
+/// Writes DIR/manifest.json (`Manifest::describe`, the int8 weights file first when the
+/// scoring needs it) and says what it lists.
 pub(super) fn write_manifest(
     dir: &Path,
     dataset: &Dataset,
     scoring: l2d::serve::manifest::Scoring,
     command: &str,
 ) -> Result<()> {
-    write_weights_file(dir, scoring.weights)?;
-    let manifest = Manifest::describe(dir, dataset, scoring, command)
-        .with_context(|| format!("describing {}", dir.display()))?;
-    let path = dir.join(l2d::serve::manifest::MANIFEST_FILE);
-    std::fs::write(&path, manifest.to_json())
-        .with_context(|| format!("writing {}", path.display()))?;
+    let manifest = l2d::offline::deploy::write_manifest(dir, dataset, scoring, command)
+        .with_context(|| format!("writing the manifest of {}", dir.display()))?;
     let fetched: u64 = manifest.files.values().map(|f| f.bytes).sum();
     println!(
         "wrote {} ({} files, {:.2} MB in all); default scoring {}",
-        path.display(),
+        dir.join(l2d::serve::manifest::MANIFEST_FILE).display(),
         manifest.files.len(),
         fetched as f64 / 1e6,
         manifest.scoring.label()
@@ -683,12 +609,4 @@ pub(super) fn train_model(
         state.step, state.tokens, state.seconds, state.unigram_valid_loss
     );
     Ok(())
-}
-
-/// Replaces `path` by what `write` puts into a temporary file beside it, so a reader (or an
-/// interrupted run) never sees half a file.
-pub(super) fn replace_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    l2d::util::replace_with(path, |tmp| {
-        write(tmp).with_context(|| format!("writing {}", tmp.display()))
-    })
 }

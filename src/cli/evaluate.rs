@@ -348,7 +348,9 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
     println!("chosen on {split}: {}", scoring.label());
     manifest.scoring = scoring;
     // The page fetches the int8 weights file when the weights are int8.
-    match write_weights_file(&args.io.model, weights)? {
+    let written = l2d::offline::deploy::write_weights_file(&args.io.model, weights)
+        .with_context(|| format!("the weights file of {}", args.io.model.display()))?;
+    match written {
         Some(entry) => manifest
             .files
             .insert(l2d::model::int8_file::INT8_WEIGHTS_FILE.into(), entry),
@@ -356,8 +358,7 @@ pub fn choose(args: ChooseArgs) -> Result<()> {
             .files
             .remove(l2d::model::int8_file::INT8_WEIGHTS_FILE),
     };
-    std::fs::write(&manifest_path, manifest.to_json())
-        .with_context(|| format!("writing {}", manifest_path.display()))?;
+    l2d::util::write_atomic(&manifest_path, manifest.to_json())?;
     println!("wrote the scoring into {}", manifest_path.display());
     if let Some(path) = &args.json {
         let out = serde_json::json!({

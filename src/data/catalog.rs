@@ -55,8 +55,7 @@ impl ItemRef<'_> {
 
 /// The ids and titles of a list of items in one text buffer with two end offsets per item:
 /// about 8 bytes per item besides the text, where two `String`s cost two headers and two heap
-/// blocks (a million items: ~45 MB against ~90 MB in the browser's wasm memory, which never
-/// shrinks). What a [`Catalog`] and a blob hold.
+/// blocks, in a browser's wasm memory that never shrinks. What a [`Catalog`] and a blob hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemTexts {
     text: String,
@@ -144,8 +143,8 @@ impl ItemTexts {
 pub struct Catalog {
     items: ItemTexts,
     /// Item indices sorted by id (ties by index): the id lookup by binary search, 4 bytes per
-    /// item. A hash map keyed by id would hold a second copy of every id (about 85 MB for a
-    /// million items in the browser, whose wasm memory never shrinks).
+    /// item. A hash map keyed by id would hold a second copy of every id (in the browser,
+    /// whose wasm memory never shrinks).
     by_id: Vec<ItemIndex>,
 }
 

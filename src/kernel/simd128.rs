@@ -156,7 +156,7 @@ pub(super) fn nibble_dots_simd(
 /// chunk c + 1, … — then the four rows' remainders past the last whole chunk; rows past the
 /// last whole block stay as they are, in place. The product then loads four weight vectors
 /// from one pointer: fewer instructions per step, which is what bounds it in V8
-/// (`scripts/bench-ab.mjs`: a click's encoding 1.47 → 1.24 ms, a fresh history's 8.3 → 8.1).
+/// (measured with `scripts/bench-ab.mjs`).
 #[cfg(all(
     target_arch = "wasm32",
     target_feature = "simd128",

@@ -150,8 +150,8 @@ pub const SMALL_ROWS: usize = 16;
 /// A linear layer. At inference with [`Weights::Int8`] every input goes through
 /// [`linear_q`]; with f32 weights an input of a few rows (a click's new tokens, a beam step)
 /// goes through [`linear_rows`] instead of candle's blocked product, which in wasm costs more
-/// than the product itself at that size (a click's encoding 4.0 → 2.6 ms, beam 10 about
-/// 120 → 75 ms in headless Chromium; natively the two are within noise of each other).
+/// than the product itself at that size (measured with `scripts/bench-ab.mjs`; the figures are
+/// in docs/results/).
 /// Training (weights that are variables) and longer f32 inputs use candle's product. A model
 /// loaded from an int8 weights file has only the integer weight.
 pub(super) struct Proj {

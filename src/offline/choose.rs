@@ -19,7 +19,7 @@ use crate::serve::recommend::{Mode, Representations};
 /// chosen: the quality guard of the faster product, the same for every dataset.
 pub const INT8_TOLERANCE: f64 = 0.002;
 
-/// The weights the browser runs, chosen on valid after the scoring: int8 (about 1.6× faster
+/// The weights the browser runs, chosen on valid after the scoring: int8 (faster
 /// in wasm) unless its Recall@20 with `scoring` falls more than [`INT8_TOLERANCE`] below
 /// f32's. `f32_report` is the chosen scoring's row from [`choose_scoring`] (f32 query states);
 /// `int8_states` are the query states under int8 weights, scored the same way (the memory
@@ -219,7 +219,7 @@ pub fn cheapest_within_noise(
             || reports[i]
                 .versus
                 .as_ref()
-                .is_some_and(|p| p.recall[2].2 >= 0.0)
+                .is_some_and(|p| p.recall[2].high >= 0.0)
     };
     Ok((0..reports.len())
         .filter(|&i| tied(i) && serving_cost(&scorings[i]) <= serving_cost(&scorings[best]))

@@ -96,11 +96,48 @@ pub struct Report {
     pub ranks: Vec<(u32, Option<u32>)>,
 }
 
-/// Lower and upper 95 % bootstrap bounds per K, for recall and NDCG.
+/// A 95 % bootstrap interval: its lower and upper bound. Written to JSON as `[low, high]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Bounds {
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Serialize for Bounds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (self.low, self.high).serialize(s)
+    }
+}
+
+/// A mean with its 95 % bootstrap interval. Written to JSON as `[mean, low, high]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Interval {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Interval {
+    /// The interval alone.
+    pub fn bounds(self) -> Bounds {
+        Bounds {
+            low: self.low,
+            high: self.high,
+        }
+    }
+}
+
+impl Serialize for Interval {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (self.mean, self.low, self.high).serialize(s)
+    }
+}
+
+/// The 95 % bootstrap interval per K, for recall and NDCG.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Intervals {
-    pub recall: [(f64, f64); 5],
-    pub ndcg: [(f64, f64); 5],
+    pub recall: [Bounds; 5],
+    pub ndcg: [Bounds; 5],
 }
 
 /// A variant minus a reference on the samples both cover: mean difference and its 95 %
@@ -109,8 +146,8 @@ pub struct Intervals {
 pub struct Paired {
     pub reference: String,
     pub samples: usize,
-    pub recall: [(f64, f64, f64); 5],
-    pub ndcg: [(f64, f64, f64); 5],
+    pub recall: [Interval; 5],
+    pub ndcg: [Interval; 5],
 }
 
 /// One sample's recall at each of [`KS`], then its NDCG at each (the protocol's one rule:
@@ -129,10 +166,10 @@ fn gains(rank: Option<u32>) -> [f64; 10] {
 }
 
 /// Percentile bootstrap: `values[i]` per sample (10 metrics), resampled with replacement;
-/// returns (mean, 2.5 %, 97.5 %) per metric.
-fn bootstrap(values: &[[f64; 10]], seed: u64) -> [(f64, f64, f64); 10] {
+/// returns the mean and its 2.5 % and 97.5 % percentiles per metric.
+fn bootstrap(values: &[[f64; 10]], seed: u64) -> [Interval; 10] {
     let n = values.len();
-    let mut out = [(0.0, 0.0, 0.0); 10];
+    let mut out = [Interval::default(); 10];
     if n == 0 {
         return out;
     }
@@ -151,7 +188,11 @@ fn bootstrap(values: &[[f64; 10]], seed: u64) -> [(f64, f64, f64); 10] {
         col.sort_by(f64::total_cmp);
         let at = |q: f64| col[((q * (col.len() - 1) as f64).round() as usize).min(col.len() - 1)];
         let mean = values.iter().map(|v| v[j]).sum::<f64>() / n as f64;
-        *o = (mean, at(0.025), at(0.975));
+        *o = Interval {
+            mean,
+            low: at(0.025),
+            high: at(0.975),
+        };
     }
     out
 }
@@ -254,7 +295,7 @@ pub fn evaluate_ranks(
     buckets.iter_mut().for_each(Metrics::finish);
     let per_sample: Vec<[f64; 10]> = ranks.iter().map(|r| gains(r.1)).collect();
     let b = bootstrap(&per_sample, BOOTSTRAP_SEED);
-    let interval = |j: usize| (b[j].1, b[j].2);
+    let interval = |j: usize| b[j].bounds();
     Report {
         method: method.to_string(),
         overall,
@@ -702,8 +743,8 @@ pub fn markdown_table(reports: &[Report]) -> String {
         out += &format!("| {} | {} |", r.method, r.overall.samples);
         let values = r.overall.recall.iter().chain(&r.overall.ndcg);
         let bounds = r.intervals.recall.iter().chain(&r.intervals.ndcg);
-        for (v, (lo, hi)) in values.zip(bounds) {
-            out += &format!(" {v:.4} ({lo:.4}–{hi:.4}) |");
+        for (v, Bounds { low, high }) in values.zip(bounds) {
+            out += &format!(" {v:.4} ({low:.4}–{high:.4}) |");
         }
         out += "\n";
     }
@@ -729,8 +770,8 @@ pub fn paired_table(reports: &[Report]) -> String {
     for r in reports {
         let Some(p) = &r.versus else { continue };
         out += &format!("| {} | {} |", r.method, p.samples);
-        for (mean, lo, hi) in p.recall.iter().chain(std::iter::once(&p.ndcg[2])) {
-            out += &format!(" {mean:+.4} ({lo:+.4}…{hi:+.4}) |");
+        for Interval { mean, low, high } in p.recall.iter().chain(std::iter::once(&p.ndcg[2])) {
+            out += &format!(" {mean:+.4} ({low:+.4}…{high:+.4}) |");
         }
         out += "\n";
     }

@@ -5,10 +5,11 @@
 //!
 //! May import every layer below. Nothing below imports it.
 //!
-//! Module order: synth → eval → choose → bench → train → sasrec → recipe → site
+//! Module order: synth → eval → choose → bench → train → sasrec → recipe → deploy → site
 
 pub mod bench;
 pub mod choose;
+pub mod deploy;
 pub mod eval;
 pub mod recipe;
 pub mod sasrec;

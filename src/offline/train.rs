@@ -94,7 +94,9 @@ fn default_select_samples() -> usize {
     1000
 }
 
-/// The metric that selects the exported weights.
+/// The metric that selects the exported weights. The recipe selects by [`Selection::L2dRecall`]
+/// ([`TrainConfig::default`]); [`Selection::ValidLoss`] is what a `train.json` written before
+/// the field existed meant, so it is the value serde fills in for a missing field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
