@@ -8,15 +8,47 @@ use anyhow::{bail, Context, Result};
 use l2d::data::catalog::ItemIndex;
 use l2d::data::dataset::{Sample, Split};
 use l2d::offline::eval::{
-    beam_reports, compare, evaluate, latent_reports, markdown_table, paired_table,
-    popularity_report, shipped_report, LatentGrid, Report, Treatment, BUCKETS,
+    compare, markdown_table, paired_table, shipped_report, Report, Treatment, BUCKETS,
 };
+use l2d::offline::methods::{method_reports, EvalSet, MethodOptions};
 use l2d::offline::train::TrainConfig;
 use l2d::serve::recommend::load_blob;
 
 use super::commands::*;
 use super::progress::Progress;
 use super::{ChooseArgs, EvalArgs, ProbeArgs};
+
+/// What `l2d eval` shows while its methods run: grid rows and SASRec lines on stderr, a bar
+/// per beam width.
+struct EvalProgress {
+    beams: Vec<(usize, Progress)>,
+}
+
+impl l2d::offline::methods::Progress for EvalProgress {
+    fn latent_row(&mut self, report: &Report, seconds: f64) {
+        eprintln!(
+            "{}: R@20 {:.4} ({seconds:.1} s)",
+            report.method,
+            report.overall.recall_at(20)
+        );
+    }
+    fn beam(&mut self, width: usize, done: usize, total: usize) {
+        if self.beams.last().is_none_or(|b| b.0 != width) {
+            self.beams.push((
+                width,
+                Progress::new(total, &format!("beam {width} queries")),
+            ));
+        }
+        let bar = &mut self.beams.last_mut().expect("pushed").1;
+        bar.set_position(done);
+        if done == total {
+            bar.finish();
+        }
+    }
+    fn line(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+}
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let dataset = load_dataset(&args.io.dataset)?;
@@ -29,11 +61,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let samples: Vec<&Sample> = keep.iter().map(|&i| &all[i]).collect();
     let histories: Vec<&[ItemIndex]> = samples.iter().map(|s| s.history.as_slice()).collect();
     let targets: Vec<ItemIndex> = samples.iter().map(|s| s.target).collect();
-    let treatments = std::iter::once(Ok(Treatment::plain()))
-        .chain(args.treatments.iter().map(|t| t.parse::<Treatment>()))
-        .collect::<l2d::Result<Vec<_>>>()?;
-    let dtype = args.dtype;
-    let latent = args.methods.iter().any(|m| m == "global" || m == "local");
+    let latent = args.methods.iter().any(|m| m.reads_memory());
     let memory = if latent {
         Some(load_memory(&args.memory)?)
     } else {
@@ -53,113 +81,41 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     } else {
         None
     };
+    let options = MethodOptions {
+        fractions: args.fractions.clone(),
+        dtype: args.dtype,
+        treatments: args
+            .treatments
+            .iter()
+            .map(|t| t.parse::<Treatment>())
+            .collect::<l2d::Result<Vec<_>>>()?,
+        ms: args.m.clone(),
+        beam_widths: args.beam.clone(),
+        beam_limit: args.beam_limit,
+        sasrec: l2d::offline::sasrec::SasRecConfig {
+            max_minutes: args.sasrec_minutes,
+            ..Default::default()
+        },
+        sasrec_refit: args.sasrec_refit,
+        sasrec_cache: args.sasrec_cache.clone(),
+    };
+    let on = EvalSet {
+        dataset: &dataset,
+        split,
+        model: &model,
+        samples: &samples,
+        train_counts: &train_counts,
+        memory: memory.as_ref(),
+        queries: queries.as_ref(),
+    };
     let mut reports: Vec<Report> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    for method in &args.methods {
-        match method.as_str() {
-            "popularity" => reports.push(popularity_report(&targets, &train_counts)),
-            "follows" => reports.push(l2d::offline::eval::follows_report(
-                &train_follows(&dataset)?,
-                &histories,
-                &targets,
-                &train_counts,
-            )?),
-            "global" | "local" => {
-                let grid = LatentGrid {
-                    fractions: args.fractions.clone(),
-                    dtype,
-                    treatments: treatments.clone(),
-                    local: method == "local",
-                    ms: args.m.clone(),
-                };
-                reports.extend(latent_reports(
-                    &model,
-                    catalog,
-                    memory.as_ref().expect("loaded"),
-                    queries.as_ref().expect("encoded"),
-                    &targets,
-                    &train_counts,
-                    &grid,
-                    &mut |report, seconds| {
-                        eprintln!(
-                            "{}: R@20 {:.4} ({seconds:.1} s)",
-                            report.method,
-                            report.overall.recall_at(20)
-                        )
-                    },
-                )?);
-            }
-            "beam" => {
-                let mut bars: Vec<(usize, Progress)> = Vec::new();
-                reports.extend(beam_reports(
-                    &model,
-                    catalog,
-                    &samples,
-                    &args.beam,
-                    args.beam_limit,
-                    &train_counts,
-                    &mut |width, done, total| {
-                        if bars.last().is_none_or(|b| b.0 != width) {
-                            bars.push((
-                                width,
-                                Progress::new(total, &format!("beam {width} queries")),
-                            ));
-                        }
-                        let bar = &mut bars.last_mut().expect("pushed").1;
-                        bar.set_position(done);
-                        if done == total {
-                            bar.finish();
-                        }
-                    },
-                )?);
-            }
-            "sasrec" => {
-                let cfg = l2d::offline::sasrec::SasRecConfig {
-                    max_minutes: args.sasrec_minutes,
-                    ..Default::default()
-                };
-                let train: Vec<&Sample> = dataset.split(Split::Train)?.iter().collect();
-                let valid: Vec<&Sample> = dataset.split(Split::Valid)?.iter().collect();
-                let (net, run) = l2d::offline::sasrec::train(
-                    &cfg,
-                    catalog.len(),
-                    &train,
-                    &valid,
-                    args.sasrec_cache.as_deref(),
-                    &mut |line| eprintln!("{line}"),
-                )?;
-                eprintln!(
-                    "sasrec: best valid R@20 {:.4} at epoch {} of {} ({:.0} s, stopped by {:?})",
-                    run.best_valid_recall, run.best_epoch, run.epochs, run.seconds, run.stop
-                );
-                // The method keeps its name (tables are joined by it); a capped run is said
-                // below the tables and in the JSON.
-                warnings.extend(run.stop.warning(&cfg, run.epochs));
-                let rankings = net.rankings(&samples)?;
-                reports.push(evaluate("SASRec", &rankings, &targets, &train_counts));
-                if args.sasrec_refit {
-                    if split != Split::Test {
-                        bail!("--sasrec-refit trains on train + valid: evaluate it on test");
-                    }
-                    let both: Vec<&Sample> = train.iter().chain(&valid).copied().collect();
-                    let (net, _) = l2d::offline::sasrec::refit(
-                        &cfg,
-                        catalog.len(),
-                        &both,
-                        run.best_epoch,
-                        args.sasrec_cache.as_deref(),
-                        &mut |line| eprintln!("refit: {line}"),
-                    )?;
-                    let rankings = net.rankings(&samples)?;
-                    let label =
-                        format!("SASRec refit on train + valid ({} epochs)", run.best_epoch);
-                    reports.push(evaluate(&label, &rankings, &targets, &train_counts));
-                }
-            }
-            other => bail!(
-                "unknown method `{other}` (expected popularity, follows, global, local, beam or sasrec)"
-            ),
-        }
+    let mut progress = EvalProgress { beams: Vec::new() };
+    for &method in &args.methods {
+        let (more, warned) = method_reports(method, &on, &options, &mut progress)
+            .with_context(|| format!("evaluating {method:?} on {split}"))?;
+        reports.extend(more);
+        warnings.extend(warned);
     }
     if args.shipped {
         let Shipped { manifest, blob, .. } = load_shipped(&args.io.model)?;

@@ -457,7 +457,7 @@ struct EvalArgs {
     /// followed the history's items in the train samples), global, local, beam, sasrec
     /// (trained here on the train split, early-stopped on valid).
     #[arg(long, value_delimiter = ',', default_value = "popularity,global,local")]
-    methods: Vec<String>,
+    methods: Vec<l2d::offline::methods::Method>,
     /// Also evaluate exactly what the browser ships by default: MODEL/manifest.json's scoring
     /// applied to the blob file it names (`memory`).
     #[arg(long)]

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use l2d::data::dataset::{Dataset, Split};
 use l2d::latent::score::DType;
+use l2d::offline::methods::Method;
 use l2d::offline::site::{files_under, inputs_key, stage_key, BuildLog, Decision, STAGES};
 
 use super::commands::{self, train_model, write_manifest};
@@ -136,9 +137,9 @@ fn under(layout: &Layout, dir: &Path) -> Result<Vec<PathBuf>> {
 fn eval_args(layout: &Layout, split: Split, sasrec_minutes: f64, json: PathBuf) -> EvalArgs {
     // The conventional baselines next to L2D: popularity, the item-to-item follows alone
     // (what the `follows` scoring option adds), SASRec when it has minutes.
-    let mut methods = vec!["popularity".to_string(), "follows".to_string()];
+    let mut methods = vec![Method::Popularity, Method::Follows];
     if sasrec_minutes > 0.0 {
-        methods.push("sasrec".into());
+        methods.push(Method::SasRec);
     }
     EvalArgs {
         io: layout.io(),

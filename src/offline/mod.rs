@@ -1,16 +1,17 @@
 //! The offline work, native only (one `cfg` gate in `lib.rs` keeps all of it out of the wasm
-//! build): synthetic catalogs (`synth`), metrics (`eval`), the choice of scoring on valid (`choose`),
+//! build): synthetic catalogs (`synth`), metrics (`eval`), the methods `l2d eval` compares (`methods`), the choice of scoring on valid (`choose`),
 //! benchmarks (`bench`), training (`train`), the SASRec baseline (`sasrec`) and the rules of
 //! `l2d build` and of a deployed site (`site`).
 //!
 //! May import every layer below. Nothing below imports it.
 //!
-//! Module order: synth → eval → choose → bench → train → sasrec → recipe → deploy → site
+//! Module order: synth → eval → bench → train → sasrec → recipe → deploy → methods → choose → site
 
 pub mod bench;
 pub mod choose;
 pub mod deploy;
 pub mod eval;
+pub mod methods;
 pub mod recipe;
 pub mod sasrec;
 pub mod site;
