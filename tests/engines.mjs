@@ -12,6 +12,7 @@ import puppeteer from "puppeteer-core";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import assert from "node:assert/strict";
+import { assertStyled, widgetStyle } from "./storefront.mjs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const arg = (name, fallback) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : fallback);
@@ -213,15 +214,7 @@ async function engineCases(engine) {
       for (const id of ids) assert.ok(!lists[2].includes(id), `clicked ${id} recommended`);
       assert.notDeepEqual(lists[0], lists[2], "recommendations change with the history");
       assert.deepEqual(await session.run(() => JSON.parse(localStorage.getItem("l2d-history"))), ids);
-      const styled = await session.run(() => {
-        const widget = document.getElementById("widget");
-        const host = getComputedStyle(widget);
-        const heading = getComputedStyle(widget.shadowRoot.querySelector("h3"));
-        return { border: host.borderTopWidth, padding: host.paddingTop, headingMargin: heading.marginTop };
-      });
-      assert.equal(styled.border, "1px", JSON.stringify(styled));
-      assert.notEqual(styled.padding, "0px", JSON.stringify(styled));
-      assert.equal(styled.headingMargin, "0px", JSON.stringify(styled));
+      assertStyled(await session.run(widgetStyle));
       const probe = await session.run(async () => ({
         build: (await import("/www/l2d-simd.js")).wasmBuild(),
         webgpu: "gpu" in navigator && !!(await navigator.gpu.requestAdapter().catch(() => null)),

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import assert from "node:assert/strict";
+import { assertStyled, widgetStyle } from "./storefront.mjs";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SCREENSHOTS = process.argv.includes("--screenshots");
@@ -223,15 +224,7 @@ async function main() {
     assert.equal(lists.length, 3);
     for (const list of lists) assert.ok(list.length === 8, `8 items, got ${list}`);
     // The widget's own styles apply under the server's `style-src 'self'`.
-    const styled = await page.evaluate(() => {
-      const widget = document.getElementById("widget");
-      const host = getComputedStyle(widget);
-      const heading = getComputedStyle(widget.shadowRoot.querySelector("h3"));
-      return { border: host.borderTopWidth, padding: host.paddingTop, headingMargin: heading.marginTop };
-    });
-    assert.equal(styled.border, "1px", JSON.stringify(styled));
-    assert.notEqual(styled.padding, "0px", JSON.stringify(styled));
-    assert.equal(styled.headingMargin, "0px", JSON.stringify(styled));
+    assertStyled(await page.evaluate(widgetStyle));
     for (const id of ids) assert.ok(!lists[2].includes(id), `clicked ${id} recommended`);
     assert.notDeepEqual(lists[0], lists[2], "recommendations should change with the history");
     const stored = await page.evaluate(() => JSON.parse(localStorage.getItem("l2d-history")));
