@@ -271,6 +271,46 @@ async function engineCases(engine) {
     }
   }, { skip: ["webkit"] });
 
+  await test("a widget that cannot load hides its list and, in debug mode, says why", async () => {
+    const session = await start(engine);
+    try {
+      await session.open(`${BASE}/www/shop.html`);
+      await waitFor(session, () => document.body.dataset.ready, null, "the products");
+      await session.run(() => {
+        for (const debug of [false, true]) {
+          const widget = document.createElement("l2d-recommendations");
+          widget.id = debug ? "broken-debug" : "broken";
+          widget.setAttribute("manifest", "/models/missing/manifest.json");
+          if (debug) widget.setAttribute("debug", "");
+          document.body.append(widget);
+        }
+      });
+      const shown = await waitFor(
+        session,
+        () => {
+          const read = (id) => {
+            const w = document.getElementById(id);
+            if (w.dataset.state !== "error") return null;
+            const root = w.shadowRoot;
+            return { status: root.querySelector(".status").textContent, items: root.querySelectorAll("li").length, error: w.dataset.error };
+          };
+          const [plain, debug] = [read("broken"), read("broken-debug")];
+          return plain && debug ? { plain, debug } : null;
+        },
+        null,
+        "the broken widgets' error state",
+        60_000,
+      );
+      assert.equal(shown.plain.status, "Recommendations are unavailable right now.");
+      assert.equal(shown.plain.items, 0);
+      assert.ok(shown.debug.status.startsWith("Recommendations are unavailable: "), shown.debug.status);
+      assert.ok(shown.debug.status.includes(shown.debug.error) && shown.debug.error.length > 0, JSON.stringify(shown));
+      assert.equal(shown.debug.items, 0);
+    } finally {
+      await session.close();
+    }
+  });
+
   await test("the paper demo and the bench page run under the CSP", async () => {
     const session = await start(engine);
     try {

@@ -144,7 +144,13 @@ class L2DRecommendations extends HTMLElement {
       this.progress.hidden = true;
       this.list.replaceChildren();
       this.dataset.state = "error";
-      this.setStatus("Recommendations are unavailable right now.");
+      // Shoppers read a plain sentence; `debug` adds the reason (a missing file, a browser
+      // without WebAssembly SIMD, a blob of another model, …).
+      this.setStatus(
+        this.hasAttribute("debug")
+          ? `Recommendations are unavailable: ${e.message}`
+          : "Recommendations are unavailable right now.",
+      );
       this.dataset.error = e.message;
       console.warn(`l2d: ${e.message}`);
     }

@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 use l2d::data::catalog::{Catalog, ItemIndex};
 use l2d::data::dataset::{Dataset, Sample, Split};
 use l2d::data::prompt::{history_titles, truncate_history};
-use l2d::latent::blob::{Blob, BlobKind};
+use l2d::latent::blob::Blob;
 use l2d::latent::follows::Follows;
-use l2d::latent::memory::{subset, Keep, Memory};
+use l2d::latent::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
 use l2d::offline::recipe::{build_blob, BlobSpec};
 use l2d::offline::train::{TrainConfig, TrainState};
@@ -296,22 +296,17 @@ pub fn blob(args: BlobArgs) -> Result<()> {
     let dataset = load_dataset(&args.io.dataset)?;
     let files = ModelFiles::read_dir(&args.io.model)?;
     let full = load_memory(&args.memory)?;
-    let kind = match args.kind.as_str() {
-        "global" => BlobKind::Global,
-        "memory" => BlobKind::Memory,
-        other => bail!("unknown blob kind `{other}` (expected global or memory)"),
-    };
+    let kind = args.kind;
     let dtype = args.dtype;
-    let model = match args.cold_start.as_str() {
-        "last" => None,
-        "title" => Some(Model::from_files(&files)?),
-        other => bail!("unknown cold-start rule `{other}` (expected last or title)"),
+    let model = match args.cold_start {
+        super::ColdStart::Last => None,
+        super::ColdStart::Title => Some(Model::from_files(&files)?),
     };
     let spec = BlobSpec {
         kind,
         dtype,
         fraction: args.fraction,
-        keep: Keep::parse(&args.keep, args.seed)?,
+        keep: args.keep.with_seed(args.seed),
         max_bytes: args.max_bytes,
         follows: args.follows.then(|| train_follows(&dataset)).transpose()?,
     };
@@ -555,7 +550,7 @@ impl TrainRecipe {
             label_smoothing: self.label_smoothing,
             history_crop: self.history_crop,
             item_dropout: self.item_dropout,
-            select: self.select.parse()?,
+            select: self.select,
             select_memory_fraction: self.select_memory_fraction,
             select_samples: self.select_samples,
             patience: self.patience,

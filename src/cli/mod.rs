@@ -91,6 +91,14 @@ enum Command {
 }
 
 /// The model directory and prepared dataset most commands work on.
+/// The cold-start rule a blob stores: items without states rank last (the paper's rule), or
+/// they get title vectors (`eval --treatments cold=title`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ColdStart {
+    Last,
+    Title,
+}
+
 #[derive(clap::Args)]
 struct ModelAndData {
     /// Model directory (config.json, model.safetensors, tokenizer.json, l2d.json).
@@ -352,7 +360,7 @@ struct TrainRecipe {
     /// from a seeded train fraction), `loss` (valid loss) or `final` (the last weights, no
     /// early stop: a refit on train + valid, `scripts/refit.sh`).
     #[arg(long, default_value = "recall")]
-    select: String,
+    select: l2d::offline::train::Selection,
     /// Fraction of train samples in the in-training recall's memory.
     #[arg(long, default_value_t = TrainConfig::default().select_memory_fraction)]
     select_memory_fraction: f64,
@@ -411,7 +419,7 @@ struct BlobArgs {
     memory: PathBuf,
     /// `global` (one vector per item) or `memory` (states grouped by item, for L2D-L).
     #[arg(long, default_value = "global")]
-    kind: String,
+    kind: l2d::latent::blob::BlobKind,
     /// `f32`, `f16`, `i8` or `i4` (int8 rows on 15 levels, stored two per byte).
     #[arg(long, default_value = "f16")]
     dtype: l2d::latent::score::DType,
@@ -422,7 +430,7 @@ struct BlobArgs {
     /// the D3 protocol), `per-item` (every item's newest, up to one cap the fraction allows)
     /// or `random` (seeded by --seed).
     #[arg(long, default_value = "random")]
-    keep: String,
+    keep: l2d::latent::memory::Keep,
     /// Subsampling seed (`--keep random`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -432,8 +440,8 @@ struct BlobArgs {
     max_bytes: Option<u64>,
     /// Cold-start rule stored in the blob: `last` (items without states rank last, the
     /// paper's rule) or `title` (they get title vectors; see `eval --treatments cold=title`).
-    #[arg(long, default_value = "last")]
-    cold_start: String,
+    #[arg(long, value_enum, default_value = "last")]
+    cold_start: ColdStart,
     /// Store follow weights (which items followed which in the train samples) for the
     /// `follows` scoring option.
     #[arg(long)]

@@ -50,6 +50,21 @@ pub enum BlobKind {
     Memory,
 }
 
+impl std::str::FromStr for BlobKind {
+    type Err = crate::error::Error;
+    /// `global` or `memory`.
+    fn from_str(name: &str) -> crate::error::Result<Self> {
+        match name {
+            "global" => Ok(BlobKind::Global),
+            "memory" => Ok(BlobKind::Memory),
+            other => Err(crate::error::Error::invalid(
+                "blob kind",
+                format!("`{other}` (expected global or memory)"),
+            )),
+        }
+    }
+}
+
 /// Why a blob was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BlobError {

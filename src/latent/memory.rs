@@ -64,18 +64,29 @@ pub enum Keep {
     PerItem,
 }
 
-impl Keep {
-    /// `newest`, `per-item`, or `random` with its `seed` (ignored by the others): the one
-    /// parser of rule names.
-    pub fn parse(name: &str, seed: u64) -> Result<Self> {
+impl std::str::FromStr for Keep {
+    type Err = Error;
+    /// `newest`, `per-item` or `random` (seed 0 until [`Keep::with_seed`]): the one parser of
+    /// rule names.
+    fn from_str(name: &str) -> Result<Self> {
         match name {
             "newest" => Ok(Keep::Newest),
             "per-item" => Ok(Keep::PerItem),
-            "random" => Ok(Keep::Random { seed }),
+            "random" => Ok(Keep::Random { seed: 0 }),
             other => Err(Error::invalid(
                 "keep",
                 format!("`{other}` (expected newest, per-item or random)"),
             )),
+        }
+    }
+}
+
+impl Keep {
+    /// The same rule with `seed` for a random one (the others have none).
+    pub fn with_seed(self, seed: u64) -> Self {
+        match self {
+            Keep::Random { .. } => Keep::Random { seed },
+            rule => rule,
         }
     }
 }
@@ -370,10 +381,11 @@ mod tests {
         for bad in [0.0, -1.0, 1.5, f64::NAN] {
             assert!(kept(&items, bad, Keep::Newest).is_err(), "{bad}");
         }
-        assert_eq!(Keep::parse("per-item", 3).unwrap(), Keep::PerItem);
-        assert_eq!(Keep::parse("newest", 3).unwrap(), Keep::Newest);
-        assert_eq!(Keep::parse("random", 3).unwrap(), Keep::Random { seed: 3 });
-        assert!(Keep::parse("oldest", 0)
+        let parse = |name: &str, seed| name.parse::<Keep>().map(|k| k.with_seed(seed));
+        assert_eq!(parse("per-item", 3).unwrap(), Keep::PerItem);
+        assert_eq!(parse("newest", 3).unwrap(), Keep::Newest);
+        assert_eq!(parse("random", 3).unwrap(), Keep::Random { seed: 3 });
+        assert!(parse("oldest", 0)
             .unwrap_err()
             .to_string()
             .contains("oldest"));
