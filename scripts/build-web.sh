@@ -34,7 +34,7 @@ rm -rf "$npm_dir" && mkdir -p "$npm_dir/www"
 cp -r pkg "$npm_dir/pkg"
 rm -f "$npm_dir/pkg/.gitignore"
 cp www/l2d-client.js www/l2d-client.d.ts www/l2d-widget.js www/l2d-widget.d.ts \
-  www/l2d-worker.js www/l2d-simd.js "$npm_dir/www/"
+  www/l2d-worker.js www/l2d-simd.js www/l2d-follows.js www/l2d-fetch.js "$npm_dir/www/"
 sed "s/\"VERSION\"/\"$version\"/" www/npm-package.json > "$npm_dir/package.json"
 cat > "$npm_dir/README.md" <<MD
 # l2d $version

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-30}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(blob pyliteral raw_log model_files recommend)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(blob pyliteral raw_log model_files recommend follows)
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 mkdir -p target/fuzz-logs

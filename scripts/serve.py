@@ -4,14 +4,17 @@ else) with correct MIME types (application/wasm) and a Content-Security-Policy t
 wasm compilation ('wasm-unsafe-eval') but no eval. `/` redirects to the demo page.
 
 usage: scripts/serve.py [--port 8080] [--cors ORIGIN|*] [--connect-src EXTRA] [--also DIR/ ...] [--gzip]
-                        [--csp-reports FILE] [--request-log FILE]
+                        [--csp-reports FILE] [--request-log FILE] [--network slow4g|fast4g|none]
 (--also serves one more repository directory, e.g. target/synth/ for the catalog benchmark;
 --gzip compresses every response for clients that accept it, as a CDN does (each file once per
 version, kept in memory): Content-Length is
 then the compressed size; --csp-reports adds `report-uri /__csp-report` to the policy and appends
 every violation report a browser posts there to FILE, one JSON body per line: how the page tests
 see a violation in any engine, workers included; --request-log appends "METHOD PATH" of every
-request to FILE, which the page tests read where an engine's driver has no network events)
+request to FILE, which the page tests read where an engine's driver has no network events;
+--network shapes every response, the page's and its worker's alike, as one mobile link:
+slow4g = 150 ms round trip and 1.6 Mbit/s down, fast4g = 40 ms and 9 Mbit/s (Lighthouse's
+mobile presets), the bandwidth shared by all connections at once)
 """
 import argparse
 import gzip
@@ -20,6 +23,8 @@ import io
 import mimetypes
 import os
 import sys
+import threading
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALLOWED = ("www/", "pkg/", "models/")
@@ -31,7 +36,36 @@ mimetypes.add_type("application/x-ndjson", ".jsonl")
 mimetypes.add_type("application/octet-stream", ".safetensors")
 
 
+# (round trip in seconds, bytes per second down) of the --network profiles.
+NETWORKS = {"slow4g": (0.150, 1.6e6 / 8), "fast4g": (0.040, 9e6 / 8), "none": (0.0, 0.0)}
+
+
+class Link:
+    """One shared downlink: bytes leave no faster than `rate` in all, each response after a round trip."""
+
+    def __init__(self, rtt, rate):
+        self.rtt, self.rate = rtt, rate
+        self.lock = threading.Lock()
+        self.free_at = 0.0
+
+    def wait_round_trip(self):
+        if self.rtt:
+            time.sleep(self.rtt)
+
+    def send(self, n):
+        if not self.rate:
+            return
+        with self.lock:
+            start = max(time.monotonic(), self.free_at)
+            self.free_at = start + n / self.rate
+            until = self.free_at
+        delay = until - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
 def make_handler(args):
+    link = Link(*NETWORKS[args.network])
     csp = (
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
         f"connect-src 'self' {args.connect_src}; style-src 'self'; img-src 'self' data:; "
@@ -90,6 +124,7 @@ def make_handler(args):
             return True
 
         def do_GET(self):
+            link.wait_round_trip()
             if self.allowed():
                 super().do_GET()
 
@@ -120,7 +155,15 @@ def make_handler(args):
 
         def copyfile(self, source, outputfile):
             try:
-                super().copyfile(source, outputfile)
+                if not link.rate:
+                    super().copyfile(source, outputfile)
+                    return
+                while True:
+                    chunk = source.read(16384)
+                    if not chunk:
+                        break
+                    link.send(len(chunk))
+                    outputfile.write(chunk)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client went away mid-download (a closed tab, a test's fault injection)
 
@@ -149,6 +192,7 @@ def main():
     parser.add_argument("--gzip", action="store_true", help="gzip every response for clients that accept it (as a CDN does)")
     parser.add_argument("--request-log", default="", help="append METHOD PATH of every request to this file")
     parser.add_argument("--csp-reports", default="", help="append CSP violation reports (report-uri) to this file")
+    parser.add_argument("--network", default="none", choices=sorted(NETWORKS), help="shape responses as a mobile link")
     args = parser.parse_args()
     server = http.server.ThreadingHTTPServer((args.host, args.port), make_handler(args))
     base = f"http://{args.host}:{args.port}"

@@ -4,8 +4,11 @@
 # lavapipe), then formatting, lints, native tests, the tokenizer parity test with the Oniguruma
 # engine, the wasm32 build, the wasm tests in headless Chromium with WebGPU (SwiftShader, the
 # simd128 build) and without it (CPU fallback, the relaxed-SIMD build) and in headless Firefox
-# (both builds), the page-level tests in Chromium, the storefront cases in Chromium, Firefox
-# and WebKit, and a short run of every fuzz target.
+# (both builds), the first tier's JavaScript against the Rust ranking, the page-level tests in
+# Chromium, and the storefront cases in Chromium, Firefox and WebKit. Every fuzz target's seed
+# inputs are replayed by the native tests (tests/fuzz_seeds.rs); fuzzing itself (nightly and a
+# sanitizer build, about 20 minutes to build on two cores) runs with FUZZ_SECONDS=N set, or
+# scripts/fuzz.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -21,7 +24,7 @@ cargo clippy --release --all-targets -- -D warnings
 cargo clippy --release --lib --test web --target wasm32-unknown-unknown -- -D warnings
 with_relaxed_simd cargo clippy --release --lib --test web --target wasm32-unknown-unknown -- -D warnings
 
-step "native tests (fancy-regex tokenizer, as in the browser; wgpu on lavapipe)"
+step "native tests (fancy-regex tokenizer, as in the browser; wgpu on lavapipe; fuzz seeds replayed)"
 cargo test --release
 
 step "tokenizer parity with the Oniguruma engine"
@@ -60,6 +63,10 @@ for build in simd128 relaxed; do
   grep -q "test result: ok" "target/web-firefox-$build.log" || { echo "the Firefox $build run did not pass"; exit 1; }
 done
 
+step "the first tier in plain JavaScript ranks as the Rust build (node, the parity fixture)"
+setup_node
+node tests/follows.mjs
+
 step "page tests: storefront widget, privacy, demo page, cache, CDN, CSP, update, build, npm package (playwright-core + Chromium)"
 setup_node
 scripts/build-web.sh
@@ -71,7 +78,9 @@ node tests/pages.mjs
 step "the storefront in Chromium, Firefox and WebKit (support matrix: target/support-matrix.md)"
 node tests/engines.mjs
 
-step "fuzz smoke: every cargo-fuzz target for ${FUZZ_SECONDS:-20} s from its seeds (nightly, sanitizer build)"
-scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+if [ -n "${FUZZ_SECONDS:-}" ]; then
+  step "fuzz: every cargo-fuzz target for $FUZZ_SECONDS s from its seeds (nightly, sanitizer build)"
+  scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
 
 step "all tests passed"

@@ -145,11 +145,12 @@ async function waitFor(session, fn, arg, what, timeout = TIMEOUT) {
   }
 }
 
-// Clicks `n` product cards from index `first` on the storefront, waiting after each for the
-// widget's list to change; returns the clicked ids and each list.
+// Clicks `n` product cards from index `first` on the storefront once the widget's model tier is
+// ready, waiting after each for the widget's list to change; returns the clicked ids and each list.
 async function clickProducts(session, n, first) {
   await waitFor(session, () => document.body.dataset.ready, null, "the products");
   assert.equal(await session.run(() => document.body.dataset.ready), "products");
+  await waitFor(session, () => document.getElementById("widget").dataset.state === "ready", null, "the model tier");
   const ids = [];
   const lists = [];
   let previous = await session.run(() => document.getElementById("widget").dataset.items || "");
@@ -260,7 +261,7 @@ async function engineCases(engine) {
       const from = readLines(REQUESTS).length;
       await session.open(`${BASE}/www/shop.html`);
       // The stored history is recommended for again, from the cached files.
-      await waitFor(session, () => document.getElementById("widget").dataset.items, null, "recommendations on the second visit");
+      await waitFor(session, () => document.getElementById("widget").dataset.tier === "1", null, "the model's recommendations on the second visit");
       await sleep(500);
       const heavy = readLines(REQUESTS)
         .slice(from)

@@ -87,8 +87,11 @@ async function waitForItems(page, previous = null) {
   return (await widgetItems(page)).split(",");
 }
 
-async function clickProducts(page, n, first = 3) {
+// Clicks n products; by default once the model tier is ready (`ready: false` clicks as soon as
+// the products are listed, which the first tier answers).
+async function clickProducts(page, n, first = 3, { ready = true } = {}) {
   await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+  if (ready) await page.waitForSelector("#widget[data-state=ready]", { timeout: 120000 });
   const cards = await page.$$(".product");
   const ids = [];
   let previous = null;
@@ -231,12 +234,58 @@ async function main() {
     assert.deepEqual(stored, ids);
     if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/guide/storefront.png`, fullPage: false });
     await page.reload();
-    const afterReload = await waitForItems(page);
-    assert.deepEqual(afterReload, lists[2]);
+    await page.waitForSelector("#widget[data-tier='1']", { timeout: 120000 });
+    assert.deepEqual(await widgetItems(page), lists[2].join(","));
     await page.evaluate(() => window.l2d.history.clear());
     await page.waitForFunction(() => document.getElementById("widget").dataset.items === "");
     assert.deepEqual(await page.evaluate(() => localStorage.getItem("l2d-history")), "[]");
     assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  await test("first tier: clicks before the model loads get the follows ranking at once, the model's list replaces it in place, no long task over 50 ms", async () => {
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    await page.route(`**/models/default/${WEIGHTS}`, async (route) => {
+      await held;
+      return route.continue();
+    });
+    await page.addInitScript(() => {
+      window.__longTasks = [];
+      new PerformanceObserver((list) => list.getEntries().forEach((e) => window.__longTasks.push(Math.round(e.duration)))).observe({ type: "longtask", buffered: true });
+    });
+    await page.goto(`${base}/www/shop.html`);
+    const { lists } = await clickProducts(page, 2, 3, { ready: false });
+    for (const list of lists) assert.equal(list.length, 8, `8 items from the first tier, got ${list}`);
+    assert.equal(await page.evaluate(() => document.getElementById("widget").dataset.tier), "0");
+    const box = () => page.evaluate(() => document.getElementById("widget").shadowRoot.querySelectorAll("li").length);
+    assert.equal(await box(), 8);
+    release();
+    await page.waitForSelector("#widget[data-tier='1']", { timeout: 120000 });
+    assert.equal(await box(), 8, "the model's list has the same length");
+    const longTasks = await page.evaluate(() => window.__longTasks);
+    console.log(`     long tasks on the page's thread (ms): [${longTasks}]`);
+    assert.deepEqual(longTasks.filter((d) => d > 50), [], "long tasks over 50 ms");
+    await context.close();
+  });
+
+  await test("prefers-reduced-data keeps the widget on the first tier: the model is never fetched", async () => {
+    const context = await gpuBrowser.newContext();
+    const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Emulation.setEmulatedMedia", { features: [{ name: "prefers-reduced-data", value: "reduce" }] });
+    const fetched = [];
+    page.on("request", (r) => fetched.push(new URL(r.url()).pathname));
+    await page.goto(`${base}/www/shop.html`);
+    await clickProducts(page, 2, 3, { ready: false });
+    await page.waitForLoadState("load");
+    await page.waitForTimeout(1000);
+    assert.equal(await page.evaluate(() => document.getElementById("widget").dataset.model), "save-data");
+    assert.equal(await page.evaluate(() => document.getElementById("widget").dataset.tier), "0");
+    const heavy = fetched.filter((p) => /safetensors|\.blob|\.wasm|tokenizer\.json/.test(p));
+    assert.deepEqual(heavy, [], `fetched ${heavy}`);
     await context.close();
   });
 
@@ -358,11 +407,11 @@ async function main() {
     const context = await gpuBrowser.newContext();
     const page = await context.newPage();
     await page.goto(`${base}/www/shop.html`);
-    await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+    await page.waitForSelector("#widget[data-state=ready]", { timeout: 120000 });
     const second = [];
     page.on("request", (r) => second.push(new URL(r.url()).pathname));
     await page.reload();
-    await page.waitForSelector("body[data-ready=products]", { timeout: 120000 });
+    await page.waitForSelector("#widget[data-state=ready]", { timeout: 120000 });
     const heavy = second.filter((p) => /model\.safetensors|\.blob|tokenizer\.json/.test(p));
     assert.deepEqual(heavy, [], `re-downloaded ${heavy}`);
     await context.close();
@@ -423,7 +472,7 @@ async function main() {
     await context.close();
   });
 
-  await test("download faults: bad sha256, 404, network failure, truncated body show a quiet error, cache nothing bad, and a retry works", async () => {
+  await test("download faults: bad sha256, 404, network failure, truncated body fail the model tier quietly, the first tier keeps answering, nothing bad is cached, and a retry works", async () => {
     for (const [file, fault, expected] of [
       ["memory.blob", (route, body) => { body[200] ^= 0xff; return route.fulfill({ body }); }, /sha256 mismatch/],
       [WEIGHTS, (route) => route.fulfill({ status: 404, body: "gone" }), /HTTP 404/],
@@ -441,8 +490,9 @@ async function main() {
       await page.waitForFunction(() => document.getElementById("widget")?.dataset.state === "error", null, { timeout: 60000 });
       const error = await page.evaluate(() => document.getElementById("widget").dataset.error);
       assert.match(error, expected);
-      const visible = await page.evaluate(() => document.getElementById("widget").shadowRoot.querySelector(".status").textContent);
-      assert.match(visible, /unavailable/);
+      // The first tier keeps answering without the model.
+      await clickProducts(page, 1, 5, { ready: false });
+      assert.equal(await page.evaluate(() => document.getElementById("widget").dataset.tier), "0");
       const cached = await page.evaluate(async (f) => {
         const cache = await caches.open("l2d-v1");
         return (await cache.keys()).map((r) => r.url).filter((u) => u.endsWith(f)).length;
@@ -515,7 +565,7 @@ async function main() {
     const changed = Object.keys(manifests[1].files).filter((f) => manifests[0].files[f]?.sha256 !== manifests[1].files[f].sha256);
     // The update rewrites the blobs and, with a new item, the items parts (new content, new names).
     const fixed = (names) => names.map((n) => (/^items-.*\.jsonl$/.test(n) ? "items part" : n)).sort();
-    assert.deepEqual(fixed(changed), ["global.blob", "items part", "memory.blob"], "the update rewrites the blobs and items only");
+    assert.deepEqual(fixed(changed), ["follows.bin", "global.blob", "items part", "memory.blob"], "the update rewrites the blobs, the follows file and items only");
     let version = "v1";
     const fetched = [];
     const context = await gpuBrowser.newContext();

@@ -1,6 +1,6 @@
 //! Native reference values for the browser tests (`tests/web.rs`): for fixed histories, the
 //! hidden state and the top-20 of L2D-G, L2D-L (M = 20) and the manifest's default scoring
-//! (what the widget ranks with) with the shipped model (multiplying as the manifest's weights say), memory blob and manifest. This test checks them against `tests/fixtures/native_results.json`; the headless
+//! (what the widget ranks with), and the first tier's follows ranking, with the shipped model (multiplying as the manifest's weights say), memory blob and manifest. This test checks them against `tests/fixtures/native_results.json`; the headless
 //! Chromium test checks the wasm build against the same file.
 //! Regenerate after retraining: `L2D_BLESS=1 cargo test --release --test web_parity`.
 #![cfg(not(target_arch = "wasm32"))]
@@ -38,6 +38,10 @@ fn native_results_match_the_fixture() {
     model.net.set_weights(scoring.weights).unwrap();
     let blob = common::default_blob("memory.blob");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let follows_file = l2d::latent::follows::FollowsFile::from_bytes(
+        &std::fs::read(common::default_dir().join(l2d::latent::follows::FOLLOWS_FILE)).unwrap(),
+    )
+    .unwrap();
     let (catalog, mut reps) =
         l2d::serve::recommend::load_blob(&model, blob.clone(), "memory.blob").unwrap();
     reps.apply_scoring(&scoring).unwrap();
@@ -61,6 +65,11 @@ fn native_results_match_the_fixture() {
                 global: top(Mode::Global),
                 local: top(Mode::Local { m: 20 }),
                 shipped: top(scoring.mode().unwrap()),
+                follows: follows_file
+                    .recommend(&history, 20, &history)
+                    .into_iter()
+                    .map(|i| catalog.item(i).id.to_string())
+                    .collect(),
                 hidden,
             }
         })
@@ -90,5 +99,6 @@ fn native_results_match_the_fixture() {
         assert_eq!(want.global, got.global);
         assert_eq!(want.local, got.local);
         assert_eq!(want.shipped, got.shipped);
+        assert_eq!(want.follows, got.follows);
     }
 }

@@ -31,7 +31,8 @@ export async function fetchBytes(url, file, cacheName, onProgress, expectedBytes
   }
   let response;
   try {
-    response = await fetch(url, { credentials: "omit" });
+    // A worker that loads in the background sets globalThis.l2dFetchPriority = "low" (l2d-worker.js).
+    response = await fetch(url, { credentials: "omit", priority: globalThis.l2dFetchPriority || "auto" });
   } catch (e) {
     throw new Error(`GET ${url}: network error (${e && e.message ? e.message : e})`);
   }

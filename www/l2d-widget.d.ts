@@ -1,5 +1,5 @@
 // Types of l2d-widget.js: the <l2d-recommendations> element and the visitor's local history.
-// <l2d-recommendations manifest="URL" k="8" mode="global|local|density" debug heading="…">
+// <l2d-recommendations manifest="URL" k="8" mode="global|local|density" model="auto|always|never" debug heading="…">
 import type { L2DClient, LoadProgress } from "./l2d-client.js";
 
 /** Most history entries kept in localStorage. */
@@ -20,3 +20,19 @@ export function sharedClient(
   manifestUrl: string,
   onProgress?: (p: LoadProgress) => void,
 ): { client: L2DClient; loaded: Promise<unknown>; listeners: Set<(p: LoadProgress) => void> };
+
+/** One catalog entry of the first tier; `count` is its popularity (train-target count). */
+export interface FirstTierItem {
+  id: string;
+  title: string;
+  count: number;
+}
+
+/** The page's first tier per manifest (follows file + items parts, plain JavaScript, no model). */
+export function sharedFollows(manifestUrl: string): Promise<{
+  items: FirstTierItem[];
+  recommend(ids: string[], k: number, excludeHistory?: boolean): { id: string; title: string }[];
+}>;
+
+/** Whether the visitor asked to save data (Save-Data or prefers-reduced-data). */
+export function savesData(): boolean;

@@ -8,6 +8,8 @@ let recommender = null;
 let ready = null;
 
 async function load(options) {
+  // {priority: "low"}: the downloads yield to the page's own (fetch priority hints).
+  if (options && options.priority) globalThis.l2dFetchPriority = options.priority;
   await init({ module_or_path: new URL(`../pkg/${wasmBuild()}`, import.meta.url) });
   recommender = await Recommender.load({
     ...options,

@@ -1,5 +1,5 @@
 // Example storefront: the catalog as a product grid; clicking a product records a view.
-import { history, sharedClient } from "./l2d-widget.js";
+import { history, sharedFollows } from "./l2d-widget.js";
 
 const products = document.getElementById("products");
 const search = document.getElementById("search");
@@ -21,18 +21,22 @@ function render() {
 }
 
 async function main() {
-  // A real storefront lists its own products; this one shows the catalog shipped in the blob,
-  // asked from the widget's (shared) worker.
-  const manifest = new URL(new URLSearchParams(location.search).get("manifest") || "../models/default/manifest.json", document.baseURI).href;
-  const widget = document.createElement("l2d-recommendations");
-  widget.id = "widget";
-  widget.setAttribute("manifest", manifest);
-  widget.setAttribute("k", "8");
-  document.getElementById("aside").append(widget);
-  const { client, loaded } = sharedClient(manifest);
+  // A real storefront lists its own products; this one shows the catalog of the deployed folder
+  // as soon as its items parts arrive (the widget's first tier loads them; the model comes later).
+  // ?manifest=URL picks another deployed folder, ?widget=0 shows the shop without the widget
+  // (the benchmark's reference), ?debug=1 shows the widget's diagnostics.
+  const params = new URLSearchParams(location.search);
+  const manifest = new URL(params.get("manifest") || "../models/default/manifest.json", document.baseURI).href;
+  if (params.get("widget") !== "0") {
+    const widget = document.createElement("l2d-recommendations");
+    widget.id = "widget";
+    widget.setAttribute("manifest", manifest);
+    widget.setAttribute("k", "8");
+    if (params.get("debug") === "1") widget.setAttribute("debug", "");
+    document.getElementById("aside").append(widget);
+  }
   try {
-    await loaded;
-    catalog = (await client.items()).sort((a, b) => b.count - a.count);
+    catalog = [...(await sharedFollows(manifest)).items].sort((a, b) => b.count - a.count);
     render();
     document.body.dataset.ready = "products";
   } catch (e) {

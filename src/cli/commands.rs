@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use l2d::data::catalog::{Catalog, ItemIndex};
-use l2d::data::dataset::{Dataset, Sample, Split};
+use l2d::data::dataset::{Dataset, Sample};
 use l2d::data::prompt::{history_titles, truncate_history};
 use l2d::latent::blob::Blob;
 use l2d::latent::follows::Follows;
@@ -95,15 +95,7 @@ pub(super) fn resolve_history(catalog: &Catalog, entries: &[String]) -> Result<V
 
 /// How often each item is a train target (the frequency buckets and popularity).
 pub(super) fn train_counts(dataset: &Dataset) -> Result<Vec<u32>> {
-    let targets: Vec<ItemIndex> = dataset
-        .split(Split::Train)?
-        .iter()
-        .map(|s| s.target)
-        .collect();
-    Ok(l2d::latent::aggregate::item_counts(
-        &targets,
-        dataset.catalog.len(),
-    )?)
+    Ok(l2d::offline::deploy::train_counts(dataset)?)
 }
 
 /// The follow weights of the dataset's train samples (the memory's samples).
@@ -317,10 +309,11 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         model.as_ref(),
         &spec,
         &args.out,
-    )
+    )?;
+    Ok(())
 }
 
-/// Builds a blob by `spec` and writes it to `out` (atomically), saying what it holds.
+/// Builds a blob by `spec` and writes it to `out` (atomically), saying what it holds; returns it.
 pub(super) fn write_blob(
     memory: &Memory,
     catalog: &Catalog,
@@ -328,7 +321,7 @@ pub(super) fn write_blob(
     model: Option<&Model>,
     spec: &BlobSpec,
     out: &Path,
-) -> Result<()> {
+) -> Result<Blob> {
     let (blob, fraction) = build_blob(memory, catalog, fingerprint, model, spec)
         .with_context(|| format!("building {}", out.display()))?;
     let (bytes, items) = write_blob_files(&blob, out)?;
@@ -349,7 +342,7 @@ pub(super) fn write_blob(
         bytes as f64 / 1e6,
         items as f64 / 1e6
     );
-    Ok(())
+    Ok(blob)
 }
 
 /// What is left of `budget` for the memory blob once the model files of `model_dir` (read

@@ -145,6 +145,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             &targets,
             &train_counts,
         )?);
+        // The widget's first tier, as deployed beside the blob.
+        if let Some(name) = &manifest.follows {
+            let path = args.io.model.join(name);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let file = l2d::latent::follows::FollowsFile::from_bytes(&bytes)
+                .with_context(|| format!("{} (the manifest's follows file)", path.display()))?;
+            reports.push(l2d::offline::eval::first_tier_report(
+                &file,
+                &histories,
+                &targets,
+                &train_counts,
+            )?);
+        }
     }
     if reports.is_empty() {
         bail!("nothing to evaluate: give --methods or --shipped");

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use crate::data::catalog::ItemIndex;
-use crate::data::prompt::truncate_history;
+use crate::data::prompt::{truncate_history, MAX_HISTORY};
 
 /// Weight of a history item per place back from the newest (the newest counts 1): halving,
 /// the same for every dataset.
@@ -28,6 +28,14 @@ pub const DECAY: f32 = 0.5;
 /// Stored weight levels per nat of `ln(1 + weight)`: steps of about 6 % in the weight, up to
 /// about 8·10⁶ (level 255).
 pub const LEVELS_PER_NAT: f32 = 16.0;
+
+/// The follows file's name in a model directory: what a page's first tier ranks with before
+/// any model has loaded ([`FollowsFile`]).
+pub const FOLLOWS_FILE: &str = "follows.bin";
+const FILE_MAGIC: &[u8; 8] = b"L2DFOLW\0";
+const FILE_VERSION: u32 = 1;
+/// Bytes before the follows file's popularity counts.
+const FILE_HEADER: usize = 64;
 
 /// Why a follows section was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +66,14 @@ pub enum FollowsError {
         item: ItemIndex,
         items: usize,
     },
+    #[error("follows file: {field} is {found}, expected {expected}")]
+    FileHeader {
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("follows file: popularity counts {found} items, expected {expected}")]
+    PopularityCount { expected: usize, found: usize },
 }
 
 /// The follow weights of a catalog: per source item, its targets (ascending) and their weight
@@ -77,9 +93,15 @@ fn level_of(weight: f64) -> u8 {
         .clamp(0.0, 255.0) as u8
 }
 
-/// The weight a stored level stands for.
+/// The weight a stored level stands for (computed in f64 and rounded once, so that a page's
+/// JavaScript, which has only f64 `Math.expm1`, finds the same f32).
 pub fn weight_of(level: u8) -> f32 {
-    (f32::from(level) / LEVELS_PER_NAT).exp_m1()
+    (f64::from(level) / f64::from(LEVELS_PER_NAT)).exp_m1() as f32
+}
+
+/// `ln(1 + sum)` of an f32 sum, in f64 rounded once (as a page's JavaScript computes it).
+fn feature_of(sum: f32) -> f32 {
+    f64::from(sum).ln_1p() as f32
 }
 
 impl Follows {
@@ -168,7 +190,9 @@ impl Follows {
             }
             decay *= DECAY;
         }
-        sums.into_iter().map(|(j, sum)| (j, sum.ln_1p())).collect()
+        sums.into_iter()
+            .map(|(j, sum)| (j, feature_of(sum)))
+            .collect()
     }
 
     /// Subtracts `weight · f(j)` from each item's score `scores[j]` for a query whose history
@@ -294,6 +318,139 @@ impl Follows {
             })
             .collect();
         Self::from_sorted(&kept, self.n_items())
+    }
+}
+
+/// The follows file ([`FOLLOWS_FILE`]): the follow weights and each item's popularity (its
+/// train-target count), all a page needs to rank without a model — the item-to-item baseline
+/// of [`Follows::ranking`], which `www/l2d-follows.js` reimplements in plain JavaScript.
+///
+/// Little-endian: the magic `L2DFOLW\0`, a `u32` version (1), a `u32` item count, the `u32`
+/// window ([`MAX_HISTORY`]), the `f32` [`DECAY`] and `f32` [`LEVELS_PER_NAT`] (so the page
+/// takes the rule's constants from the file), the sha256 of the items parts (32 bytes), a `u32`
+/// byte length and that many bytes of LEB128 popularity counts in catalog order, then the
+/// follows section (as in the blob) to the end of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowsFile {
+    /// sha256 of the items parts, concatenated in order (as in the blobs' header).
+    pub items_sha256: [u8; 32],
+    /// Per item, in catalog order: its train-target count.
+    pub popularity: Vec<u32>,
+    pub follows: Follows,
+}
+
+impl FollowsFile {
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut popularity = Vec::new();
+        for &count in &self.popularity {
+            put_leb128(&mut popularity, u64::from(count));
+        }
+        let mut out = Vec::with_capacity(FILE_HEADER + popularity.len());
+        out.extend_from_slice(FILE_MAGIC);
+        out.extend_from_slice(&FILE_VERSION.to_le_bytes());
+        out.extend_from_slice(&(self.popularity.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(MAX_HISTORY as u32).to_le_bytes());
+        out.extend_from_slice(&DECAY.to_le_bytes());
+        out.extend_from_slice(&LEVELS_PER_NAT.to_le_bytes());
+        out.extend_from_slice(&self.items_sha256);
+        out.extend_from_slice(&(popularity.len() as u32).to_le_bytes());
+        out.extend_from_slice(&popularity);
+        out.extend_from_slice(&self.follows.to_bytes());
+        out
+    }
+
+    /// Parses a follows file, refusing one whose rule constants differ from this build's.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FollowsError> {
+        let header =
+            |field: &'static str, expected: String, found: String| FollowsError::FileHeader {
+                field,
+                expected,
+                found,
+            };
+        if bytes.len() < FILE_HEADER {
+            return Err(header(
+                "length",
+                format!("at least {FILE_HEADER} bytes"),
+                format!("{} bytes", bytes.len()),
+            ));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let f32_at = |at: usize| f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        if &bytes[..8] != FILE_MAGIC {
+            return Err(header(
+                "magic",
+                "L2DFOLW\\0".into(),
+                format!("{:?}", String::from_utf8_lossy(&bytes[..8])),
+            ));
+        }
+        let checks = [
+            ("version", FILE_VERSION.to_string(), u32_at(8).to_string()),
+            ("window", MAX_HISTORY.to_string(), u32_at(16).to_string()),
+            ("decay", DECAY.to_string(), f32_at(20).to_string()),
+            (
+                "levels per nat",
+                LEVELS_PER_NAT.to_string(),
+                f32_at(24).to_string(),
+            ),
+        ];
+        for (field, expected, found) in checks {
+            if expected != found {
+                return Err(header(field, expected, found));
+            }
+        }
+        let n_items = u32_at(12) as usize;
+        let items_sha256: [u8; 32] = bytes[28..60].try_into().unwrap();
+        let length = u32_at(60) as usize;
+        let section = bytes
+            .get(FILE_HEADER..FILE_HEADER + length)
+            .ok_or_else(|| {
+                header(
+                    "popularity length",
+                    format!("at most {}", bytes.len() - FILE_HEADER),
+                    length.to_string(),
+                )
+            })?;
+        let mut at = 0;
+        let mut popularity = Vec::with_capacity(n_items);
+        while at < section.len() {
+            let count = get_leb128(section, &mut at)
+                .filter(|&c| c <= u64::from(u32::MAX))
+                .ok_or(FollowsError::Truncated {
+                    what: "popularity count",
+                    item: popularity.len(),
+                    offset: FILE_HEADER + at,
+                })?;
+            popularity.push(count as u32);
+        }
+        if popularity.len() != n_items {
+            return Err(FollowsError::PopularityCount {
+                expected: n_items,
+                found: popularity.len(),
+            });
+        }
+        let follows = Follows::from_bytes(&bytes[FILE_HEADER + length..], n_items)?;
+        Ok(Self {
+            items_sha256,
+            popularity,
+            follows,
+        })
+    }
+
+    /// The item-to-item baseline for `history` (oldest first): the first `k` items of
+    /// [`Follows::ranking`] that are not in `exclude`.
+    pub fn recommend(
+        &self,
+        history: &[ItemIndex],
+        k: usize,
+        exclude: &[ItemIndex],
+    ) -> Vec<ItemIndex> {
+        let mut ranking = self
+            .follows
+            .ranking(history, &self.popularity, k + exclude.len());
+        ranking.retain(|j| !exclude.contains(j));
+        ranking.truncate(k);
+        ranking
     }
 }
 
@@ -457,6 +614,50 @@ mod tests {
         }
         let err = Follows::from_samples([([0u32].as_slice(), 7u32)], 2).unwrap_err();
         assert!(err.to_string().contains("sample 0 names item 7"), "{err}");
+    }
+
+    #[test]
+    fn the_follows_file_round_trips_and_names_what_is_wrong() {
+        let samples = [(vec![0u32], 2u32), (vec![0], 2), (vec![0], 3), (vec![1], 4)];
+        let follows =
+            Follows::from_samples(samples.iter().map(|(h, t)| (h.as_slice(), *t)), 6).unwrap();
+        let file = FollowsFile {
+            items_sha256: [7; 32],
+            popularity: vec![0, 1, 0, 300, 2, 5],
+            follows,
+        };
+        let good = file.to_bytes();
+        assert_eq!(FollowsFile::from_bytes(&good).unwrap(), file);
+        // (what is changed, expected error)
+        type Edit = fn(&mut Vec<u8>);
+        let cases: [(Edit, &str); 8] = [
+            (|b| b.truncate(10), "length is 10 bytes"),
+            (|b| b[0] = b'X', "magic"),
+            (|b| b[8] = 2, "version is 2, expected 1"),
+            (|b| b[16] = 11, "window is 11, expected 10"),
+            (
+                |b| b[20..24].copy_from_slice(&0.25f32.to_le_bytes()),
+                "decay is 0.25",
+            ),
+            (|b| b[12] = 7, "popularity counts 6 items, expected 7"),
+            (|b| b[60] = 200, "popularity length"),
+            (|b| b.push(0), "1 bytes after"),
+        ];
+        for (edit, want) in cases {
+            let mut bytes = good.clone();
+            edit(&mut bytes);
+            let err = FollowsFile::from_bytes(&bytes).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        // (history, k, exclude, expected)
+        let cases = [
+            (vec![0u32], 3, vec![0u32], vec![2u32, 3, 5]),
+            (vec![0], 3, vec![2], vec![3, 5, 4]),
+            (vec![], 2, vec![3], vec![5, 4]),
+        ];
+        for (history, k, exclude, want) in cases {
+            assert_eq!(file.recommend(&history, k, &exclude), want, "{history:?}");
+        }
     }
 
     #[test]

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use crate::data::dataset::{AppendReport, Dataset, RawLogSpec, Sample, Split};
 use crate::error::{Error, Result};
 use crate::latent::blob::{Blob, BlobKind};
-use crate::latent::follows::Follows;
+use crate::latent::follows::{Follows, FollowsFile, FOLLOWS_FILE};
 use crate::latent::memory::{Keep, Memory};
 use crate::model::{model_fingerprint, Model, ModelFiles, Weights};
-use crate::offline::recipe::{build_blob, BlobSpec};
+use crate::offline::recipe::{build_blob, BlobSpec, FIRST_TIER_BYTES};
 use crate::serve::manifest::{FileEntry, Manifest, Scoring, MANIFEST_FILE};
 use crate::util::write_atomic;
 
@@ -55,6 +55,50 @@ pub fn train_follows(dataset: &Dataset) -> Result<Follows> {
             e.to_string(),
         )
     })
+}
+
+/// How often each item is a train target (popularity, the frequency buckets).
+pub fn train_counts(dataset: &Dataset) -> Result<Vec<u32>> {
+    let targets: Vec<_> = dataset
+        .split(Split::Train)?
+        .iter()
+        .map(|s| s.target)
+        .collect();
+    crate::latent::aggregate::item_counts(&targets, dataset.catalog.len())
+}
+
+/// Writes `dir/follows.bin` (atomically): the memory blob's follow weights, less their weakest
+/// levels until the file and the items parts fit [`FIRST_TIER_BYTES`] (the first tier's
+/// download), and the dataset's train-target counts. Returns its bytes; writes nothing (and
+/// removes a stale file) when the blob has no follows.
+pub fn write_follows_file(dir: &Path, dataset: &Dataset, memory_blob: &Blob) -> Result<usize> {
+    let path = dir.join(FOLLOWS_FILE);
+    let Some(follows) = &memory_blob.follows else {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        return Ok(0);
+    };
+    let popularity = train_counts(dataset)?;
+    let items = crate::latent::blob::items_bytes(&memory_blob.items) as u64;
+    let header = FollowsFile {
+        items_sha256: memory_blob.items_sha256,
+        popularity: popularity.clone(),
+        follows: follows.within(0),
+    }
+    .to_bytes()
+    .len() as u64;
+    let room = FIRST_TIER_BYTES.saturating_sub(items + header) as usize;
+    let file = FollowsFile {
+        items_sha256: memory_blob.items_sha256,
+        popularity,
+        follows: follows.within(room),
+    };
+    let bytes = file.to_bytes();
+    write_atomic(&path, &bytes)?;
+    Ok(bytes.len())
 }
 
 /// The bytes a first visit fetches of `dir`'s model files besides the blobs: every model file
@@ -106,8 +150,8 @@ pub fn write_weights_file(dir: &Path, weights: Weights) -> Result<Option<FileEnt
     Ok(Some(FileEntry::of(&int8)))
 }
 
-/// Writes `dir/manifest.json` for `scoring` (the weights file it needs first), describing the
-/// directory's files; returns the manifest written.
+/// Writes `dir/manifest.json` for `scoring` (the weights file and the follows file it needs
+/// first), describing the directory's files; returns the manifest written.
 pub fn write_manifest(
     dir: &Path,
     dataset: &Dataset,
@@ -115,6 +159,10 @@ pub fn write_manifest(
     command: &str,
 ) -> Result<Manifest> {
     write_weights_file(dir, scoring.weights)?;
+    let memory_blob = dir.join("memory.blob");
+    if memory_blob.exists() {
+        write_follows_file(dir, dataset, &Blob::read_file(&memory_blob)?)?;
+    }
     let manifest = Manifest::describe(dir, dataset, scoring, command)?;
     write_atomic(&dir.join(MANIFEST_FILE), manifest.to_json())?;
     Ok(manifest)

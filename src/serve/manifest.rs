@@ -218,6 +218,10 @@ pub struct Manifest {
     /// whatever it shows.
     #[serde(default)]
     pub items: Vec<String>,
+    /// The follows file (`follows.bin`: follow weights and popularity), which a page ranks with
+    /// before the model has loaded (the widget's first tier); absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
     /// The default scoring.
     #[serde(default)]
     pub scoring: Scoring,
@@ -292,6 +296,15 @@ impl Manifest {
             if !self.files.contains_key(file) {
                 return Err(Error::mismatch(
                     format!("{source}: items[{i}]"),
+                    "a file listed in `files`",
+                    format!("{file:?}"),
+                ));
+            }
+        }
+        if let Some(file) = &self.follows {
+            if !self.files.contains_key(file) {
+                return Err(Error::mismatch(
+                    format!("{source}: follows"),
                     "a file listed in `files`",
                     format!("{file:?}"),
                 ));
@@ -383,6 +396,7 @@ impl Manifest {
         scoring: Scoring,
         command: &str,
     ) -> Result<Self> {
+        use crate::latent::follows::{FollowsFile, FOLLOWS_FILE};
         use crate::model::{model_fingerprint, ModelFiles, ModelMeta, MODEL_FILES};
         scoring.validate()?;
         let model = ModelFiles::read_dir(dir)?;
@@ -412,6 +426,22 @@ impl Manifest {
                 names.push(name);
             }
         }
+        let follows = match (&items, dir.join(FOLLOWS_FILE)) {
+            (Some((first, sha)), path) if path.exists() => {
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                let file = FollowsFile::from_bytes(&bytes)
+                    .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
+                if file.items_sha256 != *sha {
+                    return Err(Error::invalid(
+                        dir.display().to_string(),
+                        format!("{first} and {FOLLOWS_FILE} were built from different catalogs (their items sha256 differ): rebuild both from one dataset"),
+                    ));
+                }
+                names.push(FOLLOWS_FILE.into());
+                Some(FOLLOWS_FILE.to_string())
+            }
+            _ => None,
+        };
         let items = items
             .map(|(_, sha)| crate::latent::blob::items_parts_in(dir, &sha))
             .unwrap_or_default();
@@ -445,6 +475,7 @@ impl Manifest {
             files,
             blobs,
             items,
+            follows,
             scoring,
             dataset: Some(serde_json::json!({
                 "name": dataset.name, "items": dataset.catalog.len(), "samples": counts
@@ -538,6 +569,7 @@ mod tests {
             .into(),
             blobs: [("memory".to_string(), "memory.blob".to_string())].into(),
             items: vec!["items-0123456789abcdef-0.jsonl".into()],
+            follows: None,
             scoring: Scoring::default(),
             dataset: None,
             training: None,
@@ -554,7 +586,7 @@ mod tests {
     #[test]
     fn invalid_manifests_are_refused_naming_the_field() {
         type Edit = fn(&mut Manifest);
-        let cases: [(Edit, &str); 17] = [
+        let cases: [(Edit, &str); 18] = [
             (|m| m.format = "l2d-manifest-0".into(), "format"),
             (
                 |m| m.files.get_mut("memory.blob").unwrap().sha256 = "xyz".into(),
@@ -568,6 +600,7 @@ mod tests {
             ),
             (|m| m.items.push("items-x-1.jsonl".into()), "items[1]"),
             (|m| m.items.clear(), "items"),
+            (|m| m.follows = Some("follows.bin".into()), "follows"),
             (
                 |m| m.files.get_mut("memory.blob").unwrap().path = Some("../x.blob".into()),
                 "files.memory.blob.path",

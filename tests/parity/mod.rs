@@ -17,4 +17,8 @@ pub struct Case {
     pub local: Vec<String>,
     /// Top-20 ids of the manifest's default scoring.
     pub shipped: Vec<String>,
+    /// Top-20 ids of the first tier (the follows file's item-to-item ranking, history left
+    /// out), which `tests/follows.mjs` checks the widget's JavaScript against.
+    #[serde(default)]
+    pub follows: Vec<String>,
 }

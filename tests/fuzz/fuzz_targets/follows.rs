@@ -1,0 +1,6 @@
+//! libFuzzer's entry for `checks::follows` (what it checks is documented there).
+#![no_main]
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::follows(data));
