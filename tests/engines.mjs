@@ -147,10 +147,10 @@ async function waitFor(session, fn, arg, what, timeout = TIMEOUT) {
 
 // Clicks `n` product cards from index `first` on the storefront once the widget's model tier is
 // ready, waiting after each for the widget's list to change; returns the clicked ids and each list.
-async function clickProducts(session, n, first) {
+async function clickProducts(session, n, first, { model = true } = {}) {
   await waitFor(session, () => document.body.dataset.ready, null, "the products");
   assert.equal(await session.run(() => document.body.dataset.ready), "products");
-  await waitFor(session, () => document.getElementById("widget").dataset.state === "ready", null, "the model tier");
+  if (model) await waitFor(session, () => document.getElementById("widget").dataset.state === "ready", null, "the model tier");
   const ids = [];
   const lists = [];
   let previous = await session.run(() => document.getElementById("widget").dataset.items || "");
@@ -224,6 +224,28 @@ async function engineCases(engine) {
       record.webgpu = probe.webgpu ? "yes" : "no (CPU)";
       const errors = session.console.filter((m) => /pageerror|Content[- ]Security[- ]Policy/i.test(m));
       assert.deepEqual(errors, []);
+    } finally {
+      await session.close();
+    }
+  });
+
+  await test("the first tier: its JavaScript ranks as the Rust build on the parity fixture, and answers clicks with no model fetched", async () => {
+    const session = await start(engine);
+    const from = readLines(REQUESTS).length;
+    try {
+      await session.open(`${BASE}/www/shop.html?model=never`);
+      const fixture = JSON.parse(readFileSync(`${ROOT}tests/fixtures/native_results.json`, "utf8")).map((c) => ({ history: c.history, follows: c.follows }));
+      const got = await session.run(async (cases) => {
+        const { loadFollowsTier } = await import("/www/l2d-follows.js");
+        const tier = await loadFollowsTier(new URL("/models/default/manifest.json", location.href).href);
+        return cases.map((c) => tier.recommend(c.history, 20, true).map((item) => item.id));
+      }, fixture);
+      assert.deepEqual(got, fixture.map((c) => c.follows), "the first tier's rankings in this engine");
+      const { lists } = await clickProducts(session, 2, 3, { model: false });
+      for (const list of lists) assert.equal(list.length, 8, `8 items, got ${list}`);
+      assert.equal(await session.run(() => document.getElementById("widget").dataset.tier), "0");
+      const heavy = readLines(REQUESTS).slice(from).filter((l) => /safetensors|\.blob|\.wasm|tokenizer\.json/.test(l));
+      assert.deepEqual(heavy, [], "the model tier was fetched");
     } finally {
       await session.close();
     }

@@ -24,7 +24,8 @@ async function main() {
   // A real storefront lists its own products; this one shows the catalog of the deployed folder
   // as soon as its items parts arrive (the widget's first tier loads them; the model comes later).
   // ?manifest=URL picks another deployed folder, ?widget=0 shows the shop without the widget
-  // (the benchmark's reference), ?debug=1 shows the widget's diagnostics.
+  // (the benchmark's reference), ?debug=1 shows the widget's diagnostics, ?model=never|always
+  // sets the widget's model policy.
   const params = new URLSearchParams(location.search);
   const manifest = new URL(params.get("manifest") || "../models/default/manifest.json", document.baseURI).href;
   if (params.get("widget") !== "0") {
@@ -33,6 +34,7 @@ async function main() {
     widget.setAttribute("manifest", manifest);
     widget.setAttribute("k", "8");
     if (params.get("debug") === "1") widget.setAttribute("debug", "");
+    if (params.get("model")) widget.setAttribute("model", params.get("model"));
     document.getElementById("aside").append(widget);
   }
   try {
