@@ -122,10 +122,10 @@ function probes() {
   document.addEventListener("DOMContentLoaded", watch);
 }
 
-const quantile = (xs, q) => {
+function quantile(xs, q) {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : NaN;
-};
+}
 
 async function clickAndWait(page, index) {
   const before = await page.evaluate(() => window.__bench.renders.length);
@@ -188,16 +188,23 @@ async function shopperVisits(profile, quota) {
     console.log(`${visit} visit:`);
     for (const [k, v] of Object.entries(line)) console.log(`  ${k}: ${v}`);
   }
-  // The same page without the widget, in a fresh profile: its LCP is the reference.
-  const bare = await browser.newContext();
-  await bare.addInitScript(probes);
-  const plain = await bare.newPage();
-  await plain.goto(url("?widget=0"));
-  await plain.waitForSelector("body[data-ready=products]", { timeout: 600000 });
-  await new Promise((r) => setTimeout(r, 1000));
-  const lcpBare = await plain.evaluate(() => window.__bench.lcp);
-  const withWidget = report.first["LCP with the widget (ms)"];
-  console.log(`first visit, LCP without the widget: ${Math.round(lcpBare)} ms; with it ${withWidget} ms (${(withWidget / lcpBare).toFixed(2)}×)`);
+  // LCP of a first visit with and without the widget (the same page, ?widget=0), in fresh
+  // profiles, alternating, five of each: the medians and their ratio.
+  const lcp = { with: [], without: [] };
+  for (let run = 0; run < 5; run++) {
+    for (const [key, query] of [["with", ""], ["without", "?widget=0"]]) {
+      const fresh = await browser.newContext();
+      await fresh.addInitScript(probes);
+      const p = await fresh.newPage();
+      await p.goto(url(query));
+      await p.waitForSelector("body[data-ready=products]", { timeout: 600000 });
+      await new Promise((r) => setTimeout(r, 300));
+      lcp[key].push(await p.evaluate(() => window.__bench.lcp));
+      await fresh.close();
+    }
+  }
+  const [w, wo] = [quantile(lcp.with, 0.5), quantile(lcp.without, 0.5)];
+  console.log(`first visit, LCP (median of 5 fresh profiles each): with the widget ${Math.round(w)} ms [${lcp.with.map(Math.round)}], without ${Math.round(wo)} ms [${lcp.without.map(Math.round)}]: ${(w / wo).toFixed(2)}×`);
   await browser.close();
   server.kill();
 }

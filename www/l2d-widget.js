@@ -187,9 +187,9 @@ class L2DRecommendations extends HTMLElement {
       if (!this.firstTier) this.fail(this.firstTierError);
       return;
     }
-    // The model tier waits for the shop's own page to finish loading, then downloads at low
-    // priority in the worker.
-    await afterLoad();
+    // The model tier waits for the shop's own page to finish loading and for the first tier
+    // (which then has the link to itself), then downloads at low priority in the worker.
+    await Promise.all([afterLoad(), first]);
     const entry = sharedClient(manifest, (p) => {
       this.progress.value = p.total ? p.loaded / p.total : 0;
       if (!this.firstTier || this.debug) {
