@@ -54,6 +54,11 @@ setup_gpu() {
   apt_install mesa-vulkan-drivers libvulkan1
 }
 
+# Ray, for `l2d build --engine ray` (scripts/ray_memory.py) and its test; optional for users.
+setup_ray() {
+  python3 -c "import ray" 2>/dev/null || python3 -m pip install --quiet ray
+}
+
 setup_node() {
   if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ]; then
     npm install --no-audit --no-fund --silent

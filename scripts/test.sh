@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of l2d, on a fresh machine: installs what is missing (wasm target, wasm-bindgen-cli,
 # Chromium + chromedriver, Firefox ESR + geckodriver, WebKitGTK + WebKitWebDriver, Mesa
-# lavapipe), then formatting, lints, native tests, the tokenizer parity test with the Oniguruma
+# lavapipe, Ray), then formatting, lints, native tests, the tokenizer parity test with the Oniguruma
 # engine, the wasm32 build, the wasm tests in headless Chromium with WebGPU (SwiftShader, the
 # simd128 build) and without it (CPU fallback, the relaxed-SIMD build) and in headless Firefox
 # (both builds), the first tier's JavaScript against the Rust ranking, the page-level tests in
@@ -24,8 +24,9 @@ cargo clippy --release --all-targets -- -D warnings
 cargo clippy --release --lib --test web --target wasm32-unknown-unknown -- -D warnings
 with_relaxed_simd cargo clippy --release --lib --test web --target wasm32-unknown-unknown -- -D warnings
 
-step "native tests (fancy-regex tokenizer, as in the browser; wgpu on lavapipe; fuzz seeds replayed)"
-cargo test --release
+step "native tests (fancy-regex tokenizer, as in the browser; wgpu on lavapipe; fuzz seeds replayed; the memory stage on a local Ray instance)"
+setup_ray
+L2D_REQUIRE_RAY=1 cargo test --release
 
 step "tokenizer parity with the Oniguruma engine"
 cargo test --release --features onig --test tokenizer

@@ -683,3 +683,70 @@ fn the_manifest_lists_the_int8_weights_file_exactly_when_the_weights_are_int8() 
 fn shipped_weights() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/model.safetensors")
 }
+
+/// `l2d build --engine ray`: the memory stage as four Ray tasks on a local Ray instance (two
+/// workers), merged on the driver, writes the bytes the single-process stage writes; the build
+/// then goes on from it. Runs where Ray is installed (`pip install ray`; `scripts/test.sh`
+/// installs it and sets `L2D_REQUIRE_RAY=1`, so there a missing Ray fails instead of skipping).
+#[test]
+fn build_with_the_ray_engine_writes_the_single_process_memory() {
+    let has_ray = Command::new("python3")
+        .args(["-c", "import ray"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_ray {
+        assert!(
+            std::env::var("L2D_REQUIRE_RAY").is_err(),
+            "L2D_REQUIRE_RAY is set but python3 cannot import ray"
+        );
+        eprintln!("skipped: python3 cannot import ray (pip install ray)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_raw_log(root, 80);
+    let s = |p: &Path| p.display().to_string();
+    let out = root.join("build");
+    let build: Vec<String> = [
+        "build",
+        "--interactions",
+        &s(&root.join("ratings.csv")),
+        "--items",
+        &s(&root.join("movies.csv")),
+        "--out",
+        &s(&out),
+        "--vocab-size",
+        "300",
+        "--epochs",
+        "1",
+        "--sasrec-minutes",
+        "0",
+    ]
+    .iter()
+    .chain(&TINY_SHAPE)
+    .map(|a| a.to_string())
+    .collect();
+    let args = |extra: &[&str]| -> Vec<String> {
+        build
+            .iter()
+            .cloned()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect()
+    };
+    let log = root.join("ray.log");
+    let run = |a: &[String]| l2d(&a.iter().map(String::as_str).collect::<Vec<_>>(), &log);
+    run(&args(&["--engine", "ray", "--shards", "4"]));
+    let memory = out.join("work/memory.safetensors");
+    let on_ray = std::fs::read(&memory).unwrap();
+    // The same stage in this process, from scratch.
+    std::fs::remove_file(&memory).unwrap();
+    run(&args(&[]));
+    let local = std::fs::read(&memory).unwrap();
+    assert!(
+        on_ray == local,
+        "the memory built on Ray differs from the single-process one ({} vs {} bytes)",
+        on_ray.len(),
+        local.len()
+    );
+}

@@ -239,6 +239,16 @@ struct BuildArgs {
     /// URL of l2d-widget.js in the embed snippet of the report.
     #[arg(long, default_value = "https://cdn.example/l2d/www/l2d-widget.js")]
     widget_url: String,
+    /// Where the memory stage runs: `local` (this process, every core) or `ray` (one Ray task
+    /// per shard, merged here: byte-identical; needs `pip install ray`).
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    engine: Engine,
+    /// The Ray cluster (`auto`, `ray://HOST:10001`; default: a local Ray instance).
+    #[arg(long)]
+    ray_address: Option<String>,
+    /// Shards (Ray tasks) of the memory stage under `--engine ray`.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
 }
 
 #[derive(clap::Args)]
@@ -378,6 +388,15 @@ struct HiddenArgs {
     io: ModelAndData,
     /// History items, oldest first: item ids or exact titles.
     history: Vec<String>,
+}
+
+/// Where `l2d build` runs its memory stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    /// This process.
+    Local,
+    /// Ray tasks, one per shard (`scripts/ray_memory.py`, carried in the binary).
+    Ray,
 }
 
 #[derive(clap::Args)]

@@ -17,8 +17,8 @@ use super::commands::{self, train_model, write_manifest};
 use super::evaluate;
 use super::prepare::{self, import_source, source_log};
 use super::{
-    BlobsArgs, BuildArgs, ChooseArgs, ConvertArgs, EvalArgs, MemoryArgs, ModelAndData, SiteArgs,
-    Source, TokenizerArgs,
+    BlobsArgs, BuildArgs, ChooseArgs, ConvertArgs, Engine, EvalArgs, MemoryArgs, ModelAndData,
+    SiteArgs, Source, TokenizerArgs,
 };
 
 /// The build directory's parts.
@@ -163,6 +163,50 @@ fn eval_args(layout: &Layout, split: Split, sasrec_minutes: f64, json: PathBuf) 
     }
 }
 
+/// The Ray driver, carried in the binary so an installed `l2d` needs no checkout.
+const RAY_DRIVER: &str = include_str!("../../scripts/ray_memory.py");
+
+/// The memory stage as Ray tasks: writes the driver into the work directory and runs it with
+/// this binary as the workers' `l2d`.
+fn memory_on_ray(
+    layout: &Layout,
+    batch: usize,
+    shards: usize,
+    address: Option<&str>,
+) -> Result<()> {
+    let driver = layout.work().join("ray_memory.py");
+    l2d::util::write_atomic(&driver, RAY_DRIVER)?;
+    let exe = std::env::current_exe().context("locating the l2d binary for the Ray workers")?;
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(&driver)
+        .arg("--dataset")
+        .arg(layout.data())
+        .arg("--model")
+        .arg(layout.model())
+        .arg("--out")
+        .arg(layout.memory())
+        .args([
+            "--shards",
+            &shards.to_string(),
+            "--batch",
+            &batch.to_string(),
+        ])
+        .arg("--l2d")
+        .arg(exe);
+    if let Some(address) = address {
+        command.args(["--address", address]);
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("running python3 {}", driver.display()))?;
+    anyhow::ensure!(
+        status.success(),
+        "the memory stage on Ray failed ({status}); the driver's lines above say why"
+    );
+    Ok(())
+}
+
 pub fn build(args: BuildArgs) -> Result<()> {
     let layout = Layout {
         root: args.out.clone(),
@@ -238,17 +282,21 @@ pub fn build(args: BuildArgs) -> Result<()> {
     })?;
 
     let batch = 64;
+    // The engine does not enter the stage's options: both write the same bytes.
     runner.stage("memory", json!({ "batch": batch }), |_| {
-        commands::memory(MemoryArgs {
-            io: layout.io(),
-            split: Split::Train,
-            fraction: 1.0,
-            seed: 0,
-            batch,
-            shard: None,
-            merge: vec![],
-            out: layout.memory(),
-        })?;
+        match args.engine {
+            Engine::Local => commands::memory(MemoryArgs {
+                io: layout.io(),
+                split: Split::Train,
+                fraction: 1.0,
+                seed: 0,
+                batch,
+                shard: None,
+                merge: vec![],
+                out: layout.memory(),
+            })?,
+            Engine::Ray => memory_on_ray(&layout, batch, args.shards, args.ray_address.as_deref())?,
+        }
         Ok(relative(&layout, &[layout.memory()]))
     })?;
 
