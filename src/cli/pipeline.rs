@@ -469,6 +469,27 @@ fn eval_rows(path: &Path) -> Result<EvalRows> {
 
 /// The build's report: split counts, valid and test quality next to the baselines, sizes,
 /// stage times, and the snippet that embeds the widget.
+/// The report's stage table with the cost model (`offline::cost`): measured times and
+/// throughputs, and projections to larger logs on more cores.
+fn cost_section(layout: &Layout, dataset: &Dataset, log: &BuildLog) -> Result<String> {
+    let samples: usize = dataset.counts().iter().filter_map(|(_, c)| *c).sum();
+    let train_samples = dataset.split(Split::Train)?.len();
+    let train: serde_json::Value = std::fs::read(layout.model().join("train.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let tokens = train["tokens"].as_f64().unwrap_or(f64::NAN);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = l2d::offline::cost::CostModel::of_build(log, samples, train_samples, tokens, cores);
+    Ok(format!(
+        "Stages and their cost on this machine ({cores} cores; times of this run or of the one that \
+         produced the kept outputs), projected to logs of 10⁶–10⁸ samples (≈ interactions) on 1, \
+         16 and 64 cores, every stage linear in the log (the model in `l2d::offline::cost`; \
+         training runs on one core):\n\n{}",
+        model.markdown()
+    ))
+}
+
 fn report(layout: &Layout, log: &BuildLog, widget_url: &str) -> Result<String> {
     let dataset = Dataset::read_dir(&layout.data())?;
     let (_, site) = commands::load_manifest(&layout.site())?;
@@ -517,17 +538,7 @@ fn report(layout: &Layout, log: &BuildLog, widget_url: &str) -> Result<String> {
         all as f64 / 1e6,
         site.files.len() + 1
     );
-    out += "Stage times (s, this run or the one that produced the kept outputs): ";
-    out += &STAGES
-        .iter()
-        .map(|s| {
-            format!(
-                "{s} {:.1}",
-                log.stages.get(*s).map_or(f64::NAN, |r| r.seconds)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    out += &cost_section(layout, &dataset, log)?;
     out += &format!(
         "\n\nDeploy: serve `{}` as it is (file names carry their content hash: cache them forever; \
          give `manifest.json` a short cache lifetime). Embed the widget with:\n\n```html\n{}\n```\n",
