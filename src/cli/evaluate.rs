@@ -152,7 +152,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let file = l2d::latent::follows::FollowsFile::from_bytes(&bytes)
                 .with_context(|| format!("{} (the manifest's follows file)", path.display()))?;
-            reports.push(l2d::offline::eval::first_tier_report(
+            reports.push(l2d::offline::methods::first_tier_report(
                 &file,
                 &histories,
                 &targets,

@@ -664,28 +664,6 @@ pub fn follows_report(
     ))
 }
 
-/// The widget's first tier as shipped: the follows file's ranking (its follow weights, then its
-/// popularity counts; [`crate::latent::follows::FollowsFile::recommend`], nothing left out),
-/// the very function `www/l2d-follows.js` is checked against.
-pub fn first_tier_report(
-    file: &crate::latent::follows::FollowsFile,
-    histories: &[&[ItemIndex]],
-    targets: &[ItemIndex],
-    train_counts: &[u32],
-) -> Result<Report> {
-    check_histories(true, histories, targets.len())?;
-    let rankings: Vec<Vec<ItemIndex>> = histories
-        .par_iter()
-        .map(|h| file.recommend(h, EVAL_DEPTH, &[]))
-        .collect();
-    Ok(evaluate(
-        "first tier (shipped follows file)",
-        &rankings,
-        targets,
-        train_counts,
-    ))
-}
-
 /// Beam-search reports, one per width, on a seeded subset of at most `limit` of `samples`
 /// (beam search is slow); `progress(width, done, total)` after each query.
 pub fn beam_reports(

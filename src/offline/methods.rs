@@ -198,3 +198,25 @@ pub fn method_reports(
     };
     Ok((reports, warnings))
 }
+
+/// The widget's first tier as shipped: the follows file's ranking (its follow weights, then its
+/// popularity counts; [`crate::latent::follows::FollowsFile::recommend`], nothing left out),
+/// the very function `www/l2d-follows.js` is checked against.
+pub fn first_tier_report(
+    file: &crate::latent::follows::FollowsFile,
+    histories: &[&[ItemIndex]],
+    targets: &[ItemIndex],
+    train_counts: &[u32],
+) -> Result<Report> {
+    crate::offline::eval::check_histories(true, histories, targets.len())?;
+    let rankings: Vec<Vec<ItemIndex>> = histories
+        .iter()
+        .map(|h| file.recommend(h, crate::offline::eval::EVAL_DEPTH, &[]))
+        .collect();
+    Ok(evaluate(
+        "first tier (shipped follows file)",
+        &rankings,
+        targets,
+        train_counts,
+    ))
+}
