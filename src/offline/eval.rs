@@ -643,25 +643,18 @@ pub fn popularity_report(targets: &[ItemIndex], train_counts: &[u32]) -> Report 
     )
 }
 
-/// The item-to-item baseline's report (`crate::latent::follows` alone: items by what followed the
-/// query's history in the memory's samples, then by train-target count).
-pub fn follows_report(
-    follows: &crate::latent::follows::Follows,
+/// The report of a method that ranks from a history alone (no query state): `rank(history)`
+/// gives each sample's ranking, at least [`EVAL_DEPTH`] deep where the catalog allows.
+pub fn history_ranking_report(
+    name: &str,
     histories: &[&[ItemIndex]],
     targets: &[ItemIndex],
     train_counts: &[u32],
+    rank: impl Fn(&[ItemIndex]) -> Vec<ItemIndex> + Sync,
 ) -> Result<Report> {
     check_histories(true, histories, targets.len())?;
-    let rankings: Vec<Vec<ItemIndex>> = histories
-        .par_iter()
-        .map(|h| follows.ranking(h, train_counts, EVAL_DEPTH))
-        .collect();
-    Ok(evaluate(
-        "item-to-item follows",
-        &rankings,
-        targets,
-        train_counts,
-    ))
+    let rankings: Vec<Vec<ItemIndex>> = histories.par_iter().map(|h| rank(h)).collect();
+    Ok(evaluate(name, &rankings, targets, train_counts))
 }
 
 /// Beam-search reports, one per width, on a seeded subset of at most `limit` of `samples`

@@ -12,8 +12,8 @@ use crate::latent::memory::Memory;
 use crate::latent::score::DType;
 use crate::model::Model;
 use crate::offline::eval::{
-    beam_reports, evaluate, follows_report, latent_reports, popularity_report, LatentGrid, Report,
-    Treatment,
+    beam_reports, evaluate, history_ranking_report, latent_reports, popularity_report, LatentGrid,
+    Report, Treatment, EVAL_DEPTH,
 };
 use crate::offline::sasrec::SasRecConfig;
 
@@ -113,12 +113,15 @@ pub fn method_reports(
     let reports = match method {
         Method::Popularity => vec![popularity_report(&targets, on.train_counts)],
         Method::Follows => {
+            // The item-to-item baseline alone: items by what followed the query's history in
+            // the train samples, then by train-target count.
             let follows = crate::offline::deploy::train_follows(on.dataset)?;
-            vec![follows_report(
-                &follows,
+            vec![history_ranking_report(
+                "item-to-item follows",
                 &histories,
                 &targets,
                 on.train_counts,
+                |h| follows.ranking(h, on.train_counts, EVAL_DEPTH),
             )?]
         }
         Method::Global | Method::Local => {
@@ -208,15 +211,11 @@ pub fn first_tier_report(
     targets: &[ItemIndex],
     train_counts: &[u32],
 ) -> Result<Report> {
-    crate::offline::eval::check_histories(true, histories, targets.len())?;
-    let rankings: Vec<Vec<ItemIndex>> = histories
-        .iter()
-        .map(|h| file.recommend(h, crate::offline::eval::EVAL_DEPTH, &[]))
-        .collect();
-    Ok(evaluate(
+    history_ranking_report(
         "first tier (shipped follows file)",
-        &rankings,
+        histories,
         targets,
         train_counts,
-    ))
+        |h| file.recommend(h, EVAL_DEPTH, &[]),
+    )
 }
