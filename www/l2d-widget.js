@@ -115,8 +115,8 @@ const STYLE = `
 
 // The styles reach the shadow root as a constructed stylesheet (adoptedStyleSheets: Chromium 73+,
 // Firefox 101+, Safari 16.4+), which a Content-Security-Policy of `style-src 'self'` allows. An
-// engine without constructed stylesheets shows the widget unstyled: an inline <style> element
-// or a style= attribute would break a shop's strict CSP.
+// engine without constructed stylesheets shows the widget unstyled: inline styles (an element
+// or an attribute) would break a shop's strict CSP.
 let sheet = null;
 function adoptStyles(root) {
   if (!("adoptedStyleSheets" in Document.prototype) || typeof CSSStyleSheet.prototype.replaceSync !== "function") return false;

@@ -309,11 +309,10 @@ pub fn blob(args: BlobArgs) -> Result<()> {
         model.as_ref(),
         &spec,
         &args.out,
-    )?;
-    Ok(())
+    )
 }
 
-/// Builds a blob by `spec` and writes it to `out` (atomically), saying what it holds; returns it.
+/// Builds a blob by `spec` and writes it to `out` (atomically), saying what it holds.
 pub(super) fn write_blob(
     memory: &Memory,
     catalog: &Catalog,
@@ -321,7 +320,7 @@ pub(super) fn write_blob(
     model: Option<&Model>,
     spec: &BlobSpec,
     out: &Path,
-) -> Result<Blob> {
+) -> Result<()> {
     let (blob, fraction) = build_blob(memory, catalog, fingerprint, model, spec)
         .with_context(|| format!("building {}", out.display()))?;
     let (bytes, items) = write_blob_files(&blob, out)?;
@@ -342,7 +341,7 @@ pub(super) fn write_blob(
         bytes as f64 / 1e6,
         items as f64 / 1e6
     );
-    Ok(blob)
+    Ok(())
 }
 
 /// What is left of `budget` for the memory blob once the model files of `model_dir` (read

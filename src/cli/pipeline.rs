@@ -467,8 +467,6 @@ fn eval_rows(path: &Path) -> Result<EvalRows> {
     Ok((rows, warnings))
 }
 
-/// The build's report: split counts, valid and test quality next to the baselines, sizes,
-/// stage times, and the snippet that embeds the widget.
 /// The report's stage table with the cost model (`offline::cost`): measured times and
 /// throughputs, and projections to larger logs on more cores.
 fn cost_section(layout: &Layout, dataset: &Dataset, log: &BuildLog) -> Result<String> {
@@ -490,6 +488,8 @@ fn cost_section(layout: &Layout, dataset: &Dataset, log: &BuildLog) -> Result<St
     ))
 }
 
+/// The build's report: split counts, valid and test quality next to the baselines, sizes,
+/// stage times with the cost model, and the snippet that embeds the widget.
 fn report(layout: &Layout, log: &BuildLog, widget_url: &str) -> Result<String> {
     let dataset = Dataset::read_dir(&layout.data())?;
     let (_, site) = commands::load_manifest(&layout.site())?;

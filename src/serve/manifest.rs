@@ -283,28 +283,26 @@ impl Manifest {
                 }
             }
         }
-        for (kind, file) in &self.blobs {
+        // Every file the manifest names by role is one it lists (field, file).
+        let named = self
+            .blobs
+            .iter()
+            .map(|(kind, file)| (format!("blobs.{kind}"), file))
+            .chain(
+                self.items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, file)| (format!("items[{i}]"), file)),
+            )
+            .chain(
+                self.follows
+                    .iter()
+                    .map(|file| ("follows".to_string(), file)),
+            );
+        for (field, file) in named {
             if !self.files.contains_key(file) {
                 return Err(Error::mismatch(
-                    format!("{source}: blobs.{kind}"),
-                    "a file listed in `files`",
-                    format!("{file:?}"),
-                ));
-            }
-        }
-        for (i, file) in self.items.iter().enumerate() {
-            if !self.files.contains_key(file) {
-                return Err(Error::mismatch(
-                    format!("{source}: items[{i}]"),
-                    "a file listed in `files`",
-                    format!("{file:?}"),
-                ));
-            }
-        }
-        if let Some(file) = &self.follows {
-            if !self.files.contains_key(file) {
-                return Err(Error::mismatch(
-                    format!("{source}: follows"),
+                    format!("{source}: {field}"),
                     "a file listed in `files`",
                     format!("{file:?}"),
                 ));
