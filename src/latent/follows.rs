@@ -340,12 +340,30 @@ pub struct FollowsFile {
 }
 
 impl FollowsFile {
-    /// The file's bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The popularity counts as stored (LEB128, catalog order).
+    fn popularity_bytes(&self) -> Vec<u8> {
         let mut popularity = Vec::new();
         for &count in &self.popularity {
             put_leb128(&mut popularity, u64::from(count));
         }
+        popularity
+    }
+
+    /// This file less its weakest follow weights, so that it takes at most `max_bytes`
+    /// ([`Follows::within`] given what the header, the popularity counts and an empty pair
+    /// list per item leave; the pair section's own counts are then counted again, so the cut
+    /// keeps up to one byte per item in reserve, as `l2d` has always written the file).
+    pub fn within(self, max_bytes: usize) -> Self {
+        let fixed = FILE_HEADER + self.popularity_bytes().len() + self.follows.n_items();
+        Self {
+            follows: self.follows.within(max_bytes.saturating_sub(fixed)),
+            ..self
+        }
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let popularity = self.popularity_bytes();
         let mut out = Vec::with_capacity(FILE_HEADER + popularity.len());
         out.extend_from_slice(FILE_MAGIC);
         out.extend_from_slice(&FILE_VERSION.to_le_bytes());
@@ -628,6 +646,16 @@ mod tests {
         };
         let good = file.to_bytes();
         assert_eq!(FollowsFile::from_bytes(&good).unwrap(), file);
+        // Cut to a byte budget: the whole file fits, or only its pairs are gone.
+        let empty = file.clone().within(0);
+        assert_eq!(empty.follows.pairs(), 0);
+        assert_eq!(empty.popularity, file.popularity);
+        for max in [good.len(), good.len() - 1, empty.to_bytes().len()] {
+            let cut = file.clone().within(max).to_bytes().len();
+            assert!(cut <= max, "{max}: {cut}");
+        }
+        let items = file.popularity.len();
+        assert_eq!(file.clone().within(good.len() + items), file);
         // (what is changed, expected error)
         type Edit = fn(&mut Vec<u8>);
         let cases: [(Edit, &str); 8] = [

@@ -81,21 +81,13 @@ pub fn write_follows_file(dir: &Path, dataset: &Dataset, memory_blob: &Blob) -> 
         }
         return Ok(0);
     };
-    let popularity = train_counts(dataset)?;
-    let items = crate::latent::blob::items_bytes(&memory_blob.items) as u64;
-    let header = FollowsFile {
-        items_sha256: memory_blob.items_sha256,
-        popularity: popularity.clone(),
-        follows: follows.within(0),
-    }
-    .to_bytes()
-    .len() as u64;
-    let room = FIRST_TIER_BYTES.saturating_sub(items + header) as usize;
+    let items = crate::latent::blob::items_bytes(&memory_blob.items);
     let file = FollowsFile {
         items_sha256: memory_blob.items_sha256,
-        popularity,
-        follows: follows.within(room),
-    };
+        popularity: train_counts(dataset)?,
+        follows: follows.clone(),
+    }
+    .within((FIRST_TIER_BYTES as usize).saturating_sub(items));
     let bytes = file.to_bytes();
     write_atomic(&path, &bytes)?;
     Ok(bytes.len())
