@@ -64,6 +64,27 @@ fn l2d(args: &[&str], log: &Path) {
     );
 }
 
+/// `l2d build` of the seeded log under `root` (from [`write_raw_log`]) into `out`, with a
+/// small vocabulary, the tiny model shape and `extra` options.
+fn tiny_build_args(root: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let s = |p: &Path| p.display().to_string();
+    let fixed = [
+        "build".to_string(),
+        "--interactions".into(),
+        s(&root.join("ratings.csv")),
+        "--items".into(),
+        s(&root.join("movies.csv")),
+        "--out".into(),
+        s(out),
+        "--vocab-size".into(),
+        "300".into(),
+    ];
+    fixed
+        .into_iter()
+        .chain(extra.iter().chain(&TINY_SHAPE).map(|a| a.to_string()))
+        .collect()
+}
+
 /// Prepares the seeded log and a tokenizer under `root`, then trains a tiny model with the
 /// shape below plus `train_flags`, stderr into `root/train.log`; returns (dataset, model dirs).
 fn tiny_model(root: &Path, train_flags: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -468,27 +489,8 @@ fn build_runs_resumable_stages_from_a_raw_log_to_a_site() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write_raw_log(root, 300);
-    let s = |p: &Path| p.display().to_string();
     let out = root.join("build");
-    let base: Vec<String> = [
-        "build",
-        "--interactions",
-        &s(&root.join("ratings.csv")),
-        "--items",
-        &s(&root.join("movies.csv")),
-        "--out",
-        &s(&out),
-        "--vocab-size",
-        "300",
-        "--epochs",
-        "2",
-        "--sasrec-minutes",
-        "0.01",
-    ]
-    .iter()
-    .chain(&TINY_SHAPE)
-    .map(|a| a.to_string())
-    .collect();
+    let base = tiny_build_args(root, &out, &["--epochs", "2", "--sasrec-minutes", "0.01"]);
     let log = root.join("build.log");
     // Runs a build with `extra` options; returns the stages it ran, in order.
     let build = |extra: &[&str]| -> Vec<String> {
@@ -706,27 +708,8 @@ fn build_with_the_ray_engine_writes_the_single_process_memory() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write_raw_log(root, 80);
-    let s = |p: &Path| p.display().to_string();
     let out = root.join("build");
-    let build: Vec<String> = [
-        "build",
-        "--interactions",
-        &s(&root.join("ratings.csv")),
-        "--items",
-        &s(&root.join("movies.csv")),
-        "--out",
-        &s(&out),
-        "--vocab-size",
-        "300",
-        "--epochs",
-        "1",
-        "--sasrec-minutes",
-        "0",
-    ]
-    .iter()
-    .chain(&TINY_SHAPE)
-    .map(|a| a.to_string())
-    .collect();
+    let build = tiny_build_args(root, &out, &["--epochs", "1", "--sasrec-minutes", "0"]);
     let args = |extra: &[&str]| -> Vec<String> {
         build
             .iter()
