@@ -263,6 +263,72 @@ fn training_logs_progress_lines_and_both_curves_to_a_non_terminal() {
     assert!(model.join("model.safetensors").exists());
 }
 
+/// `--threads N` splits each step into N micro-batches: the same count twice gives the same
+/// weights byte for byte; one thread and two follow the same path up to summation order; the
+/// run's record says how many threads and where the step time went.
+#[test]
+fn a_thread_count_repeats_its_weights_exactly_and_two_threads_follow_one() {
+    let flags = |threads: &'static str| {
+        [
+            "--epochs",
+            "2",
+            "--eval-every",
+            "3",
+            "--select",
+            "final",
+            "--threads",
+            threads,
+        ]
+    };
+    // (thread count, run) → (weights, train.json, train.log)
+    let run = |threads: &'static str| {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, model) = tiny_model(dir.path(), &flags(threads));
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(model.join("train.json")).unwrap()).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("train.log")).unwrap();
+        (
+            std::fs::read(model.join("model.safetensors")).unwrap(),
+            state,
+            log,
+        )
+    };
+    let (two_a, state, log) = run("2");
+    let (two_b, _, _) = run("2");
+    let (one, state_one, _) = run("1");
+    assert!(
+        two_a == two_b,
+        "two runs on 2 threads gave different weights"
+    );
+    assert!(
+        two_a != one,
+        "1 and 2 threads should differ in the last bits"
+    );
+    let last_loss = |s: &serde_json::Value| {
+        let h = s["history"].as_array().unwrap();
+        h.last().unwrap()[2].as_f64().unwrap()
+    };
+    let (a, b) = (last_loss(&state), last_loss(&state_one));
+    assert!(
+        (a - b).abs() < 1e-3 * b,
+        "valid loss {a} on 2 threads, {b} on 1"
+    );
+    let runs = state["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["threads"].as_u64(), Some(2));
+    assert_eq!(runs[0]["steps"], state["step"]);
+    assert!(runs[0]["times"]["backward"].as_f64().unwrap() > 0.0);
+    assert!(log.contains("steps on 2 threads: "), "{log}");
+    // No thread at all is refused with the option's name.
+    let out = Command::new(env!("CARGO_BIN_EXE_l2d"))
+        .args(["train", "--threads", "0", "--model", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("threads"), "{err}");
+}
+
 /// `--select final` (a refit on train + valid) exports the last weights and never stops
 /// early, whatever the patience.
 #[test]

@@ -14,11 +14,13 @@ use l2d::latent::blob::Blob;
 use l2d::latent::follows::Follows;
 use l2d::latent::memory::{subset, Memory};
 use l2d::model::{model_fingerprint, Model, ModelFiles};
+use l2d::offline::data_parallel::{memory_shard, Workers};
 use l2d::offline::recipe::{build_blob, BlobSpec};
-use l2d::offline::train::{TrainConfig, TrainState};
+use l2d::offline::train::{RunOptions, TrainConfig, TrainState};
 use l2d::serve::decode::MAX_TITLE_TOKENS;
 use l2d::serve::manifest::Manifest;
 use l2d::serve::recommend::{load_blob, Request};
+use l2d::util::Shard;
 
 use super::progress::Progress;
 use super::{
@@ -156,9 +158,16 @@ pub(super) fn encode_samples(
 ) -> Result<(Memory, f64)> {
     let mut bar = Progress::new(samples.len(), what);
     let start = Instant::now();
-    let states = Memory::build(model, catalog, samples, batch, &mut |done, _| {
-        bar.set_position(done)
-    })?;
+    let workers = Workers::new(l2d::offline::train::default_threads())?;
+    let (states, _) = memory_shard(
+        &workers,
+        model,
+        catalog,
+        samples,
+        batch,
+        Shard::WHOLE,
+        &mut |done, _| bar.set_position(done),
+    )?;
     bar.finish();
     let rate = samples.len() as f64 / start.elapsed().as_secs_f64();
     Ok((states, rate))
@@ -240,7 +249,9 @@ pub fn memory(args: MemoryArgs) -> Result<()> {
         let shard: l2d::util::Shard = shard.parse()?;
         let mut bar = Progress::new(0, "samples");
         let start = Instant::now();
-        let (memory, positions) = Memory::build_shard(
+        let workers = Workers::new(l2d::offline::train::default_threads())?;
+        let (memory, positions) = memory_shard(
+            &workers,
             &model,
             &dataset.catalog,
             &samples,
@@ -525,6 +536,18 @@ impl TrainRecipe {
         }
     }
 
+    /// How an invocation runs: `--threads` (default every core) and the caller's resume and
+    /// stop.
+    pub(super) fn run(&self, resume: bool, until_step: Option<usize>) -> RunOptions {
+        RunOptions {
+            resume,
+            until_step,
+            threads: self
+                .threads
+                .unwrap_or_else(l2d::offline::train::default_threads),
+        }
+    }
+
     /// The training configuration these options give.
     pub(super) fn config(&self) -> Result<TrainConfig> {
         Ok(TrainConfig {
@@ -558,8 +581,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         &dataset,
         &args.model,
         &args.recipe.config()?,
-        args.resume,
-        args.until_step,
+        &args.recipe.run(args.resume, args.until_step),
     )
 }
 
@@ -568,15 +590,13 @@ pub(super) fn train_model(
     dataset: &Dataset,
     model_dir: &Path,
     cfg: &TrainConfig,
-    resume: bool,
-    until_step: Option<usize>,
+    run: &RunOptions,
 ) -> Result<()> {
     let mut progress = TrainBar {
         bar: Progress::new(0, "steps"),
     };
-    let state =
-        l2d::offline::train::train(dataset, model_dir, cfg, resume, until_step, &mut progress)
-            .with_context(|| format!("training {}", model_dir.display()))?;
+    let state = l2d::offline::train::train(dataset, model_dir, cfg, run, &mut progress)
+        .with_context(|| format!("training {}", model_dir.display()))?;
     progress.bar.finish();
     let exported = match (state.best_step, cfg.select) {
         (None, _) => "nothing exported yet (no evaluation reached; resume with --resume)".into(),

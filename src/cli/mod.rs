@@ -380,6 +380,10 @@ struct TrainRecipe {
     /// Stop after this many evaluations without improvement (0 = run every epoch).
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
+    /// Threads of the data-parallel training steps, one micro-batch each (default: every
+    /// core). Not part of the recipe: a given count gives the same weights on every run.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -709,7 +713,15 @@ struct RecommendArgs {
 
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The commands split their work over threads themselves (training micro-batches, memory
+    // sub-shards, evaluation queries). candle's own pool for element-wise operations has one
+    // lock: with two threads calling it they queue while its worker spins for a core. Off
+    // unless the environment sets it (read once, before any tensor is made).
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    match cli.command {
         Command::Prepare(args) => prepare::prepare(args),
         Command::Tokenizer(args) => prepare::tokenizer(args),
         Command::Train(args) => commands::train(args),

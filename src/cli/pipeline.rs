@@ -10,8 +10,10 @@ use serde_json::json;
 
 use l2d::data::dataset::{Dataset, Split};
 use l2d::latent::score::DType;
+use l2d::offline::cost::{CostModel, Parallelism};
 use l2d::offline::methods::Method;
 use l2d::offline::site::{files_under, inputs_key, stage_key, BuildLog, Decision, STAGES};
+use l2d::offline::train::TrainState;
 
 use super::commands::{self, train_model, write_manifest};
 use super::evaluate;
@@ -266,7 +268,12 @@ pub fn build(args: BuildArgs) -> Result<()> {
                 .with_context(|| format!("removing {}", checkpoint.display()))?;
         }
         let dataset = Dataset::read_dir(&layout.data())?;
-        train_model(&dataset, &layout.model(), &cfg, resume, None)?;
+        train_model(
+            &dataset,
+            &layout.model(),
+            &cfg,
+            &args.recipe.run(resume, None),
+        )?;
         commands::convert(ConvertArgs {
             model: layout.model(),
             dtype: "f16".into(),
@@ -472,18 +479,25 @@ fn eval_rows(path: &Path) -> Result<EvalRows> {
 fn cost_section(layout: &Layout, dataset: &Dataset, log: &BuildLog) -> Result<String> {
     let samples: usize = dataset.counts().iter().filter_map(|(_, c)| *c).sum();
     let train_samples = dataset.split(Split::Train)?.len();
-    let train: serde_json::Value = std::fs::read(layout.model().join("train.json"))
+    let train: Option<TrainState> = std::fs::read(layout.model().join("train.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let tokens = train["tokens"].as_f64().unwrap_or(f64::NAN);
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let tokens = train.as_ref().map_or(f64::NAN, |t| t.tokens as f64);
+    // The last run that trained: its threads and the share of its steps that did not split.
+    let training = match train.as_ref().and_then(|t| t.runs.last()) {
+        Some(run) => Parallelism::DataParallel {
+            threads: run.threads,
+            serial: run.times.serial_fraction(),
+        },
+        None => Parallelism::Serial,
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let model = l2d::offline::cost::CostModel::of_build(log, samples, train_samples, tokens, cores);
+    let model = CostModel::of_build(log, samples, train_samples, tokens, training, cores);
     Ok(format!(
         "Stages and their cost on this machine ({cores} cores; times of this run or of the one that \
          produced the kept outputs), projected to logs of 10⁶–10⁸ samples (≈ interactions) on 1, \
          16 and 64 cores, every stage linear in the log (the model in `l2d::offline::cost`; \
-         training runs on one core):\n\n{}",
+         training by Amdahl's law from its measured serial share):\n\n{}",
         model.markdown()
     ))
 }

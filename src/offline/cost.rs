@@ -5,19 +5,47 @@
 //! interactions each, the catalog fixed — so every stage's work is proportional to the log's
 //! samples (one per interaction after a user's first): training's target tokens, the memory's
 //! forward passes, the blob's states, the valid and test queries of choose and eval. A stage
-//! that runs on one core (training, until data-parallel training lands) gains nothing from
-//! more cores; the memory stage splits across cores and machines (shards). Small stages
-//! (prepare, tokenizer, site) are projected the same way; they stay small.
+//! that runs on one core gains nothing from more cores; the memory stage splits across cores
+//! and machines (shards). Training is data-parallel: its steps' micro-batches (forward,
+//! backward, batching) split over threads, the rest of a step (gradient sum, optimizer,
+//! bookkeeping) does not, so it is projected by Amdahl's law with the serial share the run
+//! measured — assuming the batch grows with the cores so micro-batches stay as large as the
+//! measured ones. Small stages (prepare, tokenizer, site) are projected the same way; they stay
+//! small.
 
 use crate::offline::site::BuildLog;
 
 /// How a stage uses cores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Parallelism {
     /// One core, whatever the machine.
     Serial,
     /// Every core of the machine it ran on (rayon), and shards across machines.
     Cores,
+    /// Data-parallel steps measured on `threads` threads, of which a share `serial` of the
+    /// step time did not split.
+    DataParallel { threads: usize, serial: f64 },
+}
+
+impl Parallelism {
+    /// Time on `cores` cores relative to one core's.
+    fn time_on(self, cores: usize) -> f64 {
+        let cores = cores.max(1) as f64;
+        match self {
+            Parallelism::Serial => 1.0,
+            Parallelism::Cores => 1.0 / cores,
+            Parallelism::DataParallel { serial, .. } => serial + (1.0 - serial) / cores,
+        }
+    }
+
+    /// The cores the measurement ran on.
+    fn measured_on(self, machine: usize) -> usize {
+        match self {
+            Parallelism::Serial => 1,
+            Parallelism::Cores => machine,
+            Parallelism::DataParallel { threads, .. } => threads,
+        }
+    }
 }
 
 /// One stage's measured cost.
@@ -46,12 +74,14 @@ pub const PROJECTED_CORES: [usize; 3] = [1, 16, 64];
 
 impl CostModel {
     /// The cost model of a build whose log is `log`: `samples` samples in all, `train_samples`
-    /// of them in train, `train_tokens` target tokens trained on, on `cores` cores.
+    /// of them in train, `train_tokens` target tokens trained on as `training` says, on
+    /// `cores` cores.
     pub fn of_build(
         log: &BuildLog,
         samples: usize,
         train_samples: usize,
         train_tokens: f64,
+        training: Parallelism,
         cores: usize,
     ) -> Self {
         let stage = |name: &str, work: f64, unit: &'static str, parallelism| {
@@ -67,7 +97,7 @@ impl CostModel {
         let stages = [
             stage("prepare", samples as f64, "samples", Parallelism::Serial),
             stage("tokenizer", samples as f64, "samples", Parallelism::Serial),
-            stage("train", train_tokens, "target tokens", Parallelism::Serial),
+            stage("train", train_tokens, "target tokens", training),
             stage(
                 "memory",
                 train_samples as f64,
@@ -91,23 +121,18 @@ impl CostModel {
         }
     }
 
-    /// A stage's work per second on one core (its cores' worth for a parallel stage).
+    /// A stage's work per second on one core: what one core would do alone, from the time
+    /// measured on the cores it ran on.
     pub fn per_core(&self, stage: &StageCost) -> f64 {
-        let cores = match stage.parallelism {
-            Parallelism::Serial => 1.0,
-            Parallelism::Cores => self.cores as f64,
-        };
-        stage.work / stage.seconds.max(1e-9) / cores
+        let p = stage.parallelism;
+        let one_core_seconds = stage.seconds.max(1e-9) / p.time_on(p.measured_on(self.cores));
+        stage.work / one_core_seconds
     }
 
     /// Projected seconds of `stage` for a log of `samples` samples on `cores` cores.
     pub fn projected_seconds(&self, stage: &StageCost, samples: f64, cores: usize) -> f64 {
         let scale = samples / self.samples.max(1.0);
-        let cores = match stage.parallelism {
-            Parallelism::Serial => 1.0,
-            Parallelism::Cores => cores.max(1) as f64,
-        };
-        stage.work * scale / (self.per_core(stage) * cores)
+        stage.work * scale / self.per_core(stage) * stage.parallelism.time_on(cores)
     }
 
     /// The report's table: per stage, measured time and throughput, and the projections.
@@ -131,6 +156,10 @@ impl CostModel {
                 match stage.parallelism {
                     Parallelism::Serial => "1 core".to_string(),
                     Parallelism::Cores => "all cores".to_string(),
+                    Parallelism::DataParallel { threads, serial } => format!(
+                        "{threads} threads, {:.1} % of a step serial",
+                        100.0 * serial
+                    ),
                 },
                 duration(stage.seconds),
                 self.per_core(stage),
@@ -199,23 +228,29 @@ mod tests {
 
     #[test]
     fn projections_scale_with_the_log_and_with_cores_where_a_stage_uses_them() {
-        // 1,000 samples, 800 in train, 10,000 target tokens, 2 cores.
+        // 1,000 samples, 800 in train, 10,000 target tokens, 2 cores; training measured on
+        // 2 threads with a fifth of its step serial: one core would take 100 / 0.6 s.
+        let training = Parallelism::DataParallel {
+            threads: 2,
+            serial: 0.2,
+        };
         let model = CostModel::of_build(
             &log(&[("train", 100.0), ("memory", 10.0), ("eval", 4.0)]),
             1000,
             800,
             10_000.0,
+            training,
             2,
         );
         // (stage, per-core throughput, projected seconds for 1e6 samples on 1 and on 16 cores)
         let cases = [
-            ("train", 100.0, 100_000.0, 100_000.0),
+            ("train", 60.0, 1e7 / 60.0, 1e7 / 60.0 * (0.2 + 0.8 / 16.0)),
             ("memory", 40.0, 20_000.0, 1_250.0),
             ("eval", 25.0, 8_000.0, 500.0),
         ];
         for (name, per_core, one, sixteen) in cases {
             let stage = model.stages.iter().find(|s| s.stage == name).unwrap();
-            assert!((model.per_core(stage) - per_core).abs() < 1e-9, "{name}");
+            assert!((model.per_core(stage) - per_core).abs() < 1e-6, "{name}");
             assert!(
                 (model.projected_seconds(stage, 1e6, 1) - one).abs() < 1e-6,
                 "{name}"

@@ -33,6 +33,7 @@ use crate::model::{
     check_probability, DropoutRates, Model, ModelConfig, ModelMeta, Noise, Pass, Qwen2,
     CONFIG_FILE, META_FILE, TOKENIZER_FILE, WEIGHTS_FILE,
 };
+use crate::offline::data_parallel::{Gradients, MicroLoss, StepTimes, Workers};
 
 /// Hyper-parameters of a training run (all recorded in the model directory).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -469,13 +470,16 @@ enum LossPass<'a> {
 
 /// Mean loss over the batch's loss positions (a differentiable scalar): cross-entropy, mixed
 /// with the mean negative log-probability over the vocabulary under label smoothing.
+/// Also returns the seconds spent padding the batch into tensors.
 fn batch_loss(
     net: &Qwen2,
     batch: &[TrainSequence],
     pad: u32,
     pass: LossPass,
-) -> Result<(Tensor, usize)> {
+) -> Result<(Tensor, usize, f64)> {
+    let started = Instant::now();
     let (inputs, rows, labels, n) = batch_tensors(batch, pad)?;
+    let batching = started.elapsed().as_secs_f64();
     let hidden = match pass {
         LossPass::Train { noise, .. } => net.forward_train(&inputs, noise)?,
         LossPass::Infer => net.forward(&inputs, None, Pass::Infer)?,
@@ -489,7 +493,7 @@ fn batch_loss(
         }
         _ => candle_nn::loss::cross_entropy(&logits, &labels)?,
     };
-    Ok((loss, n))
+    Ok((loss, n, batching))
 }
 
 /// Label-smoothed cross-entropy: (1 − ε)·NLL(label) + ε·mean over the vocabulary of −log p.
@@ -505,7 +509,7 @@ fn mean_loss(net: &Qwen2, seqs: &[TrainSequence], pad: u32, batch_tokens: usize)
     let mut rng = StdRng::seed_from_u64(0);
     let (mut total, mut count) = (0.0, 0usize);
     for batch in batches(seqs.to_vec(), batch_tokens, &mut rng) {
-        let (loss, n) = batch_loss(net, &batch, pad, LossPass::Infer)?;
+        let (loss, n, _) = batch_loss(net, &batch, pad, LossPass::Infer)?;
         total += loss.to_scalar::<f32>()? as f64 * n as f64;
         count += n;
     }
@@ -612,10 +616,17 @@ impl AdamW {
         Ok(AdamW { vars, step: 0 })
     }
 
-    /// One update with gradients scaled by `grad_scale` (clipping).
+    /// The variables in the optimizer's (name) order: the order gradients are given in.
+    fn variables(&self) -> Vec<Var> {
+        self.vars.iter().map(|(_, var, _, _)| var.clone()).collect()
+    }
+
+    /// One update with `grads` (aligned with [`AdamW::variables`]) scaled by `grad_scale`
+    /// (clipping); each variable is updated on its own thread of `workers`.
     fn step(
         &mut self,
-        grads: &candle_core::backprop::GradStore,
+        workers: &Workers,
+        grads: &[Option<Tensor>],
         lr: f64,
         wd: f64,
         grad_scale: f64,
@@ -623,9 +634,11 @@ impl AdamW {
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - Self::BETA1.powi(t), 1.0 - Self::BETA2.powi(t));
-        for (_, var, m, v) in &mut self.vars {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
+        let update = |(_, var, m, v): &mut (String, Var, Tensor, Tensor),
+                      g: &Option<Tensor>|
+         -> Result<()> {
+            let Some(g) = g else {
+                return Ok(());
             };
             let g = (g * grad_scale)?;
             *m = ((&*m * Self::BETA1)? + (&g * (1.0 - Self::BETA1))?)?;
@@ -637,8 +650,15 @@ impl AdamW {
                 var.as_tensor().clone()
             };
             var.set(&(decayed - (update * lr)?)?)?;
-        }
-        Ok(())
+            Ok(())
+        };
+        workers.install(|| {
+            use rayon::prelude::*;
+            self.vars
+                .par_iter_mut()
+                .zip(grads.par_iter())
+                .try_for_each(|(entry, g)| update(entry, g))
+        })
     }
 
     fn save(&self, path: &Path) -> Result<()> {
@@ -706,6 +726,72 @@ pub struct TrainState {
     /// The step at which patience ran out, when the run stopped early.
     #[serde(default)]
     pub stopped_early_at: Option<usize>,
+    /// One record per invocation that trained (a resumed run adds one): threads and the
+    /// seconds of its steps by piece.
+    #[serde(default)]
+    pub runs: Vec<RunRecord>,
+}
+
+/// What one invocation of [`train`] did: how many steps on how many threads, and where their
+/// time went (evaluations and checkpoints are not in it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub threads: usize,
+    pub steps: usize,
+    pub target_tokens: u64,
+    /// Sums over the steps.
+    pub times: StepTimes,
+}
+
+impl RunRecord {
+    /// Optimizer steps per second of step time.
+    pub fn steps_per_second(&self) -> f64 {
+        self.steps as f64 / self.times.step.max(1e-12)
+    }
+
+    /// One line: steps/s and the milliseconds per step of each piece.
+    pub fn summary(&self) -> String {
+        let per_step = |s: f64| 1e3 * s / self.steps.max(1) as f64;
+        let t = &self.times;
+        format!(
+            "{} steps on {} threads: {:.3} steps/s, {:.0} target tokens/s; per step {:.1} ms: batching {:.1}, forward {:.1}, backward {:.1}, gradient sum {:.1}, optimizer {:.1} ms",
+            self.steps,
+            self.threads,
+            self.steps_per_second(),
+            self.target_tokens as f64 / t.step.max(1e-12),
+            per_step(t.step),
+            per_step(t.batching),
+            per_step(t.forward),
+            per_step(t.backward),
+            per_step(t.gradient_sum),
+            per_step(t.optimizer),
+        )
+    }
+}
+
+/// How an invocation of [`train`] runs; none of it changes what a step computes but for the
+/// summation order of `threads` ([`crate::offline::data_parallel`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Continue from `model_dir/checkpoint`.
+    pub resume: bool,
+    /// Stop (with a checkpoint) once this many steps are done, to resume later.
+    pub until_step: Option<usize>,
+    /// Threads of the data-parallel steps (micro-batches per step).
+    pub threads: usize,
+}
+
+/// Every core of this machine: the default of `--threads`.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Loss positions of a batch (its target tokens).
+fn loss_positions(batch: &[TrainSequence]) -> usize {
+    batch
+        .iter()
+        .map(|s| s.is_target.iter().skip(1).filter(|&&t| t).count())
+        .sum()
 }
 
 impl TrainState {
@@ -728,14 +814,18 @@ pub trait Progress {
 /// train split; valid loss on a fixed valid subset selects the exported weights
 /// (config.json + model.safetensors). `resume` continues from `model_dir/checkpoint`.
 /// `until_step` stops (with a checkpoint) once that many steps are done, to resume later.
+/// Each step runs data-parallel on `run.threads` threads.
 pub fn train(
     dataset: &Dataset,
     model_dir: &Path,
     cfg: &TrainConfig,
-    resume: bool,
-    until_step: Option<usize>,
+    run: &RunOptions,
     progress: &mut dyn Progress,
 ) -> Result<TrainState> {
+    let RunOptions {
+        resume, until_step, ..
+    } = *run;
+    let workers = Workers::new(run.threads)?;
     cfg.dropout.validate()?;
     check_probability("label_smoothing", cfg.label_smoothing)?;
     check_probability("history_crop", cfg.history_crop)?;
@@ -823,6 +913,7 @@ pub fn train(
         valid_recall: Vec::new(),
         best_valid_recall: None,
         stopped_early_at: None,
+        runs: Vec::new(),
     };
     if resume && checkpoint_dir.join("state.json").exists() {
         let path = checkpoint_dir.join("state.json");
@@ -914,6 +1005,12 @@ pub fn train(
         write_json(&model_dir.join("train.json"), state)
     };
 
+    let variables = optimizer.variables();
+    let run_index = state.runs.len();
+    state.runs.push(RunRecord {
+        threads: workers.threads(),
+        ..RunRecord::default()
+    });
     let mut step_in_run = 0usize;
     let mut global = 0usize;
     let mut recent: Vec<f64> = Vec::new();
@@ -933,33 +1030,46 @@ pub fn train(
                 continue;
             }
             let lr = learning_rate(cfg, state.step, total_steps);
-            // Masks depend on the seed and the step only, so a resumed run draws the same ones.
-            let noise = Noise::new(
-                cfg.dropout,
-                cfg.seed
-                    .wrapping_mul(0x9e37_79b9)
-                    .wrapping_add(state.step as u64),
-            );
-            let pass = LossPass::Train {
-                noise: &noise,
-                smoothing: cfg.label_smoothing,
-            };
-            let (loss, n) = batch_loss(&net, &batch, pad, pass)?;
-            let grads = loss.backward()?;
-            let mut norm_sq = 0.0f64;
-            for var in varmap.all_vars() {
-                if let Some(g) = grads.get(var.as_tensor()) {
-                    norm_sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-                }
-            }
-            let norm = norm_sq.sqrt();
-            let scale = if norm > cfg.clip_norm {
-                cfg.clip_norm / norm
+            let started = Instant::now();
+            let mut times = StepTimes::default();
+            let grads = Gradients::of_batch(
+                &workers,
+                &batch,
+                &variables,
+                loss_positions,
+                |micro, part| {
+                    // Masks depend on the seed, the step and the micro-batch only, so a resumed
+                    // run draws the same ones (micro-batch 0 draws the single-thread masks).
+                    let noise = Noise::new(
+                        cfg.dropout,
+                        cfg.seed
+                            .wrapping_mul(0x9e37_79b9)
+                            .wrapping_add(state.step as u64)
+                            .wrapping_add((micro as u64).wrapping_mul(0x6a09_e667_f3bc_c909)),
+                    );
+                    let pass = LossPass::Train {
+                        noise: &noise,
+                        smoothing: cfg.label_smoothing,
+                    };
+                    let (loss, positions, batching) = batch_loss(&net, part, pad, pass)?;
+                    Ok((batching, MicroLoss { loss, positions }))
+                },
+                &mut times,
+            )?;
+            let scale = if grads.norm > cfg.clip_norm {
+                cfg.clip_norm / grads.norm
             } else {
                 1.0
             };
-            optimizer.step(&grads, lr, cfg.weight_decay, scale)?;
-            let loss_value = loss.to_scalar::<f32>()? as f64;
+            let optimizing = Instant::now();
+            optimizer.step(&workers, &grads.grads, lr, cfg.weight_decay, scale)?;
+            times.optimizer = optimizing.elapsed().as_secs_f64();
+            times.step = started.elapsed().as_secs_f64();
+            let (loss_value, n) = (grads.loss, grads.positions);
+            let record = &mut state.runs[run_index];
+            record.steps += 1;
+            record.target_tokens += n as u64;
+            record.times.add(&times);
             if !loss_value.is_finite() {
                 return Err(Error::invalid(
                     "training",
@@ -1054,7 +1164,10 @@ pub fn train(
         }
     }
     if step_in_run == 0 {
+        state.runs.truncate(run_index);
         progress.message("nothing to do: the run is complete");
+    } else {
+        progress.message(&state.runs[run_index].summary());
     }
     write_json(&model_dir.join("train.json"), &state)?;
     Ok(state)
