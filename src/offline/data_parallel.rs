@@ -53,6 +53,11 @@ impl Workers {
         Ok(Workers { pool })
     }
 
+    /// One thread per core of this machine (the default of `--threads`).
+    pub fn every_core() -> Result<Self> {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
     /// How many threads the pool has.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
@@ -192,6 +197,18 @@ impl Gradients {
             loss: loss_sum / total as f64,
             positions: passes.iter().map(|p| p.2).sum(),
         })
+    }
+
+    /// The summed gradients as a store keyed by `vars` (the ones they were summed for), for an
+    /// optimizer that reads one.
+    pub fn store(&self, vars: &[Var]) -> GradStore {
+        let mut store = GradStore::default();
+        for (var, g) in vars.iter().zip(&self.grads) {
+            if let Some(g) = g {
+                store.insert(var.as_tensor(), g.clone());
+            }
+        }
+        store
     }
 
     /// Each variable's gradient summed over `stores` in their order, one variable per task,

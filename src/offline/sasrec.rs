@@ -22,6 +22,7 @@ use crate::data::dataset::Sample;
 use crate::data::prompt::MAX_HISTORY;
 use crate::error::{Error, Result};
 use crate::model::{DropoutRates, Noise};
+use crate::offline::data_parallel::{Gradients, MicroLoss, StepTimes, Workers};
 use crate::offline::eval::top_items;
 use crate::offline::train::Init;
 
@@ -446,7 +447,8 @@ impl KeptRun {
 }
 
 /// The epoch loop: with `valid`, early stopping and the best valid weights; without, every
-/// epoch of `cfg.max_epochs` and the last weights.
+/// epoch of `cfg.max_epochs` and the last weights. Each step runs data-parallel on every core
+/// (`offline::data_parallel`: one micro-batch per thread, gradients summed in order).
 fn run(
     cfg: &SasRecConfig,
     n_items: usize,
@@ -462,6 +464,7 @@ fn run(
     let net = SasRec::new(cfg, n_items, vb)?;
     initialise(&varmap, cfg.seed)?;
     let vars: Vec<Var> = varmap.all_vars();
+    let workers = Workers::every_core()?;
     let mut optimizer = candle_nn::AdamW::new(
         vars.clone(),
         candle_nn::ParamsAdamW {
@@ -495,15 +498,38 @@ fn run(
         let mut loss_sum = 0.0;
         let mut batches = 0usize;
         for chunk in order.chunks(cfg.batch_size) {
-            let ids = history_tensor(chunk.iter().map(|&i| train[i].history.as_slice()))?;
-            let labels: Vec<u32> = chunk.iter().map(|&i| train[i].target).collect();
-            let labels = Tensor::from_vec(labels, chunk.len(), &Device::Cpu)?;
             step += 1;
-            let noise = Noise::new(rates, cfg.seed.wrapping_mul(0x5a5e).wrapping_add(step));
-            let logits = net.logits(&net.forward(&ids, Some(&noise))?)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            optimizer.backward_step(&loss)?;
-            loss_sum += loss.to_scalar::<f32>()? as f64;
+            let grads = Gradients::of_batch(
+                &workers,
+                chunk,
+                &vars,
+                <[usize]>::len,
+                |micro, part| {
+                    let started = Instant::now();
+                    let ids = history_tensor(part.iter().map(|&i| train[i].history.as_slice()))?;
+                    let labels: Vec<u32> = part.iter().map(|&i| train[i].target).collect();
+                    let labels = Tensor::from_vec(labels, part.len(), &Device::Cpu)?;
+                    let batching = started.elapsed().as_secs_f64();
+                    // Micro-batch 0 draws the single-thread masks.
+                    let seed = cfg.seed.wrapping_mul(0x5a5e).wrapping_add(step);
+                    let noise = Noise::new(
+                        rates,
+                        seed.wrapping_add((micro as u64).wrapping_mul(0x6a09_e667_f3bc_c909)),
+                    );
+                    let logits = net.logits(&net.forward(&ids, Some(&noise))?)?;
+                    let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+                    Ok((
+                        batching,
+                        MicroLoss {
+                            loss,
+                            positions: part.len(),
+                        },
+                    ))
+                },
+                &mut StepTimes::default(),
+            )?;
+            optimizer.step(&grads.store(&vars))?;
+            loss_sum += grads.loss;
             batches += 1;
         }
         let recall = recall_at_20(&net)?;

@@ -783,7 +783,7 @@ pub struct RunOptions {
 
 /// Every core of this machine: the default of `--threads`.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    Workers::every_core().map_or(1, |w| w.threads())
 }
 
 /// Loss positions of a batch (its target tokens).
