@@ -381,15 +381,15 @@ async function main() {
     await context.close();
   });
 
-  await test("demo page shows L2D-G, L2D-L and beam with their timings", async () => {
+  await test("demo page shows the shipped scoring, L2D-G, L2D-L and beam with their timings", async () => {
     const context = await gpuBrowser.newContext({ viewport: { width: 1500, height: 950 } });
     const page = await context.newPage();
     await page.goto(`${base}/www/index.html`);
     // "loaded" turns into "results" as soon as the example history is decoded, which can be
     // quicker than a poll: either state means the model loaded.
     await page.waitForSelector("body[data-ready=loaded], body[data-ready=results]", { timeout: 120000 });
-    // A first visit opens with the example history already decoded by all three methods.
-    await page.waitForFunction(() => ["global", "local", "beam"].every((id) => document.querySelectorAll(`#${id}-list li`).length > 0), null, { timeout: 120000 });
+    // A first visit opens with the example history already decoded by every method.
+    await page.waitForFunction(() => ["shipped", "global", "local", "beam"].every((id) => document.querySelectorAll(`#${id}-list li`).length > 0), null, { timeout: 120000 });
     assert.equal((await page.$$("#history li")).length, 3, "the example history");
     // Chromium has relaxed SIMD: the worker loads that build (l2d_relaxed_bg.wasm).
     assert.match(await page.textContent("#status"), /runs on relaxed SIMD/);
@@ -397,14 +397,16 @@ async function main() {
       await page.fill("#search", query);
       await (await page.waitForSelector("#search-results li")).click();
     }
-    // All three lists decoded for the six-item history (an earlier history's lists can still
+    // All four lists decoded for the six-item history (an earlier history's lists can still
     // be on the page while the last one decodes).
     await page.waitForSelector("body[data-decoded='6']", { timeout: 120000 });
-    for (const id of ["global", "local", "beam"]) {
+    // The shipped column names the manifest's scoring (density and the follows term here).
+    assert.match(await page.textContent("#shipped-scoring"), /^density \+ follows/);
+    for (const id of ["shipped", "global", "local", "beam"]) {
       assert.ok((await page.$$(`#${id}-list li`)).length > 0, `${id} list empty`);
       assert.match(await page.textContent(`#${id}-time`), /\d+(\.\d+)? ms/);
     }
-    assert.equal((await page.$$("#latency-chart .row")).length, 3);
+    assert.equal((await page.$$("#latency-chart .row")).length, 4);
     if (SCREENSHOTS) await page.screenshot({ path: `${ROOT}docs/guide/demo.png`, fullPage: true });
     await context.close();
   });
