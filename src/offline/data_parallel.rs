@@ -145,7 +145,11 @@ impl Gradients {
         forward: impl Fn(usize, &[T]) -> Result<(f64, MicroLoss)> + Sync,
         times: &mut StepTimes,
     ) -> Result<Gradients> {
-        let parts = micro_batches(batch, workers.threads());
+        // A micro-batch without loss positions adds nothing (and its mean loss would be 0/0).
+        let parts: Vec<&[T]> = micro_batches(batch, workers.threads())
+            .into_iter()
+            .filter(|p| positions(p) > 0)
+            .collect();
         let total: usize = parts.iter().map(|p| positions(p)).sum();
         if total == 0 {
             return Err(Error::invalid(
