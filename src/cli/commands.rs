@@ -158,7 +158,7 @@ pub(super) fn encode_samples(
 ) -> Result<(Memory, f64)> {
     let mut bar = Progress::new(samples.len(), what);
     let start = Instant::now();
-    let workers = Workers::new(l2d::offline::train::default_threads())?;
+    let workers = Workers::every_core()?;
     let (states, _) = memory_shard(
         &workers,
         model,
@@ -249,7 +249,7 @@ pub fn memory(args: MemoryArgs) -> Result<()> {
         let shard: l2d::util::Shard = shard.parse()?;
         let mut bar = Progress::new(0, "samples");
         let start = Instant::now();
-        let workers = Workers::new(l2d::offline::train::default_threads())?;
+        let workers = Workers::every_core()?;
         let (memory, positions) = memory_shard(
             &workers,
             &model,
@@ -544,7 +544,7 @@ impl TrainRecipe {
             until_step,
             threads: self
                 .threads
-                .unwrap_or_else(l2d::offline::train::default_threads),
+                .unwrap_or_else(l2d::offline::data_parallel::default_threads),
         }
     }
 

@@ -179,11 +179,29 @@ impl Memory {
         shard: Shard,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Memory, Vec<u32>)> {
-        let prompts = samples
+        let prompts = Self::prompts(model, catalog, samples)?;
+        Self::shard_of_prompts(model, samples, &prompts, batch_size, shard, progress)
+    }
+
+    /// The prompt token ids of `samples`' histories, in sample order.
+    pub fn prompts(model: &Model, catalog: &Catalog, samples: &[&Sample]) -> Result<Vec<Vec<u32>>> {
+        samples
             .iter()
             .map(|s| model.history_prompt_ids(catalog, &s.history))
-            .collect::<Result<Vec<_>>>()?;
-        let (covered, states) = model.last_hidden_shard(&prompts, batch_size, shard, progress)?;
+            .collect()
+    }
+
+    /// [`Memory::build_shard`] with the samples' [`Memory::prompts`] already made (the
+    /// sub-shards of one job share them).
+    pub fn shard_of_prompts(
+        model: &Model,
+        samples: &[&Sample],
+        prompts: &[Vec<u32>],
+        batch_size: usize,
+        shard: Shard,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Memory, Vec<u32>)> {
+        let (covered, states) = model.last_hidden_shard(prompts, batch_size, shard, progress)?;
         let memory = Memory {
             dim: model.hidden_size(),
             states,

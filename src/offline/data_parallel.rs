@@ -53,9 +53,9 @@ impl Workers {
         Ok(Workers { pool })
     }
 
-    /// One thread per core of this machine (the default of `--threads`).
+    /// One thread per core of this machine ([`default_threads`]).
     pub fn every_core() -> Result<Self> {
-        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        Self::new(default_threads())
     }
 
     /// How many threads the pool has.
@@ -67,6 +67,11 @@ impl Workers {
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }
+}
+
+/// Every core of this machine: the default of `--threads`.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The rule of the split: micro-batch `i` of `parts` holds `batch[i·⌈b/parts⌉ ..]` up to the
@@ -272,6 +277,8 @@ pub fn memory_shard(
             count: shard.count * threads,
         })
         .collect();
+    // Every sub-shard reads the same prompts: tokenize them once.
+    let prompts = Memory::prompts(model, catalog, samples)?;
     let done: Vec<AtomicUsize> = subs.iter().map(|_| AtomicUsize::new(0)).collect();
     let totals: Vec<AtomicUsize> = subs.iter().map(|_| AtomicUsize::new(0)).collect();
     let parts = std::thread::scope(|scope| {
@@ -280,10 +287,10 @@ pub fn memory_shard(
                 subs.par_iter()
                     .enumerate()
                     .map(|(j, &sub)| {
-                        Memory::build_shard(
+                        Memory::shard_of_prompts(
                             model,
-                            catalog,
                             samples,
+                            &prompts,
                             batch_size,
                             sub,
                             &mut |d, t| {

@@ -781,11 +781,6 @@ pub struct RunOptions {
     pub threads: usize,
 }
 
-/// Every core of this machine: the default of `--threads`.
-pub fn default_threads() -> usize {
-    Workers::every_core().map_or(1, |w| w.threads())
-}
-
 /// Loss positions of a batch (its target tokens).
 fn loss_positions(batch: &[TrainSequence]) -> usize {
     batch
