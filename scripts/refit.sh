@@ -27,13 +27,17 @@ mkdir -p "$OUT"
 # valid kept only so the valid loss can be logged (it is training data now); test unchanged.
 scripts/join-splits.py "$DATASET" "$DATA" --train train,valid --keep valid,test
 # The selected run's options, and its schedule: the epochs it ran, or the epoch count of the
-# step it selected when that came earlier (a refit cannot stop on valid).
+# step it selected when that came earlier (a refit cannot stop on valid). A stable-decay run
+# is refit with the epochs its decay ended in: with nothing to select, the refit decays at the
+# end of that ceiling.
 FLAGS=$(python3 - "$MODEL/train.json" <<'PY'
 import json, math, sys
 state = json.load(open(sys.argv[1]))
 c = state["config"]
 per_epoch = state["total_steps"] / c["epochs"]
-epochs = max(1, min(c["epochs"], math.ceil(state["best_step"] / per_epoch - 1e-9)))
+schedule = c.get("schedule", "cosine")
+last = state["decay"]["start"] + state["decay"]["steps"] if state.get("decay") else state["best_step"]
+epochs = max(1, min(c["epochs"], math.ceil(last / per_epoch - 1e-9)))
 d = c.get("dropout", {})
 flags = dict(hidden=c["hidden_size"], layers=c["layers"], heads=c["heads"],
              intermediate=c["intermediate_size"], epochs=epochs, batch_tokens=c["batch_tokens"],
@@ -41,7 +45,8 @@ flags = dict(hidden=c["hidden_size"], layers=c["layers"], heads=c["heads"],
              eval_every=c["eval_every"], dropout_embedding=d.get("embedding", 0),
              dropout_attention=d.get("attention", 0), dropout_residual=d.get("residual", 0),
              dropout_mlp=d.get("mlp", 0), label_smoothing=c.get("label_smoothing", 0),
-             history_crop=c.get("history_crop", 0), item_dropout=c.get("item_dropout", 0))
+             history_crop=c.get("history_crop", 0), item_dropout=c.get("item_dropout", 0),
+             schedule=schedule.replace("_", "-"))
 print(" ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items()) + " --select final")
 PY
 )

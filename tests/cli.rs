@@ -330,7 +330,7 @@ fn a_thread_count_repeats_its_weights_exactly_and_two_threads_follow_one() {
 }
 
 /// `--select final` (a refit on train + valid) exports the last weights and never stops
-/// early, whatever the patience.
+/// early, whatever the patience; its decay is the ceiling's.
 #[test]
 fn a_final_selection_exports_the_last_step_without_stopping_early() {
     let dir = tempfile::tempdir().unwrap();
@@ -357,6 +357,12 @@ fn a_final_selection_exports_the_last_step_without_stopping_early() {
     );
     assert!(state["stopped_early_at"].is_null());
     assert!(state["valid_recall"].as_array().unwrap().is_empty());
+    // Nothing selects, so the default schedule decays over the ceiling's last stretch: from
+    // where the rest is a fifth of the steps before it, to the last step.
+    let decay = &state["decay"];
+    let start = decay["start"].as_u64().unwrap();
+    assert_eq!(start + decay["steps"].as_u64().unwrap(), total, "{decay}");
+    assert_eq!(start, (total as f64 / 1.2).ceil() as u64, "{decay}");
 }
 
 /// `l2d synth` for the shipped model: seeded (same arguments, same bytes; another seed,

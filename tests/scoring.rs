@@ -677,6 +677,9 @@ fn choose_tries_density_around_the_nearest_state_scale() {
     let mut reps = Representations::from_memory(&memory, n_items, Geometry::plain()).unwrap();
     let (histories, follows) = random_follows(&mut rng, n_items, queries.len());
     reps.follows = Some(follows);
+    // Item 0 has no states: a cold-start vector, as the title rule gives it.
+    let cold: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    reps.set_cold(&[0], &cold).unwrap();
     let histories: Vec<&[ItemIndex]> = histories.iter().map(Vec::as_slice).collect();
     let mut nearest: Vec<f32> = (0..queries.len())
         .map(|q| {
@@ -688,7 +691,8 @@ fn choose_tries_density_around_the_nearest_state_scale() {
     nearest.sort_by(f32::total_cmp);
     let scale = nearest_state_scale(&reps, &queries).unwrap();
     assert!((scale - nearest[nearest.len() / 2]).abs() < 1e-4 * scale.max(1.0));
-    let counts = vec![1u32; n_items];
+    // Train-target counts: the memory is the whole train split.
+    let counts = reps.counts.clone();
     let (chosen, reports) = choose_scoring(
         &reps,
         (&queries, &histories),
@@ -706,13 +710,53 @@ fn choose_tries_density_around_the_nearest_state_scale() {
         density_rows,
         CHOOSE_BANDWIDTH.len() * CHOOSE_COUNT_EXPONENT.len()
     );
-    // Last, every follows weight on what led (the blob stores follow weights).
+    // Then every follows weight on what led (the blob stores follow weights).
     let follows_rows: Vec<&str> = reports
         .iter()
         .map(|r| r.method.as_str())
-        .filter(|m| m.contains("follows="))
+        .filter(|m| m.contains("follows=") && !m.contains("cold="))
+        .take(CHOOSE_FOLLOWS.len())
         .collect();
     assert_eq!(follows_rows.len(), CHOOSE_FOLLOWS.len(), "{follows_rows:?}");
+    // Last, the cold-start pseudo-counts, after the follows weight and with the one that led
+    // before them (a cold item has no follow weights: its weight is weighed against theirs).
+    let first_cold = reports
+        .iter()
+        .position(|r| r.method.contains("cold="))
+        .expect("cold rows");
+    let leader = reports[..first_cold]
+        .iter()
+        .fold(None::<&l2d::offline::eval::Report>, |best, r| match best {
+            Some(b)
+                if (r.overall.recall_at(20), r.overall.ndcg[2])
+                    <= (b.overall.recall_at(20), b.overall.ndcg[2]) =>
+            {
+                Some(b)
+            }
+            _ => Some(r),
+        })
+        .unwrap();
+    let follows_of = |label: &str| {
+        label
+            .split("follows=")
+            .nth(1)
+            .map(|w| w.split([',', ']']).next().unwrap().to_string())
+    };
+    let cold_rows: Vec<&str> = reports[first_cold..]
+        .iter()
+        .map(|r| r.method.as_str())
+        .filter(|m| m.contains("cold="))
+        .collect();
+    assert!(!cold_rows.is_empty());
+    for row in &cold_rows {
+        assert!(row.starts_with("density"), "{row}");
+        assert_eq!(
+            follows_of(row),
+            follows_of(&leader.method),
+            "{row} after {}",
+            leader.method
+        );
+    }
     chosen.validate().unwrap();
     // The chosen row is the best Recall@20, or one cheaper to serve whose paired interval
     // against the best reaches 0 (every other row carries its difference to the best).
@@ -724,6 +768,124 @@ fn choose_tries_density_around_the_nearest_state_scale() {
     match &chosen_report.versus {
         None => assert_eq!(chosen_report.overall.recall_at(20), best),
         Some(p) => assert!(p.recall[2].high >= 0.0, "{p:?}"),
+    }
+}
+
+/// `choose` refuses a memory with more states for an item than it has train targets: the
+/// memory then holds other samples (an updated memory holds valid's).
+#[test]
+fn choosing_needs_a_train_only_memory() {
+    use l2d::offline::choose::check_train_only;
+    // (case, memory states per item, train targets per item, a part of the error)
+    type Case = (
+        &'static str,
+        &'static [u32],
+        &'static [u32],
+        Option<&'static str>,
+    );
+    let cases: [Case; 4] = [
+        ("the full train memory", &[3, 0, 5], &[3, 0, 5], None),
+        ("a fraction of it", &[1, 0, 2], &[3, 0, 5], None),
+        (
+            "an updated memory",
+            &[3, 1, 5],
+            &[3, 0, 5],
+            Some("item 1 has 1 memory states but 0 train targets"),
+        ),
+        (
+            "more states than targets",
+            &[4, 0, 5],
+            &[3, 0, 5],
+            Some("item 0 has 4"),
+        ),
+    ];
+    for (name, counts, train, expected) in cases {
+        match (check_train_only(counts, train), expected) {
+            (Ok(()), None) => {}
+            (Err(e), Some(part)) => {
+                let e = e.to_string();
+                assert!(e.contains(part) && e.contains("train split"), "{name}: {e}");
+            }
+            (got, _) => panic!("{name}: {got:?}"),
+        }
+    }
+}
+
+/// The cold-start pseudo-count is chosen last for unseen targets: among the variants that
+/// differ from the choice only in it and are within noise of the best overall, the one whose
+/// unseen targets rank best.
+#[test]
+fn the_cold_pseudo_count_serves_unseen_targets_within_noise() {
+    use l2d::offline::choose::{best_for_cold, cheapest_within_noise};
+    use l2d::offline::eval::evaluate_ranks;
+    use l2d::serve::manifest::Scoring;
+    let n = 400usize;
+    // Targets 0..40 are item 1 (never a train target: unseen), the rest item 0 (frequent).
+    let targets: Vec<ItemIndex> = (0..n).map(|i| u32::from(i < 40)).collect();
+    let train_counts = [100u32, 0];
+    let indices: Vec<u32> = (0..n as u32).collect();
+    let density = |cold_states: f32, follows: f32| Scoring {
+        mode: "density".parse().unwrap(),
+        density: Some(Density {
+            cold_states,
+            ..Density::new(1.0, 0.5)
+        }),
+        follows,
+        ..Scoring::default()
+    };
+    // A variant's rank per sample: hits on its first unseen and first warm targets.
+    let ranks = |unseen_hits: usize, warm_hits: usize| -> Vec<Option<u32>> {
+        (0..n)
+            .map(|i| (i < unseen_hits || (40..40 + warm_hits).contains(&i)).then_some(0))
+            .collect()
+    };
+    // A variant: its scoring, its hits among the unseen targets and among the others.
+    type Variant = (Scoring, usize, usize);
+    // (case, variants, expected choice)
+    let cases: [(&str, Vec<Variant>, usize); 4] = [
+        (
+            "a larger pseudo-count within noise: chosen for its unseen hits",
+            vec![(density(1.0, 2.0), 0, 100), (density(8.0, 2.0), 6, 90)],
+            1,
+        ),
+        (
+            "far worse overall: kept out",
+            vec![(density(1.0, 2.0), 0, 100), (density(64.0, 2.0), 30, 30)],
+            0,
+        ),
+        (
+            "another follows weight is not a pseudo-count of the choice",
+            vec![(density(1.0, 2.0), 0, 100), (density(8.0, 1.0), 6, 90)],
+            0,
+        ),
+        (
+            "no unseen hit anywhere: the best overall",
+            vec![(density(2.0, 2.0), 0, 100), (density(8.0, 2.0), 0, 99)],
+            0,
+        ),
+    ];
+    for (case, variants, expected) in cases {
+        let scorings: Vec<Scoring> = variants.iter().map(|v| v.0.clone()).collect();
+        let mut reports: Vec<_> = variants
+            .iter()
+            .enumerate()
+            .map(|(i, (_, unseen, warm))| {
+                let label = format!("variant {i}");
+                evaluate_ranks(
+                    &label,
+                    &ranks(*unseen, *warm),
+                    &targets,
+                    &indices,
+                    &train_counts,
+                )
+            })
+            .collect();
+        let chosen = cheapest_within_noise(&scorings, &mut reports, 0).unwrap();
+        assert_eq!(
+            best_for_cold(&scorings, &reports, chosen, 0),
+            expected,
+            "{case}"
+        );
     }
 }
 

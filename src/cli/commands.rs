@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use l2d::data::catalog::{Catalog, ItemIndex};
-use l2d::data::dataset::{Dataset, Sample};
+use l2d::data::dataset::{Dataset, Sample, Split};
 use l2d::data::prompt::{history_titles, truncate_history};
 use l2d::latent::blob::Blob;
 use l2d::latent::follows::Follows;
@@ -548,14 +548,16 @@ impl TrainRecipe {
         }
     }
 
-    /// The training configuration these options give.
-    pub(super) fn config(&self) -> Result<TrainConfig> {
+    /// The training configuration these options give for a train split of `train_samples`.
+    pub(super) fn config(&self, train_samples: usize) -> Result<TrainConfig> {
+        let recipe = TrainConfig::recipe(train_samples);
         Ok(TrainConfig {
             hidden_size: self.hidden,
             layers: self.layers,
             heads: self.heads,
             intermediate_size: self.intermediate,
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(recipe.epochs),
+            schedule: self.schedule,
             batch_tokens: self.batch_tokens,
             learning_rate: self.lr,
             warmup_steps: self.warmup,
@@ -569,7 +571,7 @@ impl TrainRecipe {
             select_memory_fraction: self.select_memory_fraction,
             select_samples: self.select_samples,
             patience: self.patience,
-            ..TrainConfig::default()
+            ..recipe
         })
     }
 }
@@ -580,7 +582,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
     train_model(
         &dataset,
         &args.model,
-        &args.recipe.config()?,
+        &args.recipe.config(dataset.split(Split::Train)?.len())?,
         &args.recipe.run(args.resume, args.until_step),
     )
 }

@@ -57,7 +57,8 @@ enum Command {
     Eval(EvalArgs),
     /// Choose the browser's default scoring on the valid split, on the shipped memory blob
     /// itself (mode and M, then popularity prior, then the adaptive local/global threshold,
-    /// then the follows weight when the blob stores follow weights; last, the cheapest to
+    /// then the follows weight when the blob stores follow weights, then the cold-start
+    /// pseudo-count when it has cold-start vectors; last, the cheapest to
     /// serve among those valid cannot tell from the best), and write it
     /// into MODEL/manifest.json.
     Choose(ChooseArgs),
@@ -308,7 +309,7 @@ struct TrainArgs {
 }
 
 /// The training options of the recipe (`l2d train` and `l2d build`), defaults from
-/// `TrainConfig::default()`.
+/// `TrainConfig::recipe` (the defaults with the data's epoch ceiling).
 #[derive(clap::Args, Clone)]
 struct TrainRecipe {
     /// Hidden size.
@@ -323,9 +324,15 @@ struct TrainRecipe {
     /// MLP intermediate size.
     #[arg(long, default_value_t = TrainConfig::default().intermediate_size)]
     intermediate: usize,
-    /// Passes over the train split.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    epochs: usize,
+    /// Most passes over the train split (default: the ceiling the train split's size gives,
+    /// `l2d::offline::schedule::epoch_ceiling`; early stopping ends the run sooner). With
+    /// `--schedule cosine`, the length of the decay.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    epochs: Option<usize>,
+    /// Learning-rate schedule after warmup: `stable-decay` (the peak rate until patience runs
+    /// out, then a decay over a fifth of the steps done) or `cosine` (over every epoch).
+    #[arg(long, default_value = "stable-decay")]
+    schedule: l2d::offline::schedule::Schedule,
     /// Padded tokens per batch.
     #[arg(long, default_value_t = TrainConfig::default().batch_tokens)]
     batch_tokens: usize,
@@ -377,7 +384,8 @@ struct TrainRecipe {
     /// Valid samples the in-training recall ranks.
     #[arg(long, default_value_t = TrainConfig::default().select_samples)]
     select_samples: usize,
-    /// Stop after this many evaluations without improvement (0 = run every epoch).
+    /// After this many evaluations without improvement the decay begins (`cosine`: the run
+    /// stops); 0 = never.
     #[arg(long, default_value_t = TrainConfig::default().patience)]
     patience: usize,
     /// Threads of the data-parallel training steps, one micro-batch each (default: every

@@ -259,7 +259,8 @@ pub fn build(args: BuildArgs) -> Result<()> {
         ))
     })?;
 
-    let cfg = args.recipe.config()?;
+    let dataset = Dataset::read_dir(&layout.data())?;
+    let cfg = args.recipe.config(dataset.split(Split::Train)?.len())?;
     runner.stage("train", serde_json::to_value(&cfg)?, |resume| {
         let checkpoint = layout.model().join("checkpoint");
         if !resume && checkpoint.exists() {
@@ -267,7 +268,6 @@ pub fn build(args: BuildArgs) -> Result<()> {
             std::fs::remove_dir_all(&checkpoint)
                 .with_context(|| format!("removing {}", checkpoint.display()))?;
         }
-        let dataset = Dataset::read_dir(&layout.data())?;
         train_model(
             &dataset,
             &layout.model(),

@@ -1,6 +1,6 @@
 //! The browser's scoring and weights, chosen on valid (`l2d choose`): a coordinate search over
 //! fixed grids on the shipped blob itself (mode and M, prior, density bandwidth and count
-//! exponent, cold-start pseudo-count, adaptive threshold, then the follows weight), the
+//! exponent, adaptive threshold, the follows weight, then the cold-start pseudo-count), the
 //! cheapest to serve among the variants within noise of the best, and int8 weights unless they
 //! cost more than [`INT8_TOLERANCE`] valid Recall@20.
 
@@ -64,8 +64,10 @@ pub const CHOOSE_BANDWIDTH: [f32; 5] = [0.5, 0.75, 1.0, 1.5, 2.0];
 /// Density count exponents tried (0 = kernel sum, 1 = kernel mean).
 pub const CHOOSE_COUNT_EXPONENT: [f32; 4] = [0.0, 0.25, 0.5, 1.0];
 /// Cold-start pseudo-counts tried in density mode, as shares of the mean state count of the
-/// items that have states (1 state, the default, is always a candidate).
-pub const CHOOSE_COLD_SHARE: [f64; 4] = [0.125, 0.25, 0.5, 1.0];
+/// items that have states (1 state, the default, is always a candidate). Up to 8 times the
+/// mean: the follows weight lifts warm items that a cold item, without follow weights, must
+/// be weighed against.
+pub const CHOOSE_COLD_SHARE: [f64; 7] = [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
 /// Queries the density bandwidth's scale is measured on (the first of the split, seeded order).
 const SCALE_QUERIES: usize = 500;
 
@@ -234,9 +236,11 @@ pub fn cheapest_within_noise(
 /// Chooses the scoring the browser ships, on a validation split, from the shipped blob's own
 /// representations (`base`, as `load_blob` gives them): coordinate search over mode and M,
 /// then the popularity prior, then (local mode) the adaptive threshold, then (when the blob
-/// stores follow weights; `histories` are the queries') the follows weight, each stage keeping
+/// stores follow weights; `histories` are the queries') the follows weight, then (when the blob
+/// has cold-start vectors) their pseudo-count with that follows weight, each stage keeping
 /// the best Recall@20 (ties: NDCG@20); last, [`cheapest_within_noise`] among everything evaluated
-/// (the browser serves a cheaper scoring when valid cannot tell it from the best). The grids
+/// (the browser serves a cheaper scoring when valid cannot tell it from the best), and
+/// [`best_for_cold`] among its pseudo-counts within noise. The grids
 /// are fixed above, not tuned to one dataset. `progress` hears each report, `queries_done` the
 /// passes over the queries. Returns the choice and every evaluated variant.
 pub fn choose_scoring(
@@ -247,6 +251,7 @@ pub fn choose_scoring(
     progress: &mut dyn FnMut(&Report),
     queries_done: QueryProgress,
 ) -> Result<(Scoring, Vec<Report>)> {
+    check_train_only(&base.counts, train_counts)?;
     // Every evaluated variant, in order; the best so far is an index into it.
     let mut evaluated: Vec<(Scoring, Report)> = Vec::new();
     let mut stage = |candidates: Vec<Scoring>, evaluated: &mut Vec<(Scoring, Report)>| {
@@ -299,28 +304,6 @@ pub fn choose_scoring(
         }
     }
     stage(modes, &mut evaluated)?;
-    // Density's count exponent is its prior, and it has no local/global threshold; what is
-    // left is the weight of cold-start vectors, when the blob has them: tried on the best
-    // density variant whichever mode leads, so the cheaper mode is tuned when compared.
-    let density = best_of(&evaluated, Some(ModeKind::Density))
-        .and_then(|i| evaluated[i].0.density.map(|d| (evaluated[i].0.clone(), d)));
-    if let (Some((chosen, density)), false) = (density, base.cold_filled.is_empty()) {
-        let warm: Vec<u32> = base.counts.iter().copied().filter(|&c| c > 0).collect();
-        let mean = warm.iter().map(|&c| f64::from(c)).sum::<f64>() / warm.len().max(1) as f64;
-        let candidates = CHOOSE_COLD_SHARE
-            .into_iter()
-            .map(|share| round_significant((share * mean).max(1.0) as f32, 3))
-            .filter(|&cold_states| cold_states > 1.0)
-            .map(|cold_states| Scoring {
-                density: Some(Density {
-                    cold_states,
-                    ..density
-                }),
-                ..chosen.clone()
-            })
-            .collect();
-        stage(candidates, &mut evaluated)?;
-    }
     let chosen = evaluated[best_of(&evaluated, None).expect("a candidate")]
         .0
         .clone();
@@ -363,10 +346,120 @@ pub fn choose_scoring(
             .collect();
         stage(weights, &mut evaluated)?;
     }
+    // Density's count exponent is its prior, and it has no local/global threshold; what is
+    // left is the weight of cold-start vectors, when the blob has them. Last, because a cold
+    // item has no follow weights of its own: the follows weight lifts every warm item that
+    // follows the history, and the pseudo-count must be weighed against that lift, not without
+    // it. Tried on the best density variant with the leader's follows weight, whichever mode
+    // leads, so the cheaper mode is tuned when compared.
+    let leader = evaluated[best_of(&evaluated, None).expect("a candidate")]
+        .0
+        .clone();
+    let density = best_of(&evaluated, Some(ModeKind::Density))
+        .and_then(|i| evaluated[i].0.density.map(|d| (evaluated[i].0.clone(), d)));
+    if let (Some((chosen, density)), false) = (density, base.cold_filled.is_empty()) {
+        let warm: Vec<u32> = base.counts.iter().copied().filter(|&c| c > 0).collect();
+        let mean = warm.iter().map(|&c| f64::from(c)).sum::<f64>() / warm.len().max(1) as f64;
+        let with_follows = Scoring {
+            follows: leader.follows,
+            ..chosen
+        };
+        let mut candidates: Vec<Scoring> = CHOOSE_COLD_SHARE
+            .into_iter()
+            .map(|share| round_significant((share * mean).max(1.0) as f32, 3))
+            .filter(|&cold_states| cold_states > 1.0)
+            .map(|cold_states| Scoring {
+                density: Some(Density {
+                    cold_states,
+                    ..density
+                }),
+                ..with_follows.clone()
+            })
+            .collect();
+        // The leader's follows weight on the density variant, at the default pseudo-count,
+        // unless it was evaluated already.
+        if !evaluated.iter().any(|(s, _)| *s == with_follows) {
+            candidates.insert(0, with_follows);
+        }
+        stage(candidates, &mut evaluated)?;
+    }
     let best = best_of(&evaluated, None).expect("a candidate");
     let (scorings, mut reports): (Vec<Scoring>, Vec<Report>) = evaluated.into_iter().unzip();
     let chosen = cheapest_within_noise(&scorings, &mut reports, best)?;
+    let chosen = best_for_cold(&scorings, &reports, chosen, best);
     Ok((scorings[chosen].clone(), reports))
+}
+
+/// The cold-start pseudo-count, last: among the variants that differ from `chosen` only in
+/// it and are not significantly worse than the best (their paired 95 % interval of ΔR@20
+/// against `best`, filled by [`cheapest_within_noise`], reaches 0), the one under which unseen
+/// targets (the first frequency bucket) rank best at R@20, then by Recall@20 and NDCG@20.
+/// Overall recall alone cannot see what the pseudo-count does: unseen targets are few, and the
+/// follows weight lifts the warm items a cold item competes with.
+pub fn best_for_cold(
+    scorings: &[Scoring],
+    reports: &[Report],
+    chosen: usize,
+    best: usize,
+) -> usize {
+    let same_but_cold = |s: &Scoring| match (s.density, scorings[chosen].density) {
+        (Some(a), Some(b)) => {
+            Scoring {
+                density: Some(Density {
+                    cold_states: b.cold_states,
+                    ..a
+                }),
+                ..s.clone()
+            } == scorings[chosen]
+        }
+        _ => false,
+    };
+    let within = |i: usize| {
+        i == best
+            || reports[i]
+                .versus
+                .as_ref()
+                .is_some_and(|p| p.recall[2].high >= 0.0)
+    };
+    let unseen = |i: usize| {
+        reports[i]
+            .by_frequency
+            .first()
+            .map_or(0.0, |(_, m)| m.recall_at(20))
+    };
+    (0..scorings.len().min(reports.len()))
+        .filter(|&i| i == chosen || (same_but_cold(&scorings[i]) && within(i)))
+        .max_by(|&a, &b| {
+            unseen(a)
+                .total_cmp(&unseen(b))
+                .then(by_recall(&reports[a], &reports[b]))
+                .then(b.cmp(&a))
+        })
+        .unwrap_or(chosen)
+}
+
+/// Refuses a memory that holds samples outside the train split: each memory state is one
+/// train sample's, so an item cannot have more states (`counts`) than train targets
+/// (`train_counts`). A memory updated with the valid interactions (`l2d update`, what a
+/// deployed model ships) breaks this, and choosing on valid with it would score valid's own
+/// states.
+pub fn check_train_only(counts: &[u32], train_counts: &[u32]) -> Result<()> {
+    let over = counts
+        .iter()
+        .zip(train_counts)
+        .enumerate()
+        .find(|(_, (states, targets))| states > targets);
+    match over {
+        Some((item, (states, targets))) => Err(Error::invalid(
+            "memory blob",
+            format!(
+                "item {item} has {states} memory states but {targets} train targets: the blob \
+                 holds states of samples outside the train split (a memory updated with \
+                 `l2d update`?); choose on the train-only memory"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `x` rounded to `digits` significant digits.
