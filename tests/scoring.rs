@@ -790,13 +790,13 @@ fn choosing_needs_a_train_only_memory() {
             "an updated memory",
             &[3, 1, 5],
             &[3, 0, 5],
-            Some("item 1 has 1 memory states but 0 train targets"),
+            Some("item #1 has 1 memory states but 0 train targets"),
         ),
         (
             "more states than targets",
             &[4, 0, 5],
             &[3, 0, 5],
-            Some("item 0 has 4"),
+            Some("item #0 has 4"),
         ),
     ];
     for (name, counts, train, expected) in cases {

@@ -1,7 +1,8 @@
 //! The browser's scoring and weights, chosen on valid (`l2d choose`): a coordinate search over
 //! fixed grids on the shipped blob itself (mode and M, prior, density bandwidth and count
 //! exponent, adaptive threshold, the follows weight, then the cold-start pseudo-count), the
-//! cheapest to serve among the variants within noise of the best, and int8 weights unless they
+//! cheapest to serve among the variants within noise of the best (then, among its cold-start
+//! pseudo-counts within noise, the one unseen targets rank best under), and int8 weights unless they
 //! cost more than [`INT8_TOLERANCE`] valid Recall@20.
 
 use rayon::prelude::*;
@@ -453,7 +454,7 @@ pub fn check_train_only(counts: &[u32], train_counts: &[u32]) -> Result<()> {
         Some((item, (states, targets))) => Err(Error::invalid(
             "memory blob",
             format!(
-                "item {item} has {states} memory states but {targets} train targets: the blob \
+                "item #{item} has {states} memory states but {targets} train targets: the blob \
                  holds states of samples outside the train split (a memory updated with \
                  `l2d update`?); choose on the train-only memory"
             ),
