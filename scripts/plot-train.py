@@ -4,6 +4,9 @@ left, train and valid loss per evaluation; right, the in-training valid L2D-L Re
 selects the exported weights (marked).
 
     scripts/plot-train.py models/default/train.json docs/results/train/train-curves.svg [--title TEXT]
+        [--compare OTHER/train.json LABEL]
+
+`--compare` draws another run's valid loss and recall beside the first (e.g. two schedules).
 """
 import json
 import sys
@@ -67,6 +70,11 @@ def main():
         i = args.index("--title")
         title = args[i + 1]
         del args[i : i + 2]
+    other = None
+    if "--compare" in args:
+        i = args.index("--compare")
+        other = (json.load(open(args[i + 1])), args[i + 2])
+        del args[i : i + 3]
     state = json.load(open(args[0]))
     history = state.get("history", [])
     recall = state.get("valid_recall", [])
@@ -77,6 +85,10 @@ def main():
     ]
     marker = next(((s, r) for s, r in recall if s == best), None)
     recall_series = [("valid L2D-L R@20 (subset)", "#2ca02c", [(s, r) for s, r in recall])]
+    if other is not None:
+        o, label = other
+        loss.append((f"valid loss, {label}", "#9467bd", [(h[0], h[2]) for h in o.get("history", [])]))
+        recall_series.append((f"R@20, {label}", "#8c564b", [(s, r) for s, r in o.get("valid_recall", [])]))
     svg = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H + 20}" font-family="sans-serif">',
         '<rect width="100%" height="100%" fill="white"/>',

@@ -704,7 +704,11 @@ fn choose_tries_density_around_the_nearest_state_scale() {
     .unwrap();
     let density_rows = reports
         .iter()
-        .filter(|r| r.method.starts_with("density") && !r.method.contains("follows="))
+        .filter(|r| {
+            r.method.starts_with("density")
+                && !r.method.contains("follows=")
+                && !r.method.contains("cold=")
+        })
         .count();
     assert_eq!(
         density_rows,
